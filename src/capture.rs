@@ -1,0 +1,451 @@
+//! Packets in: capture files (pcap, pcapng, or a stream of either on stdin) and live
+//! interfaces, through libpcap.
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use pcap::{Active, Capture, Device, Offline, Precision, Savefile};
+
+use crate::decode::{LinkType, UnsupportedLinkType};
+use crate::event::Timestamp;
+use crate::output::TsPrecision;
+
+/// Snapshot length for live capture: whole packets, as tcpdump takes them.
+pub const SNAPLEN: i32 = 262_144;
+/// How long a live read waits before giving the caller a chance to check for a stop request.
+const LIVE_READ_TIMEOUT_MS: i32 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{path}: {message}")]
+    Open { path: String, message: String },
+    #[error("bad filter expression \"{filter}\": {message}")]
+    Filter { filter: String, message: String },
+    #[error("{0}")]
+    Link(#[from] UnsupportedLinkType),
+    #[error("reading {source_name}: {message}")]
+    Read {
+        source_name: String,
+        message: String,
+    },
+    #[error(
+        "{device}: {message}\nCapturing needs root or the CAP_NET_RAW capability: run as root, or once \
+`sudo setcap cap_net_raw,cap_net_admin=eip {binary}`"
+    )]
+    Permission {
+        device: String,
+        message: String,
+        binary: String,
+    },
+    #[error("{device}: {message}")]
+    Device { device: String, message: String },
+    #[error("no capture device found: {0}")]
+    NoDevice(String),
+    #[error("cannot write {path}: {message}")]
+    Savefile { path: String, message: String },
+}
+
+/// How to open a live capture.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// None: libpcap's default device, as tcpdump picks it.
+    pub device: Option<String>,
+    pub promiscuous: bool,
+    /// Kernel buffer size in KiB (`-B`).
+    pub buffer_kib: Option<i32>,
+}
+
+enum Handle {
+    Offline(Capture<Offline>),
+    Live(Capture<Active>),
+}
+
+/// One packet, borrowed from libpcap's buffer until the next read.
+pub struct Packet<'a> {
+    pub ts: Timestamp,
+    pub data: &'a [u8],
+    /// Length on the wire; more than `data.len()` when the snapshot length cut it.
+    pub wire_len: u32,
+    raw: pcap::Packet<'a>,
+}
+
+pub enum Next<'a> {
+    Packet(Packet<'a>),
+    /// A live read timed out with nothing captured.
+    Idle,
+    End,
+}
+
+/// Kernel and interface counters of a live capture.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveStats {
+    pub received: u32,
+    pub dropped: u32,
+    pub if_dropped: u32,
+}
+
+pub struct Source {
+    handle: Handle,
+    name: String,
+    link: LinkType,
+    precision: TsPrecision,
+    savefile: Option<Savefile>,
+}
+
+fn link_of<T: pcap::Activated + ?Sized>(cap: &Capture<T>) -> Result<LinkType, CaptureError> {
+    let dlt = cap.get_datalink();
+    let name = dlt.get_name().unwrap_or_else(|_| "unknown".to_string());
+    Ok(LinkType::from_dlt(dlt.0, &name)?)
+}
+
+impl Source {
+    /// Opens a capture file, or standard input for "-".
+    pub fn open_file(path: &Path) -> Result<Source, CaptureError> {
+        let name = path.display().to_string();
+        let open_err = |message: String| CaptureError::Open {
+            path: name.clone(),
+            message,
+        };
+        let (cap, precision) = if path == Path::new("-") {
+            let (fd, precision) = stdin_with_precision().map_err(|e| open_err(e.to_string()))?;
+            // SAFETY: the descriptor is ours alone; libpcap takes ownership and closes it.
+            let cap =
+                unsafe { Capture::from_raw_fd_with_precision(fd.into_raw_fd(), Precision::Nano) };
+            (cap, precision)
+        } else {
+            let mut head = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+                .map_err(|e| open_err(e.to_string()))?;
+            let precision = precision_from_head(&head).unwrap_or(TsPrecision::Micro);
+            (
+                Capture::from_file_with_precision(path, Precision::Nano),
+                precision,
+            )
+        };
+        let cap = cap.map_err(|e| open_err(clean_pcap_message(&e.to_string())))?;
+        Ok(Source {
+            link: link_of(&cap)?,
+            handle: Handle::Offline(cap),
+            name: if name == "-" {
+                "standard input".into()
+            } else {
+                name
+            },
+            precision,
+            savefile: None,
+        })
+    }
+
+    /// Opens a live capture in immediate mode, so each packet is seen as it passes.
+    pub fn open_live(options: &LiveOptions) -> Result<Source, CaptureError> {
+        let device = match &options.device {
+            Some(name) => Device::from(name.as_str()),
+            None => Device::lookup()
+                .map_err(|e| CaptureError::NoDevice(e.to_string()))?
+                .ok_or_else(|| CaptureError::NoDevice("libpcap found none".into()))?,
+        };
+        let device_name = device.name.clone();
+        let mut inactive = Capture::from_device(device)
+            .map_err(|e| CaptureError::Device {
+                device: device_name.clone(),
+                message: e.to_string(),
+            })?
+            .promisc(options.promiscuous)
+            .snaplen(SNAPLEN)
+            .immediate_mode(true)
+            .timeout(LIVE_READ_TIMEOUT_MS)
+            .precision(Precision::Nano);
+        if let Some(kib) = options.buffer_kib {
+            inactive = inactive.buffer_size(kib.saturating_mul(1024));
+        }
+        let cap = inactive.open().map_err(|e| live_error(&device_name, e))?;
+        Ok(Source {
+            link: link_of(&cap)?,
+            handle: Handle::Live(cap),
+            name: device_name,
+            precision: TsPrecision::Nano,
+            savefile: None,
+        })
+    }
+
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    pub fn precision(&self) -> TsPrecision {
+        self.precision
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.handle, Handle::Live(_))
+    }
+
+    /// Applies a BPF filter expression, as tcpdump takes it.
+    pub fn set_filter(&mut self, filter: &str) -> Result<(), CaptureError> {
+        let result = match &mut self.handle {
+            Handle::Offline(cap) => cap.filter(filter, true),
+            Handle::Live(cap) => cap.filter(filter, true),
+        };
+        result.map_err(|e| CaptureError::Filter {
+            filter: filter.to_string(),
+            message: clean_pcap_message(&e.to_string()),
+        })
+    }
+
+    /// Also writes every packet read to a pcap file (`-w`).
+    pub fn save_to(&mut self, path: &PathBuf) -> Result<(), CaptureError> {
+        let result = match &self.handle {
+            Handle::Offline(cap) => cap.savefile(path),
+            Handle::Live(cap) => cap.savefile(path),
+        };
+        self.savefile = Some(result.map_err(|e| CaptureError::Savefile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?);
+        Ok(())
+    }
+
+    /// Flushes the `-w` file, if any.
+    pub fn flush_savefile(&mut self) -> Result<(), CaptureError> {
+        if let Some(save) = &mut self.savefile {
+            save.flush().map_err(|e| CaptureError::Savefile {
+                path: "capture file".into(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        let result = match &mut self.handle {
+            Handle::Offline(cap) => cap.next_packet(),
+            Handle::Live(cap) => cap.next_packet(),
+        };
+        let raw = match result {
+            Ok(p) => p,
+            Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
+            Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
+            Err(e) => {
+                return Err(CaptureError::Read {
+                    source_name: self.name.clone(),
+                    message: clean_pcap_message(&e.to_string()),
+                });
+            }
+        };
+        if let Some(save) = &mut self.savefile {
+            save.write(&raw);
+        }
+        let header = raw.header;
+        Ok(Next::Packet(Packet {
+            // With nanosecond precision libpcap puts nanoseconds in tv_usec.
+            ts: Timestamp {
+                secs: header.ts.tv_sec,
+                nanos: header.ts.tv_usec.clamp(0, 999_999_999) as u32,
+            },
+            data: raw.data,
+            wire_len: header.len,
+            raw,
+        }))
+    }
+
+    /// libpcap's counters, for live captures.
+    pub fn live_stats(&mut self) -> Option<LiveStats> {
+        match &mut self.handle {
+            Handle::Live(cap) => cap.stats().ok().map(|s| LiveStats {
+                received: s.received,
+                dropped: s.dropped,
+                if_dropped: s.if_dropped,
+            }),
+            Handle::Offline(_) => None,
+        }
+    }
+}
+
+impl Packet<'_> {
+    pub fn raw(&self) -> &pcap::Packet<'_> {
+        &self.raw
+    }
+}
+
+fn clean_pcap_message(message: &str) -> String {
+    message
+        .trim_start_matches("libpcap error: ")
+        .trim()
+        .to_string()
+}
+
+fn live_error(device: &str, e: pcap::Error) -> CaptureError {
+    let message = clean_pcap_message(&e.to_string());
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("permission") || lower.contains("operation not permitted") {
+        CaptureError::Permission {
+            device: device.to_string(),
+            message,
+            binary: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "wsnoop".into()),
+        }
+    } else {
+        CaptureError::Device {
+            device: device.to_string(),
+            message,
+        }
+    }
+}
+
+/// The sub-second precision a capture file was written with, from its first bytes.
+pub fn precision_from_head(head: &[u8]) -> Option<TsPrecision> {
+    let magic: [u8; 4] = head.get(..4)?.try_into().ok()?;
+    match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => Some(TsPrecision::Micro),
+        [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => Some(TsPrecision::Nano),
+        [0x0a, 0x0d, 0x0d, 0x0a] => pcapng_precision(head),
+        _ => None,
+    }
+}
+
+/// Reads if_tsresol from the first Interface Description Block of a pcapng head.
+fn pcapng_precision(head: &[u8]) -> Option<TsPrecision> {
+    let bom = head.get(8..12)?;
+    let little = match bom {
+        [0x4d, 0x3c, 0x2b, 0x1a] => true,
+        [0x1a, 0x2b, 0x3c, 0x4d] => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let b: [u8; 2] = head.get(at..at + 2)?.try_into().ok()?;
+        Some(if little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let mut block = 0usize;
+    // Walk blocks until the first IDB (type 1).
+    for _ in 0..16 {
+        let kind = u32_at(block)?;
+        let len = u32_at(block + 4)? as usize;
+        if len < 12 {
+            return None;
+        }
+        if kind == 1 {
+            let end = block + len - 4;
+            let mut at = block + 16;
+            while at + 4 <= end {
+                let code = u16_at(at)?;
+                let opt_len = usize::from(u16_at(at + 2)?);
+                if code == 0 {
+                    break;
+                }
+                if code == 9 && opt_len == 1 {
+                    return Some(match *head.get(at + 4)? {
+                        v if v & 0x80 == 0 && v >= 7 => TsPrecision::Nano,
+                        _ => TsPrecision::Micro,
+                    });
+                }
+                at += 4 + opt_len.div_ceil(4) * 4;
+            }
+            return Some(TsPrecision::Micro);
+        }
+        block += len;
+    }
+    None
+}
+
+/// Standard input through a pipe we own, after peeking at the head to learn its precision.
+/// A thread copies stdin into the pipe, so a live `tcpdump -w -` streams straight through.
+fn stdin_with_precision() -> std::io::Result<(OwnedFd, TsPrecision)> {
+    let mut stdin = std::io::stdin().lock();
+    let mut head = Vec::with_capacity(4096);
+    let mut buf = [0u8; 4096];
+    const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    let precision = loop {
+        let n = stdin.read(&mut buf)?;
+        head.extend_from_slice(&buf[..n]);
+        let decided = precision_from_head(&head);
+        // A pcap file says it in its magic; pcapng needs its first interface block.
+        let known = head.len() >= 4 && (!head.starts_with(&PCAPNG_MAGIC) || decided.is_some());
+        if n == 0 || known || head.len() >= 64 * 1024 {
+            break decided.unwrap_or(TsPrecision::Micro);
+        }
+    };
+    drop(stdin);
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array we pass.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    std::thread::spawn(move || {
+        let mut pipe = std::fs::File::from(writer);
+        let _ = std::io::Write::write_all(&mut pipe, &head)
+            .and_then(|()| std::io::copy(&mut std::io::stdin().lock(), &mut pipe).map(|_| ()));
+    });
+    Ok((reader, precision))
+}
+
+/// Lists capture devices as `tcpdump -D` does.
+pub fn list_devices() -> Result<Vec<String>, CaptureError> {
+    let devices = Device::list().map_err(|e| CaptureError::NoDevice(e.to_string()))?;
+    Ok(devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut flags = Vec::new();
+            if d.flags.is_up() {
+                flags.push("Up");
+            }
+            if d.flags.is_running() {
+                flags.push("Running");
+            }
+            if d.flags.is_loopback() {
+                flags.push("Loopback");
+            }
+            let mut line = format!("{}.{}", i + 1, d.name);
+            if let Some(desc) = &d.desc {
+                line.push_str(&format!(" ({desc})"));
+            }
+            if !flags.is_empty() {
+                line.push_str(&format!(" [{}]", flags.join(", ")));
+            }
+            let addrs: Vec<String> = d.addresses.iter().map(|a| a.addr.to_string()).collect();
+            if !addrs.is_empty() {
+                line.push_str(&format!(" {}", addrs.join(" ")));
+            }
+            line
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_from_magic() {
+        assert_eq!(
+            precision_from_head(&[0xd4, 0xc3, 0xb2, 0xa1]),
+            Some(TsPrecision::Micro)
+        );
+        assert_eq!(
+            precision_from_head(&[0x4d, 0x3c, 0xb2, 0xa1]),
+            Some(TsPrecision::Nano)
+        );
+        assert_eq!(precision_from_head(b"GIF8"), None);
+    }
+}

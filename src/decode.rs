@@ -1,0 +1,184 @@
+//! Link, IP and TCP decoding: from a captured packet to a borrowed view of its TCP segment.
+//! etherparse does IP and TCP; the link layers it lacks (SLL2, BSD NULL/LOOP) are read here.
+
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{EtherType, NetSlice, SlicedPacket, TransportSlice};
+
+/// The link-layer types wsnoop reads (libpcap DLT values as `pcap_datalink` reports them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    Ethernet,
+    /// BSD loopback: a 4-byte address family, host (NULL) or network (LOOP) byte order.
+    Null,
+    Raw,
+    LinuxSll,
+    LinuxSll2,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unsupported link type {name} (DLT {dlt}); wsnoop reads Ethernet, Linux cooked (SLL, SLL2), BSD loopback and raw IP"
+)]
+pub struct UnsupportedLinkType {
+    pub dlt: i32,
+    pub name: String,
+}
+
+impl LinkType {
+    pub fn from_dlt(dlt: i32, name: &str) -> Result<LinkType, UnsupportedLinkType> {
+        match dlt {
+            1 => Ok(LinkType::Ethernet),
+            0 | 108 => Ok(LinkType::Null),
+            // DLT_RAW is 12 or 14 depending on the platform; 101 is its file value, and
+            // LINKTYPE_IPV4/IPV6 are raw IP too.
+            12 | 14 | 101 | 228 | 229 => Ok(LinkType::Raw),
+            113 => Ok(LinkType::LinuxSll),
+            276 => Ok(LinkType::LinuxSll2),
+            _ => Err(UnsupportedLinkType {
+                dlt,
+                name: name.to_string(),
+            }),
+        }
+    }
+}
+
+/// TCP flags wsnoop acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// One TCP segment, borrowing the packet's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSegment<'a> {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub payload: &'a [u8],
+}
+
+/// Why a packet yielded no TCP segment; counted, never fatal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Well-formed but not TCP over IP (ARP, UDP, ICMP, ...).
+    NotTcp,
+    /// Cut short or malformed below TCP.
+    Malformed,
+    /// An IP fragment; reassembly is not done here.
+    Fragment,
+}
+
+/// Decodes one packet of the given link type.
+pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    let sliced = match link {
+        LinkType::Ethernet => SlicedPacket::from_ethernet(data),
+        LinkType::Raw => SlicedPacket::from_ip(data),
+        LinkType::Null => SlicedPacket::from_ip(data.get(4..).ok_or(Skip::Malformed)?),
+        LinkType::LinuxSll => SlicedPacket::from_linux_sll(data),
+        LinkType::LinuxSll2 => {
+            // SLL2 header: protocol type (2), reserved (2), interface index (4),
+            // ARPHRD type (2), packet type (1), address length (1), address (8).
+            if data.len() < 20 {
+                return Err(Skip::Malformed);
+            }
+            let protocol = u16::from_be_bytes([data[0], data[1]]);
+            SlicedPacket::from_ether_type(EtherType(protocol), &data[20..])
+        }
+    }
+    .map_err(|_| Skip::Malformed)?;
+    let (src_ip, dst_ip, fragmented) = match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => (
+            IpAddr::V4(ip.header().source_addr()),
+            IpAddr::V4(ip.header().destination_addr()),
+            ip.is_payload_fragmented(),
+        ),
+        Some(NetSlice::Ipv6(ip)) => (
+            IpAddr::V6(ip.header().source_addr()),
+            IpAddr::V6(ip.header().destination_addr()),
+            ip.is_payload_fragmented(),
+        ),
+        _ => return Err(Skip::NotTcp),
+    };
+    match sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => Ok(TcpSegment {
+            src: SocketAddr::new(src_ip, tcp.source_port()),
+            dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+            seq: tcp.sequence_number(),
+            ack: tcp.acknowledgment_number(),
+            flags: TcpFlags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
+            payload: tcp.payload(),
+        }),
+        None if fragmented => Err(Skip::Fragment),
+        _ => Err(Skip::NotTcp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
+        let builder = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 8080, 1000, 512)
+            .ack(77)
+            .psh();
+        let mut out = Vec::new();
+        builder.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn each_link_type_reaches_tcp() {
+        let ip = ipv4_tcp(b"hello");
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]); // one 802.1Q tag
+        eth.extend_from_slice(&ip);
+        let mut null = 2u32.to_ne_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6];
+        sll2.extend_from_slice(&[0; 8]);
+        sll2.extend_from_slice(&ip);
+        for (link, bytes) in [
+            (LinkType::Ethernet, &eth),
+            (LinkType::Raw, &ip),
+            (LinkType::Null, &null),
+            (LinkType::LinuxSll2, &sll2),
+        ] {
+            let seg = decode(link, bytes).unwrap();
+            assert_eq!(seg.payload, b"hello", "{link:?}");
+            assert_eq!(seg.src, "10.0.0.1:40000".parse().unwrap());
+            assert_eq!(seg.dst, "10.0.0.2:8080".parse().unwrap());
+            assert_eq!((seg.seq, seg.ack), (1000, 77));
+        }
+    }
+
+    #[test]
+    fn short_and_foreign_packets_are_skipped() {
+        assert_eq!(
+            decode(LinkType::LinuxSll2, &[0; 5]).unwrap_err(),
+            Skip::Malformed
+        );
+        assert_eq!(
+            decode(LinkType::Null, &[0; 2]).unwrap_err(),
+            Skip::Malformed
+        );
+        let ip = ipv4_tcp(b"x");
+        assert_eq!(
+            decode(LinkType::Raw, &ip[..30]).unwrap_err(),
+            Skip::Malformed
+        );
+        assert!(LinkType::from_dlt(105, "IEEE802_11").is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! What the pipeline reports. Events borrow from the analyzer's state and live only for the
+//! duration of one [`EventSink::event`] call, so emitting one costs no allocation.
+
+use std::net::SocketAddr;
+
+use crate::frame::FrameHeader;
+use crate::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
+
+/// Capture time: seconds since the Unix epoch and nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    pub fn seconds_since(self, earlier: Timestamp) -> f64 {
+        (self.secs - earlier.secs) as f64 + (f64::from(self.nanos) - f64::from(earlier.nanos)) / 1e9
+    }
+}
+
+/// Which way bytes travel on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "c2s",
+            Direction::ServerToClient => "s2c",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Direction::ClientToServer => 0,
+            Direction::ServerToClient => 1,
+        }
+    }
+}
+
+/// The connection an event belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowMeta {
+    /// Connections are numbered from 0 in order of their first packet, as tshark's tcp.stream.
+    pub id: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+impl FlowMeta {
+    pub fn source(&self, dir: Direction) -> SocketAddr {
+        match dir {
+            Direction::ClientToServer => self.client,
+            Direction::ServerToClient => self.server,
+        }
+    }
+
+    pub fn destination(&self, dir: Direction) -> SocketAddr {
+        match dir {
+            Direction::ClientToServer => self.server,
+            Direction::ServerToClient => self.client,
+        }
+    }
+}
+
+/// An HTTP upgrade request and the response it got.
+#[derive(Debug)]
+pub struct HandshakeEvent<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    pub request: &'a UpgradeRequest,
+    pub response: &'a UpgradeResponse,
+    pub accept: AcceptVerdict,
+    pub upgraded: bool,
+    /// Seconds from the request's last byte to the response's last header byte.
+    pub latency: f64,
+}
+
+/// How a frame's payload is shown.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// The frame belongs to an uncompressed text message and these bytes are valid UTF-8.
+    Text(&'a str),
+    /// Anything else, printed as base64 in JSON and as hex in text.
+    Data(&'a [u8]),
+}
+
+/// The status code and reason of a close frame (RFC 6455 5.5.1).
+#[derive(Debug, Clone, Copy)]
+pub struct CloseInfo<'a> {
+    pub code: Option<u16>,
+    pub reason: &'a str,
+}
+
+/// One WebSocket frame, complete.
+#[derive(Debug)]
+pub struct FrameEvent<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    pub dir: Direction,
+    pub header: &'a FrameHeader,
+    /// The unmasked payload as kept: at most `--max-payload` bytes.
+    pub payload: Payload<'a>,
+    /// True when the payload was cut at `--max-payload`.
+    pub truncated: bool,
+    pub close: Option<CloseInfo<'a>>,
+}
+
+#[derive(Debug)]
+pub enum Event<'a> {
+    Handshake(HandshakeEvent<'a>),
+    Frame(FrameEvent<'a>),
+}
+
+/// Where events go: an output writer, a test's collector, a counter.
+pub trait EventSink {
+    fn event(&mut self, event: &Event<'_>);
+}
+
+impl<F: FnMut(&Event<'_>)> EventSink for F {
+    fn event(&mut self, event: &Event<'_>) {
+        self(event)
+    }
+}

@@ -1,0 +1,154 @@
+//! wsnoop: a passive WebSocket traffic analyzer.
+//!
+//! Data flows one way through one module per stage:
+//!
+//! ```text
+//! capture  -> decode   -> tcp          -> session             -> ws / frame   -> event -> output
+//! libpcap     link/IP/    reassembly      HTTP upgrade          RFC 6455        what     JSON Lines
+//! files/live  TCP views   per direction   (handshake module)    frames          happened or text
+//! ```
+//!
+//! [`analyzer::Analyzer`] ties decode, tcp, session and ws together: packets go in, events
+//! come out through an [`event::EventSink`]. [`run`] drives an analyzer from a
+//! [`capture::Source`] to an [`output::OutputSink`].
+
+pub mod analyzer;
+pub mod capture;
+pub mod decode;
+pub mod event;
+pub mod frame;
+pub mod handshake;
+pub mod output;
+pub mod session;
+pub mod tcp;
+pub mod ws;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use analyzer::Analyzer;
+use capture::{CaptureError, LiveStats, Next, Source};
+use output::OutputSink;
+
+/// Why a run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The capture file ended.
+    EndOfInput,
+    /// `-c` frames were printed.
+    FrameLimit,
+    /// `--duration` elapsed.
+    Duration,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// The reader of our output went away (`wsnoop ... | head`).
+    OutputClosed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("writing output: {0}")]
+    Output(std::io::Error),
+}
+
+/// Limits and hooks for [`run`].
+pub struct RunControl<'a> {
+    /// Set from a signal handler to stop the run cleanly.
+    pub stop: &'a AtomicBool,
+    pub duration: Option<Duration>,
+    /// Called with libpcap's counters when the kernel drops packets (live capture only), at
+    /// most once per `drop_report_interval`.
+    pub on_drops: &'a mut dyn FnMut(LiveStats),
+    pub drop_report_interval: Duration,
+}
+
+fn output_end(sink: &mut dyn OutputSink) -> Result<Option<RunEnd>, RunError> {
+    match sink.error() {
+        None => Ok(None),
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Some(RunEnd::OutputClosed)),
+        Some(e) => Err(RunError::Output(std::io::Error::new(
+            e.kind(),
+            e.to_string(),
+        ))),
+    }
+}
+
+/// Reads `source` to its end (or until a limit or a stop request), feeding `analyzer` and
+/// writing its events to `sink`. Live output is flushed as events happen.
+pub fn run(
+    source: &mut Source,
+    analyzer: &mut Analyzer,
+    sink: &mut dyn OutputSink,
+    control: RunControl<'_>,
+) -> Result<RunEnd, RunError> {
+    let started = Instant::now();
+    let live = source.is_live();
+    let mut last_drop_check = Instant::now();
+    let mut drops_reported = 0u32;
+    let mut unflushed = false;
+    let end = loop {
+        if control.stop.load(Ordering::Relaxed) {
+            break RunEnd::Interrupted;
+        }
+        if analyzer.is_done() {
+            break RunEnd::FrameLimit;
+        }
+        if let Some(d) = control.duration
+            && started.elapsed() >= d
+        {
+            break RunEnd::Duration;
+        }
+        let next = match source.next_packet() {
+            Ok(next) => next,
+            // A signal interrupts a blocking read; that is a stop, not a failure.
+            Err(_) if control.stop.load(Ordering::Relaxed) => break RunEnd::Interrupted,
+            Err(e) => {
+                let _ = sink.flush();
+                return Err(e.into());
+            }
+        };
+        match next {
+            Next::End => break RunEnd::EndOfInput,
+            Next::Idle => {}
+            Next::Packet(packet) => {
+                let before = analyzer.stats().ws;
+                analyzer.packet(packet.ts, packet.data, &mut *sink);
+                unflushed |= analyzer.stats().ws != before;
+            }
+        }
+        if let Some(end) = output_end(sink)? {
+            break end;
+        }
+        if live {
+            if unflushed {
+                unflushed = false;
+                if sink.flush().is_err() {
+                    output_end(sink)?;
+                    break RunEnd::OutputClosed;
+                }
+            }
+            if last_drop_check.elapsed() >= control.drop_report_interval {
+                last_drop_check = Instant::now();
+                if let Some(stats) = source.live_stats()
+                    && stats.dropped > drops_reported
+                {
+                    drops_reported = stats.dropped;
+                    (control.on_drops)(stats);
+                }
+            }
+        }
+    };
+    if end != RunEnd::OutputClosed {
+        analyzer.finish(&mut *sink);
+    }
+    let flushed = sink.flush();
+    let _ = source.flush_savefile();
+    match (end, flushed) {
+        (RunEnd::OutputClosed, _) => Ok(end),
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(RunEnd::OutputClosed),
+        (_, Err(e)) => Err(RunError::Output(e)),
+        (_, Ok(())) => Ok(end),
+    }
+}

@@ -1,0 +1,233 @@
+//! The wsnoop command line: a thin front end over the library's pipeline.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use wsnoop::analyzer::{Analyzer, AnalyzerOptions, Stats};
+use wsnoop::capture::{self, LiveOptions, Source};
+use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, TextWriter};
+use wsnoop::ws::WsOptions;
+use wsnoop::{RunControl, RunEnd};
+
+/// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
+/// capture file or a live interface.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wsnoop",
+    version,
+    about,
+    after_help = "\
+Examples:
+  wsnoop -r capture.pcap                      every handshake and frame, one line each
+  wsnoop -r capture.pcap --json | jq .        JSON Lines
+  wsnoop -r big.pcap tcp port 8080            with a BPF filter, as tcpdump takes it
+  wsnoop -i eth0 port 8080                    live, on a server interface
+  tcpdump -i eth0 -U -w - port 8080 | wsnoop -r -"
+)]
+struct Cli {
+    /// Read packets from a pcap or pcapng file ("-" for standard input).
+    #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
+    read: Option<PathBuf>,
+
+    /// Capture live on this interface ("any" for all). Without -i and -r, libpcap's default device.
+    #[arg(short = 'i', value_name = "IFACE")]
+    interface: Option<String>,
+
+    /// List the capture interfaces and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    list_interfaces: bool,
+
+    /// Emit JSON Lines instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Stop after this many frames.
+    #[arg(short = 'c', value_name = "COUNT")]
+    count: Option<u64>,
+
+    /// Payload bytes kept per frame in output (0 keeps none; control frames keep their close
+    /// code and reason regardless).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    max_payload: usize,
+
+    /// Also write every packet read to this pcap file.
+    #[arg(short = 'w', value_name = "FILE")]
+    write: Option<PathBuf>,
+
+    /// Do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    no_promiscuous: bool,
+
+    /// Kernel capture buffer size in KiB.
+    #[arg(short = 'B', long = "buffer-size", value_name = "KiB")]
+    buffer_kib: Option<i32>,
+
+    /// After opening the interface, drop privileges to this user.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
+    user: Option<String>,
+
+    /// Stop capturing after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+
+    /// Colour in text output.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+
+    /// A BPF filter expression, as tcpdump takes it (e.g. tcp port 8080).
+    #[arg(
+        value_name = "FILTER",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    filter: Vec<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM end the run cleanly: output and the -w file are flushed. No SA_RESTART,
+/// so a blocking read returns and the loop sees the request.
+fn install_signal_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn drop_privileges(user: &str) -> anyhow::Result<()> {
+    let name = std::ffi::CString::new(user).context("user name contains a NUL byte")?;
+    // SAFETY: getpwnam returns a pointer into static storage, read at once; the set*id calls
+    // take plain integers.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            bail!("-Z {user}: no such user");
+        }
+        let (uid, gid) = ((*pw).pw_uid, (*pw).pw_gid);
+        if libc::initgroups(name.as_ptr(), gid) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+        {
+            bail!(
+                "-Z {user}: cannot switch user: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(stats: &Stats, live: Option<capture::LiveStats>) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "{} packets, {} connections, {} handshakes ({} upgraded), {} frames",
+        stats.packets, stats.connections, stats.ws.handshakes, stats.ws.upgrades, stats.ws.frames
+    );
+    if let Some(l) = live {
+        let _ = writeln!(
+            err,
+            "{} packets received by filter, {} packets dropped by kernel, {} packets dropped by interface",
+            l.received, l.dropped, l.if_dropped
+        );
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if cli.list_interfaces {
+        let mut out = io::stdout().lock();
+        for line in capture::list_devices()? {
+            writeln!(out, "{line}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    install_signal_handlers();
+    let mut source = match &cli.read {
+        Some(path) => Source::open_file(path)?,
+        None => Source::open_live(&LiveOptions {
+            device: cli.interface.clone(),
+            promiscuous: !cli.no_promiscuous,
+            buffer_kib: cli.buffer_kib,
+        })?,
+    };
+    if !cli.filter.is_empty() {
+        source.set_filter(&cli.filter.join(" "))?;
+    }
+    if let Some(path) = &cli.write {
+        source.save_to(path)?;
+    }
+    if let Some(user) = &cli.user {
+        drop_privileges(user)?;
+    }
+    let duration = match cli.duration {
+        Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
+            bail!("--duration must be a number of seconds")
+        }
+        Some(secs) => Some(Duration::from_secs_f64(secs)),
+        None => None,
+    };
+    let options = AnalyzerOptions {
+        ws: WsOptions {
+            max_payload: cli.max_payload,
+            max_frames: cli.count,
+        },
+        ..AnalyzerOptions::default()
+    };
+    let mut analyzer = Analyzer::new(source.link(), options);
+    let stdout = io::stdout();
+    let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut sink: Box<dyn OutputSink> = if cli.json {
+        Box::new(JsonWriter::new(writer, source.precision()))
+    } else {
+        let color = match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        Box::new(TextWriter::new(writer, source.precision(), color))
+    };
+    let mut on_drops = |s: capture::LiveStats| {
+        eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
+    };
+    let end = wsnoop::run(
+        &mut source,
+        &mut analyzer,
+        sink.as_mut(),
+        RunControl {
+            stop: &STOP,
+            duration,
+            on_drops: &mut on_drops,
+            drop_report_interval: Duration::from_secs(5),
+        },
+    )?;
+    if source.is_live() || end == RunEnd::Interrupted {
+        report(&analyzer.stats(), source.live_stats());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsnoop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

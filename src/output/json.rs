@@ -1,0 +1,164 @@
+//! JSON Lines, one object per event. The field names and meanings are the contract in the
+//! README; fields may be added, never renamed.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+
+use super::{Out, OutputSink, TsPrecision};
+use crate::event::{Event, EventSink, FlowMeta, FrameEvent, HandshakeEvent, Payload, Timestamp};
+
+pub struct JsonWriter<W: Write> {
+    out: Out<W>,
+    precision: TsPrecision,
+}
+
+impl<W: Write> JsonWriter<W> {
+    pub fn new(w: W, precision: TsPrecision) -> Self {
+        JsonWriter {
+            out: Out::new(w),
+            precision,
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out.w
+    }
+}
+
+fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
+}
+
+fn opt_string(w: &mut impl Write, s: Option<&str>) -> io::Result<()> {
+    match s {
+        Some(s) => string(w, s),
+        None => w.write_all(b"null"),
+    }
+}
+
+fn string_list(w: &mut impl Write, items: &[String]) -> io::Result<()> {
+    w.write_all(b"[")?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        string(w, item)?;
+    }
+    w.write_all(b"]")
+}
+
+fn endpoint(w: &mut impl Write, addr: SocketAddr) -> io::Result<()> {
+    // SocketAddr's Display is "1.2.3.4:5" or "[::1]:5": nothing in it needs escaping.
+    write!(w, "\"{addr}\"")
+}
+
+fn envelope(
+    w: &mut impl Write,
+    kind: &str,
+    ts: Timestamp,
+    precision: TsPrecision,
+    flow: &FlowMeta,
+) -> io::Result<()> {
+    write!(w, "{{\"type\":\"{kind}\",\"ts\":{}.", ts.secs)?;
+    precision.write_fraction(w, ts)?;
+    write!(w, ",\"flow\":{},\"client\":", flow.id)?;
+    endpoint(w, flow.client)?;
+    w.write_all(b",\"server\":")?;
+    endpoint(w, flow.server)
+}
+
+fn handshake(w: &mut impl Write, p: TsPrecision, e: &HandshakeEvent<'_>) -> io::Result<()> {
+    let (req, resp) = (e.request, e.response);
+    envelope(w, "handshake", e.ts, p, e.flow)?;
+    w.write_all(b",\"uri\":")?;
+    string(w, &req.uri)?;
+    w.write_all(b",\"host\":")?;
+    opt_string(w, req.host.as_deref())?;
+    w.write_all(b",\"origin\":")?;
+    opt_string(w, req.origin.as_deref())?;
+    w.write_all(b",\"user_agent\":")?;
+    opt_string(w, req.user_agent.as_deref())?;
+    w.write_all(b",\"key\":")?;
+    opt_string(w, req.key.as_deref())?;
+    w.write_all(b",\"version\":")?;
+    opt_string(w, req.version.as_deref())?;
+    w.write_all(b",\"protocols\":")?;
+    string_list(w, &req.protocols)?;
+    w.write_all(b",\"extensions\":")?;
+    string_list(w, &req.extensions)?;
+    write!(w, ",\"status\":{},\"reason\":", resp.status)?;
+    string(w, &resp.reason)?;
+    write!(w, ",\"accept\":\"{}\",\"protocol\":", e.accept.name())?;
+    opt_string(w, resp.protocol.as_deref())?;
+    w.write_all(b",\"server_extensions\":")?;
+    string_list(w, &resp.extensions)?;
+    writeln!(
+        w,
+        ",\"upgraded\":{},\"latency\":{:.9}}}",
+        e.upgraded,
+        e.latency.max(0.0)
+    )
+}
+
+fn frame(w: &mut impl Write, p: TsPrecision, e: &FrameEvent<'_>) -> io::Result<()> {
+    let h = e.header;
+    envelope(w, "frame", e.ts, p, e.flow)?;
+    write!(
+        w,
+        ",\"dir\":\"{}\",\"fin\":{},\"rsv\":{},\"opcode\":\"{}\",\"masked\":{},\"mask\":",
+        e.dir.name(),
+        h.fin,
+        h.rsv,
+        h.opcode.name(),
+        h.mask.is_some()
+    )?;
+    match h.mask {
+        Some(k) => write!(w, "\"{:02x}{:02x}{:02x}{:02x}\"", k[0], k[1], k[2], k[3])?,
+        None => w.write_all(b"null")?,
+    }
+    write!(w, ",\"len\":{}", h.len)?;
+    match e.payload {
+        Payload::Text(text) => {
+            w.write_all(b",\"text\":")?;
+            string(w, text)?;
+        }
+        Payload::Data(data) => write!(w, ",\"data\":\"{}\"", Base64Display::new(data, &STANDARD))?,
+    }
+    write!(w, ",\"truncated\":{}", e.truncated)?;
+    if let Some(close) = &e.close {
+        match close.code {
+            Some(code) => write!(w, ",\"close_code\":{code}")?,
+            None => w.write_all(b",\"close_code\":null")?,
+        }
+        w.write_all(b",\"close_reason\":")?;
+        string(w, close.reason)?;
+    }
+    w.write_all(b"}\n")
+}
+
+impl<W: Write> EventSink for JsonWriter<W> {
+    fn event(&mut self, event: &Event<'_>) {
+        if self.out.error.is_some() {
+            return;
+        }
+        let w = &mut self.out.w;
+        let result = match event {
+            Event::Handshake(e) => handshake(w, self.precision, e),
+            Event::Frame(e) => frame(w, self.precision, e),
+        };
+        self.out.record(result);
+    }
+}
+
+impl<W: Write> OutputSink for JsonWriter<W> {
+    fn error(&self) -> Option<&io::Error> {
+        self.out.error.as_ref()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,67 @@
+//! Event writers: JSON Lines for programs, one readable line per event for people.
+//!
+//! Both write through one buffered writer and remember the first I/O error instead of
+//! returning it from every event, so the pipeline's inner loops stay free of error plumbing;
+//! the caller checks [`OutputSink::error`] between packets.
+
+mod json;
+mod text;
+
+use std::io;
+
+pub use json::JsonWriter;
+pub use text::{ColorChoice, TextWriter};
+
+use crate::event::{EventSink, Timestamp};
+
+/// An event sink that writes somewhere and may fail.
+pub trait OutputSink: EventSink {
+    /// The first write error, if any; once set, further events are dropped.
+    fn error(&self) -> Option<&io::Error>;
+    /// Flushes buffered output, reporting any error so far.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Formats capture timestamps with the capture's sub-second precision: 6 digits for
+/// microsecond captures, 9 for nanosecond ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsPrecision {
+    Micro,
+    Nano,
+}
+
+impl TsPrecision {
+    fn write_fraction(self, w: &mut impl io::Write, ts: Timestamp) -> io::Result<()> {
+        match self {
+            TsPrecision::Micro => write!(w, "{:06}", ts.nanos / 1000),
+            TsPrecision::Nano => write!(w, "{:09}", ts.nanos),
+        }
+    }
+}
+
+/// Holds a writer and its first error.
+struct Out<W: io::Write> {
+    w: W,
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write> Out<W> {
+    fn new(w: W) -> Self {
+        Out { w, error: None }
+    }
+
+    fn record(&mut self, result: io::Result<()>) {
+        if let Err(e) = result
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = &self.error {
+            return Err(io::Error::new(e.kind(), e.to_string()));
+        }
+        self.w.flush()
+    }
+}

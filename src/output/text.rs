@@ -1,0 +1,259 @@
+//! One line per event for people. Payloads are escaped so that no byte off the wire can move
+//! the cursor, change colours or reorder text on the terminal.
+
+use std::io::{self, Write};
+
+use super::{Out, OutputSink, TsPrecision};
+use crate::event::{Event, EventSink, FrameEvent, HandshakeEvent, Payload, Timestamp};
+use crate::frame::Opcode;
+
+/// Binary payloads show this many bytes as hex; the rest is counted.
+const HEX_PREVIEW: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+pub struct TextWriter<W: Write> {
+    out: Out<W>,
+    precision: TsPrecision,
+    color: bool,
+    /// Local time of day for `clock_secs`, cached: most events share their second.
+    clock_secs: i64,
+    clock: [u8; 8],
+}
+
+struct Style {
+    on: &'static str,
+}
+
+const RESET: &str = "\x1b[0m";
+const DIM: Style = Style { on: "\x1b[2m" };
+const GREEN: Style = Style { on: "\x1b[32m" };
+const BLUE: Style = Style { on: "\x1b[34m" };
+const YELLOW: Style = Style { on: "\x1b[33m" };
+const RED: Style = Style { on: "\x1b[31m" };
+const CYAN: Style = Style { on: "\x1b[36m" };
+const MAGENTA: Style = Style { on: "\x1b[35m" };
+
+impl<W: Write> TextWriter<W> {
+    pub fn new(w: W, precision: TsPrecision, color: bool) -> Self {
+        TextWriter {
+            out: Out::new(w),
+            precision,
+            color,
+            clock_secs: i64::MIN,
+            clock: *b"00:00:00",
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out.w
+    }
+
+    fn paint(&mut self, style: &Style, text: &str) -> io::Result<()> {
+        if self.color {
+            write!(self.out.w, "{}{text}{RESET}", style.on)
+        } else {
+            self.out.w.write_all(text.as_bytes())
+        }
+    }
+
+    fn time(&mut self, ts: Timestamp) -> io::Result<()> {
+        if ts.secs != self.clock_secs {
+            self.clock_secs = ts.secs;
+            self.clock = local_clock(ts.secs);
+        }
+        self.out.w.write_all(&self.clock)?;
+        self.out.w.write_all(b".")?;
+        self.precision.write_fraction(&mut self.out.w, ts)
+    }
+
+    fn handshake(&mut self, e: &HandshakeEvent<'_>) -> io::Result<()> {
+        self.time(e.ts)?;
+        write!(
+            self.out.w,
+            " #{} {} > {} ",
+            e.flow.id, e.flow.client, e.flow.server
+        )?;
+        let style = if e.upgraded { CYAN } else { RED };
+        self.paint(&style, "handshake")?;
+        let w = &mut self.out.w;
+        w.write_all(b" ")?;
+        escaped(w, &e.request.method)?;
+        w.write_all(b" ")?;
+        escaped(w, &e.request.uri)?;
+        write!(w, " -> {} ", e.response.status)?;
+        escaped(w, &e.response.reason)?;
+        write!(w, " accept={}", e.accept.name())?;
+        if let Some(p) = &e.response.protocol {
+            w.write_all(b" protocol=")?;
+            escaped(w, p)?;
+        }
+        if !e.response.extensions.is_empty() {
+            w.write_all(b" extensions=")?;
+            escaped(w, &e.response.extensions.join(", "))?;
+        }
+        if !e.upgraded {
+            w.write_all(b" (not upgraded)")?;
+        }
+        writeln!(w, " latency={:.6}s", e.latency.max(0.0))
+    }
+
+    fn frame(&mut self, e: &FrameEvent<'_>) -> io::Result<()> {
+        let h = e.header;
+        self.time(e.ts)?;
+        write!(
+            self.out.w,
+            " #{} {} > {} ",
+            e.flow.id,
+            e.flow.source(e.dir),
+            e.flow.destination(e.dir)
+        )?;
+        let style = match h.opcode {
+            Opcode::Text => GREEN,
+            Opcode::Binary => BLUE,
+            Opcode::Continuation => DIM,
+            Opcode::Close => RED,
+            Opcode::Ping | Opcode::Pong => YELLOW,
+            Opcode::Reserved(_) => MAGENTA,
+        };
+        self.paint(&style, h.opcode.name())?;
+        let w = &mut self.out.w;
+        if h.fin {
+            w.write_all(b" fin")?;
+        }
+        if h.rsv != 0 {
+            write!(w, " rsv={}", h.rsv)?;
+        }
+        if h.mask.is_some() {
+            w.write_all(b" masked")?;
+        }
+        write!(w, " len={}", h.len)?;
+        if let Some(close) = &e.close {
+            match close.code {
+                Some(code) => write!(w, " code={code}")?,
+                None => w.write_all(b" code=none")?,
+            }
+            if !close.reason.is_empty() {
+                w.write_all(b" reason=\"")?;
+                escaped(w, close.reason)?;
+                w.write_all(b"\"")?;
+            }
+        } else {
+            match e.payload {
+                Payload::Text(text) if !text.is_empty() => {
+                    w.write_all(b" \"")?;
+                    escaped(w, text)?;
+                    w.write_all(b"\"")?;
+                    if e.truncated {
+                        w.write_all(b"...")?;
+                    }
+                }
+                Payload::Data(data) if !data.is_empty() => {
+                    w.write_all(b" ")?;
+                    for b in data.iter().take(HEX_PREVIEW) {
+                        write!(w, "{b:02x}")?;
+                    }
+                    if data.len() > HEX_PREVIEW || e.truncated {
+                        w.write_all(b"...")?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        w.write_all(b"\n")
+    }
+}
+
+/// Writes `s` with every control and bidirectional-formatting character escaped.
+fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escape = c.is_control()
+            || c == '"'
+            || c == '\\'
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if !escape {
+            continue;
+        }
+        w.write_all(&s.as_bytes()[start..i])?;
+        match c {
+            '\n' => w.write_all(b"\\n")?,
+            '\r' => w.write_all(b"\\r")?,
+            '\t' => w.write_all(b"\\t")?,
+            '"' => w.write_all(b"\\\"")?,
+            '\\' => w.write_all(b"\\\\")?,
+            c if (c as u32) < 0x100 => write!(w, "\\x{:02x}", c as u32)?,
+            c => write!(w, "\\u{{{:04x}}}", c as u32)?,
+        }
+        start = i + c.len_utf8();
+    }
+    w.write_all(&s.as_bytes()[start..])
+}
+
+/// HH:MM:SS in local time, as tcpdump prints it.
+fn local_clock(secs: i64) -> [u8; 8] {
+    let t = secs as libc::time_t;
+    // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid initial value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let (h, m, s) = if ok {
+        (tm.tm_hour, tm.tm_min, tm.tm_sec)
+    } else {
+        let day = secs.rem_euclid(86_400) as i32;
+        (day / 3600, day / 60 % 60, day % 60)
+    };
+    let digit = |v: i32| b'0' + (v.clamp(0, 9) as u8);
+    [
+        digit(h / 10),
+        digit(h % 10),
+        b':',
+        digit(m / 10),
+        digit(m % 10),
+        b':',
+        digit(s / 10),
+        digit(s % 10),
+    ]
+}
+
+impl<W: Write> EventSink for TextWriter<W> {
+    fn event(&mut self, event: &Event<'_>) {
+        if self.out.error.is_some() {
+            return;
+        }
+        let result = match event {
+            Event::Handshake(e) => self.handshake(e),
+            Event::Frame(e) => self.frame(e),
+        };
+        self.out.record(result);
+    }
+}
+
+impl<W: Write> OutputSink for TextWriter<W> {
+    fn error(&self) -> Option<&io::Error> {
+        self.out.error.as_ref()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_are_escaped() {
+        let mut out = Vec::new();
+        escaped(&mut out, "a\x1b[2Jb\u{202E}c\"\n\u{85}").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\x1b[2Jb\\u{202e}c\\\"\\n\\x85"
+        );
+    }
+}

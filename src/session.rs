@@ -1,0 +1,337 @@
+//! One connection's application layer: HTTP/1.1 until a WebSocket upgrade succeeds, then
+//! frames in both directions.
+//!
+//! Ordinary keep-alive requests may precede the upgrade; their bodies are skipped by length.
+//! A connection that is not HTTP, or whose HTTP wsnoop cannot follow (chunked bodies, bodies
+//! delimited by close, heads over 64 KiB), is dropped from analysis at once, so its bytes cost
+//! nothing more.
+
+use std::collections::VecDeque;
+
+use crate::event::{Direction, Event, HandshakeEvent, Timestamp};
+use crate::handshake::{
+    self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
+};
+use crate::ws::{Context, Negotiated, WsDirection};
+
+/// Requests may be pipelined; more unanswered than this and the connection is not followed.
+const MAX_PENDING_REQUESTS: usize = 32;
+
+#[derive(Debug)]
+enum HttpSide {
+    Head,
+    SkipBody(u64),
+}
+
+#[derive(Debug)]
+struct PendingRequest {
+    method: String,
+    upgrade: Option<(Box<UpgradeRequest>, Timestamp)>,
+}
+
+#[derive(Debug)]
+struct HttpState {
+    client: HttpSide,
+    server: HttpSide,
+    request_head: Vec<u8>,
+    response_head: Vec<u8>,
+    pending: VecDeque<PendingRequest>,
+    /// Client bytes sent after an upgrade request, before its response decides what they are.
+    early_client_bytes: Vec<u8>,
+    awaiting_upgrade: bool,
+}
+
+/// The completed opening handshake of an upgraded connection.
+#[derive(Debug)]
+pub struct Upgrade {
+    pub request: UpgradeRequest,
+    pub response: UpgradeResponse,
+    pub accept: AcceptVerdict,
+    pub negotiated: Negotiated,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Http(Box<HttpState>),
+    WebSocket {
+        upgrade: Box<Upgrade>,
+        directions: Box<[WsDirection; 2]>,
+    },
+    /// Not (or no longer) something wsnoop decodes.
+    Ignored,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    mode: Mode,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Session {
+            mode: Mode::Http(Box::new(HttpState {
+                client: HttpSide::Head,
+                server: HttpSide::Head,
+                request_head: Vec::new(),
+                response_head: Vec::new(),
+                pending: VecDeque::new(),
+                early_client_bytes: Vec::new(),
+                awaiting_upgrade: false,
+            })),
+        }
+    }
+
+    pub fn is_ignored(&self) -> bool {
+        matches!(self.mode, Mode::Ignored)
+    }
+
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.mode, Mode::WebSocket { .. })
+    }
+
+    pub fn upgrade(&self) -> Option<&Upgrade> {
+        match &self.mode {
+            Mode::WebSocket { upgrade, .. } => Some(upgrade),
+            _ => None,
+        }
+    }
+
+    pub fn ignore(&mut self) {
+        self.mode = Mode::Ignored;
+    }
+
+    /// In-order bytes of one direction.
+    pub fn data(
+        &mut self,
+        dir: Direction,
+        input: &[u8],
+        scratch: &mut Vec<u8>,
+        ctx: &mut Context<'_>,
+    ) {
+        match &mut self.mode {
+            Mode::WebSocket { directions, .. } => {
+                directions[dir.index()].feed(input, scratch, ctx);
+            }
+            Mode::Ignored => {}
+            Mode::Http(http) => {
+                let next = match dir {
+                    Direction::ClientToServer => http.client_data(input, ctx.ts),
+                    Direction::ServerToClient => http.server_data(input, ctx),
+                };
+                match next {
+                    HttpOutcome::Continue => {}
+                    HttpOutcome::Ignore => self.mode = Mode::Ignored,
+                    HttpOutcome::Upgraded {
+                        upgrade,
+                        server_rest,
+                    } => {
+                        let Mode::Http(http) = std::mem::replace(&mut self.mode, Mode::Ignored)
+                        else {
+                            return;
+                        };
+                        let negotiated = upgrade.negotiated;
+                        self.mode = Mode::WebSocket {
+                            upgrade,
+                            directions: Box::new([
+                                WsDirection::new(Direction::ClientToServer, negotiated),
+                                WsDirection::new(Direction::ServerToClient, negotiated),
+                            ]),
+                        };
+                        // Frames the server sent in the 101's own segment, then anything the
+                        // client sent before it saw the 101.
+                        self.data(Direction::ServerToClient, &server_rest, scratch, ctx);
+                        self.data(
+                            Direction::ClientToServer,
+                            &http.early_client_bytes,
+                            scratch,
+                            ctx,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum HttpOutcome {
+    Continue,
+    Ignore,
+    Upgraded {
+        upgrade: Box<Upgrade>,
+        server_rest: Vec<u8>,
+    },
+}
+
+/// Appends to a head buffer and parses it. On completion returns the parsed value and how many
+/// of `input`'s bytes the head used.
+fn take_head<T>(
+    buf: &mut Vec<u8>,
+    input: &[u8],
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, handshake::HeadError>,
+) -> Result<Option<(T, usize)>, ()> {
+    let before = buf.len();
+    let room = MAX_HEAD_LEN + 1 - before;
+    buf.extend_from_slice(&input[..input.len().min(room)]);
+    match parse(buf) {
+        Ok(Some((value, head_len))) => {
+            buf.clear();
+            Ok(Some((value, head_len - before)))
+        }
+        Ok(None) if buf.len() <= MAX_HEAD_LEN => Ok(None),
+        _ => Err(()),
+    }
+}
+
+fn skip_body(side: &mut HttpSide, input: &mut &[u8]) {
+    if let HttpSide::SkipBody(remaining) = side {
+        let take = usize::try_from(*remaining)
+            .unwrap_or(usize::MAX)
+            .min(input.len());
+        *input = &input[take..];
+        *remaining -= take as u64;
+        if *remaining == 0 {
+            *side = HttpSide::Head;
+        }
+    }
+}
+
+fn body_side(body: BodyLength) -> Option<HttpSide> {
+    match body {
+        BodyLength::None | BodyLength::Fixed(0) => Some(HttpSide::Head),
+        BodyLength::Fixed(n) => Some(HttpSide::SkipBody(n)),
+        BodyLength::Chunked | BodyLength::UntilClose => None,
+    }
+}
+
+impl HttpState {
+    fn client_data(&mut self, mut input: &[u8], ts: Timestamp) -> HttpOutcome {
+        while !input.is_empty() {
+            if self.awaiting_upgrade {
+                if self.early_client_bytes.len() + input.len() > MAX_HEAD_LEN {
+                    return HttpOutcome::Ignore;
+                }
+                self.early_client_bytes.extend_from_slice(input);
+                return HttpOutcome::Continue;
+            }
+            if let HttpSide::SkipBody(_) = self.client {
+                skip_body(&mut self.client, &mut input);
+                continue;
+            }
+            if self.request_head.is_empty() && !handshake::looks_like_request_start(input) {
+                return HttpOutcome::Ignore;
+            }
+            let (request, used) =
+                match take_head(&mut self.request_head, input, handshake::parse_request) {
+                    Ok(Some(done)) => done,
+                    Ok(None) => return HttpOutcome::Continue,
+                    Err(()) => return HttpOutcome::Ignore,
+                };
+            input = &input[used..];
+            if self.pending.len() >= MAX_PENDING_REQUESTS {
+                return HttpOutcome::Ignore;
+            }
+            let method = request.method.clone();
+            if request.upgrade_websocket {
+                self.awaiting_upgrade = true;
+                self.pending.push_back(PendingRequest {
+                    method,
+                    upgrade: Some((Box::new(request), ts)),
+                });
+            } else {
+                let Some(side) = body_side(request.body) else {
+                    return HttpOutcome::Ignore;
+                };
+                self.client = side;
+                self.pending.push_back(PendingRequest {
+                    method,
+                    upgrade: None,
+                });
+            }
+        }
+        HttpOutcome::Continue
+    }
+
+    fn server_data(&mut self, mut input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
+        while !input.is_empty() {
+            if let HttpSide::SkipBody(_) = self.server {
+                skip_body(&mut self.server, &mut input);
+                continue;
+            }
+            if self.response_head.is_empty() && !handshake::looks_like_response_start(input) {
+                return HttpOutcome::Ignore;
+            }
+            let Some(pending) = self.pending.front() else {
+                return HttpOutcome::Ignore;
+            };
+            let method = pending.method.as_str();
+            let (response, used) = match take_head(&mut self.response_head, input, |b| {
+                handshake::parse_response(b, method)
+            }) {
+                Ok(Some(done)) => done,
+                Ok(None) => return HttpOutcome::Continue,
+                Err(()) => return HttpOutcome::Ignore,
+            };
+            input = &input[used..];
+            if response.status != 101 && (100..200).contains(&response.status) {
+                continue; // an interim response; the final one follows
+            }
+            let Some(pending) = self.pending.pop_front() else {
+                return HttpOutcome::Ignore;
+            };
+            match pending.upgrade {
+                Some((request, request_ts)) => {
+                    let upgraded = response.status == 101 && response.upgrade_websocket;
+                    let accept = handshake::accept_verdict(&request, &response);
+                    ctx.stats.handshakes += 1;
+                    ctx.stats.upgrades += u64::from(upgraded);
+                    ctx.sink.event(&Event::Handshake(HandshakeEvent {
+                        ts: ctx.ts,
+                        flow: ctx.flow,
+                        request: &request,
+                        response: &response,
+                        accept,
+                        upgraded,
+                        latency: ctx.ts.seconds_since(request_ts),
+                    }));
+                    if !upgraded {
+                        return HttpOutcome::Ignore;
+                    }
+                    let negotiated = Negotiated {
+                        deflate: response
+                            .extensions
+                            .iter()
+                            .any(|e| extension_name(e).eq_ignore_ascii_case("permessage-deflate")),
+                    };
+                    return HttpOutcome::Upgraded {
+                        upgrade: Box::new(Upgrade {
+                            request: *request,
+                            response,
+                            accept,
+                            negotiated,
+                        }),
+                        server_rest: input.to_vec(),
+                    };
+                }
+                None if response.status == 101 => return HttpOutcome::Ignore,
+                None => {
+                    let Some(side) = body_side(response.body) else {
+                        return HttpOutcome::Ignore;
+                    };
+                    self.server = side;
+                }
+            }
+        }
+        HttpOutcome::Continue
+    }
+}
+
+/// "permessage-deflate; client_max_window_bits" -> "permessage-deflate".
+pub fn extension_name(offer: &str) -> &str {
+    offer.split(';').next().unwrap_or("").trim()
+}

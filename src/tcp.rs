@@ -1,0 +1,296 @@
+//! TCP reassembly: each direction of a connection becomes an ordered byte stream.
+//!
+//! In-order segments, the common case, are passed through without a copy. Segments that
+//! arrive ahead of a hole are copied and held, within a byte and count budget, until the hole
+//! fills; bytes seen twice (retransmissions, overlaps) are delivered once, the first copy
+//! winning, as most operating systems do. Sequence numbers wrap.
+
+use std::net::SocketAddr;
+
+use crate::decode::TcpFlags;
+
+/// A connection's identity regardless of direction: the lower endpoint first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowKey {
+    low: SocketAddr,
+    high: SocketAddr,
+}
+
+impl FlowKey {
+    /// Returns the key and whether `src` is the key's first endpoint ("side A").
+    pub fn new(src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
+        if src <= dst {
+            (
+                FlowKey {
+                    low: src,
+                    high: dst,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    low: dst,
+                    high: src,
+                },
+                false,
+            )
+        }
+    }
+
+    pub fn side_a(&self) -> SocketAddr {
+        self.low
+    }
+
+    pub fn side_b(&self) -> SocketAddr {
+        self.high
+    }
+}
+
+/// What a direction's reassembler hands on, in stream order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    Data(&'a [u8]),
+    /// Bytes that will never arrive: the stream continues after them.
+    Gap(u64),
+    /// The sender's FIN, once every byte before it was delivered.
+    Fin,
+}
+
+/// Limits on what one direction may hold while waiting for a hole to fill.
+#[derive(Clone, Copy, Debug)]
+pub struct ReassemblyLimits {
+    pub max_bytes: usize,
+    pub max_segments: usize,
+}
+
+impl Default for ReassemblyLimits {
+    fn default() -> Self {
+        ReassemblyLimits {
+            max_bytes: 1 << 20,
+            max_segments: 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HeldSegment {
+    seq: u32,
+    bytes: Vec<u8>,
+}
+
+/// One direction of a connection.
+#[derive(Debug, Default)]
+pub struct HalfStream {
+    /// The sequence number of the next byte to deliver, once known.
+    next_seq: Option<u32>,
+    fin_seq: Option<u32>,
+    fin_delivered: bool,
+    held: Vec<HeldSegment>,
+    held_bytes: usize,
+}
+
+/// Signed distance from `base` to `seq`, valid while the two are within 2^31 of each other.
+fn seq_offset(seq: u32, base: u32) -> i64 {
+    i64::from(seq.wrapping_sub(base) as i32)
+}
+
+impl HalfStream {
+    pub fn has_started(&self) -> bool {
+        self.next_seq.is_some()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.fin_delivered
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Takes one segment of this direction. `deliver` receives what is now in order.
+    pub fn push(
+        &mut self,
+        seq: u32,
+        flags: TcpFlags,
+        payload: &[u8],
+        limits: ReassemblyLimits,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
+        let mut data_seq = seq;
+        if flags.syn {
+            // The SYN occupies one sequence number. A retransmitted SYN must not rewind a stream
+            // that has moved on.
+            data_seq = seq.wrapping_add(1);
+            if self.next_seq.is_none() {
+                self.next_seq = Some(data_seq);
+            }
+        }
+        let next = *self.next_seq.get_or_insert(data_seq);
+        if flags.fin && self.fin_seq.is_none() {
+            self.fin_seq = Some(data_seq.wrapping_add(payload.len() as u32));
+        }
+        if !payload.is_empty() {
+            let offset = seq_offset(data_seq, next);
+            if offset <= 0 {
+                let skip = offset.unsigned_abs() as usize;
+                if skip < payload.len() {
+                    let fresh = &payload[skip..];
+                    self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
+                    deliver(Chunk::Data(fresh));
+                    self.drain_held(deliver);
+                }
+            } else {
+                self.hold(data_seq, payload, limits, deliver);
+            }
+        }
+        self.maybe_fin(deliver);
+    }
+
+    fn hold(
+        &mut self,
+        seq: u32,
+        payload: &[u8],
+        limits: ReassemblyLimits,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
+        if self
+            .held
+            .iter()
+            .any(|h| h.seq == seq && h.bytes.len() >= payload.len())
+        {
+            return;
+        }
+        self.held.push(HeldSegment {
+            seq,
+            bytes: payload.to_vec(),
+        });
+        self.held_bytes += payload.len();
+        while self.held_bytes > limits.max_bytes || self.held.len() > limits.max_segments {
+            // The hole is not going to fill within budget: give up on it.
+            self.skip_to_earliest_held(deliver);
+        }
+    }
+
+    /// Declares the bytes before the earliest held segment lost and delivers from there.
+    fn skip_to_earliest_held(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+        let Some(next) = self.next_seq else { return };
+        let Some(earliest) = self
+            .held
+            .iter()
+            .map(|h| h.seq)
+            .min_by_key(|&s| seq_offset(s, next))
+        else {
+            return;
+        };
+        let lost = seq_offset(earliest, next);
+        if lost > 0 {
+            deliver(Chunk::Gap(lost as u64));
+            self.next_seq = Some(earliest);
+        }
+        self.drain_held(deliver);
+    }
+
+    fn drain_held(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+        while let Some(next) = self.next_seq {
+            let Some(i) = self.held.iter().position(|h| seq_offset(h.seq, next) <= 0) else {
+                break;
+            };
+            let held = self.held.swap_remove(i);
+            self.held_bytes -= held.bytes.len();
+            let skip = seq_offset(next, held.seq) as usize;
+            if skip < held.bytes.len() {
+                let fresh = &held.bytes[skip..];
+                self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
+                deliver(Chunk::Data(fresh));
+            }
+        }
+    }
+
+    fn maybe_fin(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+        if let (Some(fin), Some(next), false) = (self.fin_seq, self.next_seq, self.fin_delivered)
+            && seq_offset(next, fin) >= 0
+        {
+            self.fin_delivered = true;
+            deliver(Chunk::Fin);
+        }
+    }
+
+    /// The connection is over (RST, end of capture, eviction): whatever is held is delivered
+    /// after gaps, so nothing captured is lost.
+    pub fn flush(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+        while !self.held.is_empty() {
+            self.skip_to_earliest_held(deliver);
+        }
+        self.maybe_fin(deliver);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(stream: &mut HalfStream, segments: &[(u32, &[u8])]) -> (Vec<u8>, Vec<u64>) {
+        let mut bytes = Vec::new();
+        let mut gaps = Vec::new();
+        let mut sink = |c: Chunk<'_>| match c {
+            Chunk::Data(d) => bytes.extend_from_slice(d),
+            Chunk::Gap(n) => gaps.push(n),
+            Chunk::Fin => {}
+        };
+        for &(seq, payload) in segments {
+            stream.push(
+                seq,
+                TcpFlags::default(),
+                payload,
+                ReassemblyLimits::default(),
+                &mut sink,
+            );
+        }
+        stream.flush(&mut sink);
+        (bytes, gaps)
+    }
+
+    #[test]
+    fn reorders_and_drops_duplicates_across_wraparound() {
+        let base = u32::MAX - 3;
+        let segs: [(u32, &[u8]); 5] = [
+            (base, b"ab"),
+            (base.wrapping_add(5), b"fgh"),
+            (base.wrapping_add(2), b"cde"),
+            (base.wrapping_add(1), b"bcd"),
+            (base.wrapping_add(5), b"fg"),
+        ];
+        let (bytes, gaps) = collect(&mut HalfStream::default(), &segs);
+        assert_eq!(bytes, b"abcdefgh");
+        assert!(gaps.is_empty());
+    }
+
+    #[test]
+    fn a_hole_that_never_fills_is_a_gap() {
+        let (bytes, gaps) = collect(&mut HalfStream::default(), &[(100, b"ab"), (110, b"xyz")]);
+        assert_eq!(bytes, b"abxyz");
+        assert_eq!(gaps, [8]);
+    }
+
+    #[test]
+    fn fin_comes_after_all_data() {
+        let mut s = HalfStream::default();
+        let mut events = Vec::new();
+        let limits = ReassemblyLimits::default();
+        let syn = TcpFlags {
+            syn: true,
+            ..Default::default()
+        };
+        let fin = TcpFlags {
+            fin: true,
+            ack: true,
+            ..Default::default()
+        };
+        let mut sink = |c: Chunk<'_>| events.push(format!("{c:?}"));
+        s.push(999, syn, b"", limits, &mut sink);
+        s.push(1003, fin, b"d", limits, &mut sink);
+        s.push(1000, TcpFlags::default(), b"abc", limits, &mut sink);
+        assert_eq!(events, ["Data([97, 98, 99])", "Data([100])", "Fin"]);
+    }
+}
