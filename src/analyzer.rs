@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use crate::decode::{self, LinkType, Skip, TcpSegment};
-use crate::event::{Direction, EventSink, FlowMeta, Timestamp};
+use crate::event::{Direction, EndReason, EventSink, FlowMeta, Timestamp};
 use crate::handshake;
 use crate::session::Session;
 use crate::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
-use crate::ws::{Context, WsOptions, WsStats};
+use crate::ws::{Context, Scratch, WsOptions, WsStats};
 
 /// How long a closed connection's entry lingers to absorb its last ACKs, in capture time.
 const CLOSED_LINGER_SECS: i64 = 10;
@@ -41,6 +41,8 @@ struct App {
     /// Known from the SYN, or from which side speaks HTTP first.
     client_is_a: Option<bool>,
     flow: Option<FlowMeta>,
+    /// FIN delivered, per direction of side A -> B and B -> A.
+    fins: [bool; 2],
     session: Session,
 }
 
@@ -58,7 +60,7 @@ pub struct Analyzer {
     options: AnalyzerOptions,
     flows: HashMap<FlowKey, Connection, foldhash::fast::RandomState>,
     next_id: u64,
-    scratch: Vec<u8>,
+    scratch: Scratch,
     stats: Stats,
     last_sweep: i64,
 }
@@ -69,7 +71,7 @@ struct Env<'a> {
     sink: &'a mut dyn EventSink,
     options: &'a WsOptions,
     stats: &'a mut WsStats,
-    scratch: &'a mut Vec<u8>,
+    scratch: &'a mut Scratch,
 }
 
 impl Analyzer {
@@ -79,7 +81,7 @@ impl Analyzer {
             options,
             flows: HashMap::default(),
             next_id: 0,
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
             stats: Stats::default(),
             last_sweep: i64::MIN,
         }
@@ -134,6 +136,7 @@ impl Analyzer {
                     key,
                     client_is_a: None,
                     flow: None,
+                    fins: [false; 2],
                     session: Session::new(),
                 },
                 closed: false,
@@ -171,7 +174,7 @@ impl Analyzer {
             );
         }
         if seg.flags.rst {
-            conn.close(&mut env);
+            conn.close(EndReason::Rst, &mut env);
         }
     }
 
@@ -204,20 +207,27 @@ impl Analyzer {
                 stats: &mut self.stats.ws,
                 scratch: &mut self.scratch,
             };
-            conn.close(&mut env);
+            conn.close(EndReason::CaptureEnd, &mut env);
         }
     }
 }
 
 impl Connection {
-    fn close(&mut self, env: &mut Env<'_>) {
+    fn close(&mut self, how: EndReason, env: &mut Env<'_>) {
         self.closed = true;
         let app = &mut self.app;
         for (i, half) in self.halves.iter_mut().enumerate() {
             half.flush(&mut |chunk| app.chunk(i == 0, chunk, env));
         }
-        // Nothing more will be decoded: free the session's buffers now.
-        app.session.ignore();
+        app.end(how, env);
+    }
+}
+
+fn direction(from_a: bool, client_is_a: bool) -> Direction {
+    if from_a == client_is_a {
+        Direction::ClientToServer
+    } else {
+        Direction::ServerToClient
     }
 }
 
@@ -250,11 +260,7 @@ impl App {
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) else {
                     return;
                 };
-                let dir = if from_a == client_is_a {
-                    Direction::ClientToServer
-                } else {
-                    Direction::ServerToClient
-                };
+                let dir = direction(from_a, client_is_a);
                 let mut ctx = Context {
                     ts: env.ts,
                     flow,
@@ -264,9 +270,47 @@ impl App {
                 };
                 self.session.data(dir, bytes, env.scratch, &mut ctx);
             }
-            // Decoding across lost bytes would invent frames; stop following this connection.
-            Chunk::Gap(_) => self.session.ignore(),
-            Chunk::Fin => {}
+            Chunk::Gap(lost) => {
+                let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) else {
+                    self.session.ignore();
+                    return;
+                };
+                let mut ctx = Context {
+                    ts: env.ts,
+                    flow,
+                    sink: &mut *env.sink,
+                    options: env.options,
+                    stats: &mut *env.stats,
+                };
+                self.session
+                    .gap(direction(from_a, client_is_a), lost, &mut ctx);
+            }
+            Chunk::Fin => {
+                self.fins[usize::from(!from_a)] = true;
+                if self.fins == [true, true] {
+                    self.end(EndReason::Fin, env);
+                }
+            }
+        }
+    }
+
+    /// Ends the session once; later calls find it ignored and do nothing.
+    fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
+        if self.session.is_ignored() {
+            return;
+        }
+        match self.flow.as_ref() {
+            Some(flow) => {
+                let mut ctx = Context {
+                    ts: env.ts,
+                    flow,
+                    sink: &mut *env.sink,
+                    options: env.options,
+                    stats: &mut *env.stats,
+                };
+                self.session.end(how, &mut ctx);
+            }
+            None => self.session.ignore(),
         }
     }
 }

@@ -110,10 +110,82 @@ pub struct FrameEvent<'a> {
     pub close: Option<CloseInfo<'a>>,
 }
 
+/// One complete data message: its frames reassembled and, if compressed, inflated.
+#[derive(Debug)]
+pub struct MessageEvent<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    pub dir: Direction,
+    /// True for text, false for binary.
+    pub text: bool,
+    /// Payload length after decompression (as far as it was inflated).
+    pub len: u64,
+    /// Sum of the frames' payload lengths.
+    pub wire_len: u64,
+    pub frames: u64,
+    pub compressed: bool,
+    /// Shown as text when a text message is valid UTF-8, else as data; at most `--max-payload`.
+    pub payload: Payload<'a>,
+    pub truncated: bool,
+    /// A compressed message that could not be inflated (its dictionary was lost or inflating
+    /// failed): `payload` holds nothing useful.
+    pub undecodable: bool,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Both sides sent FIN.
+    Fin,
+    Rst,
+    /// The capture ended with the connection still open.
+    CaptureEnd,
+}
+
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::CaptureEnd => "capture_end",
+        }
+    }
+}
+
+/// The close handshake of one upgraded connection (RFC 6455 7), reported when it ends.
+#[derive(Debug)]
+pub struct CloseEvent<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    /// The side that sent the first close frame, if any did.
+    pub initiator: Option<Direction>,
+    pub code: Option<u16>,
+    pub reason: Option<&'a str>,
+    /// The code of the other side's close frame, if it answered.
+    pub reply_code: Option<u16>,
+    pub replied: bool,
+    /// Close frames both ways, then TCP FIN.
+    pub clean: bool,
+    pub end: EndReason,
+}
+
+/// Something that breaks RFC 6455 or 7692, or that wsnoop could not see.
+#[derive(Debug)]
+pub struct AnomalyEvent<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    pub dir: Option<Direction>,
+    pub kind: crate::anomaly::AnomalyKind,
+    pub detail: &'a str,
+}
+
 #[derive(Debug)]
 pub enum Event<'a> {
     Handshake(HandshakeEvent<'a>),
     Frame(FrameEvent<'a>),
+    Message(MessageEvent<'a>),
+    Close(CloseEvent<'a>),
+    Anomaly(AnomalyEvent<'a>),
 }
 
 /// Where events go: an output writer, a test's collector, a counter.

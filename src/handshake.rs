@@ -94,6 +94,13 @@ pub fn accept_verdict(request: &UpgradeRequest, response: &UpgradeResponse) -> A
     }
 }
 
+/// RFC 6455 4.1: the key is 16 random bytes, base64-encoded.
+pub fn key_is_valid(key: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .is_ok_and(|raw| raw.len() == 16)
+}
+
 /// True when `bytes` can be the start of an HTTP/1.x request: an uppercase method token and a
 /// space. Used to decide, from a connection's first bytes, whether to follow it at all.
 pub fn looks_like_request_start(bytes: &[u8]) -> bool {

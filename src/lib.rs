@@ -13,6 +13,7 @@
 //! [`capture::Source`] to an [`output::OutputSink`].
 
 pub mod analyzer;
+pub mod anomaly;
 pub mod capture;
 pub mod decode;
 pub mod event;

@@ -56,6 +56,16 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]
     max_payload: usize,
 
+    /// Largest message, after decompression, that is inflated and checked whole; beyond it a
+    /// message is cut and reported (a decompression bomb costs no more than this).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    max_message: u64,
+
+    /// Which data events to print: frames, messages or all [default: frames for text output,
+    /// all for --json]. Handshakes, closes and anomalies are always printed.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    show: Option<Show>,
+
     /// Also write every packet read to this pcap file.
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<PathBuf>,
@@ -87,6 +97,13 @@ struct Cli {
         allow_hyphen_values = true
     )]
     filter: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Show {
+    Frames,
+    Messages,
+    All,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -181,10 +198,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(secs) => Some(Duration::from_secs_f64(secs)),
         None => None,
     };
+    let show = cli
+        .show
+        .unwrap_or(if cli.json { Show::All } else { Show::Frames });
     let options = AnalyzerOptions {
         ws: WsOptions {
             max_payload: cli.max_payload,
             max_frames: cli.count,
+            max_message: cli.max_message,
+            show_frames: show != Show::Messages,
+            show_messages: show != Show::Frames,
         },
         ..AnalyzerOptions::default()
     };

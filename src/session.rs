@@ -8,11 +8,12 @@
 
 use std::collections::VecDeque;
 
-use crate::event::{Direction, Event, HandshakeEvent, Timestamp};
+use crate::anomaly::AnomalyKind;
+use crate::event::{Direction, EndReason, Event, HandshakeEvent, Timestamp};
 use crate::handshake::{
     self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
 };
-use crate::ws::{Context, Negotiated, WsDirection};
+use crate::ws::{Context, Negotiated, Scratch, WsConnection};
 
 /// Requests may be pipelined; more unanswered than this and the connection is not followed.
 const MAX_PENDING_REQUESTS: usize = 32;
@@ -55,7 +56,7 @@ enum Mode {
     Http(Box<HttpState>),
     WebSocket {
         upgrade: Box<Upgrade>,
-        directions: Box<[WsDirection; 2]>,
+        ws: Box<WsConnection>,
     },
     /// Not (or no longer) something wsnoop decodes.
     Ignored,
@@ -106,18 +107,34 @@ impl Session {
         self.mode = Mode::Ignored;
     }
 
+    /// Bytes of one direction were lost.
+    pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
+        match &mut self.mode {
+            Mode::WebSocket { ws, .. } => ws.gap(dir, lost, ctx),
+            // An HTTP exchange cannot be followed across a hole.
+            Mode::Http(_) => self.mode = Mode::Ignored,
+            Mode::Ignored => {}
+        }
+    }
+
+    /// The connection is over; nothing more will be decoded and the session's buffers go.
+    pub fn end(&mut self, how: EndReason, ctx: &mut Context<'_>) {
+        if let Mode::WebSocket { ws, .. } = &mut self.mode {
+            ws.end(how, ctx);
+        }
+        self.mode = Mode::Ignored;
+    }
+
     /// In-order bytes of one direction.
     pub fn data(
         &mut self,
         dir: Direction,
         input: &[u8],
-        scratch: &mut Vec<u8>,
+        scratch: &mut Scratch,
         ctx: &mut Context<'_>,
     ) {
         match &mut self.mode {
-            Mode::WebSocket { directions, .. } => {
-                directions[dir.index()].feed(input, scratch, ctx);
-            }
+            Mode::WebSocket { ws, .. } => ws.feed(dir, input, scratch, ctx),
             Mode::Ignored => {}
             Mode::Http(http) => {
                 let next = match dir {
@@ -138,10 +155,7 @@ impl Session {
                         let negotiated = upgrade.negotiated;
                         self.mode = Mode::WebSocket {
                             upgrade,
-                            directions: Box::new([
-                                WsDirection::new(Direction::ClientToServer, negotiated),
-                                WsDirection::new(Direction::ServerToClient, negotiated),
-                            ]),
+                            ws: Box::new(WsConnection::new(negotiated)),
                         };
                         // Frames the server sent in the 101's own segment, then anything the
                         // client sent before it saw the 101.
@@ -299,15 +313,11 @@ impl HttpState {
                         upgraded,
                         latency: ctx.ts.seconds_since(request_ts),
                     }));
+                    check_handshake(&request, &response, accept, ctx);
                     if !upgraded {
                         return HttpOutcome::Ignore;
                     }
-                    let negotiated = Negotiated {
-                        deflate: response
-                            .extensions
-                            .iter()
-                            .any(|e| extension_name(e).eq_ignore_ascii_case("permessage-deflate")),
-                    };
+                    let negotiated = Negotiated::from_server_extensions(&response.extensions);
                     return HttpOutcome::Upgraded {
                         upgrade: Box::new(Upgrade {
                             request: *request,
@@ -328,6 +338,80 @@ impl HttpState {
             }
         }
         HttpOutcome::Continue
+    }
+}
+
+/// Anomalies of the opening handshake itself.
+fn check_handshake(
+    request: &UpgradeRequest,
+    response: &UpgradeResponse,
+    accept: AcceptVerdict,
+    ctx: &mut Context<'_>,
+) {
+    let mut missing = Vec::new();
+    if !request.method.eq_ignore_ascii_case("GET") {
+        missing.push("method GET");
+    }
+    if !request.connection_upgrade {
+        missing.push("Connection: Upgrade");
+    }
+    if !request.key.as_deref().is_some_and(handshake::key_is_valid) {
+        missing.push("a Sec-WebSocket-Key of 16 base64 bytes");
+    }
+    if request.version.as_deref() != Some("13") {
+        missing.push("Sec-WebSocket-Version: 13");
+    }
+    if !missing.is_empty() {
+        let detail = format!("the upgrade request lacks {}", missing.join(", "));
+        ctx.anomaly(
+            Some(Direction::ClientToServer),
+            AnomalyKind::BadUpgradeRequest,
+            &detail,
+        );
+    }
+    if response.status != 101 {
+        return;
+    }
+    if accept == AcceptVerdict::Mismatch {
+        let detail = format!(
+            "Sec-WebSocket-Accept is {:?}; the key calls for {:?}",
+            response.accept.as_deref().unwrap_or(""),
+            request
+                .key
+                .as_deref()
+                .map(handshake::expected_accept)
+                .unwrap_or_default()
+        );
+        ctx.anomaly(
+            Some(Direction::ServerToClient),
+            AnomalyKind::AcceptMismatch,
+            &detail,
+        );
+    }
+    for ext in &response.extensions {
+        let name = extension_name(ext);
+        if !request
+            .extensions
+            .iter()
+            .any(|offer| extension_name(offer).eq_ignore_ascii_case(name))
+        {
+            let detail = format!("the server accepted {name:?}, which the client did not offer");
+            ctx.anomaly(
+                Some(Direction::ServerToClient),
+                AnomalyKind::UnrequestedExtension,
+                &detail,
+            );
+        }
+    }
+    if let Some(protocol) = &response.protocol
+        && !request.protocols.iter().any(|p| p == protocol)
+    {
+        let detail = format!("the server selected {protocol:?}, which the client did not offer");
+        ctx.anomaly(
+            Some(Direction::ServerToClient),
+            AnomalyKind::UnrequestedProtocol,
+            &detail,
+        );
     }
 }
 

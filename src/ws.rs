@@ -1,10 +1,15 @@
-//! WebSocket policy on top of the frame parser: for each direction, what to keep of each
-//! frame's payload, how to show it, and the frame events themselves.
+//! WebSocket semantics on top of the frame parser (RFC 6455, RFC 7692): per direction, what to
+//! keep of each frame, messages reassembled from fragments and inflated, UTF-8 checked as it
+//! streams, the close handshake, and every rule a frame breaks.
 
 use std::borrow::Cow;
 
+use flate2::{Decompress, FlushDecompress, Status};
+
+use crate::anomaly::{AnomalyKind, close_code_is_valid};
 use crate::event::{
-    CloseInfo, Direction, Event, EventSink, FlowMeta, FrameEvent, Payload, Timestamp,
+    AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowMeta,
+    FrameEvent, MessageEvent, Payload, Timestamp,
 };
 use crate::frame::{FrameDecoder, FrameHeader, FrameVisitor, Opcode};
 
@@ -12,13 +17,20 @@ use crate::frame::{FrameDecoder, FrameHeader, FrameVisitor, Opcode};
 /// close code and reason survive even `--max-payload 0`.
 const CONTROL_PAYLOAD_MAX: usize = 125;
 
+/// The tail RFC 7692 7.2.2 strips from every compressed message; inflating needs it back.
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
 /// Options that shape events.
 #[derive(Clone, Copy, Debug)]
 pub struct WsOptions {
-    /// Payload bytes kept per frame event.
+    /// Payload bytes kept per frame or message event.
     pub max_payload: usize,
     /// Stop emitting frame events after this many (`-c`).
     pub max_frames: Option<u64>,
+    /// A message larger than this, after decompression, is cut and reported.
+    pub max_message: u64,
+    pub show_frames: bool,
+    pub show_messages: bool,
 }
 
 impl Default for WsOptions {
@@ -26,15 +38,60 @@ impl Default for WsOptions {
         WsOptions {
             max_payload: 4096,
             max_frames: None,
+            max_message: 16 << 20,
+            show_frames: true,
+            show_messages: true,
         }
     }
 }
 
+/// permessage-deflate parameters from the 101 response (RFC 7692 7.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeflateParams {
+    pub client_no_context_takeover: bool,
+    pub server_no_context_takeover: bool,
+    pub client_max_window_bits: Option<u8>,
+    pub server_max_window_bits: Option<u8>,
+}
+
 /// What the extensions negotiated in the 101 response change about framing.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Negotiated {
-    /// permessage-deflate (RFC 7692): RSV1 on a message's first frame means compressed.
-    pub deflate: bool,
+    pub deflate: Option<DeflateParams>,
+}
+
+impl Negotiated {
+    /// Reads the server's Sec-WebSocket-Extensions values.
+    pub fn from_server_extensions(extensions: &[String]) -> Negotiated {
+        let mut negotiated = Negotiated::default();
+        for ext in extensions {
+            let mut parts = ext.split(';').map(str::trim);
+            if !parts
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"))
+            {
+                continue;
+            }
+            let mut params = DeflateParams::default();
+            for param in parts {
+                let (name, value) = match param.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (param, None),
+                };
+                let bits = value.and_then(|v| v.parse::<u8>().ok());
+                match name.to_ascii_lowercase().as_str() {
+                    "client_no_context_takeover" => params.client_no_context_takeover = true,
+                    "server_no_context_takeover" => params.server_no_context_takeover = true,
+                    "client_max_window_bits" => params.client_max_window_bits = bits,
+                    "server_max_window_bits" => params.server_max_window_bits = bits,
+                    _ => {}
+                }
+            }
+            negotiated.deflate = Some(params);
+            break;
+        }
+        negotiated
+    }
 }
 
 /// Counters the analyzer reports at the end of a run.
@@ -44,6 +101,8 @@ pub struct WsStats {
     pub upgrades: u64,
     pub frames: u64,
     pub frames_emitted: u64,
+    pub messages: u64,
+    pub anomalies: u64,
 }
 
 /// Everything the direction's handlers need besides their own state.
@@ -55,156 +114,721 @@ pub struct Context<'a> {
     pub stats: &'a mut WsStats,
 }
 
-/// State of one direction of an upgraded connection.
+impl Context<'_> {
+    pub fn anomaly(&mut self, dir: Option<Direction>, kind: AnomalyKind, detail: &str) {
+        self.stats.anomalies += 1;
+        self.sink.event(&Event::Anomaly(AnomalyEvent {
+            ts: self.ts,
+            flow: self.flow,
+            dir,
+            kind,
+            detail,
+        }));
+    }
+}
+
+/// Buffers shared by every connection, so decoding allocates nothing once they have grown.
+pub struct Scratch {
+    pub unmask: Vec<u8>,
+    inflate: Box<[u8]>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            unmask: Vec::new(),
+            inflate: vec![0; 64 * 1024].into_boxed_slice(),
+        }
+    }
+}
+
+/// Checks UTF-8 across chunk borders without buffering more than one character.
+#[derive(Debug, Default, Clone, Copy)]
+struct Utf8Check {
+    partial: [u8; 4],
+    partial_len: usize,
+    invalid: bool,
+}
+
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => 1,
+    }
+}
+
+impl Utf8Check {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        if self.invalid {
+            return;
+        }
+        if self.partial_len > 0 {
+            let width = utf8_width(self.partial[0]);
+            let take = (width - self.partial_len).min(bytes.len());
+            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&bytes[..take]);
+            self.partial_len += take;
+            bytes = &bytes[take..];
+            if self.partial_len < width {
+                return;
+            }
+            if std::str::from_utf8(&self.partial[..width]).is_err() {
+                self.invalid = true;
+                return;
+            }
+            self.partial_len = 0;
+        }
+        if let Err(e) = simdutf8::compat::from_utf8(bytes) {
+            if e.error_len().is_some() {
+                self.invalid = true;
+            } else {
+                let rest = &bytes[e.valid_up_to()..];
+                self.partial[..rest.len()].copy_from_slice(rest);
+                self.partial_len = rest.len();
+            }
+        }
+    }
+
+    fn is_valid_so_far(&self) -> bool {
+        !self.invalid
+    }
+
+    fn is_complete_and_valid(&self) -> bool {
+        !self.invalid && self.partial_len == 0
+    }
+}
+
 #[derive(Debug)]
-pub struct WsDirection {
-    decoder: FrameDecoder,
-    track: FrameTrack,
+struct Inflater {
+    z: Decompress,
+    /// The sender resets its compressor after each message (no_context_takeover).
+    reset_each_message: bool,
+    /// Earlier output was lost, so later messages that refer back to it cannot be inflated.
+    context_lost: bool,
+    /// The sender ended the deflate stream with a final block; the next message starts anew.
+    stream_ended: bool,
 }
 
 #[derive(Debug, Default)]
-struct FrameTrack {
-    dir: Option<Direction>,
-    negotiated: Negotiated,
-    /// The payload kept for the frame being received.
-    kept: Vec<u8>,
+struct Message {
+    text: bool,
+    compressed: bool,
+    undecodable: bool,
+    /// Inflating stopped (a bomb or an error): the rest of the message is counted, not decoded.
+    inflate_stopped: bool,
+    frames: u64,
+    wire_len: u64,
+    len: u64,
+    too_large: bool,
+    utf8: Utf8Check,
+}
+
+/// One direction of an upgraded connection.
+#[derive(Debug)]
+struct DirState {
+    dir: Direction,
+    deflate: Option<Inflater>,
+    /// Bytes were lost: nothing more is decoded in this direction.
+    lost: bool,
+    close_sent: bool,
+    frame_kept: Vec<u8>,
     keep_limit: usize,
-    /// The last up-to-3 payload bytes of the current frame, wherever they were in the frame.
+    /// The frame's real last up-to-3 payload bytes, wherever they were in the frame.
     tail: [u8; 3],
     tail_len: usize,
-    /// The data message in progress: text (true) or binary, and whether it is compressed.
-    message: Option<(bool, bool)>,
     /// Bytes of a UTF-8 character that began at the end of the previous frame of this message.
     carry: [u8; 3],
     carry_len: usize,
     /// Reused to join `carry` to a frame's bytes for display.
     display: Vec<u8>,
+    message: Option<Message>,
+    message_kept: Vec<u8>,
 }
 
-impl WsDirection {
-    pub fn new(dir: Direction, negotiated: Negotiated) -> Self {
-        WsDirection {
-            decoder: FrameDecoder::new(),
-            track: FrameTrack {
-                dir: Some(dir),
-                negotiated,
-                ..FrameTrack::default()
+impl DirState {
+    fn new(dir: Direction, negotiated: Negotiated) -> DirState {
+        let deflate = negotiated.deflate.map(|p| Inflater {
+            z: Decompress::new(false),
+            reset_each_message: match dir {
+                Direction::ClientToServer => p.client_no_context_takeover,
+                Direction::ServerToClient => p.server_no_context_takeover,
             },
+            context_lost: false,
+            stream_ended: false,
+        });
+        DirState {
+            dir,
+            deflate,
+            lost: false,
+            close_sent: false,
+            frame_kept: Vec::new(),
+            keep_limit: 0,
+            tail: [0; 3],
+            tail_len: 0,
+            carry: [0; 3],
+            carry_len: 0,
+            display: Vec::new(),
+            message: None,
+            message_kept: Vec::new(),
+        }
+    }
+}
+
+/// The close frames seen on a connection.
+#[derive(Debug, Default)]
+struct CloseTrack {
+    first: Option<(Direction, Option<u16>, String)>,
+    reply: Option<Option<u16>>,
+}
+
+/// An upgraded connection: both directions and their shared close handshake.
+#[derive(Debug)]
+pub struct WsConnection {
+    decoders: [FrameDecoder; 2],
+    dirs: [DirState; 2],
+    close: CloseTrack,
+}
+
+impl WsConnection {
+    pub fn new(negotiated: Negotiated) -> WsConnection {
+        WsConnection {
+            decoders: [FrameDecoder::new(), FrameDecoder::new()],
+            dirs: [
+                DirState::new(Direction::ClientToServer, negotiated),
+                DirState::new(Direction::ServerToClient, negotiated),
+            ],
+            close: CloseTrack::default(),
         }
     }
 
-    pub fn feed(&mut self, input: &[u8], scratch: &mut Vec<u8>, ctx: &mut Context<'_>) {
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        input: &[u8],
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        let i = dir.index();
+        if self.dirs[i].lost {
+            return;
+        }
         let mut visitor = Visitor {
-            track: &mut self.track,
+            state: &mut self.dirs[i],
+            close: &mut self.close,
+            inflate_buf: &mut scratch.inflate,
             ctx,
         };
-        self.decoder.feed(input, scratch, &mut visitor);
+        self.decoders[i].feed(input, &mut scratch.unmask, &mut visitor);
+    }
+
+    /// Bytes of `dir` were never captured. Decoding across the hole would invent frames, so
+    /// the direction stops here.
+    pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
+        let state = &mut self.dirs[dir.index()];
+        if state.lost {
+            return;
+        }
+        state.lost = true;
+        ctx.anomaly(
+            Some(dir),
+            AnomalyKind::TcpGap,
+            &format!(
+                "{lost} bytes of the {} stream were not captured",
+                dir.name()
+            ),
+        );
+    }
+
+    /// The connection ended: report what was left unfinished and the close handshake.
+    pub fn end(&mut self, how: EndReason, ctx: &mut Context<'_>) {
+        for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
+            if state.lost {
+                continue;
+            }
+            if let Some((header, remaining)) = decoder.current_frame() {
+                let detail = format!(
+                    "the connection ended {remaining} bytes before the end of a {} frame",
+                    header.opcode.name()
+                );
+                ctx.anomaly(Some(state.dir), AnomalyKind::IncompleteFrame, &detail);
+            } else if !decoder.at_frame_boundary() {
+                ctx.anomaly(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    "the connection ended inside a frame header",
+                );
+            } else if state.message.is_some() {
+                ctx.anomaly(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    "the connection ended inside a fragmented message",
+                );
+            }
+        }
+        let first = self.close.first.as_ref();
+        let replied = self.close.reply.is_some();
+        ctx.sink.event(&Event::Close(CloseEvent {
+            ts: ctx.ts,
+            flow: ctx.flow,
+            initiator: first.map(|f| f.0),
+            code: first.and_then(|f| f.1),
+            reason: first.map(|f| f.2.as_str()),
+            reply_code: self.close.reply.flatten(),
+            replied,
+            clean: first.is_some() && replied && how == EndReason::Fin,
+            end: how,
+        }));
     }
 }
 
-struct Visitor<'t, 'c, 'a> {
-    track: &'t mut FrameTrack,
+struct Visitor<'s, 'c, 'a> {
+    state: &'s mut DirState,
+    close: &'s mut CloseTrack,
+    inflate_buf: &'s mut [u8],
     ctx: &'c mut Context<'a>,
+}
+
+impl Visitor<'_, '_, '_> {
+    fn anomaly(&mut self, kind: AnomalyKind, detail: &str) {
+        self.ctx.anomaly(Some(self.state.dir), kind, detail);
+    }
+
+    fn check_header(&mut self, h: &FrameHeader) {
+        let dir = self.state.dir;
+        let deflate = self.state.deflate.is_some();
+        match (dir, h.mask.is_some()) {
+            (Direction::ClientToServer, false) => self.anomaly(
+                AnomalyKind::UnmaskedClientFrame,
+                "a client frame without a mask",
+            ),
+            (Direction::ServerToClient, true) => {
+                self.anomaly(AnomalyKind::MaskedServerFrame, "a server frame with a mask")
+            }
+            _ => {}
+        }
+        if let Opcode::Reserved(n) = h.opcode {
+            self.anomaly(AnomalyKind::ReservedOpcode, &format!("opcode 0x{n:x}"));
+        }
+        let allowed_rsv = if deflate { 4 } else { 0 };
+        if h.rsv & !allowed_rsv != 0 {
+            self.anomaly(
+                AnomalyKind::RsvBitsWithoutExtension,
+                &format!("rsv={} with no extension defining those bits", h.rsv),
+            );
+        }
+        if deflate && h.rsv & 4 != 0 && (h.opcode == Opcode::Continuation || h.opcode.is_control())
+        {
+            self.anomaly(
+                AnomalyKind::Rsv1OnContinuationOrControl,
+                &format!("RSV1 set on a {} frame", h.opcode.name()),
+            );
+        }
+        if h.opcode.is_control() {
+            if !h.fin {
+                self.anomaly(
+                    AnomalyKind::ControlFrameFragmented,
+                    &format!("a {} frame without FIN", h.opcode.name()),
+                );
+            }
+            if h.len > CONTROL_PAYLOAD_MAX as u64 {
+                self.anomaly(
+                    AnomalyKind::ControlFrameTooLong,
+                    &format!("a {} frame of {} bytes", h.opcode.name(), h.len),
+                );
+            }
+        }
+        if !h.minimal_length {
+            self.anomaly(
+                AnomalyKind::NonMinimalLength,
+                &format!("length {} encoded in {} bytes", h.len, h.header_len),
+            );
+        }
+        if h.length_msb_set {
+            self.anomaly(
+                AnomalyKind::LengthMsbSet,
+                "a 64-bit length with its most significant bit set",
+            );
+        }
+        if self.state.close_sent {
+            self.anomaly(
+                AnomalyKind::FrameAfterClose,
+                &format!("a {} frame after this side's close frame", h.opcode.name()),
+            );
+        }
+    }
+
+    fn start_message(&mut self, h: &FrameHeader) {
+        match (h.opcode, self.state.message.is_some()) {
+            (Opcode::Text | Opcode::Binary, true) => {
+                self.anomaly(
+                    AnomalyKind::DataFrameInsideFragmentedMessage,
+                    &format!(
+                        "a {} frame before the previous message's final fragment",
+                        h.opcode.name()
+                    ),
+                );
+            }
+            (Opcode::Continuation, false) => {
+                self.anomaly(
+                    AnomalyKind::ContinuationWithoutStart,
+                    "a continuation frame with no message to continue",
+                );
+            }
+            _ => {}
+        }
+        if let Opcode::Text | Opcode::Binary = h.opcode {
+            let compressed = self.state.deflate.is_some() && h.rsv & 4 != 0;
+            let undecodable =
+                compressed && self.state.deflate.as_ref().is_some_and(|d| d.context_lost);
+            self.state.message = Some(Message {
+                text: h.opcode == Opcode::Text,
+                compressed,
+                undecodable,
+                ..Message::default()
+            });
+            self.state.message_kept.clear();
+            self.state.carry_len = 0;
+        }
+    }
+
+    /// Decoded message bytes, in order.
+    fn message_bytes(message: &mut Message, kept: &mut Vec<u8>, bytes: &[u8], options: &WsOptions) {
+        message.len += bytes.len() as u64;
+        let room = options.max_payload.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        if message.text {
+            message.utf8.feed(bytes);
+        }
+    }
+
+    fn message_payload(&mut self, payload: &[u8]) {
+        let options = self.ctx.options;
+        let DirState {
+            message: Some(message),
+            message_kept,
+            deflate,
+            ..
+        } = &mut *self.state
+        else {
+            return;
+        };
+        message.wire_len += payload.len() as u64;
+        if !message.compressed {
+            Self::message_bytes(message, message_kept, payload, options);
+        } else if !message.undecodable
+            && !message.inflate_stopped
+            && let Some(inflater) = deflate
+        {
+            let failure = inflate(inflater, payload, self.inflate_buf, |out| {
+                Self::message_bytes(message, message_kept, out, options);
+                message.len <= options.max_message
+            });
+            self.after_inflate(failure);
+        }
+        self.check_too_large();
+    }
+
+    fn check_too_large(&mut self) {
+        let max = self.ctx.options.max_message;
+        let Some(message) = &mut self.state.message else {
+            return;
+        };
+        if message.too_large || message.len <= max {
+            return;
+        }
+        message.too_large = true;
+        let compressed = message.compressed;
+        let detail = format!("a message grew past --max-message ({max} bytes)");
+        if compressed {
+            // Stop inflating: memory and time must not follow the sender's compression ratio.
+            message.inflate_stopped = true;
+            self.lose_context("inflating stopped at --max-message");
+        }
+        self.anomaly(AnomalyKind::MessageTooLarge, &detail);
+    }
+
+    fn after_inflate(&mut self, failure: Option<String>) {
+        if let Some(error) = failure {
+            if let Some(message) = &mut self.state.message {
+                message.undecodable = true;
+                message.inflate_stopped = true;
+            }
+            self.anomaly(AnomalyKind::DecompressionFailed, &error);
+            self.lose_context("a message failed to inflate");
+        }
+    }
+
+    /// The inflater skipped part of the stream: with context takeover, later messages would
+    /// inflate to garbage, so they are marked undecodable. Said once per direction.
+    fn lose_context(&mut self, why: &str) {
+        let Some(inflater) = &mut self.state.deflate else {
+            return;
+        };
+        if inflater.reset_each_message || inflater.context_lost {
+            return;
+        }
+        inflater.context_lost = true;
+        self.anomaly(
+            AnomalyKind::DeflateContextLost,
+            &format!("{why}; later compressed messages in this direction cannot be decoded"),
+        );
+    }
+
+    fn finish_message(&mut self) {
+        // RFC 7692 7.2.2: the sender removed the final empty block's 4 bytes; put them back.
+        let compressed_ok = self
+            .state
+            .message
+            .as_ref()
+            .is_some_and(|m| m.compressed && !m.undecodable && !m.inflate_stopped);
+        if compressed_ok {
+            self.message_payload_tail();
+        }
+        if let Some(inflater) = &mut self.state.deflate
+            && self.state.message.as_ref().is_some_and(|m| m.compressed)
+            && (inflater.reset_each_message || inflater.stream_ended)
+        {
+            inflater.z.reset(false);
+            inflater.stream_ended = false;
+        }
+        let Some(message) = self.state.message.take() else {
+            return;
+        };
+        self.ctx.stats.messages += 1;
+        if message.text && !message.undecodable && !message.utf8.is_complete_and_valid() {
+            self.anomaly(
+                AnomalyKind::InvalidUtf8,
+                "a text message that is not valid UTF-8",
+            );
+        }
+        if !self.ctx.options.show_messages {
+            return;
+        }
+        let kept = &self.state.message_kept[..];
+        let payload = if message.undecodable {
+            Payload::Data(&[])
+        } else if message.text && message.utf8.is_valid_so_far() {
+            match simdutf8::compat::from_utf8(kept) {
+                Ok(text) => Payload::Text(text),
+                Err(e) => {
+                    Payload::Text(std::str::from_utf8(&kept[..e.valid_up_to()]).unwrap_or_default())
+                }
+            }
+        } else {
+            Payload::Data(kept)
+        };
+        let truncated = message.len > kept.len() as u64 || message.inflate_stopped;
+        self.ctx.sink.event(&Event::Message(MessageEvent {
+            ts: self.ctx.ts,
+            flow: self.ctx.flow,
+            dir: self.state.dir,
+            text: message.text,
+            len: message.len,
+            wire_len: message.wire_len,
+            frames: message.frames,
+            compressed: message.compressed,
+            payload,
+            truncated: truncated && !message.undecodable,
+            undecodable: message.undecodable,
+        }));
+    }
+
+    fn message_payload_tail(&mut self) {
+        let options = self.ctx.options;
+        let DirState {
+            message: Some(message),
+            message_kept,
+            deflate: Some(inflater),
+            ..
+        } = &mut *self.state
+        else {
+            return;
+        };
+        let failure = inflate(inflater, &DEFLATE_TAIL, self.inflate_buf, |out| {
+            Self::message_bytes(message, message_kept, out, options);
+            message.len <= options.max_message
+        });
+        self.after_inflate(failure);
+        self.check_too_large();
+    }
+
+    fn check_close(&mut self, h: &FrameHeader) -> (Option<u16>, Cow<'static, str>) {
+        let payload = &self.state.frame_kept;
+        if h.len == 1 {
+            self.anomaly(
+                AnomalyKind::InvalidClosePayload,
+                "a close frame with a 1-byte payload",
+            );
+            return (None, Cow::Borrowed(""));
+        }
+        let (code, reason) = match payload.as_slice() {
+            [hi, lo, reason @ ..] => (Some(u16::from_be_bytes([*hi, *lo])), reason),
+            _ => (None, &[][..]),
+        };
+        let reason_text = match std::str::from_utf8(reason) {
+            Ok(text) => Cow::Owned(text.to_string()),
+            Err(_) => {
+                let lossy = String::from_utf8_lossy(reason).into_owned();
+                self.anomaly(
+                    AnomalyKind::InvalidUtf8,
+                    "a close reason that is not valid UTF-8",
+                );
+                Cow::Owned(lossy)
+            }
+        };
+        if let Some(code) = code
+            && !close_code_is_valid(code)
+        {
+            self.anomaly(
+                AnomalyKind::InvalidCloseCode,
+                &format!("close code {code} may not be sent"),
+            );
+        }
+        (code, reason_text)
+    }
 }
 
 impl FrameVisitor for Visitor<'_, '_, '_> {
     fn frame_start(&mut self, header: &FrameHeader) {
-        let t = &mut *self.track;
-        t.kept.clear();
-        t.tail_len = 0;
-        t.keep_limit = if header.opcode.is_control() {
+        self.check_header(header);
+        let s = &mut *self.state;
+        s.frame_kept.clear();
+        s.tail_len = 0;
+        s.keep_limit = if header.opcode.is_control() {
             self.ctx.options.max_payload.max(CONTROL_PAYLOAD_MAX)
         } else {
             self.ctx.options.max_payload
         };
-        match header.opcode {
-            Opcode::Text | Opcode::Binary => {
-                let compressed = t.negotiated.deflate && header.rsv & 4 != 0;
-                t.message = Some((header.opcode == Opcode::Text, compressed));
-                t.carry_len = 0;
-            }
-            _ => {}
-        }
+        self.start_message(header);
     }
 
-    fn frame_payload(&mut self, _header: &FrameHeader, payload: &[u8]) {
-        let t = &mut *self.track;
-        let room = t.keep_limit.saturating_sub(t.kept.len());
-        t.kept
+    fn frame_payload(&mut self, header: &FrameHeader, payload: &[u8]) {
+        let s = &mut *self.state;
+        let room = s.keep_limit.saturating_sub(s.frame_kept.len());
+        s.frame_kept
             .extend_from_slice(&payload[..room.min(payload.len())]);
         // Keep the frame's real last bytes: a character cut at the frame's end continues in the
         // next frame even when this one's kept payload was truncated.
         if payload.len() >= 3 {
-            t.tail.copy_from_slice(&payload[payload.len() - 3..]);
-            t.tail_len = 3;
+            s.tail.copy_from_slice(&payload[payload.len() - 3..]);
+            s.tail_len = 3;
         } else {
             for &b in payload {
-                if t.tail_len == 3 {
-                    t.tail.copy_within(1.., 0);
-                    t.tail[2] = b;
+                if s.tail_len == 3 {
+                    s.tail.copy_within(1.., 0);
+                    s.tail[2] = b;
                 } else {
-                    t.tail[t.tail_len] = b;
-                    t.tail_len += 1;
+                    s.tail[s.tail_len] = b;
+                    s.tail_len += 1;
                 }
             }
+        }
+        if !header.opcode.is_control() {
+            self.message_payload(payload);
         }
     }
 
     fn frame_end(&mut self, header: &FrameHeader) {
         self.ctx.stats.frames += 1;
-        let t = &mut *self.track;
         let is_data = matches!(
             header.opcode,
             Opcode::Continuation | Opcode::Text | Opcode::Binary
         );
-        let in_text = is_data && matches!(t.message, Some((true, false)));
-        let emit = self
-            .ctx
-            .options
-            .max_frames
-            .is_none_or(|max| self.ctx.stats.frames_emitted < max);
+        let in_text = is_data
+            && self
+                .state
+                .message
+                .as_ref()
+                .is_some_and(|m| m.text && !m.compressed);
+        let close = if header.opcode == Opcode::Close {
+            let (code, reason) = self.check_close(header);
+            if !self.state.close_sent {
+                self.state.close_sent = true;
+                match &self.close.first {
+                    None => self.close.first = Some((self.state.dir, code, reason.to_string())),
+                    Some((dir, ..)) if *dir != self.state.dir && self.close.reply.is_none() => {
+                        self.close.reply = Some(code)
+                    }
+                    _ => {}
+                }
+            }
+            Some((code, reason))
+        } else {
+            None
+        };
+        let options = self.ctx.options;
+        let emit = options.show_frames
+            && options
+                .max_frames
+                .is_none_or(|max| self.ctx.stats.frames_emitted < max);
         if emit {
             self.ctx.stats.frames_emitted += 1;
-            let shown = t.kept.len().min(self.ctx.options.max_payload);
-            let kept = &t.kept[..shown];
-            let truncated = header.len > shown as u64;
+            let s = &mut *self.state;
+            let shown = s.frame_kept.len().min(options.max_payload);
+            let kept = &s.frame_kept[..shown];
             let payload = if in_text {
-                text_payload(kept, &t.carry[..t.carry_len], &mut t.display)
+                text_payload(kept, &s.carry[..s.carry_len], &mut s.display)
             } else {
                 Payload::Data(kept)
-            };
-            let close_reason;
-            let close = if header.opcode == Opcode::Close {
-                let (code, reason) = parse_close(&t.kept);
-                close_reason = reason;
-                Some(CloseInfo {
-                    code,
-                    reason: &close_reason,
-                })
-            } else {
-                None
             };
             let event = FrameEvent {
                 ts: self.ctx.ts,
                 flow: self.ctx.flow,
-                dir: t.dir.unwrap_or(Direction::ClientToServer),
+                dir: s.dir,
                 header,
                 payload,
-                truncated,
-                close,
+                truncated: header.len > shown as u64,
+                close: close.as_ref().map(|(code, reason)| CloseInfo {
+                    code: *code,
+                    reason,
+                }),
             };
             self.ctx.sink.event(&Event::Frame(event));
         }
         if is_data {
-            if header.fin {
-                t.message = None;
-                t.carry_len = 0;
-            } else if in_text {
-                let tail = &t.tail[..t.tail_len];
-                let cut = incomplete_utf8_suffix(tail);
-                t.carry[..cut.len()].copy_from_slice(cut);
-                t.carry_len = cut.len();
+            if let Some(message) = &mut self.state.message {
+                message.frames += 1;
             }
+            if header.fin {
+                self.finish_message();
+                self.state.carry_len = 0;
+            } else if in_text {
+                let s = &mut *self.state;
+                let cut = incomplete_utf8_suffix(&s.tail[..s.tail_len]);
+                s.carry[..cut.len()].copy_from_slice(cut);
+                s.carry_len = cut.len();
+            }
+        }
+    }
+}
+
+/// Inflates `input`, handing output to `on_output` in pieces; `on_output` returns false to stop.
+/// Returns an error description if the data is not valid deflate.
+fn inflate(
+    inflater: &mut Inflater,
+    mut input: &[u8],
+    out: &mut [u8],
+    mut on_output: impl FnMut(&[u8]) -> bool,
+) -> Option<String> {
+    loop {
+        let (in_before, out_before) = (inflater.z.total_in(), inflater.z.total_out());
+        let status = match inflater.z.decompress(input, out, FlushDecompress::Sync) {
+            Ok(status) => status,
+            Err(e) => return Some(format!("inflating failed: {e}")),
+        };
+        let consumed = (inflater.z.total_in() - in_before) as usize;
+        let produced = (inflater.z.total_out() - out_before) as usize;
+        input = &input[consumed.min(input.len())..];
+        if produced > 0 && !on_output(&out[..produced]) {
+            return None;
+        }
+        if status == Status::StreamEnd {
+            inflater.stream_ended = true;
+            return None;
+        }
+        if (input.is_empty() && produced < out.len()) || (consumed == 0 && produced == 0) {
+            return None;
         }
     }
 }
@@ -224,7 +848,6 @@ fn text_payload<'a>(kept: &'a [u8], carry: &[u8], display: &'a mut Vec<u8>) -> P
         Ok(text) => Payload::Text(text),
         Err(e) if e.error_len().is_none() => {
             let valid = &candidate[..e.valid_up_to()];
-            // Safe by construction: simdutf8 validated exactly this prefix.
             Payload::Text(std::str::from_utf8(valid).unwrap_or_default())
         }
         Err(_) => Payload::Data(kept),
@@ -238,30 +861,13 @@ fn incomplete_utf8_suffix(tail: &[u8]) -> &[u8] {
         if b & 0xC0 == 0x80 {
             continue; // a continuation byte: keep looking for the lead
         }
-        let width = match b {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => 1,
-        };
-        return if width > back {
+        return if utf8_width(b) > back {
             &tail[tail.len() - back..]
         } else {
             &[]
         };
     }
     &[]
-}
-
-/// The close code and reason of a close frame's payload (RFC 6455 5.5.1).
-pub fn parse_close(payload: &[u8]) -> (Option<u16>, Cow<'_, str>) {
-    match payload {
-        [hi, lo, reason @ ..] => (
-            Some(u16::from_be_bytes([*hi, *lo])),
-            String::from_utf8_lossy(reason),
-        ),
-        _ => (None, Cow::Borrowed("")),
-    }
 }
 
 #[cfg(test)]
@@ -299,12 +905,36 @@ mod tests {
     }
 
     #[test]
-    fn close_payloads() {
+    fn utf8_check_across_every_split() {
+        let text = "añ€😀z".as_bytes();
+        for a in 0..=text.len() {
+            for b in a..=text.len() {
+                let mut check = Utf8Check::default();
+                check.feed(&text[..a]);
+                check.feed(&text[a..b]);
+                check.feed(&text[b..]);
+                assert!(check.is_complete_and_valid(), "{a} {b}");
+            }
+        }
+        let mut cut = Utf8Check::default();
+        cut.feed(&text[..3]);
+        assert!(!cut.is_complete_and_valid() && cut.is_valid_so_far());
+        let mut bad = Utf8Check::default();
+        bad.feed(b"a\xed\xa0\x80"); // an encoded surrogate
+        assert!(!bad.is_valid_so_far());
+    }
+
+    #[test]
+    fn negotiated_parameters() {
+        let n = Negotiated::from_server_extensions(&[
+            "permessage-deflate; server_no_context_takeover; client_max_window_bits=10".into(),
+        ]);
+        let p = n.deflate.unwrap();
+        assert!(p.server_no_context_takeover && !p.client_no_context_takeover);
+        assert_eq!(p.client_max_window_bits, Some(10));
         assert_eq!(
-            parse_close(b"\x03\xe8bye"),
-            (Some(1000), Cow::Borrowed("bye"))
+            Negotiated::from_server_extensions(&["x-foo".into()]).deflate,
+            None
         );
-        assert_eq!(parse_close(b""), (None, Cow::Borrowed("")));
-        assert_eq!(parse_close(b"\x03"), (None, Cow::Borrowed("")));
     }
 }

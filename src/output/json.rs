@@ -8,7 +8,10 @@ use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{Out, OutputSink, TsPrecision};
-use crate::event::{Event, EventSink, FlowMeta, FrameEvent, HandshakeEvent, Payload, Timestamp};
+use crate::event::{
+    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowMeta, FrameEvent, HandshakeEvent,
+    MessageEvent, Payload, Timestamp,
+};
 
 pub struct JsonWriter<W: Write> {
     out: Out<W>,
@@ -120,13 +123,7 @@ fn frame(w: &mut impl Write, p: TsPrecision, e: &FrameEvent<'_>) -> io::Result<(
         None => w.write_all(b"null")?,
     }
     write!(w, ",\"len\":{}", h.len)?;
-    match e.payload {
-        Payload::Text(text) => {
-            w.write_all(b",\"text\":")?;
-            string(w, text)?;
-        }
-        Payload::Data(data) => write!(w, ",\"data\":\"{}\"", Base64Display::new(data, &STANDARD))?,
-    }
+    payload(w, e.payload)?;
     write!(w, ",\"truncated\":{}", e.truncated)?;
     if let Some(close) = &e.close {
         match close.code {
@@ -139,6 +136,79 @@ fn frame(w: &mut impl Write, p: TsPrecision, e: &FrameEvent<'_>) -> io::Result<(
     w.write_all(b"}\n")
 }
 
+fn payload(w: &mut impl Write, payload: Payload<'_>) -> io::Result<()> {
+    match payload {
+        Payload::Text(text) => {
+            w.write_all(b",\"text\":")?;
+            string(w, text)
+        }
+        Payload::Data(data) => write!(w, ",\"data\":\"{}\"", Base64Display::new(data, &STANDARD)),
+    }
+}
+
+fn message(w: &mut impl Write, p: TsPrecision, e: &MessageEvent<'_>) -> io::Result<()> {
+    envelope(w, "message", e.ts, p, e.flow)?;
+    write!(
+        w,
+        ",\"dir\":\"{}\",\"opcode\":\"{}\",\"len\":{},\"wire_len\":{},\"frames\":{},\"compressed\":{}",
+        e.dir.name(),
+        if e.text { "text" } else { "binary" },
+        e.len,
+        e.wire_len,
+        e.frames,
+        e.compressed
+    )?;
+    payload(w, e.payload)?;
+    writeln!(
+        w,
+        ",\"truncated\":{},\"undecodable\":{}}}",
+        e.truncated, e.undecodable
+    )
+}
+
+fn side(dir: Option<Direction>) -> &'static str {
+    match dir {
+        Some(Direction::ClientToServer) => "\"client\"",
+        Some(Direction::ServerToClient) => "\"server\"",
+        None => "null",
+    }
+}
+
+fn opt_u16(w: &mut impl Write, value: Option<u16>) -> io::Result<()> {
+    match value {
+        Some(v) => write!(w, "{v}"),
+        None => w.write_all(b"null"),
+    }
+}
+
+fn close(w: &mut impl Write, p: TsPrecision, e: &CloseEvent<'_>) -> io::Result<()> {
+    envelope(w, "close", e.ts, p, e.flow)?;
+    write!(w, ",\"initiator\":{},\"code\":", side(e.initiator))?;
+    opt_u16(w, e.code)?;
+    w.write_all(b",\"reason\":")?;
+    opt_string(w, e.reason)?;
+    w.write_all(b",\"reply_code\":")?;
+    opt_u16(w, e.reply_code)?;
+    writeln!(
+        w,
+        ",\"replied\":{},\"clean\":{},\"end\":\"{}\"}}",
+        e.replied,
+        e.clean,
+        e.end.name()
+    )
+}
+
+fn anomaly(w: &mut impl Write, p: TsPrecision, e: &AnomalyEvent<'_>) -> io::Result<()> {
+    envelope(w, "anomaly", e.ts, p, e.flow)?;
+    match e.dir {
+        Some(dir) => write!(w, ",\"dir\":\"{}\"", dir.name())?,
+        None => w.write_all(b",\"dir\":null")?,
+    }
+    write!(w, ",\"kind\":\"{}\",\"detail\":", e.kind.name())?;
+    string(w, e.detail)?;
+    w.write_all(b"}\n")
+}
+
 impl<W: Write> EventSink for JsonWriter<W> {
     fn event(&mut self, event: &Event<'_>) {
         if self.out.error.is_some() {
@@ -148,6 +218,9 @@ impl<W: Write> EventSink for JsonWriter<W> {
         let result = match event {
             Event::Handshake(e) => handshake(w, self.precision, e),
             Event::Frame(e) => frame(w, self.precision, e),
+            Event::Message(e) => message(w, self.precision, e),
+            Event::Close(e) => close(w, self.precision, e),
+            Event::Anomaly(e) => anomaly(w, self.precision, e),
         };
         self.out.record(result);
     }

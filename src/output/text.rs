@@ -4,7 +4,10 @@
 use std::io::{self, Write};
 
 use super::{Out, OutputSink, TsPrecision};
-use crate::event::{Event, EventSink, FrameEvent, HandshakeEvent, Payload, Timestamp};
+use crate::event::{
+    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowMeta, FrameEvent, HandshakeEvent,
+    MessageEvent, Payload, Timestamp,
+};
 use crate::frame::Opcode;
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
@@ -105,14 +108,7 @@ impl<W: Write> TextWriter<W> {
 
     fn frame(&mut self, e: &FrameEvent<'_>) -> io::Result<()> {
         let h = e.header;
-        self.time(e.ts)?;
-        write!(
-            self.out.w,
-            " #{} {} > {} ",
-            e.flow.id,
-            e.flow.source(e.dir),
-            e.flow.destination(e.dir)
-        )?;
+        self.prefix(e.ts, e.flow, e.dir)?;
         let style = match h.opcode {
             Opcode::Text => GREEN,
             Opcode::Binary => BLUE,
@@ -144,29 +140,130 @@ impl<W: Write> TextWriter<W> {
                 w.write_all(b"\"")?;
             }
         } else {
-            match e.payload {
-                Payload::Text(text) if !text.is_empty() => {
-                    w.write_all(b" \"")?;
-                    escaped(w, text)?;
-                    w.write_all(b"\"")?;
-                    if e.truncated {
-                        w.write_all(b"...")?;
-                    }
-                }
-                Payload::Data(data) if !data.is_empty() => {
-                    w.write_all(b" ")?;
-                    for b in data.iter().take(HEX_PREVIEW) {
-                        write!(w, "{b:02x}")?;
-                    }
-                    if data.len() > HEX_PREVIEW || e.truncated {
-                        w.write_all(b"...")?;
-                    }
-                }
-                _ => {}
-            }
+            payload(w, e.payload, e.truncated)?;
         }
         w.write_all(b"\n")
     }
+
+    fn prefix(&mut self, ts: Timestamp, flow: &FlowMeta, dir: Direction) -> io::Result<()> {
+        self.time(ts)?;
+        write!(
+            self.out.w,
+            " #{} {} > {} ",
+            flow.id,
+            flow.source(dir),
+            flow.destination(dir)
+        )
+    }
+
+    fn message(&mut self, e: &MessageEvent<'_>) -> io::Result<()> {
+        self.prefix(e.ts, e.flow, e.dir)?;
+        let style = if e.text { GREEN } else { BLUE };
+        self.paint(
+            &style,
+            if e.text {
+                "TEXT MESSAGE"
+            } else {
+                "BINARY MESSAGE"
+            },
+        )?;
+        let w = &mut self.out.w;
+        write!(w, " len={} frames={}", e.len, e.frames)?;
+        if e.compressed {
+            write!(w, " compressed wire_len={}", e.wire_len)?;
+        }
+        if e.undecodable {
+            w.write_all(b" (undecodable)")?;
+        }
+        payload(w, e.payload, e.truncated)?;
+        w.write_all(b"\n")
+    }
+
+    fn close(&mut self, e: &CloseEvent<'_>) -> io::Result<()> {
+        self.time(e.ts)?;
+        write!(
+            self.out.w,
+            " #{} {} > {} ",
+            e.flow.id, e.flow.client, e.flow.server
+        )?;
+        let style = if e.clean { CYAN } else { RED };
+        self.paint(&style, "closed")?;
+        let w = &mut self.out.w;
+        match e.initiator {
+            Some(dir) => {
+                let who = if dir == Direction::ClientToServer {
+                    "client"
+                } else {
+                    "server"
+                };
+                write!(w, " by {who}")?;
+                match e.code {
+                    Some(code) => write!(w, " code={code}")?,
+                    None => w.write_all(b" code=none")?,
+                }
+                if let Some(reason) = e.reason.filter(|r| !r.is_empty()) {
+                    w.write_all(b" reason=\"")?;
+                    escaped(w, reason)?;
+                    w.write_all(b"\"")?;
+                }
+                match (e.reply_code, e.replied) {
+                    (Some(code), _) => write!(w, " reply={code}")?,
+                    (None, true) => w.write_all(b" reply=none")?,
+                    (None, false) => w.write_all(b" (no reply)")?,
+                }
+            }
+            None => w.write_all(b" without a close frame")?,
+        }
+        writeln!(
+            w,
+            " end={}{}",
+            e.end.name(),
+            if e.clean { " clean" } else { "" }
+        )
+    }
+
+    fn anomaly(&mut self, e: &AnomalyEvent<'_>) -> io::Result<()> {
+        match e.dir {
+            Some(dir) => self.prefix(e.ts, e.flow, dir)?,
+            None => {
+                self.time(e.ts)?;
+                write!(
+                    self.out.w,
+                    " #{} {} > {} ",
+                    e.flow.id, e.flow.client, e.flow.server
+                )?;
+            }
+        }
+        self.paint(&RED, "ANOMALY")?;
+        let w = &mut self.out.w;
+        write!(w, " {}: ", e.kind.name())?;
+        escaped(w, e.detail)?;
+        w.write_all(b"\n")
+    }
+}
+
+fn payload(w: &mut impl Write, payload: Payload<'_>, truncated: bool) -> io::Result<()> {
+    match payload {
+        Payload::Text(text) if !text.is_empty() => {
+            w.write_all(b" \"")?;
+            escaped(w, text)?;
+            w.write_all(b"\"")?;
+            if truncated {
+                w.write_all(b"...")?;
+            }
+        }
+        Payload::Data(data) if !data.is_empty() => {
+            w.write_all(b" ")?;
+            for b in data.iter().take(HEX_PREVIEW) {
+                write!(w, "{b:02x}")?;
+            }
+            if data.len() > HEX_PREVIEW || truncated {
+                w.write_all(b"...")?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Writes `s` with every control and bidirectional-formatting character escaped.
@@ -228,6 +325,9 @@ impl<W: Write> EventSink for TextWriter<W> {
         let result = match event {
             Event::Handshake(e) => self.handshake(e),
             Event::Frame(e) => self.frame(e),
+            Event::Message(e) => self.message(e),
+            Event::Close(e) => self.close(e),
+            Event::Anomaly(e) => self.anomaly(e),
         };
         self.out.record(result);
     }
