@@ -1,12 +1,16 @@
 //! The pipeline's middle: packets in, events out. Decodes each packet, finds its connection,
 //! reassembles the direction's bytes and hands them to the connection's session.
+//!
+//! Memory is bounded whatever the input: the flow table has a maximum size (the longest-idle
+//! connections are evicted to make room), idle connections time out in capture time, each
+//! direction's out-of-order buffer has a budget, and IP fragments wait only so long.
 
 use std::collections::HashMap;
 
-use crate::decode::{self, LinkType, Skip, TcpSegment};
+use crate::decode::{self, Defragmenter, LinkType, Skip, TcpSegment};
 use crate::event::{Direction, EndReason, EventSink, FlowMeta, Timestamp};
 use crate::handshake;
-use crate::session::Session;
+use crate::session::{Session, SessionStart};
 use crate::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
 use crate::ws::{Context, Scratch, WsOptions, WsStats};
 
@@ -15,10 +19,39 @@ const CLOSED_LINGER_SECS: i64 = 10;
 /// How often, in capture time, the flow table is swept.
 const SWEEP_INTERVAL_SECS: i64 = 5;
 
-#[derive(Clone, Copy, Debug, Default)]
+/// Limits on the flow table.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowLimits {
+    /// Connections tracked at once; beyond it the longest-idle are evicted.
+    pub max_flows: usize,
+    /// A connection with no packet for this long, in capture time, is ended.
+    pub idle_timeout_secs: i64,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_flows: 100_000,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// How to recognise WebSocket connections whose handshake was not captured.
+#[derive(Clone, Debug, Default)]
+pub struct MidstreamOptions {
+    /// Server ports whose connections are WebSocket regardless (Wireshark's Decode As).
+    pub ws_ports: Vec<u16>,
+    /// Recognise connections whose bytes parse as a chain of valid frames.
+    pub heuristics: bool,
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct AnalyzerOptions {
     pub ws: WsOptions,
     pub reassembly: ReassemblyLimits,
+    pub flows: FlowLimits,
+    pub midstream: MidstreamOptions,
 }
 
 /// Counts reported at the end of a run.
@@ -28,8 +61,10 @@ pub struct Stats {
     pub tcp_packets: u64,
     pub skipped_not_tcp: u64,
     pub skipped_malformed: u64,
-    pub skipped_fragments: u64,
+    pub fragments: u64,
     pub connections: u64,
+    pub evicted: u64,
+    pub timed_out: u64,
     pub ws: WsStats,
 }
 
@@ -55,10 +90,17 @@ struct Connection {
     last_seen: Timestamp,
 }
 
+impl Connection {
+    fn is_finished(&self) -> bool {
+        self.closed || self.halves.iter().all(HalfStream::is_finished)
+    }
+}
+
 pub struct Analyzer {
     link: LinkType,
     options: AnalyzerOptions,
     flows: HashMap<FlowKey, Connection, foldhash::fast::RandomState>,
+    defrag: Defragmenter,
     next_id: u64,
     scratch: Scratch,
     stats: Stats,
@@ -69,9 +111,21 @@ pub struct Analyzer {
 struct Env<'a> {
     ts: Timestamp,
     sink: &'a mut dyn EventSink,
-    options: &'a WsOptions,
+    options: &'a AnalyzerOptions,
     stats: &'a mut WsStats,
     scratch: &'a mut Scratch,
+}
+
+impl Env<'_> {
+    fn context<'e>(&'e mut self, flow: &'e FlowMeta) -> Context<'e> {
+        Context {
+            ts: self.ts,
+            flow,
+            sink: &mut *self.sink,
+            options: &self.options.ws,
+            stats: &mut *self.stats,
+        }
+    }
 }
 
 impl Analyzer {
@@ -80,6 +134,7 @@ impl Analyzer {
             link,
             options,
             flows: HashMap::default(),
+            defrag: Defragmenter::default(),
             next_id: 0,
             scratch: Scratch::default(),
             stats: Stats::default(),
@@ -89,6 +144,11 @@ impl Analyzer {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Connections tracked now.
+    pub fn tracked_flows(&self) -> usize {
+        self.flows.len()
     }
 
     /// True once `-c` frames have been emitted: reading further cannot change the output.
@@ -101,6 +161,9 @@ impl Analyzer {
 
     pub fn packet(&mut self, ts: Timestamp, data: &[u8], sink: &mut dyn EventSink) {
         self.stats.packets += 1;
+        if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
+            self.sweep(ts, sink);
+        }
         match decode::decode(self.link, data) {
             Ok(segment) => {
                 self.stats.tcp_packets += 1;
@@ -108,41 +171,56 @@ impl Analyzer {
             }
             Err(Skip::NotTcp) => self.stats.skipped_not_tcp += 1,
             Err(Skip::Malformed) => self.stats.skipped_malformed += 1,
-            Err(Skip::Fragment) => self.stats.skipped_fragments += 1,
+            Err(Skip::Fragment) => {
+                self.stats.fragments += 1;
+                let Some(datagram) = self.defrag.add(self.link, data, ts) else {
+                    return;
+                };
+                match datagram.segment() {
+                    Some(segment) => {
+                        self.stats.tcp_packets += 1;
+                        self.segment(ts, &segment, sink);
+                    }
+                    None => self.stats.skipped_not_tcp += 1,
+                }
+                self.defrag.recycle(datagram);
+            }
         }
-        if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
-            self.sweep(ts);
+    }
+
+    fn new_connection(&mut self, key: FlowKey, ts: Timestamp, sink: &mut dyn EventSink) {
+        if self.flows.len() >= self.options.flows.max_flows {
+            self.evict(ts, sink);
         }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.connections += 1;
+        let conn = Connection {
+            halves: [HalfStream::default(), HalfStream::default()],
+            app: App {
+                id,
+                key,
+                client_is_a: None,
+                flow: None,
+                fins: [false; 2],
+                session: Session::new(),
+            },
+            closed: false,
+            last_seen: ts,
+        };
+        self.flows.insert(key, conn);
     }
 
     fn segment(&mut self, ts: Timestamp, seg: &TcpSegment<'_>, sink: &mut dyn EventSink) {
         let (key, from_a) = FlowKey::new(seg.src, seg.dst);
         let new_syn = seg.flags.syn && !seg.flags.ack;
-        let reuse = match self.flows.get(&key) {
+        let start_new = match self.flows.get(&key) {
             None => true,
             // A fresh SYN on a finished connection's endpoints starts a new connection.
-            Some(conn) => {
-                new_syn && (conn.closed || conn.halves.iter().all(HalfStream::is_finished))
-            }
+            Some(conn) => new_syn && conn.is_finished(),
         };
-        if reuse {
-            let id = self.next_id;
-            self.next_id += 1;
-            self.stats.connections += 1;
-            let conn = Connection {
-                halves: [HalfStream::default(), HalfStream::default()],
-                app: App {
-                    id,
-                    key,
-                    client_is_a: None,
-                    flow: None,
-                    fins: [false; 2],
-                    session: Session::new(),
-                },
-                closed: false,
-                last_seen: ts,
-            };
-            self.flows.insert(key, conn);
+        if start_new {
+            self.new_connection(key, ts, sink);
         }
         let Some(conn) = self.flows.get_mut(&key) else {
             return;
@@ -150,7 +228,7 @@ impl Analyzer {
         conn.last_seen = ts;
         if seg.flags.syn && conn.app.client_is_a.is_none() {
             conn.app
-                .set_client(if seg.flags.ack { !from_a } else { from_a });
+                .set_client(if seg.flags.ack { !from_a } else { from_a }, false);
         }
         if conn.closed {
             return;
@@ -158,11 +236,16 @@ impl Analyzer {
         let mut env = Env {
             ts,
             sink,
-            options: &self.options.ws,
+            options: &self.options,
             stats: &mut self.stats.ws,
             scratch: &mut self.scratch,
         };
-        let half = &mut conn.halves[usize::from(!from_a)];
+        let [a_to_b, b_to_a] = &mut conn.halves;
+        let (half, peer) = if from_a {
+            (a_to_b, b_to_a)
+        } else {
+            (b_to_a, a_to_b)
+        };
         let app = &mut conn.app;
         if !app.session.is_ignored() {
             half.push(
@@ -172,19 +255,87 @@ impl Analyzer {
                 self.options.reassembly,
                 &mut |chunk| app.chunk(from_a, chunk, &mut env),
             );
+            if seg.flags.ack && !app.session.is_ignored() {
+                peer.acked(seg.ack, &mut |chunk| app.chunk(!from_a, chunk, &mut env));
+            }
         }
         if seg.flags.rst {
             conn.close(EndReason::Rst, &mut env);
         }
     }
 
-    /// Drops connections long closed, so the table stays as small as the live traffic.
-    fn sweep(&mut self, now: Timestamp) {
+    /// Ends idle connections, drops long-closed ones and stale IP fragments, so the tables
+    /// stay as small as the live traffic.
+    fn sweep(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
         self.last_sweep = now.secs;
-        self.flows.retain(|_, conn| {
-            !(conn.closed || conn.halves.iter().all(HalfStream::is_finished))
-                || now.secs - conn.last_seen.secs < CLOSED_LINGER_SECS
+        self.defrag.expire(now);
+        let idle_limit = self.options.flows.idle_timeout_secs;
+        let mut timed_out: Vec<(u64, FlowKey)> = Vec::new();
+        self.flows.retain(|key, conn| {
+            let idle = now.secs.saturating_sub(conn.last_seen.secs);
+            if conn.is_finished() {
+                return idle < CLOSED_LINGER_SECS;
+            }
+            if idle >= idle_limit {
+                timed_out.push((conn.app.id, *key));
+            }
+            true
         });
+        timed_out.sort_unstable();
+        self.stats.timed_out += timed_out.len() as u64;
+        self.end_connections(&timed_out, EndReason::Timeout, now, sink);
+        for (_, key) in &timed_out {
+            self.flows.remove(key);
+        }
+    }
+
+    /// Makes room for a new connection by ending the longest-idle tenth of the table.
+    fn evict(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
+        let mut by_age: Vec<(Timestamp, u64, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, c)| (c.last_seen, c.app.id, *k))
+            .collect();
+        let count = (self.flows.len() / 10).max(1);
+        by_age.select_nth_unstable(count - 1);
+        by_age.truncate(count);
+        let mut victims: Vec<(u64, FlowKey)> =
+            by_age.into_iter().map(|(_, id, k)| (id, k)).collect();
+        victims.sort_unstable();
+        self.stats.evicted += victims.len() as u64;
+        self.end_connections(&victims, EndReason::Evicted, now, sink);
+        for (_, key) in &victims {
+            self.flows.remove(key);
+        }
+    }
+
+    fn end_connections(
+        &mut self,
+        keys: &[(u64, FlowKey)],
+        how: EndReason,
+        now: Timestamp,
+        sink: &mut dyn EventSink,
+    ) {
+        for (_, key) in keys {
+            let Some(conn) = self.flows.get_mut(key) else {
+                continue;
+            };
+            if conn.closed {
+                continue;
+            }
+            let mut env = Env {
+                ts: if how == EndReason::CaptureEnd {
+                    conn.last_seen
+                } else {
+                    now
+                },
+                sink: &mut *sink,
+                options: &self.options,
+                stats: &mut self.stats.ws,
+                scratch: &mut self.scratch,
+            };
+            conn.close(how, &mut env);
+        }
     }
 
     /// The capture ended: deliver what every connection still holds, in connection order.
@@ -196,19 +347,7 @@ impl Analyzer {
             .map(|(k, c)| (c.app.id, *k))
             .collect();
         open.sort_unstable();
-        for (_, key) in open {
-            let Some(conn) = self.flows.get_mut(&key) else {
-                continue;
-            };
-            let mut env = Env {
-                ts: conn.last_seen,
-                sink,
-                options: &self.options.ws,
-                stats: &mut self.stats.ws,
-                scratch: &mut self.scratch,
-            };
-            conn.close(EndReason::CaptureEnd, &mut env);
-        }
+        self.end_connections(&open, EndReason::CaptureEnd, Timestamp::default(), sink);
     }
 }
 
@@ -232,7 +371,7 @@ fn direction(from_a: bool, client_is_a: bool) -> Direction {
 }
 
 impl App {
-    fn set_client(&mut self, client_is_a: bool) {
+    fn set_client(&mut self, client_is_a: bool, midstream: bool) {
         self.client_is_a = Some(client_is_a);
         let (a, b) = (self.key.side_a(), self.key.side_b());
         let (client, server) = if client_is_a { (a, b) } else { (b, a) };
@@ -240,48 +379,93 @@ impl App {
             id: self.id,
             client,
             server,
+            midstream,
         });
+    }
+
+    /// Decides, from a connection's first bytes, who is the client and how to decode it.
+    fn orient(&mut self, from_a: bool, bytes: &[u8], options: &AnalyzerOptions) {
+        let ws_port =
+            |addr: std::net::SocketAddr| options.midstream.ws_ports.contains(&addr.port());
+        let (a, b) = (self.key.side_a(), self.key.side_b());
+        if self.client_is_a.is_none() {
+            if handshake::looks_like_request_start(bytes) {
+                self.set_client(from_a, false);
+            } else if handshake::looks_like_response_start(bytes) {
+                self.set_client(!from_a, false);
+            } else if ws_port(b) != ws_port(a) {
+                self.set_client(ws_port(b), true);
+                self.session = Session::start(SessionStart::WebSocket);
+            } else if options.midstream.heuristics {
+                self.session = Session::start(SessionStart::Probe);
+            } else {
+                self.session.ignore();
+            }
+        } else if let (Some(flow), true) = (self.flow.as_mut(), self.session.is_fresh()) {
+            // The handshake was seen to start (SYN) but the first bytes are not HTTP: only a
+            // port the user named makes them WebSocket.
+            let client_sent = from_a == self.client_is_a.unwrap_or(true);
+            let speaks_http = if client_sent {
+                handshake::looks_like_request_start(bytes)
+            } else {
+                handshake::looks_like_response_start(bytes)
+            };
+            if !speaks_http && ws_port(flow.server) {
+                flow.midstream = true;
+                self.session = Session::start(SessionStart::WebSocket);
+            }
+        }
     }
 
     fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, env: &mut Env<'_>) {
         match chunk {
             Chunk::Data(bytes) => {
-                if self.client_is_a.is_none() {
-                    // No SYN seen: the side that speaks HTTP first is the client.
-                    if handshake::looks_like_request_start(bytes) {
-                        self.set_client(from_a);
-                    } else if handshake::looks_like_response_start(bytes) {
-                        self.set_client(!from_a);
-                    } else {
-                        self.session.ignore();
-                        return;
-                    }
+                if self.session.is_fresh() {
+                    self.orient(from_a, bytes, env.options);
                 }
-                let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) else {
+                if self.session.is_ignored() {
+                    return;
+                }
+                if self.flow.is_none() {
+                    // Orientation unknown: a probing session decides from both directions.
+                    let Some(client_is_a) = self.session.probe(from_a, bytes) else {
+                        return;
+                    };
+                    self.set_client(client_is_a, true);
+                    let Some(flow) = self.flow.as_ref() else {
+                        return;
+                    };
+                    let scratch = &mut *env.scratch;
+                    let mut ctx = Context {
+                        ts: env.ts,
+                        flow,
+                        sink: &mut *env.sink,
+                        options: &env.options.ws,
+                        stats: &mut *env.stats,
+                    };
+                    self.session.replay_probe(client_is_a, scratch, &mut ctx);
+                    return;
+                }
+                let Some(flow) = self.flow.as_ref() else {
                     return;
                 };
-                let dir = direction(from_a, client_is_a);
+                let dir = direction(from_a, self.client_is_a.unwrap_or(true));
+                let scratch = &mut *env.scratch;
                 let mut ctx = Context {
                     ts: env.ts,
                     flow,
                     sink: &mut *env.sink,
-                    options: env.options,
+                    options: &env.options.ws,
                     stats: &mut *env.stats,
                 };
-                self.session.data(dir, bytes, env.scratch, &mut ctx);
+                self.session.data(dir, bytes, scratch, &mut ctx);
             }
             Chunk::Gap(lost) => {
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) else {
                     self.session.ignore();
                     return;
                 };
-                let mut ctx = Context {
-                    ts: env.ts,
-                    flow,
-                    sink: &mut *env.sink,
-                    options: env.options,
-                    stats: &mut *env.stats,
-                };
+                let mut ctx = env.context(flow);
                 self.session
                     .gap(direction(from_a, client_is_a), lost, &mut ctx);
             }
@@ -301,13 +485,7 @@ impl App {
         }
         match self.flow.as_ref() {
             Some(flow) => {
-                let mut ctx = Context {
-                    ts: env.ts,
-                    flow,
-                    sink: &mut *env.sink,
-                    options: env.options,
-                    stats: &mut *env.stats,
-                };
+                let mut ctx = env.context(flow);
                 self.session.end(how, &mut ctx);
             }
             None => self.session.ignore(),

@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{EtherType, NetSlice, SlicedPacket, TransportSlice};
+use etherparse::defrag::{IpDefragPayloadVec, IpDefragPool};
+use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TcpSlice, TransportSlice};
+
+use crate::event::Timestamp;
 
 /// The link-layer types wsnoop reads (libpcap DLT values as `pcap_datalink` reports them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +77,9 @@ pub enum Skip {
     Fragment,
 }
 
-/// Decodes one packet of the given link type.
-pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
-    let sliced = match link {
+/// Slices one packet of the given link type down to its transport layer.
+fn slice(link: LinkType, data: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
+    match link {
         LinkType::Ethernet => SlicedPacket::from_ethernet(data),
         LinkType::Raw => SlicedPacket::from_ip(data),
         LinkType::Null => SlicedPacket::from_ip(data.get(4..).ok_or(Skip::Malformed)?),
@@ -91,36 +94,116 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
             SlicedPacket::from_ether_type(EtherType(protocol), &data[20..])
         }
     }
-    .map_err(|_| Skip::Malformed)?;
-    let (src_ip, dst_ip, fragmented) = match &sliced.net {
-        Some(NetSlice::Ipv4(ip)) => (
+    .map_err(|_| Skip::Malformed)
+}
+
+fn addresses(sliced: &SlicedPacket<'_>) -> Option<(IpAddr, IpAddr, bool)> {
+    match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => Some((
             IpAddr::V4(ip.header().source_addr()),
             IpAddr::V4(ip.header().destination_addr()),
             ip.is_payload_fragmented(),
-        ),
-        Some(NetSlice::Ipv6(ip)) => (
+        )),
+        Some(NetSlice::Ipv6(ip)) => Some((
             IpAddr::V6(ip.header().source_addr()),
             IpAddr::V6(ip.header().destination_addr()),
             ip.is_payload_fragmented(),
-        ),
-        _ => return Err(Skip::NotTcp),
-    };
-    match sliced.transport {
+        )),
+        _ => None,
+    }
+}
+
+fn segment_of(src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'_>) -> TcpSegment<'static> {
+    TcpSegment {
+        src: SocketAddr::new(src, tcp.source_port()),
+        dst: SocketAddr::new(dst, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: TcpFlags {
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+        },
+        payload: &[],
+    }
+}
+
+/// Decodes one packet of the given link type.
+pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    let sliced = slice(link, data)?;
+    let (src, dst, fragmented) = addresses(&sliced).ok_or(Skip::NotTcp)?;
+    match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => Ok(TcpSegment {
-            src: SocketAddr::new(src_ip, tcp.source_port()),
-            dst: SocketAddr::new(dst_ip, tcp.destination_port()),
-            seq: tcp.sequence_number(),
-            ack: tcp.acknowledgment_number(),
-            flags: TcpFlags {
-                syn: tcp.syn(),
-                ack: tcp.ack(),
-                fin: tcp.fin(),
-                rst: tcp.rst(),
-            },
             payload: tcp.payload(),
+            ..segment_of(src, dst, tcp)
         }),
         None if fragmented => Err(Skip::Fragment),
         _ => Err(Skip::NotTcp),
+    }
+}
+
+/// How long, in capture time, the fragments of an IP datagram wait for the rest.
+const FRAGMENT_TIMEOUT_SECS: i64 = 30;
+/// Fragments accepted between two sweeps before the pool is dropped, so a flood of fragments
+/// that never complete costs bounded memory.
+const MAX_FRAGMENTS_PER_SWEEP: usize = 65_536;
+
+/// IPv4 and IPv6 fragment reassembly, through etherparse's pool.
+#[derive(Default)]
+pub struct Defragmenter {
+    pool: IpDefragPool<i64, ()>,
+    added_since_sweep: usize,
+}
+
+/// A reassembled IP datagram.
+pub struct Datagram {
+    src: IpAddr,
+    dst: IpAddr,
+    payload: IpDefragPayloadVec,
+}
+
+impl Datagram {
+    /// The datagram's TCP segment, if it carries a well-formed one.
+    pub fn segment(&self) -> Option<TcpSegment<'_>> {
+        if self.payload.ip_number != IpNumber::TCP {
+            return None;
+        }
+        let tcp = TcpSlice::from_slice(&self.payload.payload).ok()?;
+        Some(TcpSegment {
+            payload: &self.payload.payload[usize::from(tcp.data_offset()) * 4..],
+            ..segment_of(self.src, self.dst, &tcp)
+        })
+    }
+}
+
+impl Defragmenter {
+    /// Adds a fragment; returns the whole datagram once its last missing piece arrives.
+    pub fn add(&mut self, link: LinkType, data: &[u8], ts: Timestamp) -> Option<Datagram> {
+        let sliced = slice(link, data).ok()?;
+        let (src, dst, _) = addresses(&sliced)?;
+        self.added_since_sweep += 1;
+        if self.added_since_sweep > MAX_FRAGMENTS_PER_SWEEP {
+            self.pool.retain(|_| false);
+            self.added_since_sweep = 0;
+        }
+        let payload = self
+            .pool
+            .process_sliced_packet(&sliced, ts.secs, ())
+            .ok()??;
+        Some(Datagram { src, dst, payload })
+    }
+
+    /// Gives a datagram's buffer back for reuse.
+    pub fn recycle(&mut self, datagram: Datagram) {
+        self.pool.return_buf(datagram.payload);
+    }
+
+    /// Drops datagrams still incomplete after the timeout.
+    pub fn expire(&mut self, now: Timestamp) {
+        self.pool
+            .retain(|started| now.secs.saturating_sub(*started) < FRAGMENT_TIMEOUT_SECS);
+        self.added_since_sweep = 0;
     }
 }
 

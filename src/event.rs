@@ -49,6 +49,8 @@ pub struct FlowMeta {
     pub id: u64,
     pub client: SocketAddr,
     pub server: SocketAddr,
+    /// The handshake was not captured: the connection was recognised from its frames.
+    pub midstream: bool,
 }
 
 impl FlowMeta {
@@ -127,6 +129,8 @@ pub struct MessageEvent<'a> {
     /// Shown as text when a text message is valid UTF-8, else as data; at most `--max-payload`.
     pub payload: Payload<'a>,
     pub truncated: bool,
+    /// Bytes of the message were lost (a TCP gap): what is shown is only what arrived before.
+    pub incomplete: bool,
     /// A compressed message that could not be inflated (its dictionary was lost or inflating
     /// failed): `payload` holds nothing useful.
     pub undecodable: bool,
@@ -140,6 +144,10 @@ pub enum EndReason {
     Rst,
     /// The capture ended with the connection still open.
     CaptureEnd,
+    /// No packet for the idle timeout, in capture time.
+    Timeout,
+    /// Dropped to make room in a full flow table.
+    Evicted,
 }
 
 impl EndReason {
@@ -148,6 +156,8 @@ impl EndReason {
             EndReason::Fin => "fin",
             EndReason::Rst => "rst",
             EndReason::CaptureEnd => "capture_end",
+            EndReason::Timeout => "timeout",
+            EndReason::Evicted => "evicted",
         }
     }
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use wsnoop::analyzer::{Analyzer, AnalyzerOptions, Stats};
+use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
 use wsnoop::capture::{self, LiveOptions, Source};
-use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, TextWriter};
+use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, Quiet, TextWriter};
+use wsnoop::tcp::ReassemblyLimits;
 use wsnoop::ws::WsOptions;
 use wsnoop::{RunControl, RunEnd};
 
@@ -65,6 +66,32 @@ struct Cli {
     /// all for --json]. Handshakes, closes and anomalies are always printed.
     #[arg(long, value_enum, value_name = "WHAT")]
     show: Option<Show>,
+
+    /// Decode everything but print no events: only the counts at the end, on stderr.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+
+    /// Treat connections to this server port as WebSocket even without a captured handshake,
+    /// as Wireshark's Decode As does (repeatable).
+    #[arg(long = "ws-port", value_name = "PORT")]
+    ws_ports: Vec<u16>,
+
+    /// Do not recognise WebSocket connections from their frames alone when the handshake was
+    /// not captured.
+    #[arg(long)]
+    no_heuristics: bool,
+
+    /// Connections tracked at once; beyond it the longest-idle are ended ("evicted").
+    #[arg(long, value_name = "N", default_value_t = FlowLimits::default().max_flows)]
+    max_flows: usize,
+
+    /// End a connection after this many seconds without a packet, in capture time.
+    #[arg(long, value_name = "SECONDS", default_value_t = FlowLimits::default().idle_timeout_secs)]
+    idle_timeout: i64,
+
+    /// Out-of-order bytes held per direction while waiting for a missing segment.
+    #[arg(long, value_name = "BYTES", default_value_t = ReassemblyLimits::default().max_bytes)]
+    max_ooo: usize,
 
     /// Also write every packet read to this pcap file.
     #[arg(short = 'w', value_name = "FILE")]
@@ -153,8 +180,14 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
     let mut err = io::stderr().lock();
     let _ = writeln!(
         err,
-        "{} packets, {} connections, {} handshakes ({} upgraded), {} frames",
-        stats.packets, stats.connections, stats.ws.handshakes, stats.ws.upgrades, stats.ws.frames
+        "{} packets, {} connections, {} handshakes ({} upgraded), {} frames, {} messages, {} anomalies",
+        stats.packets,
+        stats.connections,
+        stats.ws.handshakes,
+        stats.ws.upgrades,
+        stats.ws.frames,
+        stats.ws.messages,
+        stats.ws.anomalies
     );
     if let Some(l) = live {
         let _ = writeln!(
@@ -209,12 +242,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             show_frames: show != Show::Messages,
             show_messages: show != Show::Frames,
         },
-        ..AnalyzerOptions::default()
+        reassembly: ReassemblyLimits {
+            max_bytes: cli.max_ooo,
+            ..ReassemblyLimits::default()
+        },
+        flows: FlowLimits {
+            max_flows: cli.max_flows.max(1),
+            idle_timeout_secs: cli.idle_timeout.max(1),
+        },
+        midstream: MidstreamOptions {
+            ws_ports: cli.ws_ports.clone(),
+            heuristics: !cli.no_heuristics,
+        },
     };
     let mut analyzer = Analyzer::new(source.link(), options);
     let stdout = io::stdout();
     let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut sink: Box<dyn OutputSink> = if cli.json {
+    let mut sink: Box<dyn OutputSink> = if cli.quiet {
+        Box::new(Quiet)
+    } else if cli.json {
         Box::new(JsonWriter::new(writer, source.precision()))
     } else {
         let color = match cli.color {
@@ -238,7 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             drop_report_interval: Duration::from_secs(5),
         },
     )?;
-    if source.is_live() || end == RunEnd::Interrupted {
+    if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
         report(&analyzer.stats(), source.live_stats());
     }
     Ok(ExitCode::SUCCESS)

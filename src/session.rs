@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 
 use crate::anomaly::AnomalyKind;
 use crate::event::{Direction, EndReason, Event, HandshakeEvent, Timestamp};
+use crate::frame::{ChainRule, ChainScan, Plausible};
 use crate::handshake::{
     self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
 };
-use crate::ws::{Context, Negotiated, Scratch, WsConnection};
+use crate::ws::{Context, FrameHunt, Negotiated, Scratch, WsConnection};
 
 /// Requests may be pipelined; more unanswered than this and the connection is not followed.
 const MAX_PENDING_REQUESTS: usize = 32;
@@ -55,9 +56,13 @@ pub struct Upgrade {
 enum Mode {
     Http(Box<HttpState>),
     WebSocket {
-        upgrade: Box<Upgrade>,
+        /// None for a connection picked up mid-stream.
+        upgrade: Option<Box<Upgrade>>,
         ws: Box<WsConnection>,
     },
+    /// No handshake seen and nobody said what this is: the first bytes of each side (A to B,
+    /// B to A) are held while looking for WebSocket frames in them.
+    Probe(Box<[FrameHunt; 2]>),
     /// Not (or no longer) something wsnoop decodes.
     Ignored,
 }
@@ -65,7 +70,27 @@ enum Mode {
 #[derive(Debug)]
 pub struct Session {
     mode: Mode,
+    /// No byte has been handed to the session yet.
+    fresh: bool,
 }
+
+/// How a session begins when the handshake was not seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStart {
+    /// The user said this port is WebSocket (`--ws-port`).
+    WebSocket,
+    /// Look for frames; give up if they do not appear.
+    Probe,
+}
+
+/// Bytes a probe holds per side before deciding the connection is not WebSocket.
+const PROBE_LIMIT: usize = 16 * 1024;
+
+/// Plausible frames in a row that make a connection WebSocket without a handshake.
+const PROBE_CHAIN: ChainRule = ChainRule {
+    min_frames: 3,
+    min_frames_at_end: 2,
+};
 
 impl Default for Session {
     fn default() -> Self {
@@ -74,8 +99,81 @@ impl Default for Session {
 }
 
 impl Session {
+    pub fn start(start: SessionStart) -> Self {
+        Session {
+            mode: match start {
+                SessionStart::WebSocket => Mode::WebSocket {
+                    upgrade: None,
+                    ws: Box::new(WsConnection::midstream()),
+                },
+                SessionStart::Probe => Mode::Probe(Box::default()),
+            },
+            fresh: false,
+        }
+    }
+
+    /// True until the first byte arrives: the moment to decide how to decode.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Holds a probing session's bytes of one side; once one side's bytes parse as a chain of
+    /// frames, returns whether side A is the client (masked frames are the client's).
+    pub fn probe(&mut self, from_a: bool, bytes: &[u8]) -> Option<bool> {
+        let Mode::Probe(sides) = &mut self.mode else {
+            return None;
+        };
+        let side = &mut sides[usize::from(!from_a)];
+        if side.len() + bytes.len() > PROBE_LIMIT {
+            self.mode = Mode::Ignored;
+            return None;
+        }
+        side.push(bytes);
+        for masked in [true, false] {
+            let rule = Plausible {
+                masked: Some(masked),
+                rsv1_allowed: true,
+                max_len: 1 << 24,
+            };
+            if let ChainScan::Found(_) = side.scan(&rule, &PROBE_CHAIN) {
+                // Masked frames come from the client.
+                return Some(masked == from_a);
+            }
+        }
+        None
+    }
+
+    /// After a probe succeeded: decodes what it held, as a mid-stream WebSocket connection.
+    pub fn replay_probe(
+        &mut self,
+        client_is_a: bool,
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        let Mode::Probe(sides) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
+            return;
+        };
+        self.mode = Mode::WebSocket {
+            upgrade: None,
+            ws: Box::new(WsConnection::midstream()),
+        };
+        let [a_to_b, b_to_a] = *sides;
+        let (client, server) = if client_is_a {
+            (a_to_b, b_to_a)
+        } else {
+            (b_to_a, a_to_b)
+        };
+        for segment in client.segments() {
+            self.data(Direction::ClientToServer, segment, scratch, ctx);
+        }
+        for segment in server.segments() {
+            self.data(Direction::ServerToClient, segment, scratch, ctx);
+        }
+    }
+
     pub fn new() -> Self {
         Session {
+            fresh: true,
             mode: Mode::Http(Box::new(HttpState {
                 client: HttpSide::Head,
                 server: HttpSide::Head,
@@ -98,7 +196,7 @@ impl Session {
 
     pub fn upgrade(&self) -> Option<&Upgrade> {
         match &self.mode {
-            Mode::WebSocket { upgrade, .. } => Some(upgrade),
+            Mode::WebSocket { upgrade, .. } => upgrade.as_deref(),
             _ => None,
         }
     }
@@ -112,7 +210,7 @@ impl Session {
         match &mut self.mode {
             Mode::WebSocket { ws, .. } => ws.gap(dir, lost, ctx),
             // An HTTP exchange cannot be followed across a hole.
-            Mode::Http(_) => self.mode = Mode::Ignored,
+            Mode::Http(_) | Mode::Probe(_) => self.mode = Mode::Ignored,
             Mode::Ignored => {}
         }
     }
@@ -133,9 +231,10 @@ impl Session {
         scratch: &mut Scratch,
         ctx: &mut Context<'_>,
     ) {
+        self.fresh = false;
         match &mut self.mode {
             Mode::WebSocket { ws, .. } => ws.feed(dir, input, scratch, ctx),
-            Mode::Ignored => {}
+            Mode::Ignored | Mode::Probe(_) => {}
             Mode::Http(http) => {
                 let next = match dir {
                     Direction::ClientToServer => http.client_data(input, ctx.ts),
@@ -154,7 +253,7 @@ impl Session {
                         };
                         let negotiated = upgrade.negotiated;
                         self.mode = Mode::WebSocket {
-                            upgrade,
+                            upgrade: Some(upgrade),
                             ws: Box::new(WsConnection::new(negotiated)),
                         };
                         // Frames the server sent in the 101's own segment, then anything the

@@ -216,6 +216,33 @@ impl HalfStream {
         }
     }
 
+    /// The other side acknowledged up to `ack`. Bytes it acknowledges that the capture never
+    /// showed were lost by the capture, not the network: declare them a gap now rather than
+    /// holding later data until the connection ends.
+    pub fn acked(&mut self, ack: u32, deliver: &mut impl FnMut(Chunk<'_>)) {
+        let Some(next) = self.next_seq else { return };
+        // Acknowledging the FIN does not acknowledge data.
+        let data_end = match self.fin_seq {
+            Some(fin) if seq_offset(ack, fin) > 0 => fin,
+            _ => ack,
+        };
+        let missing = seq_offset(data_end, next);
+        // Implausibly far ahead: not an acknowledgment of this stream.
+        if missing <= 0 || missing > i64::from(i32::MAX) / 2 {
+            return;
+        }
+        let earliest_held = self.held.iter().map(|h| seq_offset(h.seq, next)).min();
+        match earliest_held {
+            Some(offset) if offset <= missing => self.skip_to_earliest_held(deliver),
+            _ => {
+                deliver(Chunk::Gap(missing as u64));
+                self.next_seq = Some(data_end);
+                self.drain_held(deliver);
+            }
+        }
+        self.maybe_fin(deliver);
+    }
+
     /// The connection is over (RST, end of capture, eviction): whatever is held is delivered
     /// after gaps, so nothing captured is lost.
     pub fn flush(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
@@ -271,6 +298,30 @@ mod tests {
         let (bytes, gaps) = collect(&mut HalfStream::default(), &[(100, b"ab"), (110, b"xyz")]);
         assert_eq!(bytes, b"abxyz");
         assert_eq!(gaps, [8]);
+    }
+
+    #[test]
+    fn an_ack_past_a_hole_declares_it_at_once() {
+        let mut s = HalfStream::default();
+        let mut events = Vec::new();
+        let limits = ReassemblyLimits::default();
+        let mut sink = |c: Chunk<'_>| events.push(format!("{c:?}"));
+        s.push(100, TcpFlags::default(), b"ab", limits, &mut sink);
+        s.push(110, TcpFlags::default(), b"xyz", limits, &mut sink);
+        s.acked(101, &mut sink); // nothing new
+        s.acked(105, &mut sink); // the receiver has 102..105, the capture does not
+        s.acked(113, &mut sink); // and 105..110; then the held segment follows
+        s.acked(120, &mut sink); // acked bytes never seen at all
+        assert_eq!(
+            events,
+            [
+                "Data([97, 98])",
+                "Gap(3)",
+                "Gap(5)",
+                "Data([120, 121, 122])",
+                "Gap(7)"
+            ]
+        );
     }
 
     #[test]

@@ -11,11 +11,30 @@ use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowMeta,
     FrameEvent, MessageEvent, Payload, Timestamp,
 };
-use crate::frame::{FrameDecoder, FrameHeader, FrameVisitor, Opcode};
+use crate::frame::{
+    ChainRule, ChainScan, FrameDecoder, FrameHeader, FrameVisitor, Opcode, Plausible, scan_chain,
+};
 
 /// RFC 6455 5.5: control frame payloads are at most 125 bytes; that much is always kept so a
 /// close code and reason survive even `--max-payload 0`.
 const CONTROL_PAYLOAD_MAX: usize = 125;
+
+/// Bytes held while looking for the next frame after a gap or on a connection picked up
+/// mid-stream.
+const RESYNC_BUFFER: usize = 64 * 1024;
+
+/// The evidence that frames resume at a segment start after a gap: two frames back to back,
+/// or one that ends exactly where the captured bytes do.
+const RESYNC_CHAIN: ChainRule = ChainRule {
+    min_frames: 2,
+    min_frames_at_end: 1,
+};
+
+/// The evidence needed at an arbitrary offset, once no segment start worked.
+const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
+    min_frames: 3,
+    min_frames_at_end: 2,
+};
 
 /// The tail RFC 7692 7.2.2 strips from every compressed message; inflating needs it back.
 const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -199,6 +218,106 @@ impl Utf8Check {
     }
 }
 
+/// Bytes whose framing is unknown, with the offsets where TCP segments began in them.
+#[derive(Debug, Default)]
+pub struct FrameHunt {
+    buf: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl FrameHunt {
+    /// Segment starts remembered; later ones are still scanned, just not first.
+    const MAX_STARTS: usize = 256;
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Appends one TCP segment's bytes.
+    pub fn push(&mut self, segment: &[u8]) {
+        if self.starts.len() < Self::MAX_STARTS {
+            self.starts.push(self.buf.len());
+        }
+        self.buf.extend_from_slice(segment);
+    }
+
+    /// Looks for frames at segment starts.
+    pub fn scan(&self, rule: &Plausible, chain: &ChainRule) -> ChainScan {
+        scan_chain(&self.buf, self.starts.iter().copied(), rule, chain)
+    }
+
+    /// Looks for frames at every offset.
+    pub fn scan_everywhere(&self, rule: &Plausible, chain: &ChainRule) -> ChainScan {
+        scan_chain(&self.buf, 0..self.buf.len(), rule, chain)
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// The bytes as the segments they arrived in.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        let ends = self.starts.iter().skip(1).copied().chain([self.buf.len()]);
+        self.starts
+            .iter()
+            .zip(ends)
+            .map(|(&start, end)| &self.buf[start..end])
+    }
+
+    /// Keeps only the last bytes, which may hold the start of a header.
+    fn keep_tail(&mut self, keep: usize) {
+        let cut = self.buf.len().saturating_sub(keep);
+        self.buf.drain(..cut);
+        self.starts.clear();
+    }
+}
+
+/// Looking for where frames resume in one direction.
+#[derive(Debug, Default)]
+struct Resync {
+    hunt: FrameHunt,
+}
+
+impl Resync {
+    /// Adds one segment's bytes; once frames are found, returns all bytes from the first frame.
+    fn push(&mut self, mut input: &[u8], rule: &Plausible) -> Option<Vec<u8>> {
+        while !input.is_empty() {
+            let room = RESYNC_BUFFER.saturating_sub(self.hunt.len()).max(1);
+            let (now, later) = input.split_at(room.min(input.len()));
+            input = later;
+            self.hunt.push(now);
+            let full = self.hunt.len() >= RESYNC_BUFFER;
+            let start = match self.hunt.scan(rule, &RESYNC_CHAIN) {
+                ChainScan::Found(offset) => Some(offset),
+                // A frame too long to confirm within the buffer: believe its header.
+                ChainScan::Undecided(offset) if full => Some(offset),
+                ChainScan::None if full => {
+                    match self.hunt.scan_everywhere(rule, &RESYNC_CHAIN_ANYWHERE) {
+                        ChainScan::Found(offset) => Some(offset),
+                        _ => {
+                            // Nothing here starts a frame; keep what may hold a header's start.
+                            self.hunt.keep_tail(13);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(start) = start {
+                let mut bytes = std::mem::take(&mut self.hunt).into_bytes();
+                bytes.drain(..start);
+                bytes.extend_from_slice(input);
+                return Some(bytes);
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug)]
 struct Inflater {
     z: Decompress,
@@ -206,6 +325,8 @@ struct Inflater {
     reset_each_message: bool,
     /// Earlier output was lost, so later messages that refer back to it cannot be inflated.
     context_lost: bool,
+    /// The loss was reported (once per direction).
+    loss_reported: bool,
     /// The sender ended the deflate stream with a final block; the next message starts anew.
     stream_ended: bool,
 }
@@ -229,8 +350,9 @@ struct Message {
 struct DirState {
     dir: Direction,
     deflate: Option<Inflater>,
-    /// Bytes were lost: nothing more is decoded in this direction.
-    lost: bool,
+    /// Framing is unknown (after a gap, or mid-stream): bytes wait here until a chain of
+    /// plausible frames shows where frames start.
+    resync: Option<Resync>,
     close_sent: bool,
     frame_kept: Vec<u8>,
     keep_limit: usize,
@@ -255,12 +377,13 @@ impl DirState {
                 Direction::ServerToClient => p.server_no_context_takeover,
             },
             context_lost: false,
+            loss_reported: false,
             stream_ended: false,
         });
         DirState {
             dir,
             deflate,
-            lost: false,
+            resync: None,
             close_sent: false,
             frame_kept: Vec::new(),
             keep_limit: 0,
@@ -302,6 +425,23 @@ impl WsConnection {
         }
     }
 
+    /// A connection whose handshake was not seen: framing, extensions and the deflate
+    /// context are unknown, so both directions start by looking for frames.
+    pub fn midstream() -> WsConnection {
+        let mut ws = WsConnection::new(Negotiated {
+            deflate: Some(DeflateParams::default()),
+        });
+        for state in &mut ws.dirs {
+            state.resync = Some(Resync::default());
+            if let Some(inflater) = &mut state.deflate {
+                // Earlier messages may have filled the window; inflating later ones would
+                // invent text, so compressed messages are reported undecodable.
+                inflater.context_lost = true;
+            }
+        }
+        ws
+    }
+
     pub fn feed(
         &mut self,
         dir: Direction,
@@ -310,9 +450,24 @@ impl WsConnection {
         ctx: &mut Context<'_>,
     ) {
         let i = dir.index();
-        if self.dirs[i].lost {
-            return;
-        }
+        let state = &mut self.dirs[i];
+        let resumed;
+        let input = match &mut state.resync {
+            None => input,
+            Some(resync) => {
+                let rule = Plausible {
+                    masked: Some(dir == Direction::ClientToServer),
+                    rsv1_allowed: state.deflate.is_some(),
+                    max_len: ctx.options.max_message.max(1 << 24),
+                };
+                let Some(bytes) = resync.push(input, &rule) else {
+                    return;
+                };
+                state.resync = None;
+                resumed = bytes;
+                &resumed[..]
+            }
+        };
         let mut visitor = Visitor {
             state: &mut self.dirs[i],
             close: &mut self.close,
@@ -322,14 +477,10 @@ impl WsConnection {
         self.decoders[i].feed(input, &mut scratch.unmask, &mut visitor);
     }
 
-    /// Bytes of `dir` were never captured. Decoding across the hole would invent frames, so
-    /// the direction stops here.
+    /// Bytes of `dir` were never captured: what was in progress is reported incomplete and
+    /// the direction looks for the next frame in what follows.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
-        let state = &mut self.dirs[dir.index()];
-        if state.lost {
-            return;
-        }
-        state.lost = true;
+        let i = dir.index();
         ctx.anomaly(
             Some(dir),
             AnomalyKind::TcpGap,
@@ -338,12 +489,26 @@ impl WsConnection {
                 dir.name()
             ),
         );
+        if self.dirs[i].resync.is_some() {
+            self.dirs[i].resync = Some(Resync::default());
+            return;
+        }
+        self.decoders[i].reset();
+        let mut visitor = Visitor {
+            state: &mut self.dirs[i],
+            close: &mut self.close,
+            inflate_buf: &mut [],
+            ctx,
+        };
+        visitor.abandon_message();
+        visitor.lose_context("bytes of a compressed stream were lost");
+        self.dirs[i].resync = Some(Resync::default());
     }
 
     /// The connection ended: report what was left unfinished and the close handshake.
     pub fn end(&mut self, how: EndReason, ctx: &mut Context<'_>) {
         for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
-            if state.lost {
+            if state.resync.is_some() {
                 continue;
             }
             if let Some((header, remaining)) = decoder.current_frame() {
@@ -565,14 +730,23 @@ impl Visitor<'_, '_, '_> {
         let Some(inflater) = &mut self.state.deflate else {
             return;
         };
-        if inflater.reset_each_message || inflater.context_lost {
+        if inflater.reset_each_message || inflater.loss_reported {
             return;
         }
         inflater.context_lost = true;
+        inflater.loss_reported = true;
         self.anomaly(
             AnomalyKind::DeflateContextLost,
             &format!("{why}; later compressed messages in this direction cannot be decoded"),
         );
+    }
+
+    /// A message cut by lost bytes is reported as far as it got, never joined to later data.
+    fn abandon_message(&mut self) {
+        if self.state.message.is_some() {
+            self.emit_message(true);
+        }
+        self.state.carry_len = 0;
     }
 
     fn finish_message(&mut self) {
@@ -592,11 +766,19 @@ impl Visitor<'_, '_, '_> {
             inflater.z.reset(false);
             inflater.stream_ended = false;
         }
+        self.emit_message(false);
+    }
+
+    fn emit_message(&mut self, incomplete: bool) {
         let Some(message) = self.state.message.take() else {
             return;
         };
         self.ctx.stats.messages += 1;
-        if message.text && !message.undecodable && !message.utf8.is_complete_and_valid() {
+        if !incomplete
+            && message.text
+            && !message.undecodable
+            && !message.utf8.is_complete_and_valid()
+        {
             self.anomaly(
                 AnomalyKind::InvalidUtf8,
                 "a text message that is not valid UTF-8",
@@ -630,6 +812,7 @@ impl Visitor<'_, '_, '_> {
             compressed: message.compressed,
             payload,
             truncated: truncated && !message.undecodable,
+            incomplete,
             undecodable: message.undecodable,
         }));
     }

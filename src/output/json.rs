@@ -70,7 +70,11 @@ fn envelope(
     write!(w, ",\"flow\":{},\"client\":", flow.id)?;
     endpoint(w, flow.client)?;
     w.write_all(b",\"server\":")?;
-    endpoint(w, flow.server)
+    endpoint(w, flow.server)?;
+    if flow.midstream {
+        w.write_all(b",\"midstream\":true")?;
+    }
+    Ok(())
 }
 
 fn handshake(w: &mut impl Write, p: TsPrecision, e: &HandshakeEvent<'_>) -> io::Result<()> {
@@ -161,8 +165,8 @@ fn message(w: &mut impl Write, p: TsPrecision, e: &MessageEvent<'_>) -> io::Resu
     payload(w, e.payload)?;
     writeln!(
         w,
-        ",\"truncated\":{},\"undecodable\":{}}}",
-        e.truncated, e.undecodable
+        ",\"truncated\":{},\"incomplete\":{},\"undecodable\":{}}}",
+        e.truncated, e.incomplete, e.undecodable
     )
 }
 

@@ -22,6 +22,24 @@ pub trait OutputSink: EventSink {
     fn flush(&mut self) -> io::Result<()>;
 }
 
+/// Prints nothing: `-q` decodes everything and reports only the end-of-run counts.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl EventSink for Quiet {
+    fn event(&mut self, _event: &crate::event::Event<'_>) {}
+}
+
+impl OutputSink for Quiet {
+    fn error(&self) -> Option<&io::Error> {
+        None
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Formats capture timestamps with the capture's sub-second precision: 6 digits for
 /// microsecond captures, 9 for nanosecond ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

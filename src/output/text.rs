@@ -175,6 +175,9 @@ impl<W: Write> TextWriter<W> {
         if e.undecodable {
             w.write_all(b" (undecodable)")?;
         }
+        if e.incomplete {
+            w.write_all(b" (incomplete)")?;
+        }
         payload(w, e.payload, e.truncated)?;
         w.write_all(b"\n")
     }
