@@ -22,7 +22,7 @@ pub enum CaptureError {
     Open { path: String, message: String },
     #[error("bad filter expression \"{filter}\": {message}")]
     Filter { filter: String, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Link(#[from] UnsupportedLinkType),
     #[error("reading {source_name}: {message}")]
     Read {

@@ -106,6 +106,8 @@ pub fn run(
             // A signal interrupts a blocking read; that is a stop, not a failure.
             Err(_) if control.stop.load(Ordering::Relaxed) => break RunEnd::Interrupted,
             Err(e) => {
+                // A damaged file still yields everything before the damage.
+                analyzer.finish(&mut *sink);
                 let _ = sink.flush();
                 return Err(e.into());
             }
@@ -141,7 +143,8 @@ pub fn run(
             }
         }
     };
-    if end != RunEnd::OutputClosed {
+    // After -c, nothing more is printed; after the reader left, nothing can be.
+    if !matches!(end, RunEnd::OutputClosed | RunEnd::FrameLimit) {
         analyzer.finish(&mut *sink);
     }
     let flushed = sink.flush();

@@ -379,10 +379,12 @@ impl HttpState {
             if self.response_head.is_empty() && !handshake::looks_like_response_start(input) {
                 return HttpOutcome::Ignore;
             }
-            let Some(pending) = self.pending.front() else {
-                return HttpOutcome::Ignore;
+            // With no request seen (the capture began between request and response), a GET
+            // is the only request a 101 to WebSocket can answer.
+            let method = match self.pending.front() {
+                Some(pending) => pending.method.as_str(),
+                None => "GET",
             };
-            let method = pending.method.as_str();
             let (response, used) = match take_head(&mut self.response_head, input, |b| {
                 handshake::parse_response(b, method)
             }) {
@@ -395,6 +397,20 @@ impl HttpState {
                 continue; // an interim response; the final one follows
             }
             let Some(pending) = self.pending.pop_front() else {
+                if response.status == 101 && response.upgrade_websocket {
+                    // The request was not captured: follow the connection without a handshake
+                    // event, whose request half would be empty.
+                    let negotiated = Negotiated::from_server_extensions(&response.extensions);
+                    return HttpOutcome::Upgraded {
+                        upgrade: Box::new(Upgrade {
+                            request: UpgradeRequest::default(),
+                            response,
+                            accept: AcceptVerdict::Missing,
+                            negotiated,
+                        }),
+                        server_rest: input.to_vec(),
+                    };
+                }
                 return HttpOutcome::Ignore;
             };
             match pending.upgrade {
