@@ -78,6 +78,7 @@ struct App {
     flow: Option<FlowMeta>,
     /// FIN delivered, per direction of side A -> B and B -> A.
     fins: [bool; 2],
+    first_seen: Timestamp,
     session: Session,
 }
 
@@ -203,6 +204,7 @@ impl Analyzer {
                 client_is_a: None,
                 flow: None,
                 fins: [false; 2],
+                first_seen: ts,
                 session: Session::new(),
             },
             closed: false,
@@ -478,15 +480,12 @@ impl App {
         }
     }
 
-    /// Ends the session once; later calls find it ignored and do nothing.
+    /// Ends the session; it reports only once, however often the connection is ended.
     fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
-        if self.session.is_ignored() {
-            return;
-        }
         match self.flow.as_ref() {
             Some(flow) => {
                 let mut ctx = env.context(flow);
-                self.session.end(how, &mut ctx);
+                self.session.end(how, self.first_seen, &mut ctx);
             }
             None => self.session.ignore(),
         }

@@ -189,8 +189,27 @@ pub struct AnomalyEvent<'a> {
     pub detail: &'a str,
 }
 
+/// One connection's summary, when it ends: every connection that attempted a WebSocket
+/// handshake or was picked up mid-stream.
+#[derive(Debug)]
+pub struct FlowEvent<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    pub start: Timestamp,
+    pub uri: Option<&'a str>,
+    /// The subprotocol the server selected.
+    pub protocol: Option<&'a str>,
+    /// The extensions the server accepted.
+    pub extensions: &'a [String],
+    /// The handshake response's status; None when no response was seen.
+    pub status: Option<u16>,
+    pub counters: &'a crate::ws::FlowCounters,
+    pub end: EndReason,
+}
+
 #[derive(Debug)]
 pub enum Event<'a> {
+    Flow(FlowEvent<'a>),
     Handshake(HandshakeEvent<'a>),
     Frame(FrameEvent<'a>),
     Message(MessageEvent<'a>),

@@ -147,7 +147,11 @@ pub fn run(
     if !matches!(end, RunEnd::OutputClosed | RunEnd::FrameLimit) {
         analyzer.finish(&mut *sink);
     }
-    let flushed = sink.flush();
+    let flushed = if end == RunEnd::OutputClosed {
+        sink.flush()
+    } else {
+        sink.finish()
+    };
     let _ = source.flush_savefile();
     match (end, flushed) {
         (RunEnd::OutputClosed, _) => Ok(end),

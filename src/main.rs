@@ -67,6 +67,10 @@ struct Cli {
     #[arg(long, value_enum, value_name = "WHAT")]
     show: Option<Show>,
 
+    /// In text output, end with a table of every WebSocket connection (the JSON "flow" events).
+    #[arg(long)]
+    summary: bool,
+
     /// Decode everything but print no events: only the counts at the end, on stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -268,7 +272,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ColorChoice::Never => false,
             ColorChoice::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         };
-        Box::new(TextWriter::new(writer, source.precision(), color))
+        let text = TextWriter::new(writer, source.precision(), color);
+        Box::new(if cli.summary {
+            text.with_summary()
+        } else {
+            text
+        })
     };
     let mut on_drops = |s: capture::LiveStats| {
         eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);

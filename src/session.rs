@@ -9,12 +9,12 @@
 use std::collections::VecDeque;
 
 use crate::anomaly::AnomalyKind;
-use crate::event::{Direction, EndReason, Event, HandshakeEvent, Timestamp};
+use crate::event::{Direction, EndReason, Event, FlowEvent, HandshakeEvent, Timestamp};
 use crate::frame::{ChainRule, ChainScan, Plausible};
 use crate::handshake::{
     self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
 };
-use crate::ws::{Context, FrameHunt, Negotiated, Scratch, WsConnection};
+use crate::ws::{Context, FlowCounters, FrameHunt, Negotiated, Scratch, WsConnection};
 
 /// Requests may be pipelined; more unanswered than this and the connection is not followed.
 const MAX_PENDING_REQUESTS: usize = 32;
@@ -55,11 +55,7 @@ pub struct Upgrade {
 #[derive(Debug)]
 enum Mode {
     Http(Box<HttpState>),
-    WebSocket {
-        /// None for a connection picked up mid-stream.
-        upgrade: Option<Box<Upgrade>>,
-        ws: Box<WsConnection>,
-    },
+    WebSocket(Box<WsConnection>),
     /// No handshake seen and nobody said what this is: the first bytes of each side (A to B,
     /// B to A) are held while looking for WebSocket frames in them.
     Probe(Box<[FrameHunt; 2]>),
@@ -72,6 +68,11 @@ pub struct Session {
     mode: Mode,
     /// No byte has been handed to the session yet.
     fresh: bool,
+    /// The opening handshake, upgraded or refused; None mid-stream.
+    handshake: Option<Box<Upgrade>>,
+    /// The connection is to be summarised when it ends (a handshake was tried, or frames
+    /// were found without one).
+    summarise: bool,
 }
 
 /// How a session begins when the handshake was not seen.
@@ -101,14 +102,13 @@ impl Default for Session {
 impl Session {
     pub fn start(start: SessionStart) -> Self {
         Session {
+            summarise: start == SessionStart::WebSocket,
             mode: match start {
-                SessionStart::WebSocket => Mode::WebSocket {
-                    upgrade: None,
-                    ws: Box::new(WsConnection::midstream()),
-                },
+                SessionStart::WebSocket => Mode::WebSocket(Box::new(WsConnection::midstream())),
                 SessionStart::Probe => Mode::Probe(Box::default()),
             },
             fresh: false,
+            handshake: None,
         }
     }
 
@@ -153,10 +153,8 @@ impl Session {
         let Mode::Probe(sides) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
             return;
         };
-        self.mode = Mode::WebSocket {
-            upgrade: None,
-            ws: Box::new(WsConnection::midstream()),
-        };
+        self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
+        self.summarise = true;
         let [a_to_b, b_to_a] = *sides;
         let (client, server) = if client_is_a {
             (a_to_b, b_to_a)
@@ -174,6 +172,8 @@ impl Session {
     pub fn new() -> Self {
         Session {
             fresh: true,
+            handshake: None,
+            summarise: false,
             mode: Mode::Http(Box::new(HttpState {
                 client: HttpSide::Head,
                 server: HttpSide::Head,
@@ -191,14 +191,12 @@ impl Session {
     }
 
     pub fn is_websocket(&self) -> bool {
-        matches!(self.mode, Mode::WebSocket { .. })
+        matches!(self.mode, Mode::WebSocket(_))
     }
 
-    pub fn upgrade(&self) -> Option<&Upgrade> {
-        match &self.mode {
-            Mode::WebSocket { upgrade, .. } => upgrade.as_deref(),
-            _ => None,
-        }
+    /// The opening handshake, whether it upgraded or not.
+    pub fn handshake(&self) -> Option<&Upgrade> {
+        self.handshake.as_deref()
     }
 
     pub fn ignore(&mut self) {
@@ -208,19 +206,52 @@ impl Session {
     /// Bytes of one direction were lost.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
         match &mut self.mode {
-            Mode::WebSocket { ws, .. } => ws.gap(dir, lost, ctx),
+            Mode::WebSocket(ws) => ws.gap(dir, lost, ctx),
             // An HTTP exchange cannot be followed across a hole.
             Mode::Http(_) | Mode::Probe(_) => self.mode = Mode::Ignored,
             Mode::Ignored => {}
         }
     }
 
-    /// The connection is over; nothing more will be decoded and the session's buffers go.
-    pub fn end(&mut self, how: EndReason, ctx: &mut Context<'_>) {
-        if let Mode::WebSocket { ws, .. } = &mut self.mode {
-            ws.end(how, ctx);
+    /// The connection is over: reports the close handshake and the connection's summary, then
+    /// frees the session's buffers. Only the first call does anything.
+    pub fn end(&mut self, how: EndReason, start: Timestamp, ctx: &mut Context<'_>) {
+        let mode = std::mem::replace(&mut self.mode, Mode::Ignored);
+        let no_counters = FlowCounters::default();
+        let (counters, unanswered) = match &mode {
+            Mode::WebSocket(ws) => {
+                ws.end_report(how, ctx);
+                (ws.counters(), None)
+            }
+            // An upgrade request that never got a response.
+            Mode::Http(http) => (
+                &no_counters,
+                http.pending
+                    .iter()
+                    .find_map(|p| p.upgrade.as_ref().map(|(request, _)| request.uri.as_str())),
+            ),
+            _ => (&no_counters, None),
+        };
+        if !(self.summarise || unanswered.is_some()) {
+            return;
         }
-        self.mode = Mode::Ignored;
+        self.summarise = false;
+        let handshake = self.handshake.as_deref();
+        let uri = handshake
+            .map(|h| h.request.uri.as_str())
+            .filter(|u| !u.is_empty())
+            .or(unanswered);
+        ctx.sink.event(&Event::Flow(FlowEvent {
+            ts: ctx.ts,
+            flow: ctx.flow,
+            start,
+            uri,
+            protocol: handshake.and_then(|h| h.response.protocol.as_deref()),
+            extensions: handshake.map_or(&[], |h| &h.response.extensions[..]),
+            status: handshake.map(|h| h.response.status),
+            counters,
+            end: how,
+        }));
     }
 
     /// In-order bytes of one direction.
@@ -233,7 +264,7 @@ impl Session {
     ) {
         self.fresh = false;
         match &mut self.mode {
-            Mode::WebSocket { ws, .. } => ws.feed(dir, input, scratch, ctx),
+            Mode::WebSocket(ws) => ws.feed(dir, input, scratch, ctx),
             Mode::Ignored | Mode::Probe(_) => {}
             Mode::Http(http) => {
                 let next = match dir {
@@ -243,6 +274,11 @@ impl Session {
                 match next {
                     HttpOutcome::Continue => {}
                     HttpOutcome::Ignore => self.mode = Mode::Ignored,
+                    HttpOutcome::Refused(handshake) => {
+                        self.handshake = Some(handshake);
+                        self.summarise = true;
+                        self.mode = Mode::Ignored;
+                    }
                     HttpOutcome::Upgraded {
                         upgrade,
                         server_rest,
@@ -251,11 +287,10 @@ impl Session {
                         else {
                             return;
                         };
-                        let negotiated = upgrade.negotiated;
-                        self.mode = Mode::WebSocket {
-                            upgrade: Some(upgrade),
-                            ws: Box::new(WsConnection::new(negotiated)),
-                        };
+                        self.mode =
+                            Mode::WebSocket(Box::new(WsConnection::new(upgrade.negotiated)));
+                        self.handshake = Some(upgrade);
+                        self.summarise = true;
                         // Frames the server sent in the 101's own segment, then anything the
                         // client sent before it saw the 101.
                         self.data(Direction::ServerToClient, &server_rest, scratch, ctx);
@@ -275,6 +310,8 @@ impl Session {
 enum HttpOutcome {
     Continue,
     Ignore,
+    /// The upgrade was answered with something other than a switch to WebSocket.
+    Refused(Box<Upgrade>),
     Upgraded {
         upgrade: Box<Upgrade>,
         server_rest: Vec<u8>,
@@ -429,10 +466,15 @@ impl HttpState {
                         latency: ctx.ts.seconds_since(request_ts),
                     }));
                     check_handshake(&request, &response, accept, ctx);
-                    if !upgraded {
-                        return HttpOutcome::Ignore;
-                    }
                     let negotiated = Negotiated::from_server_extensions(&response.extensions);
+                    if !upgraded {
+                        return HttpOutcome::Refused(Box::new(Upgrade {
+                            request: *request,
+                            response,
+                            accept,
+                            negotiated,
+                        }));
+                    }
                     return HttpOutcome::Upgraded {
                         upgrade: Box::new(Upgrade {
                             request: *request,

@@ -124,6 +124,66 @@ pub struct WsStats {
     pub anomalies: u64,
 }
 
+/// Outstanding pings remembered per connection, to time their pongs.
+const PING_MEMORY: usize = 16;
+/// Round-trip samples kept for the median.
+const RTT_SAMPLES: usize = 1024;
+
+/// What a connection carried, per direction (index 0: client to server).
+#[derive(Debug, Default, Clone)]
+pub struct FlowCounters {
+    pub frames: [u64; 2],
+    pub messages: [u64; 2],
+    /// Frame payload bytes as declared on the wire.
+    pub bytes: [u64; 2],
+    pub pings: u64,
+    pub pongs: u64,
+    /// The code of each side's first close frame (None: no close frame, or one without code).
+    pub close_codes: [Option<u16>; 2],
+    pub close_sent: [bool; 2],
+    pending_pings: std::collections::VecDeque<(Direction, Vec<u8>, Timestamp)>,
+    rtts: Vec<f64>,
+}
+
+impl FlowCounters {
+    /// The median seconds from a ping to the pong that echoed it.
+    pub fn ping_rtt(&self) -> Option<f64> {
+        if self.rtts.is_empty() {
+            return None;
+        }
+        let mut sorted = self.rtts.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        Some(if sorted.len() % 2 == 1 {
+            sorted[mid]
+        } else {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        })
+    }
+
+    fn ping(&mut self, dir: Direction, payload: &[u8], ts: Timestamp) {
+        self.pings += 1;
+        if self.pending_pings.len() == PING_MEMORY {
+            self.pending_pings.pop_front();
+        }
+        self.pending_pings.push_back((dir, payload.to_vec(), ts));
+    }
+
+    fn pong(&mut self, dir: Direction, payload: &[u8], ts: Timestamp) {
+        self.pongs += 1;
+        // RFC 6455 5.5.3: a pong echoes the ping's payload; it comes from the other side.
+        if let Some(i) = self
+            .pending_pings
+            .iter()
+            .position(|(d, p, _)| *d != dir && p == payload)
+            && let Some((_, _, sent)) = self.pending_pings.remove(i)
+            && self.rtts.len() < RTT_SAMPLES
+        {
+            self.rtts.push(ts.seconds_since(sent).max(0.0));
+        }
+    }
+}
+
 /// Everything the direction's handlers need besides their own state.
 pub struct Context<'a> {
     pub ts: Timestamp,
@@ -411,6 +471,7 @@ pub struct WsConnection {
     decoders: [FrameDecoder; 2],
     dirs: [DirState; 2],
     close: CloseTrack,
+    counters: FlowCounters,
 }
 
 impl WsConnection {
@@ -422,7 +483,12 @@ impl WsConnection {
                 DirState::new(Direction::ServerToClient, negotiated),
             ],
             close: CloseTrack::default(),
+            counters: FlowCounters::default(),
         }
+    }
+
+    pub fn counters(&self) -> &FlowCounters {
+        &self.counters
     }
 
     /// A connection whose handshake was not seen: framing, extensions and the deflate
@@ -471,6 +537,7 @@ impl WsConnection {
         let mut visitor = Visitor {
             state: &mut self.dirs[i],
             close: &mut self.close,
+            counters: &mut self.counters,
             inflate_buf: &mut scratch.inflate,
             ctx,
         };
@@ -497,6 +564,7 @@ impl WsConnection {
         let mut visitor = Visitor {
             state: &mut self.dirs[i],
             close: &mut self.close,
+            counters: &mut self.counters,
             inflate_buf: &mut [],
             ctx,
         };
@@ -506,7 +574,7 @@ impl WsConnection {
     }
 
     /// The connection ended: report what was left unfinished and the close handshake.
-    pub fn end(&mut self, how: EndReason, ctx: &mut Context<'_>) {
+    pub fn end_report(&self, how: EndReason, ctx: &mut Context<'_>) {
         for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
             if state.resync.is_some() {
                 continue;
@@ -550,6 +618,7 @@ impl WsConnection {
 struct Visitor<'s, 'c, 'a> {
     state: &'s mut DirState,
     close: &'s mut CloseTrack,
+    counters: &'s mut FlowCounters,
     inflate_buf: &'s mut [u8],
     ctx: &'c mut Context<'a>,
 }
@@ -774,6 +843,7 @@ impl Visitor<'_, '_, '_> {
             return;
         };
         self.ctx.stats.messages += 1;
+        self.counters.messages[self.state.dir.index()] += 1;
         if !incomplete
             && message.text
             && !message.undecodable
@@ -914,6 +984,18 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
 
     fn frame_end(&mut self, header: &FrameHeader) {
         self.ctx.stats.frames += 1;
+        let d = self.state.dir.index();
+        self.counters.frames[d] += 1;
+        self.counters.bytes[d] += header.len;
+        match header.opcode {
+            Opcode::Ping => self
+                .counters
+                .ping(self.state.dir, &self.state.frame_kept, self.ctx.ts),
+            Opcode::Pong => self
+                .counters
+                .pong(self.state.dir, &self.state.frame_kept, self.ctx.ts),
+            _ => {}
+        }
         let is_data = matches!(
             header.opcode,
             Opcode::Continuation | Opcode::Text | Opcode::Binary
@@ -928,6 +1010,8 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
             let (code, reason) = self.check_close(header);
             if !self.state.close_sent {
                 self.state.close_sent = true;
+                self.counters.close_codes[d] = code;
+                self.counters.close_sent[d] = true;
                 match &self.close.first {
                     None => self.close.first = Some((self.state.dir, code, reason.to_string())),
                     Some((dir, ..)) if *dir != self.state.dir && self.close.reply.is_none() => {

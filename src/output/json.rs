@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
-    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowMeta, FrameEvent, HandshakeEvent,
-    MessageEvent, Payload, Timestamp,
+    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
+    HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
 pub struct JsonWriter<W: Write> {
@@ -213,6 +213,48 @@ fn anomaly(w: &mut impl Write, p: TsPrecision, e: &AnomalyEvent<'_>) -> io::Resu
     w.write_all(b"}\n")
 }
 
+fn ts_value(w: &mut impl Write, ts: Timestamp, p: TsPrecision) -> io::Result<()> {
+    write!(w, "{}.", ts.secs)?;
+    p.write_fraction(w, ts)
+}
+
+fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()> {
+    let c = e.counters;
+    envelope(w, "flow", e.ts, p, e.flow)?;
+    w.write_all(b",\"uri\":")?;
+    opt_string(w, e.uri)?;
+    w.write_all(b",\"protocol\":")?;
+    opt_string(w, e.protocol)?;
+    w.write_all(b",\"extensions\":")?;
+    string_list(w, e.extensions)?;
+    w.write_all(b",\"status\":")?;
+    opt_u16(w, e.status)?;
+    w.write_all(b",\"start\":")?;
+    ts_value(w, e.start, p)?;
+    write!(
+        w,
+        ",\"duration\":{:.9},\"frames_c2s\":{},\"frames_s2c\":{},\"messages_c2s\":{},\"messages_s2c\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"pings\":{},\"pongs\":{},\"ping_rtt\":",
+        e.ts.seconds_since(e.start).max(0.0),
+        c.frames[0],
+        c.frames[1],
+        c.messages[0],
+        c.messages[1],
+        c.bytes[0],
+        c.bytes[1],
+        c.pings,
+        c.pongs
+    )?;
+    match c.ping_rtt() {
+        Some(rtt) => write!(w, "{rtt:.9}")?,
+        None => w.write_all(b"null")?,
+    }
+    w.write_all(b",\"close_code_c2s\":")?;
+    opt_u16(w, c.close_codes[0])?;
+    w.write_all(b",\"close_code_s2c\":")?;
+    opt_u16(w, c.close_codes[1])?;
+    writeln!(w, ",\"end\":\"{}\"}}", e.end.name())
+}
+
 impl<W: Write> EventSink for JsonWriter<W> {
     fn event(&mut self, event: &Event<'_>) {
         if self.out.error.is_some() {
@@ -225,6 +267,7 @@ impl<W: Write> EventSink for JsonWriter<W> {
             Event::Message(e) => message(w, self.precision, e),
             Event::Close(e) => close(w, self.precision, e),
             Event::Anomaly(e) => anomaly(w, self.precision, e),
+            Event::Flow(e) => flow(w, self.precision, e),
         };
         self.out.record(result);
     }

@@ -20,6 +20,10 @@ pub trait OutputSink: EventSink {
     fn error(&self) -> Option<&io::Error>;
     /// Flushes buffered output, reporting any error so far.
     fn flush(&mut self) -> io::Result<()>;
+    /// The run is over: writes whatever waits for the end (a summary table), then flushes.
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 /// Prints nothing: `-q` decodes everything and reports only the end-of-run counts.

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
-    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowMeta, FrameEvent, HandshakeEvent,
-    MessageEvent, Payload, Timestamp,
+    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
+    HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 use crate::frame::Opcode;
 
@@ -20,8 +20,14 @@ pub enum ColorChoice {
     Never,
 }
 
+/// Rows kept for `--summary`; a capture with more connections says how many were left out.
+const SUMMARY_ROWS: usize = 100_000;
+
 pub struct TextWriter<W: Write> {
     out: Out<W>,
+    /// `--summary`: one row per connection, printed as a table at the end.
+    summary: Option<Vec<String>>,
+    summary_dropped: u64,
     precision: TsPrecision,
     color: bool,
     /// Local time of day for `clock_secs`, cached: most events share their second.
@@ -46,6 +52,8 @@ impl<W: Write> TextWriter<W> {
     pub fn new(w: W, precision: TsPrecision, color: bool) -> Self {
         TextWriter {
             out: Out::new(w),
+            summary: None,
+            summary_dropped: 0,
             precision,
             color,
             clock_secs: i64::MIN,
@@ -55,6 +63,77 @@ impl<W: Write> TextWriter<W> {
 
     pub fn into_inner(self) -> W {
         self.out.w
+    }
+
+    /// Collects each connection's summary and prints them as a table when flushed.
+    pub fn with_summary(mut self) -> Self {
+        self.summary = Some(Vec::new());
+        self
+    }
+
+    fn flow(&mut self, e: &FlowEvent<'_>) -> io::Result<()> {
+        let Some(rows) = &mut self.summary else {
+            return Ok(());
+        };
+        if rows.len() >= SUMMARY_ROWS {
+            self.summary_dropped += 1;
+            return Ok(());
+        }
+        let c = e.counters;
+        let code = |c: Option<u16>| c.map_or("-".to_string(), |c| c.to_string());
+        let mut uri = Vec::new();
+        escaped(&mut uri, e.uri.unwrap_or("-"))?;
+        rows.push(format!(
+            "{:>5}  {:<22} {:<22} {:>6} {:>9.3} {:>7} {:>7} {:>10} {:>10} {:>5} {:>9} {:>5} {:>5}  {:<11} {}",
+            e.flow.id,
+            e.flow.client.to_string(),
+            e.flow.server.to_string(),
+            e.status.map_or("-".to_string(), |s| s.to_string()),
+            e.ts.seconds_since(e.start).max(0.0),
+            c.frames[0],
+            c.frames[1],
+            c.bytes[0],
+            c.bytes[1],
+            c.pings,
+            c.ping_rtt().map_or("-".to_string(), |r| format!("{:.2}ms", r * 1e3)),
+            code(c.close_codes[0]),
+            code(c.close_codes[1]),
+            e.end.name(),
+            String::from_utf8_lossy(&uri)
+        ));
+        Ok(())
+    }
+
+    fn write_summary(&mut self) -> io::Result<()> {
+        let Some(rows) = self.summary.take() else {
+            return Ok(());
+        };
+        let w = &mut self.out.w;
+        writeln!(
+            w,
+            "{:>5}  {:<22} {:<22} {:>6} {:>9} {:>7} {:>7} {:>10} {:>10} {:>5} {:>9} {:>5} {:>5}  {:<11} uri",
+            "flow",
+            "client",
+            "server",
+            "status",
+            "duration",
+            "fr_c2s",
+            "fr_s2c",
+            "bytes_c2s",
+            "bytes_s2c",
+            "pings",
+            "ping_rtt",
+            "cc_c",
+            "cc_s",
+            "end"
+        )?;
+        for row in &rows {
+            writeln!(w, "{row}")?;
+        }
+        if self.summary_dropped > 0 {
+            writeln!(w, "({} more connections not shown)", self.summary_dropped)?;
+        }
+        Ok(())
     }
 
     fn paint(&mut self, style: &Style, text: &str) -> io::Result<()> {
@@ -331,6 +410,7 @@ impl<W: Write> EventSink for TextWriter<W> {
             Event::Message(e) => self.message(e),
             Event::Close(e) => self.close(e),
             Event::Anomaly(e) => self.anomaly(e),
+            Event::Flow(e) => self.flow(e),
         };
         self.out.record(result);
     }
@@ -342,6 +422,12 @@ impl<W: Write> OutputSink for TextWriter<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let result = self.write_summary();
+        self.out.record(result);
         self.out.flush()
     }
 }
