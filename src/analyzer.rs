@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 
 use crate::decode::{self, Defragmenter, LinkType, Skip, TcpSegment};
-use crate::event::{Direction, EndReason, EventSink, FlowMeta, Timestamp};
+use crate::event::{
+    ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, TcpSummary,
+    Timestamp,
+};
 use crate::handshake;
 use crate::session::{Session, SessionStart};
 use crate::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
@@ -52,6 +55,8 @@ pub struct AnalyzerOptions {
     pub reassembly: ReassemblyLimits,
     pub flows: FlowLimits,
     pub midstream: MidstreamOptions,
+    /// Emit a connection event for every TCP connection as it leaves the table.
+    pub report_connections: bool,
 }
 
 /// Counts reported at the end of a run.
@@ -79,7 +84,20 @@ struct App {
     /// FIN delivered, per direction of side A -> B and B -> A.
     fins: [bool; 2],
     first_seen: Timestamp,
+    /// The session decoded WebSocket at some point.
+    was_websocket: bool,
     session: Session,
+}
+
+/// TCP facts per side (index 0: side A), for connection events.
+#[derive(Debug, Default)]
+struct SideFacts {
+    syns: [u32; 2],
+    synacks: [u32; 2],
+    rst: [bool; 2],
+    fin: [bool; 2],
+    bytes: [u64; 2],
+    first_payload: [Option<PayloadKind>; 2],
 }
 
 #[derive(Debug)]
@@ -89,11 +107,73 @@ struct Connection {
     app: App,
     closed: bool,
     last_seen: Timestamp,
+    facts: SideFacts,
+    end: Option<EndReason>,
 }
 
 impl Connection {
     fn is_finished(&self) -> bool {
         self.closed || self.halves.iter().all(HalfStream::is_finished)
+    }
+
+    fn note(&mut self, seg: &TcpSegment<'_>, from_a: bool) {
+        let side = usize::from(!from_a);
+        let f = &mut self.facts;
+        match (seg.flags.syn, seg.flags.ack) {
+            (true, false) => f.syns[side] += 1,
+            (true, true) => f.synacks[side] += 1,
+            _ => {}
+        }
+        f.rst[side] |= seg.flags.rst;
+        f.fin[side] |= seg.flags.fin;
+        f.bytes[side] += seg.payload.len() as u64;
+        if f.first_payload[side].is_none() && !seg.payload.is_empty() {
+            f.first_payload[side] = Some(PayloadKind::of(seg.payload));
+        }
+    }
+
+    /// Reports the connection as it leaves the table, oriented client first.
+    fn report(&self, sink: &mut dyn EventSink) {
+        let key = self.app.key;
+        let (client_is_a, guessed) = match self.app.client_is_a {
+            Some(c) => (c, false),
+            // Neither a SYN nor HTTP told: the ephemeral (higher) port is likely the client's.
+            None => (key.side_a().port() > key.side_b().port(), true),
+        };
+        let flow = self.app.flow.unwrap_or_else(|| {
+            let (a, b) = (key.side_a(), key.side_b());
+            let (client, server) = if client_is_a { (a, b) } else { (b, a) };
+            FlowMeta {
+                id: self.app.id,
+                client,
+                server,
+                midstream: false,
+            }
+        });
+        let f = &self.facts;
+        let (c, s) = if client_is_a { (0, 1) } else { (1, 0) };
+        let tcp = TcpSummary {
+            syns: f.syns[c],
+            synacks: f.synacks[s],
+            rst: [f.rst[c], f.rst[s]],
+            fin: [f.fin[c], f.fin[s]],
+            bytes: [f.bytes[c], f.bytes[s]],
+            first_payload: [f.first_payload[c], f.first_payload[s]],
+            first_seen: self.app.first_seen,
+            last_seen: self.last_seen,
+            websocket: self.app.was_websocket,
+            orientation_guessed: guessed,
+        };
+        let end = self.end.unwrap_or(if self.is_finished() {
+            EndReason::Fin
+        } else {
+            EndReason::CaptureEnd
+        });
+        sink.event(&Event::Connection(ConnectionEvent {
+            flow: &flow,
+            tcp: &tcp,
+            end,
+        }));
     }
 }
 
@@ -205,10 +285,13 @@ impl Analyzer {
                 flow: None,
                 fins: [false; 2],
                 first_seen: ts,
+                was_websocket: false,
                 session: Session::new(),
             },
             closed: false,
             last_seen: ts,
+            facts: SideFacts::default(),
+            end: None,
         };
         self.flows.insert(key, conn);
     }
@@ -222,12 +305,18 @@ impl Analyzer {
             Some(conn) => new_syn && conn.is_finished(),
         };
         if start_new {
+            if let Some(old) = self.flows.get(&key)
+                && self.options.report_connections
+            {
+                old.report(sink);
+            }
             self.new_connection(key, ts, sink);
         }
         let Some(conn) = self.flows.get_mut(&key) else {
             return;
         };
         conn.last_seen = ts;
+        conn.note(seg, from_a);
         if seg.flags.syn && conn.app.client_is_a.is_none() {
             conn.app
                 .set_client(if seg.flags.ack { !from_a } else { from_a }, false);
@@ -272,11 +361,16 @@ impl Analyzer {
         self.last_sweep = now.secs;
         self.defrag.expire(now);
         let idle_limit = self.options.flows.idle_timeout_secs;
+        let report = self.options.report_connections;
         let mut timed_out: Vec<(u64, FlowKey)> = Vec::new();
         self.flows.retain(|key, conn| {
             let idle = now.secs.saturating_sub(conn.last_seen.secs);
             if conn.is_finished() {
-                return idle < CLOSED_LINGER_SECS;
+                let keep = idle < CLOSED_LINGER_SECS;
+                if !keep && report {
+                    conn.report(sink);
+                }
+                return keep;
             }
             if idle >= idle_limit {
                 timed_out.push((conn.app.id, *key));
@@ -286,9 +380,7 @@ impl Analyzer {
         timed_out.sort_unstable();
         self.stats.timed_out += timed_out.len() as u64;
         self.end_connections(&timed_out, EndReason::Timeout, now, sink);
-        for (_, key) in &timed_out {
-            self.flows.remove(key);
-        }
+        self.remove_connections(&timed_out, sink);
     }
 
     /// Makes room for a new connection by ending the longest-idle tenth of the table.
@@ -306,8 +398,16 @@ impl Analyzer {
         victims.sort_unstable();
         self.stats.evicted += victims.len() as u64;
         self.end_connections(&victims, EndReason::Evicted, now, sink);
-        for (_, key) in &victims {
-            self.flows.remove(key);
+        self.remove_connections(&victims, sink);
+    }
+
+    fn remove_connections(&mut self, keys: &[(u64, FlowKey)], sink: &mut dyn EventSink) {
+        for (_, key) in keys {
+            if let Some(conn) = self.flows.remove(key)
+                && self.options.report_connections
+            {
+                conn.report(sink);
+            }
         }
     }
 
@@ -350,12 +450,19 @@ impl Analyzer {
             .collect();
         open.sort_unstable();
         self.end_connections(&open, EndReason::CaptureEnd, Timestamp::default(), sink);
+        if self.options.report_connections {
+            let mut all: Vec<(u64, FlowKey)> =
+                self.flows.iter().map(|(k, c)| (c.app.id, *k)).collect();
+            all.sort_unstable();
+            self.remove_connections(&all, sink);
+        }
     }
 }
 
 impl Connection {
     fn close(&mut self, how: EndReason, env: &mut Env<'_>) {
         self.closed = true;
+        self.end.get_or_insert(how);
         let app = &mut self.app;
         for (i, half) in self.halves.iter_mut().enumerate() {
             half.flush(&mut |chunk| app.chunk(i == 0, chunk, env));
@@ -446,6 +553,7 @@ impl App {
                         stats: &mut *env.stats,
                     };
                     self.session.replay_probe(client_is_a, scratch, &mut ctx);
+                    self.was_websocket = true;
                     return;
                 }
                 let Some(flow) = self.flow.as_ref() else {
@@ -461,6 +569,7 @@ impl App {
                     stats: &mut *env.stats,
                 };
                 self.session.data(dir, bytes, scratch, &mut ctx);
+                self.was_websocket |= self.session.is_websocket();
             }
             Chunk::Gap(lost) => {
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) else {

@@ -2,7 +2,7 @@
 //! interfaces, through libpcap.
 
 use std::io::Read;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use pcap::{Active, Capture, Device, Offline, Precision, Savefile};
@@ -13,7 +13,8 @@ use crate::output::TsPrecision;
 
 /// Snapshot length for live capture: whole packets, as tcpdump takes them.
 pub const SNAPLEN: i32 = 262_144;
-/// How long a live read waits before giving the caller a chance to check for a stop request.
+/// How long a live read waits for a packet before giving the caller a chance to check for a
+/// stop request, a `--duration` limit or kernel drops.
 const LIVE_READ_TIMEOUT_MS: i32 = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct Source {
     handle: Handle,
     name: String,
     link: LinkType,
+    /// The live capture's descriptor, polled while no packet is waiting.
+    live_fd: Option<RawFd>,
     precision: TsPrecision,
     savefile: Option<Savefile>,
 }
@@ -134,11 +137,16 @@ impl Source {
                 name
             },
             precision,
+            live_fd: None,
             savefile: None,
         })
     }
 
     /// Opens a live capture in immediate mode, so each packet is seen as it passes.
+    ///
+    /// The handle is non-blocking and [`Source::next_packet`] waits in its own `poll`: on Linux,
+    /// libpcap's blocking read keeps polling through its read timeout until a packet comes, so
+    /// a quiet interface would never give the run loop a chance to see Ctrl-C or `--duration`.
     pub fn open_live(options: &LiveOptions) -> Result<Source, CaptureError> {
         let device = match &options.device {
             Some(name) => Device::from(name.as_str()),
@@ -160,9 +168,17 @@ impl Source {
         if let Some(kib) = options.buffer_kib {
             inactive = inactive.buffer_size(kib.saturating_mul(1024));
         }
-        let cap = inactive.open().map_err(|e| live_error(&device_name, e))?;
+        let cap = inactive
+            .open()
+            .map_err(|e| live_error(&device_name, e))?
+            .setnonblock()
+            .map_err(|e| CaptureError::Device {
+                device: device_name.clone(),
+                message: clean_pcap_message(&e.to_string()),
+            })?;
         Ok(Source {
             link: link_of(&cap)?,
+            live_fd: Some(cap.as_raw_fd()),
             handle: Handle::Live(cap),
             name: device_name,
             precision: TsPrecision::Nano,
@@ -184,6 +200,19 @@ impl Source {
 
     pub fn is_live(&self) -> bool {
         matches!(self.handle, Handle::Live(_))
+    }
+
+    /// The link-layer header type as tcpdump names it: "EN10MB (Ethernet)".
+    pub fn link_type_name(&self) -> String {
+        let dlt = match &self.handle {
+            Handle::Offline(cap) => cap.get_datalink(),
+            Handle::Live(cap) => cap.get_datalink(),
+        };
+        match (dlt.get_name(), dlt.get_description()) {
+            (Ok(name), Ok(desc)) => format!("{name} ({desc})"),
+            (Ok(name), Err(_)) => name,
+            _ => format!("DLT {}", dlt.0),
+        }
     }
 
     /// Applies a BPF filter expression, as tcpdump takes it.
@@ -230,7 +259,12 @@ impl Source {
         let raw = match result {
             Ok(p) => p,
             Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
-            Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
+            Err(pcap::Error::TimeoutExpired) => {
+                if let Some(fd) = self.live_fd {
+                    wait_readable(fd, LIVE_READ_TIMEOUT_MS);
+                }
+                return Ok(Next::Idle);
+            }
             Err(e) => {
                 return Err(CaptureError::Read {
                     source_name: self.name.clone(),
@@ -270,6 +304,20 @@ impl Source {
 impl Packet<'_> {
     pub fn raw(&self) -> &pcap::Packet<'_> {
         &self.raw
+    }
+}
+
+/// Waits until `fd` has something to read or `timeout_ms` passes. A signal cuts the wait
+/// short (poll is never restarted), so a stop request is seen at once.
+fn wait_readable(fd: RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and the descriptor stays open while the capture lives.
+    unsafe {
+        libc::poll(&mut pfd, 1, timeout_ms);
     }
 }
 
@@ -399,29 +447,19 @@ fn stdin_with_precision() -> std::io::Result<(OwnedFd, TsPrecision)> {
     Ok((reader, precision))
 }
 
-/// Lists capture devices as `tcpdump -D` does.
+/// Lists capture devices as `tcpdump -D` does, each followed by its addresses.
 pub fn list_devices() -> Result<Vec<String>, CaptureError> {
     let devices = Device::list().map_err(|e| CaptureError::NoDevice(e.to_string()))?;
     Ok(devices
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let mut flags = Vec::new();
-            if d.flags.is_up() {
-                flags.push("Up");
-            }
-            if d.flags.is_running() {
-                flags.push("Running");
-            }
-            if d.flags.is_loopback() {
-                flags.push("Loopback");
-            }
             let mut line = format!("{}.{}", i + 1, d.name);
             if let Some(desc) = &d.desc {
                 line.push_str(&format!(" ({desc})"));
             }
-            if !flags.is_empty() {
-                line.push_str(&format!(" [{}]", flags.join(", ")));
+            if let Some(flags) = device_flags(&d.flags) {
+                line.push_str(&format!(" [{flags}]"));
             }
             let addrs: Vec<String> = d.addresses.iter().map(|a| a.addr.to_string()).collect();
             if !addrs.is_empty() {
@@ -430,6 +468,47 @@ pub fn list_devices() -> Result<Vec<String>, CaptureError> {
             line
         })
         .collect())
+}
+
+/// The bracketed flags of a `tcpdump -D` line, None where tcpdump prints none.
+fn device_flags(flags: &pcap::DeviceFlags) -> Option<String> {
+    use pcap::ConnectionStatus;
+    let mut parts = Vec::new();
+    if flags.is_up() {
+        parts.push("Up");
+    }
+    if flags.is_running() {
+        parts.push("Running");
+    }
+    if flags.is_wireless() {
+        parts.push("Wireless");
+    }
+    if flags.is_loopback() {
+        parts.push("Loopback");
+    }
+    let status = &flags.connection_status;
+    if parts.is_empty() && *status == ConnectionStatus::Unknown {
+        return None;
+    }
+    let mut text = if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    };
+    let status = match (flags.is_wireless(), status) {
+        (_, ConnectionStatus::NotApplicable) => None,
+        (true, ConnectionStatus::Unknown) => Some("Association status unknown"),
+        (true, ConnectionStatus::Connected) => Some("Associated"),
+        (true, ConnectionStatus::Disconnected) => Some("Not associated"),
+        (false, ConnectionStatus::Unknown) => Some("Connection status unknown"),
+        (false, ConnectionStatus::Connected) => Some("Connected"),
+        (false, ConnectionStatus::Disconnected) => Some("Disconnected"),
+    };
+    if let Some(status) = status {
+        text.push_str(", ");
+        text.push_str(status);
+    }
+    Some(text)
 }
 
 #[cfg(test)]

@@ -207,8 +207,72 @@ pub struct FlowEvent<'a> {
     pub end: EndReason,
 }
 
+/// What the first payload bytes of one direction of a TCP connection looked like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    HttpRequest,
+    HttpResponse,
+    /// A TLS record: wss, or https.
+    Tls,
+    Ssh,
+    Other,
+}
+
+impl PayloadKind {
+    pub fn of(bytes: &[u8]) -> PayloadKind {
+        match bytes {
+            [0x16, 0x03, 0x00..=0x04, ..] => PayloadKind::Tls,
+            [b'S', b'S', b'H', b'-', ..] => PayloadKind::Ssh,
+            b if crate::handshake::looks_like_response_start(b) && b.len() >= 5 => {
+                PayloadKind::HttpResponse
+            }
+            b if crate::handshake::looks_like_request_start(b) => PayloadKind::HttpRequest,
+            _ => PayloadKind::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadKind::HttpRequest => "http_request",
+            PayloadKind::HttpResponse => "http_response",
+            PayloadKind::Tls => "tls",
+            PayloadKind::Ssh => "ssh",
+            PayloadKind::Other => "other",
+        }
+    }
+}
+
+/// What TCP showed of one connection, whatever it carried (for `wsnoop diagnose`).
+#[derive(Debug, Clone, Default)]
+pub struct TcpSummary {
+    /// SYNs from the client (retransmissions included) and SYN-ACKs from the server.
+    pub syns: u32,
+    pub synacks: u32,
+    /// RST and FIN seen from each side: index 0 client, 1 server.
+    pub rst: [bool; 2],
+    pub fin: [bool; 2],
+    /// Payload bytes per direction (index 0: client to server).
+    pub bytes: [u64; 2],
+    pub first_payload: [Option<PayloadKind>; 2],
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// Decoded as WebSocket (upgraded, or recognised mid-stream).
+    pub websocket: bool,
+    /// The orientation is a guess: neither a SYN nor HTTP said who the client was.
+    pub orientation_guessed: bool,
+}
+
+/// A TCP connection left the flow table (only when asked for: `wsnoop diagnose`).
+#[derive(Debug)]
+pub struct ConnectionEvent<'a> {
+    pub flow: &'a FlowMeta,
+    pub tcp: &'a TcpSummary,
+    pub end: EndReason,
+}
+
 #[derive(Debug)]
 pub enum Event<'a> {
+    Connection(ConnectionEvent<'a>),
     Flow(FlowEvent<'a>),
     Handshake(HandshakeEvent<'a>),
     Frame(FrameEvent<'a>),

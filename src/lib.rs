@@ -16,6 +16,7 @@ pub mod analyzer;
 pub mod anomaly;
 pub mod capture;
 pub mod decode;
+pub mod diagnose;
 pub mod event;
 pub mod frame;
 pub mod handshake;

@@ -11,6 +11,7 @@ use clap::Parser;
 
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
 use wsnoop::capture::{self, LiveOptions, Source};
+use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
 use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, Quiet, TextWriter};
 use wsnoop::tcp::ReassemblyLimits;
 use wsnoop::ws::WsOptions;
@@ -31,7 +32,11 @@ Examples:
   wsnoop -i eth0 port 8080                    live, on a server interface
   tcpdump -i eth0 -U -w - port 8080 | wsnoop -r -"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Read packets from a pcap or pcapng file ("-" for standard input).
     #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
     read: Option<PathBuf>,
@@ -106,7 +111,12 @@ struct Cli {
     no_promiscuous: bool,
 
     /// Kernel capture buffer size in KiB.
-    #[arg(short = 'B', long = "buffer-size", value_name = "KiB")]
+    #[arg(
+        short = 'B',
+        long = "buffer-size",
+        value_name = "KiB",
+        value_parser = clap::value_parser!(i32).range(1..=2_097_151)
+    )]
     buffer_kib: Option<i32>,
 
     /// After opening the interface, drop privileges to this user.
@@ -130,6 +140,62 @@ struct Cli {
     filter: Vec<String>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Look at every connection attempt and WebSocket session and say in plain words what is
+    /// wrong: closed ports, dropped SYNs, refused upgrades, TLS, one-way or idle sessions,
+    /// abnormal closes, protocol violations. Exits 1 when something is wrong, 0 when healthy.
+    #[command(after_help = "\
+Examples:
+  wsnoop diagnose -r capture.pcap
+  wsnoop diagnose -i eth0 --duration 60 --port 8080 --port 8443
+  wsnoop diagnose -r capture.pcap --json | jq 'select(.severity != \"info\")'")]
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DiagnoseArgs {
+    /// Read packets from a pcap or pcapng file ("-" for standard input).
+    #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
+    read: Option<PathBuf>,
+
+    /// Capture live on this interface for --duration seconds (or until Ctrl-C).
+    #[arg(short = 'i', value_name = "IFACE")]
+    interface: Option<String>,
+
+    /// Stop a live capture after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+
+    /// A server port to check (repeatable); default: every port seen.
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+
+    /// A session this long without data frames is reported idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    idle: f64,
+
+    /// Findings as JSON Lines.
+    #[arg(long)]
+    json: bool,
+
+    /// Do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    no_promiscuous: bool,
+
+    /// Colour in text output.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+
+    /// A BPF filter expression, as tcpdump takes it.
+    #[arg(
+        value_name = "FILTER",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    filter: Vec<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Show {
     Frames,
@@ -144,13 +210,15 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// SIGINT and SIGTERM end the run cleanly: output and the -w file are flushed. No SA_RESTART,
-/// so a blocking read returns and the loop sees the request.
+/// so a blocking wait returns and the loop sees the request. SA_RESETHAND: a second signal,
+/// should the clean stop hang (a reader that stopped reading), ends the process at once.
 fn install_signal_handlers() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESETHAND;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
@@ -210,6 +278,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let duration = match cli.duration {
+        Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
+            bail!("--duration must be a number of seconds")
+        }
+        Some(secs) => Some(Duration::from_secs_f64(secs)),
+        None => None,
+    };
     install_signal_handlers();
     let mut source = match &cli.read {
         Some(path) => Source::open_file(path)?,
@@ -228,13 +303,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(user) = &cli.user {
         drop_privileges(user)?;
     }
-    let duration = match cli.duration {
-        Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
-            bail!("--duration must be a number of seconds")
-        }
-        Some(secs) => Some(Duration::from_secs_f64(secs)),
-        None => None,
-    };
+    if source.is_live() {
+        // As tcpdump says it; also tells a script that packets are being captured now.
+        eprintln!(
+            "listening on {}, link-type {}, snapshot length {} bytes",
+            source.name(),
+            source.link_type_name(),
+            capture::SNAPLEN
+        );
+    }
     let show = cli
         .show
         .unwrap_or(if cli.json { Show::All } else { Show::Frames });
@@ -258,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ws_ports: cli.ws_ports.clone(),
             heuristics: !cli.no_heuristics,
         },
+        report_connections: false,
     };
     let mut analyzer = Analyzer::new(source.link(), options);
     let stdout = io::stdout();
@@ -299,9 +377,105 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn seconds(value: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
+    match value {
+        Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
+            bail!("{flag} must be a number of seconds")
+        }
+        Some(secs) => Ok(Some(Duration::from_secs_f64(secs))),
+        None => Ok(None),
+    }
+}
+
+fn use_color(choice: ColorChoice, terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
+    let duration = seconds(args.duration, "--duration")?;
+    install_signal_handlers();
+    let mut source = match &args.read {
+        Some(path) => Source::open_file(path)?,
+        None => Source::open_live(&LiveOptions {
+            device: args.interface.clone(),
+            promiscuous: !args.no_promiscuous,
+            buffer_kib: None,
+        })?,
+    };
+    if !args.filter.is_empty() {
+        source.set_filter(&args.filter.join(" "))?;
+    }
+    if source.is_live() {
+        eprintln!(
+            "wsnoop: diagnosing on {}{}",
+            source.name(),
+            match duration {
+                Some(d) => format!(" for {} s", d.as_secs_f64()),
+                None => " until Ctrl-C".to_string(),
+            }
+        );
+    }
+    let options = AnalyzerOptions {
+        ws: WsOptions {
+            max_payload: 0,
+            ..WsOptions::default()
+        },
+        report_connections: true,
+        ..AnalyzerOptions::default()
+    };
+    let mut analyzer = Analyzer::new(source.link(), options);
+    let mut diagnoser = Diagnoser::new(
+        args.ports.clone(),
+        DiagnoseOptions {
+            idle_secs: args.idle,
+        },
+    );
+    let mut on_drops = |s: capture::LiveStats| {
+        eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
+    };
+    wsnoop::run(
+        &mut source,
+        &mut analyzer,
+        &mut diagnoser,
+        RunControl {
+            stop: &STOP,
+            duration,
+            on_drops: &mut on_drops,
+            drop_report_interval: Duration::from_secs(5),
+        },
+    )?;
+    let findings = diagnoser.findings(&analyzer.stats());
+    let stdout = io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let written = if args.json {
+        diagnose::write_json(&mut out, &findings)
+    } else {
+        diagnose::write_text(&mut out, &findings, use_color(args.color, terminal))
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    let trouble = findings.iter().any(|f| f.severity > Severity::Info);
+    Ok(if trouble {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let mut cli = Cli::parse();
+    let result = match cli.command.take() {
+        Some(Command::Diagnose(args)) => run_diagnose(args),
+        None => run(cli),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wsnoop: {e:#}");

@@ -216,9 +216,9 @@ impl Session {
     /// The connection is over: reports the close handshake and the connection's summary, then
     /// frees the session's buffers. Only the first call does anything.
     pub fn end(&mut self, how: EndReason, start: Timestamp, ctx: &mut Context<'_>) {
-        let mode = std::mem::replace(&mut self.mode, Mode::Ignored);
+        let mut mode = std::mem::replace(&mut self.mode, Mode::Ignored);
         let no_counters = FlowCounters::default();
-        let (counters, unanswered) = match &mode {
+        let (counters, unanswered) = match &mut mode {
             Mode::WebSocket(ws) => {
                 ws.end_report(how, ctx);
                 (ws.counters(), None)

@@ -141,6 +141,10 @@ pub struct FlowCounters {
     /// The code of each side's first close frame (None: no close frame, or one without code).
     pub close_codes: [Option<u16>; 2],
     pub close_sent: [bool; 2],
+    /// The longest stretch, in seconds, without a data frame either way, counted from the
+    /// upgrade (or the first frame seen) to the connection's end.
+    pub longest_silence: f64,
+    last_activity: Option<Timestamp>,
     pending_pings: std::collections::VecDeque<(Direction, Vec<u8>, Timestamp)>,
     rtts: Vec<f64>,
 }
@@ -159,6 +163,19 @@ impl FlowCounters {
         } else {
             (sorted[mid - 1] + sorted[mid]) / 2.0
         })
+    }
+
+    /// A data frame (or the upgrade) at `ts`: the silence before it ends.
+    fn activity(&mut self, ts: Timestamp) {
+        if let Some(last) = self.last_activity {
+            self.longest_silence = self.longest_silence.max(ts.seconds_since(last));
+        }
+        self.last_activity = Some(ts);
+    }
+
+    /// The connection ended at `ts`: the silence since the last data frame counts too.
+    pub fn end_at(&mut self, ts: Timestamp) {
+        self.activity(ts);
     }
 
     fn ping(&mut self, dir: Direction, payload: &[u8], ts: Timestamp) {
@@ -491,6 +508,11 @@ impl WsConnection {
         &self.counters
     }
 
+    /// The upgrade happened at `ts`: silence is counted from here.
+    pub fn started_at(&mut self, ts: Timestamp) {
+        self.counters.activity(ts);
+    }
+
     /// A connection whose handshake was not seen: framing, extensions and the deflate
     /// context are unknown, so both directions start by looking for frames.
     pub fn midstream() -> WsConnection {
@@ -574,7 +596,8 @@ impl WsConnection {
     }
 
     /// The connection ended: report what was left unfinished and the close handshake.
-    pub fn end_report(&self, how: EndReason, ctx: &mut Context<'_>) {
+    pub fn end_report(&mut self, how: EndReason, ctx: &mut Context<'_>) {
+        self.counters.end_at(ctx.ts);
         for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
             if state.resync.is_some() {
                 continue;
@@ -987,6 +1010,13 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
         let d = self.state.dir.index();
         self.counters.frames[d] += 1;
         self.counters.bytes[d] += header.len;
+        let ts = self.ctx.ts;
+        match header.opcode {
+            Opcode::Continuation | Opcode::Text | Opcode::Binary => self.counters.activity(ts),
+            // Mid-stream, silence counts from the first frame seen.
+            _ if self.counters.last_activity.is_none() => self.counters.activity(ts),
+            _ => {}
+        }
         match header.opcode {
             Opcode::Ping => self
                 .counters

@@ -248,6 +248,7 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
         Some(rtt) => write!(w, "{rtt:.9}")?,
         None => w.write_all(b"null")?,
     }
+    write!(w, ",\"longest_silence\":{:.6}", c.longest_silence)?;
     w.write_all(b",\"close_code_c2s\":")?;
     opt_u16(w, c.close_codes[0])?;
     w.write_all(b",\"close_code_s2c\":")?;
@@ -268,6 +269,8 @@ impl<W: Write> EventSink for JsonWriter<W> {
             Event::Close(e) => close(w, self.precision, e),
             Event::Anomaly(e) => anomaly(w, self.precision, e),
             Event::Flow(e) => flow(w, self.precision, e),
+            // Only `wsnoop diagnose` asks for these; they are not part of the event stream.
+            Event::Connection(_) => Ok(()),
         };
         self.out.record(result);
     }

@@ -411,6 +411,7 @@ impl<W: Write> EventSink for TextWriter<W> {
             Event::Close(e) => self.close(e),
             Event::Anomaly(e) => self.anomaly(e),
             Event::Flow(e) => self.flow(e),
+            Event::Connection(_) => Ok(()),
         };
         self.out.record(result);
     }
