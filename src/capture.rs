@@ -168,14 +168,16 @@ impl Source {
         if let Some(kib) = options.buffer_kib {
             inactive = inactive.buffer_size(kib.saturating_mul(1024));
         }
-        let cap = inactive
-            .open()
-            .map_err(|e| live_error(&device_name, e))?
-            .setnonblock()
-            .map_err(|e| CaptureError::Device {
-                device: device_name.clone(),
-                message: clean_pcap_message(&e.to_string()),
-            })?;
+        let mut cap = inactive.open().map_err(|e| live_error(&device_name, e))?;
+        if device_name == "any" {
+            // As tcpdump does: the cooked v2 header also names the interface of each packet.
+            // A libpcap without it keeps cooked v1, which decodes as well.
+            let _ = cap.set_datalink(pcap::Linktype::LINUX_SLL2);
+        }
+        let cap = cap.setnonblock().map_err(|e| CaptureError::Device {
+            device: device_name.clone(),
+            message: clean_pcap_message(&e.to_string()),
+        })?;
         Ok(Source {
             link: link_of(&cap)?,
             live_fd: Some(cap.as_raw_fd()),
