@@ -6,6 +6,7 @@
 //! direction's out-of-order buffer has a budget, and IP fragments wait only so long.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::decode::{self, Defragmenter, LinkType, Skip, TcpSegment};
 use crate::event::{
@@ -269,14 +270,8 @@ impl Analyzer {
         }
     }
 
-    fn new_connection(&mut self, key: FlowKey, ts: Timestamp, sink: &mut dyn EventSink) {
-        if self.flows.len() >= self.options.flows.max_flows {
-            self.evict(ts, sink);
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.stats.connections += 1;
-        let conn = Connection {
+    fn new_connection(id: u64, key: FlowKey, ts: Timestamp) -> Connection {
+        Connection {
             halves: [HalfStream::default(), HalfStream::default()],
             app: App {
                 id,
@@ -292,28 +287,36 @@ impl Analyzer {
             last_seen: ts,
             facts: SideFacts::default(),
             end: None,
-        };
-        self.flows.insert(key, conn);
+        }
     }
 
     fn segment(&mut self, ts: Timestamp, seg: &TcpSegment<'_>, sink: &mut dyn EventSink) {
         let (key, from_a) = FlowKey::new(seg.src, seg.dst);
         let new_syn = seg.flags.syn && !seg.flags.ack;
-        let start_new = match self.flows.get(&key) {
-            None => true,
-            // A fresh SYN on a finished connection's endpoints starts a new connection.
-            Some(conn) => new_syn && conn.is_finished(),
-        };
-        if start_new {
-            if let Some(old) = self.flows.get(&key)
-                && self.options.report_connections
-            {
-                old.report(sink);
-            }
-            self.new_connection(key, ts, sink);
+        if self.flows.len() >= self.options.flows.max_flows && !self.flows.contains_key(&key) {
+            self.evict(ts, sink);
         }
-        let Some(conn) = self.flows.get_mut(&key) else {
-            return;
+        // One hash lookup per packet: the entry either continues a connection or starts one.
+        let conn = match self.flows.entry(key) {
+            Entry::Occupied(entry) => {
+                let conn = entry.into_mut();
+                // A fresh SYN on a finished connection's endpoints starts a new connection.
+                if new_syn && conn.is_finished() {
+                    if self.options.report_connections {
+                        conn.report(sink);
+                    }
+                    *conn = Self::new_connection(self.next_id, key, ts);
+                    self.next_id += 1;
+                    self.stats.connections += 1;
+                }
+                conn
+            }
+            Entry::Vacant(entry) => {
+                let conn = entry.insert(Self::new_connection(self.next_id, key, ts));
+                self.next_id += 1;
+                self.stats.connections += 1;
+                conn
+            }
         };
         conn.last_seen = ts;
         conn.note(seg, from_a);

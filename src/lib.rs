@@ -117,9 +117,10 @@ pub fn run(
             Next::End => break RunEnd::EndOfInput,
             Next::Idle => {}
             Next::Packet(packet) => {
-                let before = analyzer.stats().ws;
                 analyzer.packet(packet.ts, packet.data, &mut *sink);
-                unflushed |= analyzer.stats().ws != before;
+                // Live, each event is written as it happens: a flush of an empty buffer costs
+                // no system call.
+                unflushed = live;
             }
         }
         if let Some(end) = output_end(sink)? {
