@@ -200,13 +200,19 @@ struct Env<'a> {
 
 impl Env<'_> {
     fn context<'e>(&'e mut self, flow: &'e FlowMeta) -> Context<'e> {
-        Context {
+        self.context_and_scratch(flow).0
+    }
+
+    /// A session's context and the shared buffers, borrowed together.
+    fn context_and_scratch<'e>(&'e mut self, flow: &'e FlowMeta) -> (Context<'e>, &'e mut Scratch) {
+        let ctx = Context {
             ts: self.ts,
             flow,
             sink: &mut *self.sink,
             options: &self.options.ws,
             stats: &mut *self.stats,
-        }
+        };
+        (ctx, &mut *self.scratch)
     }
 }
 
@@ -547,14 +553,7 @@ impl App {
                     let Some(flow) = self.flow.as_ref() else {
                         return;
                     };
-                    let scratch = &mut *env.scratch;
-                    let mut ctx = Context {
-                        ts: env.ts,
-                        flow,
-                        sink: &mut *env.sink,
-                        options: &env.options.ws,
-                        stats: &mut *env.stats,
-                    };
+                    let (mut ctx, scratch) = env.context_and_scratch(flow);
                     self.session.replay_probe(client_is_a, scratch, &mut ctx);
                     self.was_websocket = true;
                     return;
@@ -563,14 +562,7 @@ impl App {
                     return;
                 };
                 let dir = direction(from_a, self.client_is_a.unwrap_or(true));
-                let scratch = &mut *env.scratch;
-                let mut ctx = Context {
-                    ts: env.ts,
-                    flow,
-                    sink: &mut *env.sink,
-                    options: &env.options.ws,
-                    stats: &mut *env.stats,
-                };
+                let (mut ctx, scratch) = env.context_and_scratch(flow);
                 self.session.data(dir, bytes, scratch, &mut ctx);
                 self.was_websocket |= self.session.is_websocket();
             }

@@ -13,6 +13,13 @@ use crate::output::TsPrecision;
 
 /// Snapshot length for live capture: whole packets, as tcpdump takes them.
 pub const SNAPLEN: i32 = 262_144;
+/// Kernel buffer for a live capture without `-B`, in KiB. In immediate mode libpcap's ring has
+/// one slot per packet, sized for the largest packet the device can carry rounded up to a power
+/// of two: 128 KiB on an Ethernet device with receive offloads, so libpcap's own 2 MiB default
+/// holds 16 packets and drops in any burst. This holds 256.
+pub const DEFAULT_BUFFER_KIB: i32 = 32 * 1024;
+/// The same for `any`, whose slots take the whole snapshot length (512 KiB each).
+pub const DEFAULT_ANY_BUFFER_KIB: i32 = 64 * 1024;
 /// How long a live read waits for a packet before giving the caller a chance to check for a
 /// stop request, a `--duration` limit or kernel drops.
 const LIVE_READ_TIMEOUT_MS: i32 = 100;
@@ -53,7 +60,8 @@ pub struct LiveOptions {
     /// None: libpcap's default device, as tcpdump picks it.
     pub device: Option<String>,
     pub promiscuous: bool,
-    /// Kernel buffer size in KiB (`-B`).
+    /// Kernel buffer size in KiB (`-B`); None: [`DEFAULT_BUFFER_KIB`], or
+    /// [`DEFAULT_ANY_BUFFER_KIB`] on `any`.
     pub buffer_kib: Option<i32>,
 }
 
@@ -165,9 +173,12 @@ impl Source {
             .immediate_mode(true)
             .timeout(LIVE_READ_TIMEOUT_MS)
             .precision(Precision::Nano);
-        if let Some(kib) = options.buffer_kib {
-            inactive = inactive.buffer_size(kib.saturating_mul(1024));
-        }
+        let kib = options.buffer_kib.unwrap_or(if device_name == "any" {
+            DEFAULT_ANY_BUFFER_KIB
+        } else {
+            DEFAULT_BUFFER_KIB
+        });
+        inactive = inactive.buffer_size(kib.saturating_mul(1024));
         let mut cap = inactive.open().map_err(|e| live_error(&device_name, e))?;
         if device_name == "any" {
             // As tcpdump does: the cooked v2 header also names the interface of each packet.

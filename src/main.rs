@@ -110,7 +110,7 @@ struct Cli {
     #[arg(short = 'p', long = "no-promiscuous-mode")]
     no_promiscuous: bool,
 
-    /// Kernel capture buffer size in KiB.
+    /// Kernel capture buffer size in KiB [default: 32768, 65536 on "any"].
     #[arg(
         short = 'B',
         long = "buffer-size",

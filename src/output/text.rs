@@ -155,12 +155,7 @@ impl<W: Write> TextWriter<W> {
     }
 
     fn handshake(&mut self, e: &HandshakeEvent<'_>) -> io::Result<()> {
-        self.time(e.ts)?;
-        write!(
-            self.out.w,
-            " #{} {} > {} ",
-            e.flow.id, e.flow.client, e.flow.server
-        )?;
+        self.connection_prefix(e.ts, e.flow)?;
         let style = if e.upgraded { CYAN } else { RED };
         self.paint(&style, "handshake")?;
         let w = &mut self.out.w;
@@ -235,6 +230,11 @@ impl<W: Write> TextWriter<W> {
         )
     }
 
+    /// Time, connection number and endpoints, client first.
+    fn connection_prefix(&mut self, ts: Timestamp, flow: &FlowMeta) -> io::Result<()> {
+        self.prefix(ts, flow, Direction::ClientToServer)
+    }
+
     fn message(&mut self, e: &MessageEvent<'_>) -> io::Result<()> {
         self.prefix(e.ts, e.flow, e.dir)?;
         let style = if e.text { GREEN } else { BLUE };
@@ -262,12 +262,7 @@ impl<W: Write> TextWriter<W> {
     }
 
     fn close(&mut self, e: &CloseEvent<'_>) -> io::Result<()> {
-        self.time(e.ts)?;
-        write!(
-            self.out.w,
-            " #{} {} > {} ",
-            e.flow.id, e.flow.client, e.flow.server
-        )?;
+        self.connection_prefix(e.ts, e.flow)?;
         let style = if e.clean { CYAN } else { RED };
         self.paint(&style, "closed")?;
         let w = &mut self.out.w;
@@ -307,14 +302,7 @@ impl<W: Write> TextWriter<W> {
     fn anomaly(&mut self, e: &AnomalyEvent<'_>) -> io::Result<()> {
         match e.dir {
             Some(dir) => self.prefix(e.ts, e.flow, dir)?,
-            None => {
-                self.time(e.ts)?;
-                write!(
-                    self.out.w,
-                    " #{} {} > {} ",
-                    e.flow.id, e.flow.client, e.flow.server
-                )?;
-            }
+            None => self.connection_prefix(e.ts, e.flow)?,
         }
         self.paint(&RED, "ANOMALY")?;
         let w = &mut self.out.w;
