@@ -1,10 +1,10 @@
 //! One connection's application layer: HTTP/1.1 until a WebSocket upgrade succeeds, then
 //! frames in both directions.
 //!
-//! Ordinary keep-alive requests may precede the upgrade; their bodies are skipped by length.
-//! A connection that is not HTTP, or whose HTTP wsnoop cannot follow (chunked bodies, bodies
-//! delimited by close, heads over 64 KiB), is dropped from analysis at once, so its bytes cost
-//! nothing more.
+//! Ordinary keep-alive requests may precede the upgrade; their bodies are skipped by length or
+//! by chunks. A connection that is not HTTP, or whose HTTP wsnoop cannot follow (bodies
+//! delimited by close, heads over 64 KiB, broken chunk framing), is dropped from analysis at
+//! once, so its bytes cost nothing more.
 
 use std::collections::VecDeque;
 
@@ -23,6 +23,104 @@ const MAX_PENDING_REQUESTS: usize = 32;
 enum HttpSide {
     Head,
     SkipBody(u64),
+    Chunked(ChunkedBody),
+}
+
+/// Where a chunked body (RFC 9112 7.1) is being skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkedBody {
+    /// In a chunk-size line; `line` counts its bytes so a runaway line is caught.
+    Size {
+        size: u64,
+        digits_done: bool,
+        line: u16,
+    },
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// In the trailer section, `line` bytes into the current line.
+    Trailer {
+        line: u16,
+    },
+}
+
+/// A chunk-size or trailer line longer than this is not HTTP worth following.
+const MAX_CHUNK_LINE: u16 = 4096;
+
+impl ChunkedBody {
+    fn start() -> ChunkedBody {
+        ChunkedBody::Size {
+            size: 0,
+            digits_done: false,
+            line: 0,
+        }
+    }
+
+    /// Skips body bytes; returns Ok(true) once the body is over, Err on malformed framing.
+    fn skip(&mut self, input: &mut &[u8]) -> Result<bool, ()> {
+        while let Some((&byte, rest)) = input.split_first() {
+            match self {
+                ChunkedBody::Data(remaining) => {
+                    let take = usize::try_from(*remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
+                    *input = &input[take..];
+                    *remaining -= take as u64;
+                    if *remaining == 0 {
+                        *self = ChunkedBody::DataEnd;
+                    }
+                    continue;
+                }
+                ChunkedBody::DataEnd => match byte {
+                    b'\r' => {}
+                    b'\n' => *self = ChunkedBody::start(),
+                    _ => return Err(()),
+                },
+                ChunkedBody::Size {
+                    size,
+                    digits_done,
+                    line,
+                } => {
+                    *line += 1;
+                    if *line > MAX_CHUNK_LINE {
+                        return Err(());
+                    }
+                    match (byte, *digits_done) {
+                        (b'\n', _) if *line > 1 => {
+                            *self = if *size == 0 {
+                                ChunkedBody::Trailer { line: 0 }
+                            } else {
+                                ChunkedBody::Data(*size)
+                            };
+                        }
+                        (b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F', false) => {
+                            let digit = (byte as char).to_digit(16).unwrap_or(0);
+                            *size = size.checked_mul(16).ok_or(())? + u64::from(digit);
+                        }
+                        // Chunk extensions, whitespace and the CR are skipped to the line's end.
+                        (_, _) if *line > 1 => *digits_done = true,
+                        _ => return Err(()),
+                    }
+                }
+                ChunkedBody::Trailer { line } => match byte {
+                    b'\n' if *line == 0 => {
+                        *input = rest;
+                        return Ok(true);
+                    }
+                    b'\n' => *line = 0,
+                    b'\r' if *line == 0 => {}
+                    _ => {
+                        *line += 1;
+                        if *line > MAX_CHUNK_LINE {
+                            return Err(());
+                        }
+                    }
+                },
+            }
+            *input = rest;
+        }
+        Ok(false)
+    }
 }
 
 #[derive(Debug)]
@@ -338,16 +436,29 @@ fn take_head<T>(
     }
 }
 
-fn skip_body(side: &mut HttpSide, input: &mut &[u8]) {
-    if let HttpSide::SkipBody(remaining) = side {
-        let take = usize::try_from(*remaining)
-            .unwrap_or(usize::MAX)
-            .min(input.len());
-        *input = &input[take..];
-        *remaining -= take as u64;
-        if *remaining == 0 {
-            *side = HttpSide::Head;
+/// Skips body bytes; false when the body's framing is broken.
+fn skip_body(side: &mut HttpSide, input: &mut &[u8]) -> bool {
+    match side {
+        HttpSide::SkipBody(remaining) => {
+            let take = usize::try_from(*remaining)
+                .unwrap_or(usize::MAX)
+                .min(input.len());
+            *input = &input[take..];
+            *remaining -= take as u64;
+            if *remaining == 0 {
+                *side = HttpSide::Head;
+            }
+            true
         }
+        HttpSide::Chunked(body) => match body.skip(input) {
+            Ok(true) => {
+                *side = HttpSide::Head;
+                true
+            }
+            Ok(false) => true,
+            Err(()) => false,
+        },
+        HttpSide::Head => true,
     }
 }
 
@@ -355,7 +466,8 @@ fn body_side(body: BodyLength) -> Option<HttpSide> {
     match body {
         BodyLength::None | BodyLength::Fixed(0) => Some(HttpSide::Head),
         BodyLength::Fixed(n) => Some(HttpSide::SkipBody(n)),
-        BodyLength::Chunked | BodyLength::UntilClose => None,
+        BodyLength::Chunked => Some(HttpSide::Chunked(ChunkedBody::start())),
+        BodyLength::UntilClose => None,
     }
 }
 
@@ -369,8 +481,10 @@ impl HttpState {
                 self.early_client_bytes.extend_from_slice(input);
                 return HttpOutcome::Continue;
             }
-            if let HttpSide::SkipBody(_) = self.client {
-                skip_body(&mut self.client, &mut input);
+            if !matches!(self.client, HttpSide::Head) {
+                if !skip_body(&mut self.client, &mut input) {
+                    return HttpOutcome::Ignore;
+                }
                 continue;
             }
             if self.request_head.is_empty() && !handshake::looks_like_request_start(input) {
@@ -409,8 +523,10 @@ impl HttpState {
 
     fn server_data(&mut self, mut input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
         while !input.is_empty() {
-            if let HttpSide::SkipBody(_) = self.server {
-                skip_body(&mut self.server, &mut input);
+            if !matches!(self.server, HttpSide::Head) {
+                if !skip_body(&mut self.server, &mut input) {
+                    return HttpOutcome::Ignore;
+                }
                 continue;
             }
             if self.response_head.is_empty() && !handshake::looks_like_response_start(input) {
@@ -575,4 +691,35 @@ fn check_handshake(
 /// "permessage-deflate; client_max_window_bits" -> "permessage-deflate".
 pub fn extension_name(offer: &str) -> &str {
     offer.split(';').next().unwrap_or("").trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip_all(body: &[u8], piece: usize) -> (Result<bool, ()>, usize) {
+        let mut state = ChunkedBody::start();
+        let mut consumed = 0;
+        for chunk in body.chunks(piece) {
+            let mut input = chunk;
+            match state.skip(&mut input) {
+                Ok(true) => return (Ok(true), consumed + chunk.len() - input.len()),
+                Ok(false) => consumed += chunk.len(),
+                Err(()) => return (Err(()), consumed),
+            }
+        }
+        (Ok(false), consumed)
+    }
+
+    #[test]
+    fn chunked_bodies_end_exactly() {
+        let body = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\nGET /next";
+        let end = body.len() - b"GET /next".len();
+        for piece in [1, 2, 3, 7, body.len()] {
+            assert_eq!(skip_all(body, piece), (Ok(true), end), "pieces of {piece}");
+        }
+        assert_eq!(skip_all(b"zz\r\n", 4).0, Err(()));
+        assert_eq!(skip_all(b"4\r\nabcdXY", 64).0, Err(()));
+        assert_eq!(skip_all(b"ffffffffffffffffff\r\n", 64).0, Err(()));
+    }
 }
