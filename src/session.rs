@@ -645,16 +645,21 @@ fn check_handshake(
     if response.status != 101 {
         return;
     }
-    if accept == AcceptVerdict::Mismatch {
-        let detail = format!(
-            "Sec-WebSocket-Accept is {:?}; the key calls for {:?}",
-            response.accept.as_deref().unwrap_or(""),
-            request
-                .key
-                .as_deref()
-                .map(handshake::expected_accept)
-                .unwrap_or_default()
-        );
+    // RFC 6455 4.1: a client fails the connection when the header is absent or wrong. A 101
+    // whose request was not captured has nothing to check against.
+    let expected = request.key.as_deref().map(handshake::expected_accept);
+    let detail = match (accept, &response.accept) {
+        (AcceptVerdict::Mismatch, Some(got)) => Some(format!(
+            "Sec-WebSocket-Accept is {got:?}; the key calls for {:?}",
+            expected.unwrap_or_default()
+        )),
+        (AcceptVerdict::Missing, _) if !request.method.is_empty() => Some(format!(
+            "the 101 has no Sec-WebSocket-Accept; the key calls for {:?}",
+            expected.unwrap_or_default()
+        )),
+        _ => None,
+    };
+    if let Some(detail) = detail {
         ctx.anomaly(
             Some(Direction::ServerToClient),
             AnomalyKind::AcceptMismatch,

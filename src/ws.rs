@@ -867,11 +867,15 @@ impl Visitor<'_, '_, '_> {
         };
         self.ctx.stats.messages += 1;
         self.counters.messages[self.state.dir.index()] += 1;
-        if !incomplete
-            && message.text
-            && !message.undecodable
-            && !message.utf8.is_complete_and_valid()
-        {
+        // A message cut short (a gap, or inflating stopped at --max-message) may end inside a
+        // character: only what arrived is judged.
+        let cut = incomplete || message.inflate_stopped;
+        let valid_text = if cut {
+            message.utf8.is_valid_so_far()
+        } else {
+            message.utf8.is_complete_and_valid()
+        };
+        if message.text && !message.undecodable && !valid_text {
             self.anomaly(
                 AnomalyKind::InvalidUtf8,
                 "a text message that is not valid UTF-8",
@@ -883,7 +887,7 @@ impl Visitor<'_, '_, '_> {
         let kept = &self.state.message_kept[..];
         let payload = if message.undecodable {
             Payload::Data(&[])
-        } else if message.text && message.utf8.is_valid_so_far() {
+        } else if message.text && valid_text {
             match simdutf8::compat::from_utf8(kept) {
                 Ok(text) => Payload::Text(text),
                 Err(e) => {
@@ -1091,9 +1095,21 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 self.finish_message();
                 self.state.carry_len = 0;
             } else if in_text {
+                // The bytes of a character still incomplete at this frame's end. A frame too
+                // short to hold the character's start continues what was carried into it.
                 let s = &mut *self.state;
-                let cut = incomplete_utf8_suffix(&s.tail[..s.tail_len]);
-                s.carry[..cut.len()].copy_from_slice(cut);
+                let mut joined = [0u8; 6];
+                let mut len = 0;
+                if header.len < 3 {
+                    joined[..s.carry_len].copy_from_slice(&s.carry[..s.carry_len]);
+                    len = s.carry_len;
+                }
+                joined[len..len + s.tail_len].copy_from_slice(&s.tail[..s.tail_len]);
+                len += s.tail_len;
+                let cut = incomplete_utf8_suffix(&joined[..len]);
+                let mut next = [0u8; 3];
+                next[..cut.len()].copy_from_slice(cut);
+                s.carry = next;
                 s.carry_len = cut.len();
             }
         }
