@@ -1,0 +1,624 @@
+//! Protocol anomalies against crafted captures whose ground truth is known by construction.
+//!
+//! fixtures/crafted/make_crafted.py writes one capture per case and, beside it,
+//! NAME.expected.json: the exact multiset of anomaly kinds wsnoop must report, the messages and
+//! the close event, derived from the bytes the generator wrote (never from wsnoop's output).
+//! Every capture there is checked; one without an expected file is a failure, not a skip.
+//!
+//! The real-implementation captures in fixtures/ (python websockets, Node ws, Chromium) are
+//! correct by construction too, so they must produce no anomaly at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use serde_json::Value;
+use wsnoop::anomaly::AnomalyKind;
+
+/// The options the expected files were derived under (see fixtures/crafted/README.md).
+const ARGS: [&str; 3] = ["--json", "--max-payload", "1000000"];
+
+/// Anomaly kinds a crafted capture does not have to commit: tcp_gap is a capture problem,
+/// covered later (a capture that lost bytes on purpose).
+const NOT_CRAFTED: [&str; 1] = ["tcp_gap"];
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn crafted_dir() -> PathBuf {
+    manifest_dir().join("fixtures/crafted")
+}
+
+/// Files in `dir` with one of `exts`, sorted.
+fn files_in(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| exts.contains(&e))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Runs wsnoop on `capture` and returns its JSON events.
+fn run_wsnoop(capture: &Path, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsnoop"))
+        .arg("-r")
+        .arg(capture)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running wsnoop: {e}"));
+    assert!(
+        out.status.success(),
+        "wsnoop -r {} {} failed ({}): {}",
+        capture.display(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("wsnoop's output is UTF-8")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", capture.display()))
+        })
+        .collect()
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn anomaly_kinds(events: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = of_type(events, "anomaly")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("?").to_string())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// The payload bytes a message or frame event shows: "text" as UTF-8 or "data" base64-decoded.
+fn shown_bytes(event: &Value) -> Result<Vec<u8>, String> {
+    if let Some(text) = event["text"].as_str() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let data = event["data"].as_str().ok_or("neither text nor data")?;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("data is not base64: {e}"))
+}
+
+fn short(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 300 {
+        let mut cut = 300;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Compares one message event with its expected entry; returns what differs.
+fn check_message(got: &Value, want: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    for field in ["opcode", "compressed", "frames", "wire_len"] {
+        if let Some(w) = want.get(field)
+            && got[field] != *w
+        {
+            errs.push(format!("{field} is {}, expected {w}", got[field]));
+        }
+    }
+    let undecodable = want["undecodable"].as_bool().unwrap_or(false);
+    if got["undecodable"].as_bool() != Some(undecodable) {
+        errs.push(format!(
+            "undecodable is {}, expected {undecodable}",
+            got["undecodable"]
+        ));
+    }
+    if undecodable {
+        return errs;
+    }
+    let truncated = want["truncated"].as_bool().unwrap_or(false);
+    if got["truncated"].as_bool() != Some(truncated) {
+        errs.push(format!(
+            "truncated is {}, expected {truncated}",
+            got["truncated"]
+        ));
+    }
+    let shown = match shown_bytes(got) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            errs.push(e);
+            return errs;
+        }
+    };
+    if truncated {
+        // Cut at --max-message: len is bounded, and the kept prefix is the repeating unit.
+        let len = got["len"].as_u64().unwrap_or(0);
+        let (min, max) = (
+            want["min_len"].as_u64().unwrap(),
+            want["max_len"].as_u64().unwrap(),
+        );
+        if !(min..=max).contains(&len) {
+            errs.push(format!("len is {len}, expected {min}..={max}"));
+        }
+        let unit = hex_decode(want["prefix_unit_hex"].as_str().unwrap());
+        let prefix_len = want["prefix_len"].as_u64().unwrap() as usize;
+        // A text's prefix stops at a character boundary: up to unit.len() - 1 bytes early.
+        let slack = if got.get("text").is_some() {
+            unit.len() - 1
+        } else {
+            0
+        };
+        let periodic = shown.chunks(unit.len()).all(|c| c == &unit[..c.len()]);
+        if !periodic || shown.len() > prefix_len || shown.len() + slack < prefix_len {
+            errs.push(format!(
+                "kept {} bytes, expected {prefix_len} (-{slack}) bytes of {} repeated",
+                shown.len(),
+                hex(&unit)
+            ));
+        }
+    } else if let Some(text) = want.get("text") {
+        if got.get("text") != Some(text) {
+            errs.push(format!(
+                "text is {}, expected {text}",
+                got.get("text").map_or("absent".to_string(), short)
+            ));
+        }
+    } else {
+        let len = want["len"].as_u64().unwrap();
+        if got["len"].as_u64() != Some(len) {
+            errs.push(format!("len is {}, expected {len}", got["len"]));
+        }
+        let sha = hex(&sha256(&shown));
+        if want["sha256"].as_str() != Some(sha.as_str()) {
+            errs.push(format!(
+                "payload sha256 {sha} ({} bytes shown), expected {}",
+                shown.len(),
+                want["sha256"]
+            ));
+        }
+    }
+    errs
+}
+
+/// Checks one crafted capture against its expected file; returns what differs.
+fn check_crafted(capture: &Path) -> Vec<String> {
+    let expected_path = capture.with_extension("expected.json");
+    let Ok(text) = std::fs::read_to_string(&expected_path) else {
+        return vec![format!("{} is missing", name_of(&expected_path))];
+    };
+    let want: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+    let events = run_wsnoop(capture, &ARGS);
+    let mut errs = Vec::new();
+
+    // Anomalies: the exact multiset.
+    let got_kinds = anomaly_kinds(&events);
+    let mut want_kinds: Vec<String> = want["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    want_kinds.sort();
+    if got_kinds != want_kinds {
+        errs.push(format!(
+            "anomalies are {got_kinds:?}, expected {want_kinds:?}"
+        ));
+        for a in of_type(&events, "anomaly") {
+            errs.push(format!(
+                "  reported: {} ({}): {}",
+                a["kind"], a["dir"], a["detail"]
+            ));
+        }
+    }
+
+    // Messages, in order per direction.
+    let messages = of_type(&events, "message");
+    for dir in ["c2s", "s2c"] {
+        let got: Vec<&Value> = messages
+            .iter()
+            .copied()
+            .filter(|m| m["dir"] == dir)
+            .collect();
+        let wanted: Vec<&Value> = want["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["dir"] == dir)
+            .collect();
+        if got.len() != wanted.len() {
+            errs.push(format!(
+                "{} {dir} messages, expected {}",
+                got.len(),
+                wanted.len()
+            ));
+        }
+        for (i, (g, w)) in got.iter().zip(&wanted).enumerate() {
+            for e in check_message(g, w) {
+                errs.push(format!(
+                    "{dir} message {i}: {e}\n    got:      {}\n    expected: {}",
+                    short(g),
+                    short(w)
+                ));
+            }
+        }
+    }
+
+    errs.extend(check_text_frames(&events, &want));
+
+    // The close event.
+    let closes = of_type(&events, "close");
+    match &want["close"] {
+        Value::Null => {
+            if !closes.is_empty() {
+                errs.push(format!("expected no close event, got {}", short(closes[0])));
+            }
+        }
+        close => {
+            if closes.len() != 1 {
+                errs.push(format!("{} close events, expected 1", closes.len()));
+            }
+            if let Some(got) = closes.first() {
+                for (field, w) in close.as_object().unwrap() {
+                    if got[field] != *w {
+                        errs.push(format!("close {field} is {}, expected {w}", got[field]));
+                    }
+                }
+            }
+        }
+    }
+
+    // A capture of the same session with another segmentation: every event must be the same.
+    if let Some(other) = want["same_events_as"].as_str() {
+        let reference = comparable(&run_wsnoop(&crafted_dir().join(other), &ARGS));
+        let mine = comparable(&events);
+        if reference.len() != mine.len() {
+            errs.push(format!(
+                "{} events, {other} has {}",
+                mine.len(),
+                reference.len()
+            ));
+        }
+        if let Some((i, (a, b))) = mine
+            .iter()
+            .zip(&reference)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+        {
+            errs.push(format!(
+                "event {i} differs from {other}'s:\n    got:  {}\n    {other}: {}",
+                short(a),
+                short(b)
+            ));
+        }
+    }
+    errs
+}
+
+/// The frames of a valid, uncompressed text message are each shown as text (a character cut
+/// by a frame border is shown in the frame where it completes), and together they are the
+/// message's text.
+fn check_text_frames(events: &[Value], want: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    for dir in ["c2s", "s2c"] {
+        // Frames grouped into messages as a receiver assembles them.
+        let mut groups: Vec<Vec<&Value>> = Vec::new();
+        let mut open: Option<Vec<&Value>> = None;
+        for f in of_type(events, "frame")
+            .into_iter()
+            .filter(|f| f["dir"] == dir)
+        {
+            match f["opcode"].as_str() {
+                Some("text" | "binary") => open = Some(vec![f]),
+                Some("continuation") => match open.as_mut() {
+                    Some(group) => group.push(f),
+                    None => continue,
+                },
+                _ => continue,
+            }
+            if f["fin"] == true {
+                groups.extend(open.take());
+            }
+        }
+        let wanted: Vec<&Value> = want["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["dir"] == dir)
+            .collect();
+        if groups.len() != wanted.len() {
+            errs.push(format!(
+                "{} {dir} messages in frame events, expected {}",
+                groups.len(),
+                wanted.len()
+            ));
+            continue;
+        }
+        for (i, (group, w)) in groups.iter().zip(&wanted).enumerate() {
+            let Some(text) = w["text"].as_str() else {
+                continue;
+            };
+            if w["compressed"] == true {
+                continue;
+            }
+            let mut joined = String::new();
+            for (j, f) in group.iter().enumerate() {
+                match f["text"].as_str() {
+                    Some(t) => joined.push_str(t),
+                    None => errs.push(format!(
+                        "{dir} message {i} ({text:?}), frame {j} of {}: shown as data, not text: {}",
+                        group.len(),
+                        short(f)
+                    )),
+                }
+            }
+            if joined != text && group.iter().all(|f| f.get("text").is_some()) {
+                errs.push(format!(
+                    "{dir} message {i}: its frames show {joined:?}, the message is {text:?}"
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Events without what depends on packet timing: handshake, frame, message, close, anomaly.
+fn comparable(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["type"].as_str(),
+                Some("handshake" | "frame" | "message" | "close" | "anomaly")
+            )
+        })
+        .map(|e| {
+            let mut e = e.clone();
+            let obj = e.as_object_mut().unwrap();
+            obj.remove("ts");
+            obj.remove("latency");
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn crafted_captures_match_their_expected_results() {
+    let captures = files_in(&crafted_dir(), &["pcap", "pcapng"]);
+    assert!(
+        !captures.is_empty(),
+        "no captures in {}",
+        crafted_dir().display()
+    );
+    let mut report = String::new();
+    let mut failed = 0;
+    for capture in &captures {
+        let errs = check_crafted(capture);
+        eprintln!(
+            "checked {}: {}",
+            name_of(capture),
+            if errs.is_empty() { "ok" } else { "FAILED" }
+        );
+        if !errs.is_empty() {
+            failed += 1;
+            report.push_str(&format!("\n{}:\n", name_of(capture)));
+            for e in errs {
+                report.push_str(&format!("  {e}\n"));
+            }
+        }
+    }
+    assert!(
+        failed == 0,
+        "{failed} of {} crafted captures differ from their expected results:\n{report}",
+        captures.len()
+    );
+}
+
+#[test]
+fn every_expected_file_has_its_capture() {
+    let expected = files_in(&crafted_dir(), &["json"]);
+    let orphans: Vec<String> = expected
+        .iter()
+        .map(|p| name_of(p))
+        .filter(|n| n.ends_with(".expected.json"))
+        .filter(|n| {
+            !crafted_dir()
+                .join(n.replace(".expected.json", ".pcap"))
+                .is_file()
+        })
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "expected files without a capture: {orphans:?}"
+    );
+}
+
+#[test]
+fn every_anomaly_kind_is_committed_by_a_crafted_capture() {
+    let known: BTreeSet<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
+    let mut committed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for expected in files_in(&crafted_dir(), &["json"]) {
+        let want: Value =
+            serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+        for kind in want["anomalies"].as_array().into_iter().flatten() {
+            let kind = kind.as_str().unwrap().to_string();
+            assert!(
+                known.contains(kind.as_str()),
+                "{}: unknown anomaly kind {kind}",
+                name_of(&expected)
+            );
+            committed.entry(kind).or_default().push(name_of(&expected));
+        }
+    }
+    let missing: Vec<&str> = known
+        .iter()
+        .copied()
+        .filter(|k| !NOT_CRAFTED.contains(k) && !committed.contains_key(*k))
+        .collect();
+    for (kind, files) in &committed {
+        eprintln!("{kind}: {}", files.join(", "));
+    }
+    assert!(missing.is_empty(), "no crafted capture commits {missing:?}");
+}
+
+#[test]
+fn real_implementation_captures_have_no_anomalies() {
+    let captures = files_in(&manifest_dir().join("fixtures"), &["pcap", "pcapng"]);
+    assert!(!captures.is_empty(), "no captures in fixtures/");
+    let mut report = String::new();
+    for capture in &captures {
+        let events = run_wsnoop(capture, &["--json"]);
+        let anomalies = of_type(&events, "anomaly");
+        eprintln!(
+            "checked {}: {} anomalies",
+            name_of(capture),
+            anomalies.len()
+        );
+        for a in anomalies {
+            report.push_str(&format!("\n{}: {}", name_of(capture), short(a)));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "real implementations are reported as misbehaving:{report}"
+    );
+}
+
+#[test]
+fn crafted_files_are_what_the_generator_writes() {
+    let script = crafted_dir().join("make_crafted.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("--check")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running python3 {}: {e} (python3 is needed)",
+                script.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// --- small helpers: hex and SHA-256 (FIPS 180-4), so the test needs no extra crate.
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes(word.try_into().unwrap());
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, word) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+#[test]
+fn sha256_known_answers() {
+    assert_eq!(
+        hex(&sha256(b"")),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        hex(&sha256(b"abc")),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let million_a = vec![b'a'; 1_000_000];
+    assert_eq!(
+        hex(&sha256(&million_a)),
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+    );
+}
