@@ -246,9 +246,16 @@ impl Source {
             Handle::Offline(cap) => cap.savefile(path),
             Handle::Live(cap) => cap.savefile(path),
         };
-        self.savefile = Some(result.map_err(|e| CaptureError::Savefile {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let name = path.display().to_string();
+        self.savefile = Some(result.map_err(|e| {
+            let message = clean_pcap_message(&e.to_string());
+            CaptureError::Savefile {
+                message: message
+                    .strip_prefix(&format!("{name}: "))
+                    .unwrap_or(&message)
+                    .to_string(),
+                path: name.clone(),
+            }
         })?);
         Ok(())
     }
