@@ -32,6 +32,9 @@ use analyzer::Analyzer;
 use capture::{CaptureError, LiveStats, Next, Source};
 use output::OutputSink;
 
+/// The longest a live capture keeps reading after a stop request.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
 /// Why a run stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunEnd {
@@ -90,9 +93,18 @@ pub fn run(
     let mut last_drop_check = Instant::now();
     let mut drops_reported = 0u32;
     let mut unflushed = false;
+    // Live, a stop request first drains what the kernel already captured, for at most this
+    // long, so Ctrl-C loses nothing that libpcap delivered.
+    let mut drain_until: Option<Instant> = None;
     let end = loop {
         if control.stop.load(Ordering::Relaxed) {
-            break RunEnd::Interrupted;
+            if !live {
+                break RunEnd::Interrupted;
+            }
+            let deadline = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN_LIMIT);
+            if Instant::now() >= deadline {
+                break RunEnd::Interrupted;
+            }
         }
         if analyzer.is_done() {
             break RunEnd::FrameLimit;
@@ -115,6 +127,7 @@ pub fn run(
         };
         match next {
             Next::End => break RunEnd::EndOfInput,
+            Next::Idle if drain_until.is_some() => break RunEnd::Interrupted,
             Next::Idle => {}
             Next::Packet(packet) => {
                 analyzer.packet(packet.ts, packet.data, &mut *sink);
