@@ -297,11 +297,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if !cli.filter.is_empty() {
         source.set_filter(&cli.filter.join(" "))?;
     }
-    if let Some(path) = &cli.write {
-        source.save_to(path)?;
-    }
+    // As tcpdump does: the -w file is created by the user -Z names, not by root.
     if let Some(user) = &cli.user {
         drop_privileges(user)?;
+    }
+    if let Some(path) = &cli.write {
+        source.save_to(path)?;
     }
     if source.is_live() {
         // As tcpdump says it; also tells a script that packets are being captured now.
