@@ -122,6 +122,7 @@ pub struct Diagnoser {
     unanswered_pings: Bucket,
     no_close_frame: BTreeMap<&'static str, Bucket>,
     error_codes: BTreeMap<u16, Bucket>,
+    unanswered_close: Bucket,
     violations: BTreeMap<AnomalyKind, Bucket>,
     gaps: Bucket,
     clean_closes: u64,
@@ -218,6 +219,9 @@ impl EventSink for Diagnoser {
                     return;
                 }
                 self.clean_closes += u64::from(e.clean);
+                if e.initiator.is_some() && !e.replied && e.end != EndReason::CaptureEnd {
+                    self.unanswered_close.add(e.flow, e.ts);
+                }
                 if e.initiator.is_none() {
                     let how = match e.end {
                         EndReason::Rst => "a TCP reset",
@@ -471,8 +475,8 @@ overloaded, or a proxy holds the request. Check the server's logs and timeouts."
                 Severity::Warning,
                 b,
                 format!(
-                    "{} to {} speak TLS (wss); {}.",
-                    plural(b.count, "connection", "connections"),
+                    "{} to {} TLS (wss); {}.",
+                    plural(b.count, "connection speaks", "connections speak"),
                     b.servers(),
                     b.example()
                 ),
@@ -547,6 +551,21 @@ frames. Check the peer's event loop and any proxy.",
 network path dropped, or a proxy/load balancer cut the connection (check its idle timeout).",
             );
         }
+        if self.unanswered_close.count > 0 {
+            let b = &self.unanswered_close;
+            push(
+                "abnormal_close",
+                Severity::Warning,
+                b,
+                format!(
+                    "{} sent a close frame that the other side never answered; {}.",
+                    plural(b.count, "session", "sessions"),
+                    b.example()
+                ),
+                "RFC 6455 5.5.1: the receiver of a close frame must answer with one. The silent \
+side is hung or busy (a blocking call in its event loop), and its peer sees 1006.",
+            );
+        }
         for (code, b) in &self.error_codes {
             push(
                 "abnormal_close",
@@ -595,7 +614,8 @@ unknown. Capture with a larger buffer (-B), a filter, or to a file with -w.",
         }
         let websocket_seen = self.handshakes > 0 || self.sessions > 0;
         let wrong_before_ws = out.iter().any(|f| f.severity == Severity::Error);
-        if !websocket_seen && !wrong_before_ws {
+        // TLS on the port may well be WebSocket (wss): the tls finding already says so.
+        if !websocket_seen && !wrong_before_ws && self.tls.count == 0 {
             let mut ports: Vec<(u64, u16)> = self
                 .connections_by_port
                 .iter()
