@@ -101,7 +101,7 @@ fn b(v: &Value, key: &str) -> Option<bool> {
 }
 
 fn hex_decode(hex: &str) -> Vec<u8> {
-    assert!(hex.len() % 2 == 0, "odd hex string {hex:?}");
+    assert!(hex.len().is_multiple_of(2), "odd hex string {hex:?}");
     (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit"))

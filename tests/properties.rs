@@ -536,7 +536,6 @@ proptest! {
         // Every byte arrived, so nothing may still be waiting, even before the flush.
         prop_assert_eq!(half.held_bytes(), 0);
         half.flush(&mut deliver);
-        drop(deliver);
 
         prop_assert!(got.gaps.is_empty(), "gaps {:?}", got.gaps);
         prop_assert_eq!(got.data.len(), stream.len());
@@ -1600,17 +1599,9 @@ fn session(seed: u64, client_port: u16, server_port: u16, frames_each: usize) ->
     // The request goes first, then the response, then both directions interleave.
     while ci < c_segs.len() || si < s_segs.len() {
         let c_in_head = ci < c_segs.len() && c_segs[ci].0 < c_head;
-        let pick_client = if c_in_head {
-            true
-        } else if si < s_segs.len() && s_segs[si].0 < s_head {
-            false
-        } else if ci >= c_segs.len() {
-            false
-        } else if si >= s_segs.len() {
-            true
-        } else {
-            rng.chance(50)
-        };
+        let s_in_head = si < s_segs.len() && s_segs[si].0 < s_head;
+        let pick_client = c_in_head
+            || (!s_in_head && ci < c_segs.len() && (si >= s_segs.len() || rng.chance(50)));
         if pick_client {
             let (a, b) = c_segs[ci];
             packets.push(tcp_packet(
@@ -1941,7 +1932,8 @@ impl MessageSpec {
             ];
             let mut s = String::new();
             while s.len() < self.len {
-                s.push_str(*rng.pick(WORDS));
+                let word: &&str = rng.pick(WORDS);
+                s.push_str(word);
             }
             s.into_bytes()
         } else {
@@ -2103,17 +2095,10 @@ proptest! {
         let (mut c_next, mut s_next) = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
         let (mut c_at, mut s_at) = (0usize, 0usize);
         while c_at < c2s.len() || s_at < s2c.len() {
-            let client_turn = if c_at < c_head {
-                true
-            } else if s_at < s_head {
-                false
-            } else if c_at == c2s.len() {
-                false
-            } else if s_at == s2c.len() {
-                true
-            } else {
-                rng.chance(50)
-            };
+            let client_turn = c_at < c_head
+                || (s_at >= s_head
+                    && c_at < c2s.len()
+                    && (s_at == s2c.len() || rng.chance(50)));
             let size = rng.range(1, mss as u64) as usize;
             if client_turn {
                 let end = (c_at + size).min(c2s.len());
