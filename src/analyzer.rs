@@ -575,6 +575,13 @@ impl App {
                 self.session
                     .gap(direction(from_a, client_is_a), lost, &mut ctx);
             }
+            Chunk::Conflict(bytes) => {
+                if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) {
+                    let mut ctx = env.context(flow);
+                    self.session
+                        .conflict(direction(from_a, client_is_a), bytes, &mut ctx);
+                }
+            }
             Chunk::Fin => {
                 self.fins[usize::from(!from_a)] = true;
                 if self.fins == [true, true] {

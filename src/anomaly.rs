@@ -27,10 +27,11 @@ pub enum AnomalyKind {
     BadUpgradeRequest,
     IncompleteFrame,
     TcpGap,
+    TcpOverlapConflict,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 24] = [
+    pub const ALL: [AnomalyKind; 25] = [
         AnomalyKind::UnmaskedClientFrame,
         AnomalyKind::MaskedServerFrame,
         AnomalyKind::ReservedOpcode,
@@ -55,6 +56,7 @@ impl AnomalyKind {
         AnomalyKind::BadUpgradeRequest,
         AnomalyKind::IncompleteFrame,
         AnomalyKind::TcpGap,
+        AnomalyKind::TcpOverlapConflict,
     ];
 
     pub fn name(self) -> &'static str {
@@ -164,6 +166,10 @@ impl AnomalyKind {
             TcpGap => (
                 "tcp_gap",
                 "bytes of the TCP stream were not captured; decoding resumes after them",
+            ),
+            TcpOverlapConflict => (
+                "tcp_overlap_conflict",
+                "a retransmission carried different bytes for the same sequence range; the first copy is kept",
             ),
         }
     }

@@ -301,6 +301,21 @@ impl Session {
         self.mode = Mode::Ignored;
     }
 
+    /// Bytes of one direction arrived twice with different content.
+    pub fn conflict(&mut self, dir: Direction, bytes: u64, ctx: &mut Context<'_>) {
+        if let Mode::WebSocket(_) = self.mode {
+            ctx.anomaly(
+                Some(dir),
+                AnomalyKind::TcpOverlapConflict,
+                &format!(
+                    "{bytes} bytes of the {} stream were retransmitted with different content; \
+the first copy was kept",
+                    dir.name()
+                ),
+            );
+        }
+    }
+
     /// Bytes of one direction were lost.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
         match &mut self.mode {

@@ -55,6 +55,8 @@ pub enum Chunk<'a> {
     Gap(u64),
     /// The sender's FIN, once every byte before it was delivered.
     Fin,
+    /// This many bytes arrived again with different content; the first copy was kept.
+    Conflict(u64),
 }
 
 /// Limits on what one direction may hold while waiting for a hole to fill.
@@ -79,6 +81,44 @@ struct HeldSegment {
     bytes: Vec<u8>,
 }
 
+/// Delivered bytes remembered per direction, to compare retransmissions against. A power of
+/// two, so a byte's place is its sequence number modulo this, across wraparound too.
+const RECENT: usize = 2048;
+
+/// The last bytes delivered, indexed by sequence number.
+#[derive(Debug)]
+struct Recent {
+    ring: Box<[u8; RECENT]>,
+    /// How many bytes before `next_seq` the ring holds.
+    len: usize,
+}
+
+impl Recent {
+    fn record(&mut self, seq: u32, data: &[u8]) {
+        let skip = data.len().saturating_sub(RECENT);
+        let (data, seq) = (&data[skip..], seq.wrapping_add(skip as u32));
+        let at = seq as usize & (RECENT - 1);
+        let first = (RECENT - at).min(data.len());
+        self.ring[at..at + first].copy_from_slice(&data[..first]);
+        self.ring[..data.len() - first].copy_from_slice(&data[first..]);
+        self.len = (self.len + data.len()).min(RECENT);
+    }
+
+    /// Compares `data` at `seq`, all before `next`, with what was delivered; only the part still
+    /// remembered is compared. True when they differ.
+    fn differs(&self, seq: u32, data: &[u8], next: u32) -> bool {
+        let oldest = next.wrapping_sub(self.len as u32);
+        let skip = seq_offset(oldest, seq).max(0) as usize;
+        if skip >= data.len() {
+            return false;
+        }
+        data[skip..].iter().enumerate().any(|(i, &b)| {
+            let at = seq.wrapping_add((skip + i) as u32) as usize & (RECENT - 1);
+            self.ring[at] != b
+        })
+    }
+}
+
 /// One direction of a connection.
 #[derive(Debug, Default)]
 pub struct HalfStream {
@@ -88,6 +128,7 @@ pub struct HalfStream {
     fin_delivered: bool,
     held: Vec<HeldSegment>,
     held_bytes: usize,
+    recent: Option<Recent>,
 }
 
 /// Signed distance from `base` to `seq`, valid while the two are within 2^31 of each other.
@@ -134,10 +175,9 @@ impl HalfStream {
             let offset = seq_offset(data_seq, next);
             if offset <= 0 {
                 let skip = offset.unsigned_abs() as usize;
+                self.check_delivered(data_seq, &payload[..skip.min(payload.len())], next, deliver);
                 if skip < payload.len() {
-                    let fresh = &payload[skip..];
-                    self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
-                    deliver(Chunk::Data(fresh));
+                    self.deliver_fresh(next, &payload[skip..], deliver);
                     self.drain_held(deliver);
                 }
             } else {
@@ -154,6 +194,25 @@ impl HalfStream {
         limits: ReassemblyLimits,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
+        // Overlaps with what is already held: the first copy wins; different bytes are a
+        // conflict worth reporting.
+        let mut conflicting = 0u64;
+        for held in &self.held {
+            let start = seq_offset(seq, held.seq).max(0) as usize;
+            let end = seq_offset(seq.wrapping_add(payload.len() as u32), held.seq)
+                .clamp(0, held.bytes.len() as i64) as usize;
+            if start < end {
+                let theirs = &held.bytes[start..end];
+                let ours_at = seq_offset(held.seq.wrapping_add(start as u32), seq) as usize;
+                let ours = &payload[ours_at..ours_at + theirs.len()];
+                if theirs != ours {
+                    conflicting += theirs.len() as u64;
+                }
+            }
+        }
+        if conflicting > 0 {
+            deliver(Chunk::Conflict(conflicting));
+        }
         if self
             .held
             .iter()
@@ -187,6 +246,7 @@ impl HalfStream {
         if lost > 0 {
             deliver(Chunk::Gap(lost as u64));
             self.next_seq = Some(earliest);
+            self.forget_recent();
         }
         self.drain_held(deliver);
     }
@@ -199,11 +259,39 @@ impl HalfStream {
             let held = self.held.swap_remove(i);
             self.held_bytes -= held.bytes.len();
             let skip = seq_offset(next, held.seq) as usize;
+            let overlap = &held.bytes[..skip.min(held.bytes.len())];
+            self.check_delivered(held.seq, overlap, next, deliver);
             if skip < held.bytes.len() {
-                let fresh = &held.bytes[skip..];
-                self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
-                deliver(Chunk::Data(fresh));
+                self.deliver_fresh(next, &held.bytes[skip..], deliver);
             }
+        }
+    }
+
+    /// Delivers in-order bytes starting at `next` and remembers them.
+    fn deliver_fresh(&mut self, next: u32, fresh: &[u8], deliver: &mut impl FnMut(Chunk<'_>)) {
+        self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
+        self.recent
+            .get_or_insert_with(|| Recent {
+                ring: Box::new([0; RECENT]),
+                len: 0,
+            })
+            .record(next, fresh);
+        deliver(Chunk::Data(fresh));
+    }
+
+    /// Bytes at `seq` that were delivered already: reports them if they differ.
+    fn check_delivered(
+        &self,
+        seq: u32,
+        again: &[u8],
+        next: u32,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
+        if let Some(recent) = &self.recent
+            && !again.is_empty()
+            && recent.differs(seq, again, next)
+        {
+            deliver(Chunk::Conflict(again.len() as u64));
         }
     }
 
@@ -237,10 +325,18 @@ impl HalfStream {
             _ => {
                 deliver(Chunk::Gap(missing as u64));
                 self.next_seq = Some(data_end);
+                self.forget_recent();
                 self.drain_held(deliver);
             }
         }
         self.maybe_fin(deliver);
+    }
+
+    /// After a gap the remembered bytes no longer end at `next_seq`.
+    fn forget_recent(&mut self) {
+        if let Some(recent) = &mut self.recent {
+            recent.len = 0;
+        }
     }
 
     /// The connection is over (RST, end of capture, eviction): whatever is held is delivered
@@ -263,7 +359,7 @@ mod tests {
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data(d) => bytes.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Fin => {}
+            Chunk::Fin | Chunk::Conflict(_) => {}
         };
         for &(seq, payload) in segments {
             stream.push(
@@ -320,6 +416,47 @@ mod tests {
                 "Gap(5)",
                 "Data([120, 121, 122])",
                 "Gap(7)"
+            ]
+        );
+    }
+
+    #[test]
+    fn conflicting_retransmissions_are_reported_and_the_first_copy_wins() {
+        let mut s = HalfStream::default();
+        let mut events = Vec::new();
+        let limits = ReassemblyLimits::default();
+        let mut sink = |c: Chunk<'_>| events.push(format!("{c:?}"));
+        let base = u32::MAX - 2; // across wraparound
+        s.push(base, TcpFlags::default(), b"abcd", limits, &mut sink);
+        s.push(base, TcpFlags::default(), b"abcd", limits, &mut sink); // same bytes: quiet
+        s.push(
+            base.wrapping_add(2),
+            TcpFlags::default(),
+            b"XdEF",
+            limits,
+            &mut sink,
+        );
+        s.push(
+            base.wrapping_add(10),
+            TcpFlags::default(),
+            b"jk",
+            limits,
+            &mut sink,
+        );
+        s.push(
+            base.wrapping_add(9),
+            TcpFlags::default(),
+            b"iJk",
+            limits,
+            &mut sink,
+        );
+        assert_eq!(
+            events,
+            [
+                "Data([97, 98, 99, 100])",
+                "Conflict(2)",
+                "Data([69, 70])",
+                "Conflict(2)",
             ]
         );
     }

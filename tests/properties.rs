@@ -434,6 +434,8 @@ struct Delivered {
     gaps: Vec<u64>,
     fins: usize,
     data_after_fin: bool,
+    /// Bytes reported as retransmitted with different content.
+    conflicts: u64,
 }
 
 impl Delivered {
@@ -447,6 +449,7 @@ impl Delivered {
             }
             Chunk::Gap(n) => self.gaps.push(n),
             Chunk::Fin => self.fins += 1,
+            Chunk::Conflict(n) => self.conflicts += n,
         }
     }
 }
@@ -538,6 +541,8 @@ proptest! {
         half.flush(&mut deliver);
 
         prop_assert!(got.gaps.is_empty(), "gaps {:?}", got.gaps);
+        // Every retransmission carried the same bytes: none may be called a conflict.
+        prop_assert_eq!(got.conflicts, 0);
         prop_assert_eq!(got.data.len(), stream.len());
         prop_assert!(got.data == stream, "delivered bytes differ from the stream");
         prop_assert_eq!(got.fins, usize::from(with_fin));
@@ -641,6 +646,7 @@ proptest! {
                 Chunk::Data(d) => chunks.push((Some(d.to_vec()), 0)),
                 Chunk::Gap(n) => chunks.push((None, n)),
                 Chunk::Fin => fins += 1,
+                Chunk::Conflict(n) => panic!("{n} bytes called a conflict; every copy was the same"),
             };
             half.push(isn, TcpFlags { syn: true, ..TcpFlags::default() }, &[], limits, &mut deliver);
             let mut emitted = vec![false; len];
