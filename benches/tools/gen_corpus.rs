@@ -1,17 +1,18 @@
 //! Writes a synthetic, protocol-correct capture of interleaved WebSocket connections for the
 //! throughput and memory benchmarks (see benches/README.md).
 //!
-//!   gen_corpus [--size MB] [--connections N] [--seed S] [--nanos] -o FILE
+//!   gen_corpus [--size MB] [--connections N] [--seed S] [--deflate PCT] [--nanos] -o FILE
 //!   gen_corpus --syn-flood N [--half-open M] [--ooo-bytes B] [--seed S] -o FILE
 //!
 //! Default mode: classic pcap, Ethernet/IPv4/TCP to port 8080. Each connection has a real
 //! three-way handshake, an HTTP upgrade with a valid key and the matching accept, then a mix of
 //! small JSON texts, kilobyte texts, ~100 KB binary messages, fragmented messages (with control
-//! frames between fragments), pings and pongs; permessage-deflate (context takeover) on about a
-//! fifth of the connections; a close handshake and FIN/FIN/ACK at the end. Client frames are
-//! masked with random keys, segments carry at most 1460 bytes, the receiver acknowledges every
-//! second segment, and sequence and acknowledgment numbers are exact. Connections are
-//! interleaved packet by packet. Everything is deterministic from the seed.
+//! frames between fragments), pings and pongs; permessage-deflate (context takeover) on
+//! `--deflate` per cent of the connections (default 20); a close handshake and FIN/FIN/ACK at
+//! the end. Client frames are masked with random keys, segments carry at most 1460 bytes, the
+//! receiver acknowledges every second segment, and sequence and acknowledgment numbers are
+//! exact. Connections are interleaved packet by packet. Everything is deterministic from the
+//! seed.
 //!
 //! Flood mode (the memory check of issue 5): M half-open connections whose two directions
 //! each send `--ooo-bytes` of data after a hole that never fills, interleaved with N SYNs from
@@ -708,6 +709,8 @@ struct Args {
     seed: u64,
     out: Option<String>,
     nanos: bool,
+    /// Per cent of connections that negotiate permessage-deflate.
+    deflate_pct: u64,
     syn_flood: Option<u64>,
     half_open: u64,
     ooo_bytes: u64,
@@ -715,7 +718,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gen_corpus [--size MB] [--connections N] [--seed S] [--nanos] -o FILE\n\
+        "usage: gen_corpus [--size MB] [--connections N] [--seed S] [--deflate PCT] [--nanos] -o FILE\n\
          \x20      gen_corpus --syn-flood N [--half-open M] [--ooo-bytes B] [--seed S] -o FILE"
     );
     std::process::exit(2)
@@ -728,6 +731,7 @@ fn parse_args() -> Args {
         seed: 1,
         out: None,
         nanos: false,
+        deflate_pct: 20,
         syn_flood: None,
         half_open: 0,
         ooo_bytes: 1_000_000,
@@ -746,6 +750,7 @@ fn parse_args() -> Args {
             "--syn-flood" => a.syn_flood = Some(num()),
             "--half-open" => a.half_open = num(),
             "--ooo-bytes" => a.ooo_bytes = num(),
+            "--deflate" => a.deflate_pct = num().min(100),
             "--nanos" => a.nanos = true,
             "-o" => a.out = Some(it.next().unwrap_or_else(|| usage())),
             _ => usage(),
@@ -770,7 +775,7 @@ fn corpus(a: &Args) -> io::Result<()> {
     let mut live: Vec<Conn> = (0..a.connections)
         .map(|id| {
             let budget = per_conn / 2 + rng.below(per_conn.max(1));
-            let deflate = rng.chance(200);
+            let deflate = rng.chance(a.deflate_pct * 10);
             Conn::new(id, &mut rng, budget, deflate)
         })
         .collect();

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Memory check of issue 5 (see benches/README.md): wsnoop's peak RSS under a SYN flood and
+# under half-open connections that hold out-of-order data behind a hole that never fills.
+#
+#   benches/memory.sh [--syns N] [--half-open M] [--ooo-bytes B] [--no-build]
+#
+# Defaults: one million SYNs from distinct addresses and ports, 32 half-open connections each
+# holding 1,000,000 bytes out of order in each direction (just under the 1 MiB --max-ooo
+# default). Runs, all with `wsnoop -r F -q`:
+#   base      a capture of one SYN: the fixed cost
+#   flood     N SYNs: the flow table fills to --max-flows (100000) and evicts
+#   flood2x   2N SYNs: must cost no more than N (the table is full either way)
+#   flood10k  N SYNs with --max-flows 10000: the table's share of memory shrinks tenfold
+#   held      M half-open connections only: M x 2 x B bytes held
+#   over      M half-open connections sending 3B per direction: the hole is given up at
+#             --max-ooo, so no more than `held` stays in memory
+#   both      N SYNs and M half-open connections interleaved: the headline
+# and prints the bound the documented limits imply:
+#   base + max_flows x (bytes per tracked flow, measured from flood - flood10k)
+#        + M x 2 x max_ooo
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}/wsnoop-bench}
+SYNS=1000000 HALF=32 OOO=1000000 BUILD=1 SEED=1
+MAX_FLOWS=100000 MAX_OOO=$((1 << 20))   # wsnoop's defaults (--max-flows, --max-ooo)
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --syns) SYNS=$2; shift 2 ;;
+        --half-open) HALF=$2; shift 2 ;;
+        --ooo-bytes) OOO=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        *) sed -n '2,22p' "$0"; exit 2 ;;
+    esac
+done
+
+[[ -x /usr/bin/time ]] || { echo "memory.sh: needs GNU time: apt-get install -y time" >&2; exit 1; }
+mkdir -p "$BENCH_DIR"
+cd "$ROOT"
+if [[ $BUILD == 1 ]]; then
+    cargo build --release --bin wsnoop --example gen_corpus
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+WSNOOP=${WSNOOP:-$TARGET_DIR/wsnoop}
+GEN=$TARGET_DIR/examples/gen_corpus
+GEN_HASH=$(sha1sum "$ROOT/benches/tools/gen_corpus.rs" | cut -c1-8)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+flood() { # SYNS HALF_OPEN OOO_BYTES -> path (cached)
+    local f="$BENCH_DIR/flood-$1syn-$2half-$3ooo-s$SEED-$GEN_HASH.pcap"
+    if [[ ! -s $f ]]; then
+        "$GEN" --syn-flood "$1" --half-open "$2" --ooo-bytes "$3" --seed "$SEED" -o "$f.tmp" >&2
+        mv "$f.tmp" "$f"
+    fi
+    echo "$f"
+}
+
+declare -A KB
+measure() { # NAME FILE [wsnoop options...]
+    local name=$1 file=$2
+    shift 2
+    /usr/bin/time -f '%e %M' -o "$TMP/t" "$WSNOOP" -r "$file" -q "$@" 2> "$TMP/err"
+    read -r wall kb < "$TMP/t"
+    KB[$name]=$kb
+    printf '%-9s %8.1f MB  %6.2f s  %-44s %s\n' "$name" "$(awk -v k="$kb" 'BEGIN {print k / 1024}')" \
+        "$wall" "$(basename "$file") $*" "$(head -1 "$TMP/err" | cut -d, -f1-2)"
+}
+
+echo "== machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== wsnoop -q peak RSS (GNU time); limits: --max-flows $MAX_FLOWS, --max-ooo $MAX_OOO"
+measure base "$(flood 1 0 0)"
+measure flood "$(flood "$SYNS" 0 0)"
+measure flood2x "$(flood $((2 * SYNS)) 0 0)"
+measure flood10k "$(flood "$SYNS" 0 0)" --max-flows 10000
+measure held "$(flood 0 "$HALF" "$OOO")"
+measure over "$(flood 0 "$HALF" $((3 * OOO)))"
+measure both "$(flood "$SYNS" "$HALF" "$OOO")"
+
+mb() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b / 1048576}'; }
+PER_FLOW=$(( (KB[flood] - KB[flood10k]) * 1024 / (MAX_FLOWS - 10000) ))
+BASE=$((KB[base] * 1024))
+TABLE=$((MAX_FLOWS * PER_FLOW))
+HELD=$((HALF * 2 * MAX_OOO))
+BOUND=$((BASE + TABLE + HELD))
+BOTH=$((KB[both] * 1024))
+echo
+echo "== bound implied by the documented limits"
+row() { printf '%-56s %s\n' "$1" "$2"; }
+row "bytes per tracked flow ((flood - flood10k) / 90000)" "$PER_FLOW B (measured, not documented)"
+row "fixed cost (base)" "$(mb $BASE)"
+row "flow table: $MAX_FLOWS flows x $PER_FLOW B" "$(mb $TABLE)"
+row "out of order: $HALF connections x 2 x $MAX_OOO B" "$(mb $HELD)"
+row "bound" "$(mb $BOUND)"
+verdict() { if awk "BEGIN {exit !($1)}"; then echo PASS; else echo FAIL; fi; }
+echo
+printf '%-58s %s  %s\n' "both (flood + half-open) peak RSS vs bound" "$(mb $BOTH) <= $(mb $BOUND)" \
+    "$(verdict "$BOTH <= $BOUND")"
+printf '%-58s %s  %s\n' "flood2x vs flood (no growth past --max-flows; +5% slack)" \
+    "$(mb $((KB[flood2x] * 1024))) vs $(mb $((KB[flood] * 1024)))" \
+    "$(verdict "${KB[flood2x]} <= ${KB[flood]} * 1.05")"
+printf '%-58s %s  %s\n' "over vs held (--max-ooo caps what a hole holds; +5%)" \
+    "$(mb $((KB[over] * 1024))) vs $(mb $((KB[held] * 1024)))" \
+    "$(verdict "${KB[over]} <= ${KB[held]} * 1.05")"
+printf '%-58s %s  %s\n' "held - base vs $HALF x 2 x --ooo-bytes ($OOO)" \
+    "$(mb $(((KB[held] - KB[base]) * 1024))) vs $(mb $((HALF * 2 * OOO)))" \
+    "$(verdict "(${KB[held]} - ${KB[base]}) * 1024 <= $HALF * 2 * $MAX_OOO * 1.1")"
+printf '%-58s %s  %s\n' "flood peak RSS vs issue 6's 64 MB (default --max-flows)" \
+    "$(mb $((KB[flood] * 1024))) vs 64.0 MB" "$(verdict "${KB[flood]} < 64 * 1024")"
