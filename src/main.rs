@@ -318,11 +318,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .unwrap_or(if cli.json { Show::All } else { Show::Frames });
     let options = AnalyzerOptions {
         ws: WsOptions {
-            max_payload: cli.max_payload,
+            // -q prints no event: keep no payload and build no frame or message event.
+            max_payload: if cli.quiet { 0 } else { cli.max_payload },
             max_frames: cli.count,
             max_message: cli.max_message,
-            show_frames: show != Show::Messages,
-            show_messages: show != Show::Frames,
+            show_frames: !cli.quiet && show != Show::Messages,
+            show_messages: !cli.quiet && show != Show::Frames,
         },
         reassembly: ReassemblyLimits {
             max_bytes: cli.max_ooo,

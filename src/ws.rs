@@ -397,7 +397,11 @@ impl Resync {
 
 #[derive(Debug)]
 struct Inflater {
-    z: Decompress,
+    /// Made at the direction's first compressed message, so connections that negotiate
+    /// permessage-deflate but never use it cost nothing.
+    z: Option<Decompress>,
+    /// The sender's LZ77 window (max_window_bits), which bounds the decompressor's memory.
+    window_bits: u8,
     /// The sender resets its compressor after each message (no_context_takeover).
     reset_each_message: bool,
     /// Earlier output was lost, so later messages that refer back to it cannot be inflated.
@@ -448,7 +452,13 @@ struct DirState {
 impl DirState {
     fn new(dir: Direction, negotiated: Negotiated) -> DirState {
         let deflate = negotiated.deflate.map(|p| Inflater {
-            z: Decompress::new(false),
+            z: None,
+            window_bits: match dir {
+                Direction::ClientToServer => p.client_max_window_bits,
+                Direction::ServerToClient => p.server_max_window_bits,
+            }
+            .unwrap_or(15)
+            .clamp(9, 15),
             reset_each_message: match dir {
                 Direction::ClientToServer => p.client_no_context_takeover,
                 Direction::ServerToClient => p.server_no_context_takeover,
@@ -855,7 +865,9 @@ impl Visitor<'_, '_, '_> {
             && self.state.message.as_ref().is_some_and(|m| m.compressed)
             && (inflater.reset_each_message || inflater.stream_ended)
         {
-            inflater.z.reset(false);
+            if let Some(z) = &mut inflater.z {
+                z.reset(false);
+            }
             inflater.stream_ended = false;
         }
         self.emit_message(false);
@@ -1059,12 +1071,14 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
             None
         };
         let options = self.ctx.options;
-        let emit = options.show_frames
-            && options
-                .max_frames
-                .is_none_or(|max| self.ctx.stats.frames_emitted < max);
-        if emit {
+        // `-c` counts frames whether or not they are shown (`-q`).
+        let counted = options
+            .max_frames
+            .is_none_or(|max| self.ctx.stats.frames_emitted < max);
+        if counted {
             self.ctx.stats.frames_emitted += 1;
+        }
+        if counted && options.show_frames {
             let s = &mut *self.state;
             let shown = s.frame_kept.len().min(options.max_payload);
             let kept = &s.frame_kept[..shown];
@@ -1124,14 +1138,18 @@ fn inflate(
     out: &mut [u8],
     mut on_output: impl FnMut(&[u8]) -> bool,
 ) -> Option<String> {
+    let bits = inflater.window_bits;
+    let z = inflater
+        .z
+        .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
     loop {
-        let (in_before, out_before) = (inflater.z.total_in(), inflater.z.total_out());
-        let status = match inflater.z.decompress(input, out, FlushDecompress::Sync) {
+        let (in_before, out_before) = (z.total_in(), z.total_out());
+        let status = match z.decompress(input, out, FlushDecompress::Sync) {
             Ok(status) => status,
             Err(e) => return Some(format!("inflating failed: {e}")),
         };
-        let consumed = (inflater.z.total_in() - in_before) as usize;
-        let produced = (inflater.z.total_out() - out_before) as usize;
+        let consumed = (z.total_in() - in_before) as usize;
+        let produced = (z.total_out() - out_before) as usize;
         input = &input[consumed.min(input.len())..];
         if produced > 0 && !on_output(&out[..produced]) {
             return None;
