@@ -181,7 +181,9 @@ impl Connection {
 pub struct Analyzer {
     link: LinkType,
     options: AnalyzerOptions,
-    flows: HashMap<FlowKey, Connection, foldhash::fast::RandomState>,
+    /// Boxed: the table's slots stay small, so growing it (when old and new tables live at
+    /// once) costs little, and a connection never moves.
+    flows: HashMap<FlowKey, Box<Connection>, foldhash::fast::RandomState>,
     defrag: Defragmenter,
     next_id: u64,
     scratch: Scratch,
@@ -311,14 +313,14 @@ impl Analyzer {
                     if self.options.report_connections {
                         conn.report(sink);
                     }
-                    *conn = Self::new_connection(self.next_id, key, ts);
+                    **conn = Self::new_connection(self.next_id, key, ts);
                     self.next_id += 1;
                     self.stats.connections += 1;
                 }
                 conn
             }
             Entry::Vacant(entry) => {
-                let conn = entry.insert(Self::new_connection(self.next_id, key, ts));
+                let conn = entry.insert(Box::new(Self::new_connection(self.next_id, key, ts)));
                 self.next_id += 1;
                 self.stats.connections += 1;
                 conn

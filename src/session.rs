@@ -157,6 +157,8 @@ enum Mode {
     /// No handshake seen and nobody said what this is: the first bytes of each side (A to B,
     /// B to A) are held while looking for WebSocket frames in them.
     Probe(Box<[FrameHunt; 2]>),
+    /// No byte yet: HTTP is expected.
+    Fresh,
     /// Not (or no longer) something wsnoop decodes.
     Ignored,
 }
@@ -272,15 +274,9 @@ impl Session {
             fresh: true,
             handshake: None,
             summarise: false,
-            mode: Mode::Http(Box::new(HttpState {
-                client: HttpSide::Head,
-                server: HttpSide::Head,
-                request_head: Vec::new(),
-                response_head: Vec::new(),
-                pending: VecDeque::new(),
-                early_client_bytes: Vec::new(),
-                awaiting_upgrade: false,
-            })),
+            // Nothing is allocated until the first byte: most connections of a SYN flood or a
+            // port scan never carry one.
+            mode: Mode::Fresh,
         }
     }
 
@@ -321,7 +317,7 @@ the first copy was kept",
         match &mut self.mode {
             Mode::WebSocket(ws) => ws.gap(dir, lost, ctx),
             // An HTTP exchange cannot be followed across a hole.
-            Mode::Http(_) | Mode::Probe(_) => self.mode = Mode::Ignored,
+            Mode::Http(_) | Mode::Probe(_) | Mode::Fresh => self.mode = Mode::Ignored,
             Mode::Ignored => {}
         }
     }
@@ -376,9 +372,20 @@ the first copy was kept",
         ctx: &mut Context<'_>,
     ) {
         self.fresh = false;
+        if let Mode::Fresh = self.mode {
+            self.mode = Mode::Http(Box::new(HttpState {
+                client: HttpSide::Head,
+                server: HttpSide::Head,
+                request_head: Vec::new(),
+                response_head: Vec::new(),
+                pending: VecDeque::new(),
+                early_client_bytes: Vec::new(),
+                awaiting_upgrade: false,
+            }));
+        }
         match &mut self.mode {
             Mode::WebSocket(ws) => ws.feed(dir, input, scratch, ctx),
-            Mode::Ignored | Mode::Probe(_) => {}
+            Mode::Ignored | Mode::Probe(_) | Mode::Fresh => {}
             Mode::Http(http) => {
                 let next = match dir {
                     Direction::ClientToServer => http.client_data(input, ctx.ts),

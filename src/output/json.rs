@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use base64::display::Base64Display;
+use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{Out, OutputSink, TsPrecision};
@@ -16,6 +16,8 @@ use crate::event::{
 pub struct JsonWriter<W: Write> {
     out: Out<W>,
     precision: TsPrecision,
+    /// Reused for base64, so no event allocates.
+    base64: Vec<u8>,
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -23,6 +25,7 @@ impl<W: Write> JsonWriter<W> {
         JsonWriter {
             out: Out::new(w),
             precision,
+            base64: Vec::new(),
         }
     }
 
@@ -31,8 +34,61 @@ impl<W: Write> JsonWriter<W> {
     }
 }
 
+/// What each byte becomes inside a JSON string: 0 for itself, else the letter after the
+/// backslash ('u' for \u00XX). The same escapes serde_json writes.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// A JSON string, written in runs between the bytes that need escaping.
 fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    w.write_all(b"\"")?;
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPES[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        w.write_all(&bytes[start..i])?;
+        if escape == b'u' {
+            w.write_all(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ])?;
+        } else {
+            w.write_all(&[b'\\', escape])?;
+        }
+        start = i + 1;
+    }
+    w.write_all(&bytes[start..])?;
+    w.write_all(b"\"")
+}
+
+fn num(w: &mut impl Write, n: impl itoa::Integer) -> io::Result<()> {
+    w.write_all(itoa::Buffer::new().format(n).as_bytes())
+}
+
+fn boolean(w: &mut impl Write, b: bool) -> io::Result<()> {
+    w.write_all(if b { b"true" } else { b"false" })
 }
 
 fn opt_string(w: &mut impl Write, s: Option<&str>) -> io::Result<()> {
@@ -54,8 +110,24 @@ fn string_list(w: &mut impl Write, items: &[String]) -> io::Result<()> {
 }
 
 fn endpoint(w: &mut impl Write, addr: SocketAddr) -> io::Result<()> {
-    // SocketAddr's Display is "1.2.3.4:5" or "[::1]:5": nothing in it needs escaping.
-    write!(w, "\"{addr}\"")
+    match addr {
+        // Every event names two endpoints: the common case skips the formatting machinery.
+        SocketAddr::V4(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            w.write_all(b"\"")?;
+            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b".")?;
+                }
+                num(w, octet)?;
+            }
+            w.write_all(b":")?;
+            num(w, v4.port())?;
+            w.write_all(b"\"")
+        }
+        // "[::1]:5": nothing in it needs escaping.
+        SocketAddr::V6(_) => write!(w, "\"{addr}\""),
+    }
 }
 
 fn envelope(
@@ -65,9 +137,15 @@ fn envelope(
     precision: TsPrecision,
     flow: &FlowMeta,
 ) -> io::Result<()> {
-    write!(w, "{{\"type\":\"{kind}\",\"ts\":{}.", ts.secs)?;
+    w.write_all(b"{\"type\":\"")?;
+    w.write_all(kind.as_bytes())?;
+    w.write_all(b"\",\"ts\":")?;
+    num(w, ts.secs)?;
+    w.write_all(b".")?;
     precision.write_fraction(w, ts)?;
-    write!(w, ",\"flow\":{},\"client\":", flow.id)?;
+    w.write_all(b",\"flow\":")?;
+    num(w, flow.id)?;
+    w.write_all(b",\"client\":")?;
     endpoint(w, flow.client)?;
     w.write_all(b",\"server\":")?;
     endpoint(w, flow.server)?;
@@ -110,28 +188,48 @@ fn handshake(w: &mut impl Write, p: TsPrecision, e: &HandshakeEvent<'_>) -> io::
     )
 }
 
-fn frame(w: &mut impl Write, p: TsPrecision, e: &FrameEvent<'_>) -> io::Result<()> {
+fn frame(
+    w: &mut impl Write,
+    p: TsPrecision,
+    e: &FrameEvent<'_>,
+    base64: &mut Vec<u8>,
+) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let h = e.header;
     envelope(w, "frame", e.ts, p, e.flow)?;
-    write!(
-        w,
-        ",\"dir\":\"{}\",\"fin\":{},\"rsv\":{},\"opcode\":\"{}\",\"masked\":{},\"mask\":",
-        e.dir.name(),
-        h.fin,
-        h.rsv,
-        h.opcode.name(),
-        h.mask.is_some()
-    )?;
+    w.write_all(b",\"dir\":\"")?;
+    w.write_all(e.dir.name().as_bytes())?;
+    w.write_all(b"\",\"fin\":")?;
+    boolean(w, h.fin)?;
+    w.write_all(b",\"rsv\":")?;
+    num(w, h.rsv)?;
+    w.write_all(b",\"opcode\":\"")?;
+    w.write_all(h.opcode.name().as_bytes())?;
+    w.write_all(b"\",\"masked\":")?;
+    boolean(w, h.mask.is_some())?;
     match h.mask {
-        Some(k) => write!(w, "\"{:02x}{:02x}{:02x}{:02x}\"", k[0], k[1], k[2], k[3])?,
-        None => w.write_all(b"null")?,
+        Some(key) => {
+            let mut hex = [b'"'; 10];
+            for (i, byte) in key.iter().enumerate() {
+                hex[1 + 2 * i] = HEX[usize::from(byte >> 4)];
+                hex[2 + 2 * i] = HEX[usize::from(byte & 15)];
+            }
+            w.write_all(b",\"mask\":")?;
+            w.write_all(&hex)?;
+        }
+        None => w.write_all(b",\"mask\":null")?,
     }
-    write!(w, ",\"len\":{}", h.len)?;
-    payload(w, e.payload)?;
-    write!(w, ",\"truncated\":{}", e.truncated)?;
+    w.write_all(b",\"len\":")?;
+    num(w, h.len)?;
+    payload(w, e.payload, base64)?;
+    w.write_all(b",\"truncated\":")?;
+    boolean(w, e.truncated)?;
     if let Some(close) = &e.close {
         match close.code {
-            Some(code) => write!(w, ",\"close_code\":{code}")?,
+            Some(code) => {
+                w.write_all(b",\"close_code\":")?;
+                num(w, code)?;
+            }
             None => w.write_all(b",\"close_code\":null")?,
         }
         w.write_all(b",\"close_reason\":")?;
@@ -140,34 +238,53 @@ fn frame(w: &mut impl Write, p: TsPrecision, e: &FrameEvent<'_>) -> io::Result<(
     w.write_all(b"}\n")
 }
 
-fn payload(w: &mut impl Write, payload: Payload<'_>) -> io::Result<()> {
+fn payload(w: &mut impl Write, payload: Payload<'_>, base64: &mut Vec<u8>) -> io::Result<()> {
     match payload {
         Payload::Text(text) => {
             w.write_all(b",\"text\":")?;
             string(w, text)
         }
-        Payload::Data(data) => write!(w, ",\"data\":\"{}\"", Base64Display::new(data, &STANDARD)),
+        Payload::Data(data) => {
+            base64.resize(data.len().div_ceil(3) * 4, 0);
+            let n = STANDARD
+                .encode_slice(data, base64)
+                .map_err(io::Error::other)?;
+            w.write_all(b",\"data\":\"")?;
+            w.write_all(&base64[..n])?;
+            w.write_all(b"\"")
+        }
     }
 }
 
-fn message(w: &mut impl Write, p: TsPrecision, e: &MessageEvent<'_>) -> io::Result<()> {
+fn message(
+    w: &mut impl Write,
+    p: TsPrecision,
+    e: &MessageEvent<'_>,
+    base64: &mut Vec<u8>,
+) -> io::Result<()> {
     envelope(w, "message", e.ts, p, e.flow)?;
-    write!(
-        w,
-        ",\"dir\":\"{}\",\"opcode\":\"{}\",\"len\":{},\"wire_len\":{},\"frames\":{},\"compressed\":{}",
-        e.dir.name(),
-        if e.text { "text" } else { "binary" },
-        e.len,
-        e.wire_len,
-        e.frames,
-        e.compressed
-    )?;
-    payload(w, e.payload)?;
-    writeln!(
-        w,
-        ",\"truncated\":{},\"incomplete\":{},\"undecodable\":{}}}",
-        e.truncated, e.incomplete, e.undecodable
-    )
+    w.write_all(b",\"dir\":\"")?;
+    w.write_all(e.dir.name().as_bytes())?;
+    w.write_all(if e.text {
+        b"\",\"opcode\":\"text\",\"len\":"
+    } else {
+        b"\",\"opcode\":\"binary\",\"len\":"
+    })?;
+    num(w, e.len)?;
+    w.write_all(b",\"wire_len\":")?;
+    num(w, e.wire_len)?;
+    w.write_all(b",\"frames\":")?;
+    num(w, e.frames)?;
+    w.write_all(b",\"compressed\":")?;
+    boolean(w, e.compressed)?;
+    payload(w, e.payload, base64)?;
+    w.write_all(b",\"truncated\":")?;
+    boolean(w, e.truncated)?;
+    w.write_all(b",\"incomplete\":")?;
+    boolean(w, e.incomplete)?;
+    w.write_all(b",\"undecodable\":")?;
+    boolean(w, e.undecodable)?;
+    w.write_all(b"}\n")
 }
 
 fn side(dir: Option<Direction>) -> &'static str {
@@ -264,8 +381,8 @@ impl<W: Write> EventSink for JsonWriter<W> {
         let w = &mut self.out.w;
         let result = match event {
             Event::Handshake(e) => handshake(w, self.precision, e),
-            Event::Frame(e) => frame(w, self.precision, e),
-            Event::Message(e) => message(w, self.precision, e),
+            Event::Frame(e) => frame(w, self.precision, e, &mut self.base64),
+            Event::Message(e) => message(w, self.precision, e, &mut self.base64),
             Event::Close(e) => close(w, self.precision, e),
             Event::Anomaly(e) => anomaly(w, self.precision, e),
             Event::Flow(e) => flow(w, self.precision, e),
