@@ -4,7 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use etherparse::defrag::{IpDefragPayloadVec, IpDefragPool};
-use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TcpSlice, TransportSlice};
+use etherparse::{
+    EtherType, IpNumber, Ipv4HeaderSlice, NetSlice, SlicedPacket, TcpSlice, TransportSlice,
+};
 
 use crate::event::Timestamp;
 
@@ -129,8 +131,38 @@ fn segment_of(src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'_>) -> TcpSegment<'stati
     }
 }
 
+/// The common case, untagged Ethernet with an unfragmented IPv4 TCP segment, read straight
+/// from etherparse's header views without building a whole `SlicedPacket`. Anything else, or
+/// anything odd, goes the general way.
+fn ethernet_ipv4_tcp(data: &[u8]) -> Option<TcpSegment<'_>> {
+    const ETHERNET: usize = 14;
+    if data.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = Ipv4HeaderSlice::from_slice(data.get(ETHERNET..)?).ok()?;
+    if ip.protocol() != IpNumber::TCP || ip.is_fragmenting_payload() {
+        return None;
+    }
+    let start = ETHERNET + ip.slice().len();
+    let end = ETHERNET + usize::from(ip.total_len());
+    let tcp = TcpSlice::from_slice(data.get(start..end)?).ok()?;
+    let (src, dst) = (
+        IpAddr::V4(ip.source_addr()),
+        IpAddr::V4(ip.destination_addr()),
+    );
+    Some(TcpSegment {
+        payload: tcp.payload(),
+        ..segment_of(src, dst, &tcp)
+    })
+}
+
 /// Decodes one packet of the given link type.
 pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    if link == LinkType::Ethernet
+        && let Some(segment) = ethernet_ipv4_tcp(data)
+    {
+        return Ok(segment);
+    }
     let sliced = slice(link, data)?;
     let (src, dst, fragmented) = addresses(&sliced).ok_or(Skip::NotTcp)?;
     match &sliced.transport {

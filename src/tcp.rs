@@ -9,41 +9,55 @@ use std::net::SocketAddr;
 
 use crate::decode::TcpFlags;
 
-/// A connection's identity regardless of direction: the lower endpoint first.
+/// A connection's identity regardless of direction: the lower endpoint first. Packed as
+/// integers, so hashing it (once per packet) is a few multiplications.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKey {
-    low: SocketAddr,
-    high: SocketAddr,
+    low_ip: u128,
+    high_ip: u128,
+    low_port: u16,
+    high_port: u16,
+    v6: bool,
+}
+
+fn endpoint_bits(addr: SocketAddr) -> (u128, u16) {
+    match addr {
+        SocketAddr::V4(a) => (u128::from(a.ip().to_bits()), a.port()),
+        SocketAddr::V6(a) => (a.ip().to_bits(), a.port()),
+    }
 }
 
 impl FlowKey {
     /// Returns the key and whether `src` is the key's first endpoint ("side A").
     pub fn new(src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
-        if src <= dst {
-            (
-                FlowKey {
-                    low: src,
-                    high: dst,
-                },
-                true,
-            )
+        let (s, d) = (endpoint_bits(src), endpoint_bits(dst));
+        let v6 = src.is_ipv6();
+        let src_first = s <= d;
+        let (low, high) = if src_first { (s, d) } else { (d, s) };
+        let key = FlowKey {
+            low_ip: low.0,
+            high_ip: high.0,
+            low_port: low.1,
+            high_port: high.1,
+            v6,
+        };
+        (key, src_first)
+    }
+
+    fn addr(&self, ip: u128, port: u16) -> SocketAddr {
+        if self.v6 {
+            SocketAddr::new(std::net::Ipv6Addr::from_bits(ip).into(), port)
         } else {
-            (
-                FlowKey {
-                    low: dst,
-                    high: src,
-                },
-                false,
-            )
+            SocketAddr::new(std::net::Ipv4Addr::from_bits(ip as u32).into(), port)
         }
     }
 
     pub fn side_a(&self) -> SocketAddr {
-        self.low
+        self.addr(self.low_ip, self.low_port)
     }
 
     pub fn side_b(&self) -> SocketAddr {
-        self.high
+        self.addr(self.high_ip, self.high_port)
     }
 }
 
@@ -387,6 +401,23 @@ mod tests {
         let (bytes, gaps) = collect(&mut HalfStream::default(), &segs);
         assert_eq!(bytes, b"abcdefgh");
         assert!(gaps.is_empty());
+    }
+
+    #[test]
+    fn flow_keys_are_the_same_both_ways() {
+        for (a, b) in [
+            ("10.0.0.1:40000", "10.0.0.2:8080"),
+            ("[::1]:9004", "[::1]:51510"),
+            ("[2001:db8::1]:443", "[2001:db8::2]:50000"),
+        ] {
+            let (a, b): (SocketAddr, SocketAddr) = (a.parse().unwrap(), b.parse().unwrap());
+            let (k1, a_first) = FlowKey::new(a, b);
+            let (k2, b_first) = FlowKey::new(b, a);
+            assert_eq!(k1, k2);
+            assert_ne!(a_first, b_first);
+            let (first, second) = if a_first { (a, b) } else { (b, a) };
+            assert_eq!((k1.side_a(), k1.side_b()), (first, second));
+        }
     }
 
     #[test]

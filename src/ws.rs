@@ -416,6 +416,8 @@ struct Inflater {
 struct Message {
     text: bool,
     compressed: bool,
+    /// One uncompressed frame: its kept payload is the message's, so it is not copied twice.
+    single_frame: bool,
     undecodable: bool,
     /// Inflating stopped (a bomb or an error): the rest of the message is counted, not decoded.
     inflate_stopped: bool,
@@ -752,6 +754,7 @@ impl Visitor<'_, '_, '_> {
                 text: h.opcode == Opcode::Text,
                 compressed,
                 undecodable,
+                single_frame: h.fin && !compressed,
                 ..Message::default()
             });
             self.state.message_kept.clear();
@@ -762,8 +765,10 @@ impl Visitor<'_, '_, '_> {
     /// Decoded message bytes, in order.
     fn message_bytes(message: &mut Message, kept: &mut Vec<u8>, bytes: &[u8], options: &WsOptions) {
         message.len += bytes.len() as u64;
-        let room = options.max_payload.saturating_sub(kept.len());
-        kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        if !message.single_frame {
+            let room = options.max_payload.saturating_sub(kept.len());
+            kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        }
         if message.text {
             message.utf8.feed(bytes);
         }
@@ -896,7 +901,12 @@ impl Visitor<'_, '_, '_> {
         if !self.ctx.options.show_messages {
             return;
         }
-        let kept = &self.state.message_kept[..];
+        let kept = if message.single_frame {
+            let s = &self.state;
+            &s.frame_kept[..s.frame_kept.len().min(self.ctx.options.max_payload)]
+        } else {
+            &self.state.message_kept[..]
+        };
         let payload = if message.undecodable {
             Payload::Data(&[])
         } else if message.text && valid_text {
