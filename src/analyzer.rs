@@ -81,7 +81,8 @@ struct App {
     key: FlowKey,
     /// Known from the SYN, or from which side speaks HTTP first.
     client_is_a: Option<bool>,
-    flow: Option<FlowMeta>,
+    /// The handshake was not captured: the connection was recognised from its frames.
+    midstream: bool,
     /// FIN delivered, per direction of side A -> B and B -> A.
     fins: [bool; 2],
     first_seen: Timestamp,
@@ -108,7 +109,8 @@ struct Connection {
     app: App,
     closed: bool,
     last_seen: Timestamp,
-    facts: SideFacts,
+    /// Kept only for `wsnoop diagnose`, which reports every connection.
+    facts: Option<Box<SideFacts>>,
     end: Option<EndReason>,
 }
 
@@ -119,7 +121,9 @@ impl Connection {
 
     fn note(&mut self, seg: &TcpSegment<'_>, from_a: bool) {
         let side = usize::from(!from_a);
-        let f = &mut self.facts;
+        let Some(f) = self.facts.as_deref_mut() else {
+            return;
+        };
         match (seg.flags.syn, seg.flags.ack) {
             (true, false) => f.syns[side] += 1,
             (true, true) => f.synacks[side] += 1,
@@ -141,7 +145,7 @@ impl Connection {
             // Neither a SYN nor HTTP told: the ephemeral (higher) port is likely the client's.
             None => (key.side_a().port() > key.side_b().port(), true),
         };
-        let flow = self.app.flow.unwrap_or_else(|| {
+        let flow = self.app.flow().unwrap_or_else(|| {
             let (a, b) = (key.side_a(), key.side_b());
             let (client, server) = if client_is_a { (a, b) } else { (b, a) };
             FlowMeta {
@@ -151,7 +155,8 @@ impl Connection {
                 midstream: false,
             }
         });
-        let f = &self.facts;
+        let default = SideFacts::default();
+        let f = self.facts.as_deref().unwrap_or(&default);
         let (c, s) = if client_is_a { (0, 1) } else { (1, 0) };
         let tcp = TcpSummary {
             syns: f.syns[c],
@@ -278,14 +283,14 @@ impl Analyzer {
         }
     }
 
-    fn new_connection(id: u64, key: FlowKey, ts: Timestamp) -> Connection {
+    fn new_connection(id: u64, key: FlowKey, ts: Timestamp, facts: bool) -> Connection {
         Connection {
             halves: [HalfStream::default(), HalfStream::default()],
             app: App {
                 id,
                 key,
                 client_is_a: None,
-                flow: None,
+                midstream: false,
                 fins: [false; 2],
                 first_seen: ts,
                 was_websocket: false,
@@ -293,7 +298,7 @@ impl Analyzer {
             },
             closed: false,
             last_seen: ts,
-            facts: SideFacts::default(),
+            facts: facts.then(Box::default),
             end: None,
         }
     }
@@ -313,14 +318,24 @@ impl Analyzer {
                     if self.options.report_connections {
                         conn.report(sink);
                     }
-                    **conn = Self::new_connection(self.next_id, key, ts);
+                    **conn = Self::new_connection(
+                        self.next_id,
+                        key,
+                        ts,
+                        self.options.report_connections,
+                    );
                     self.next_id += 1;
                     self.stats.connections += 1;
                 }
                 conn
             }
             Entry::Vacant(entry) => {
-                let conn = entry.insert(Box::new(Self::new_connection(self.next_id, key, ts)));
+                let conn = entry.insert(Box::new(Self::new_connection(
+                    self.next_id,
+                    key,
+                    ts,
+                    self.options.report_connections,
+                )));
                 self.next_id += 1;
                 self.stats.connections += 1;
                 conn
@@ -396,16 +411,18 @@ impl Analyzer {
 
     /// Makes room for a new connection by ending the longest-idle tenth of the table.
     fn evict(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
-        let mut by_age: Vec<(Timestamp, u64, FlowKey)> = self
+        // Two passes keep this small: the cutoff from the ages alone, then the victims' keys.
+        let count = (self.flows.len() / 10).max(1);
+        let mut ages: Vec<Timestamp> = self.flows.values().map(|c| c.last_seen).collect();
+        let (_, &mut cutoff, _) = ages.select_nth_unstable(count - 1);
+        drop(ages);
+        let mut victims: Vec<(u64, FlowKey)> = self
             .flows
             .iter()
-            .map(|(k, c)| (c.last_seen, c.app.id, *k))
+            .filter(|(_, c)| c.last_seen <= cutoff)
+            .take(count)
+            .map(|(k, c)| (c.app.id, *k))
             .collect();
-        let count = (self.flows.len() / 10).max(1);
-        by_age.select_nth_unstable(count - 1);
-        by_age.truncate(count);
-        let mut victims: Vec<(u64, FlowKey)> =
-            by_age.into_iter().map(|(_, id, k)| (id, k)).collect();
         victims.sort_unstable();
         self.stats.evicted += victims.len() as u64;
         self.end_connections(&victims, EndReason::Evicted, now, sink);
@@ -493,14 +510,21 @@ fn direction(from_a: bool, client_is_a: bool) -> Direction {
 impl App {
     fn set_client(&mut self, client_is_a: bool, midstream: bool) {
         self.client_is_a = Some(client_is_a);
+        self.midstream = midstream;
+    }
+
+    /// The connection as events name it, once the client is known. Made on demand rather
+    /// than stored: a flow table entry stays small.
+    fn flow(&self) -> Option<FlowMeta> {
+        let client_is_a = self.client_is_a?;
         let (a, b) = (self.key.side_a(), self.key.side_b());
         let (client, server) = if client_is_a { (a, b) } else { (b, a) };
-        self.flow = Some(FlowMeta {
+        Some(FlowMeta {
             id: self.id,
             client,
             server,
-            midstream,
-        });
+            midstream: self.midstream,
+        })
     }
 
     /// Decides, from a connection's first bytes, who is the client and how to decode it.
@@ -521,7 +545,7 @@ impl App {
             } else {
                 self.session.ignore();
             }
-        } else if let (Some(flow), true) = (self.flow.as_mut(), self.session.is_fresh()) {
+        } else if let (Some(flow), true) = (self.flow(), self.session.is_fresh()) {
             // The handshake was seen to start (SYN) but the first bytes are not HTTP: only a
             // port the user named makes them WebSocket.
             let client_sent = from_a == self.client_is_a.unwrap_or(true);
@@ -531,7 +555,7 @@ impl App {
                 handshake::looks_like_response_start(bytes)
             };
             if !speaks_http && ws_port(flow.server) {
-                flow.midstream = true;
+                self.midstream = true;
                 self.session = Session::start(SessionStart::WebSocket);
             }
         }
@@ -546,40 +570,40 @@ impl App {
                 if self.session.is_ignored() {
                     return;
                 }
-                if self.flow.is_none() {
+                if self.client_is_a.is_none() {
                     // Orientation unknown: a probing session decides from both directions.
                     let Some(client_is_a) = self.session.probe(from_a, bytes) else {
                         return;
                     };
                     self.set_client(client_is_a, true);
-                    let Some(flow) = self.flow.as_ref() else {
+                    let Some(flow) = self.flow() else {
                         return;
                     };
-                    let (mut ctx, scratch) = env.context_and_scratch(flow);
+                    let (mut ctx, scratch) = env.context_and_scratch(&flow);
                     self.session.replay_probe(client_is_a, scratch, &mut ctx);
                     self.was_websocket = true;
                     return;
                 }
-                let Some(flow) = self.flow.as_ref() else {
+                let Some(flow) = self.flow() else {
                     return;
                 };
                 let dir = direction(from_a, self.client_is_a.unwrap_or(true));
-                let (mut ctx, scratch) = env.context_and_scratch(flow);
+                let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 self.session.data(dir, bytes, scratch, &mut ctx);
                 self.was_websocket |= self.session.is_websocket();
             }
             Chunk::Gap(lost) => {
-                let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) else {
+                let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) else {
                     self.session.ignore();
                     return;
                 };
-                let mut ctx = env.context(flow);
+                let mut ctx = env.context(&flow);
                 self.session
                     .gap(direction(from_a, client_is_a), lost, &mut ctx);
             }
             Chunk::Conflict(bytes) => {
-                if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow.as_ref()) {
-                    let mut ctx = env.context(flow);
+                if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) {
+                    let mut ctx = env.context(&flow);
                     self.session
                         .conflict(direction(from_a, client_is_a), bytes, &mut ctx);
                 }
@@ -595,9 +619,9 @@ impl App {
 
     /// Ends the session; it reports only once, however often the connection is ended.
     fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
-        match self.flow.as_ref() {
+        match self.flow() {
             Some(flow) => {
-                let mut ctx = env.context(flow);
+                let mut ctx = env.context(&flow);
                 self.session.end(how, self.first_seen, &mut ctx);
             }
             None => self.session.ignore(),
