@@ -369,6 +369,7 @@ impl Analyzer {
                 seg.seq,
                 seg.flags,
                 seg.payload,
+                ts,
                 self.options.reassembly,
                 &mut |chunk| app.chunk(from_a, chunk, &mut env),
             );
@@ -563,7 +564,9 @@ impl App {
 
     fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, env: &mut Env<'_>) {
         match chunk {
-            Chunk::Data(bytes) => {
+            Chunk::Data(bytes, ts) => {
+                // Bytes held out of order carry the time their segment was captured.
+                env.ts = ts;
                 if self.session.is_fresh() {
                     self.orient(from_a, bytes, env.options);
                 }

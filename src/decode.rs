@@ -144,7 +144,9 @@ fn ethernet_ipv4_tcp(data: &[u8]) -> Option<TcpSegment<'_>> {
         return None;
     }
     let start = ETHERNET + ip.slice().len();
-    let end = ETHERNET + usize::from(ip.total_len());
+    // A packet cut by the snapshot length keeps what was captured; TCP then sees the rest as
+    // missing bytes, a gap, rather than losing the whole segment.
+    let end = (ETHERNET + usize::from(ip.total_len())).min(data.len());
     let tcp = TcpSlice::from_slice(data.get(start..end)?).ok()?;
     let (src, dst) = (
         IpAddr::V4(ip.source_addr()),

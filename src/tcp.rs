@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use crate::decode::TcpFlags;
+use crate::event::Timestamp;
 
 /// A connection's identity regardless of direction: the lower endpoint first. Packed as
 /// integers, so hashing it (once per packet) is a few multiplications.
@@ -64,7 +65,9 @@ impl FlowKey {
 /// What a direction's reassembler hands on, in stream order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
-    Data(&'a [u8]),
+    /// In-order bytes, with the capture time of the segment that carried them (held segments
+    /// keep theirs).
+    Data(&'a [u8], Timestamp),
     /// Bytes that will never arrive: the stream continues after them.
     Gap(u64),
     /// The sender's FIN, once every byte before it was delivered.
@@ -93,6 +96,7 @@ impl Default for ReassemblyLimits {
 struct HeldSegment {
     seq: u32,
     bytes: Vec<u8>,
+    ts: Timestamp,
 }
 
 /// Delivered bytes remembered per direction, to compare retransmissions against. A power of
@@ -143,7 +147,16 @@ pub struct HalfStream {
     held: Vec<HeldSegment>,
     held_bytes: usize,
     recent: Option<Recent>,
+    /// The receiver acknowledged up to here, beyond what the capture showed. Only a sign of
+    /// loss: captures also reorder an ACK before the data it acknowledges.
+    acked_to: Option<u32>,
+    /// Packets seen on this connection since `acked_to` was set: captures reorder, so a hole
+    /// the receiver acknowledged is given this long to fill before it is declared lost.
+    acked_patience: u8,
 }
+
+/// Packets a hole the receiver acknowledged may stay open before it is called lost.
+const ACKED_HOLE_PATIENCE: u8 = 16;
 
 /// Signed distance from `base` to `seq`, valid while the two are within 2^31 of each other.
 fn seq_offset(seq: u32, base: u32) -> i64 {
@@ -169,6 +182,7 @@ impl HalfStream {
         seq: u32,
         flags: TcpFlags,
         payload: &[u8],
+        ts: Timestamp,
         limits: ReassemblyLimits,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
@@ -191,13 +205,14 @@ impl HalfStream {
                 let skip = offset.unsigned_abs() as usize;
                 self.check_delivered(data_seq, &payload[..skip.min(payload.len())], next, deliver);
                 if skip < payload.len() {
-                    self.deliver_fresh(next, &payload[skip..], deliver);
+                    self.deliver_fresh(next, &payload[skip..], ts, deliver);
                     self.drain_held(deliver);
                 }
             } else {
-                self.hold(data_seq, payload, limits, deliver);
+                self.hold(data_seq, payload, ts, limits, deliver);
             }
         }
+        self.lose_acked_hole_if_overdue(deliver);
         self.maybe_fin(deliver);
     }
 
@@ -205,6 +220,7 @@ impl HalfStream {
         &mut self,
         seq: u32,
         payload: &[u8],
+        ts: Timestamp,
         limits: ReassemblyLimits,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
@@ -237,6 +253,7 @@ impl HalfStream {
         self.held.push(HeldSegment {
             seq,
             bytes: payload.to_vec(),
+            ts,
         });
         self.held_bytes += payload.len();
         while self.held_bytes > limits.max_bytes || self.held.len() > limits.max_segments {
@@ -276,21 +293,34 @@ impl HalfStream {
             let overlap = &held.bytes[..skip.min(held.bytes.len())];
             self.check_delivered(held.seq, overlap, next, deliver);
             if skip < held.bytes.len() {
-                self.deliver_fresh(next, &held.bytes[skip..], deliver);
+                self.deliver_fresh(next, &held.bytes[skip..], held.ts, deliver);
             }
         }
     }
 
     /// Delivers in-order bytes starting at `next` and remembers them.
-    fn deliver_fresh(&mut self, next: u32, fresh: &[u8], deliver: &mut impl FnMut(Chunk<'_>)) {
-        self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
+    fn deliver_fresh(
+        &mut self,
+        next: u32,
+        fresh: &[u8],
+        ts: Timestamp,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
+        let new_next = next.wrapping_add(fresh.len() as u32);
+        self.next_seq = Some(new_next);
+        if self
+            .acked_to
+            .is_some_and(|acked| seq_offset(acked, new_next) <= 0)
+        {
+            self.acked_to = None;
+        }
         self.recent
             .get_or_insert_with(|| Recent {
                 ring: Box::new([0; RECENT]),
                 len: 0,
             })
             .record(next, fresh);
-        deliver(Chunk::Data(fresh));
+        deliver(Chunk::Data(fresh, ts));
     }
 
     /// Bytes at `seq` that were delivered already: reports them if they differ.
@@ -333,14 +363,61 @@ impl HalfStream {
         if missing <= 0 || missing > i64::from(i32::MAX) / 2 {
             return;
         }
-        let earliest_held = self.held.iter().map(|h| seq_offset(h.seq, next)).min();
-        match earliest_held {
-            Some(offset) if offset <= missing => self.skip_to_earliest_held(deliver),
-            _ => {
-                deliver(Chunk::Gap(missing as u64));
-                self.next_seq = Some(data_end);
-                self.forget_recent();
-                self.drain_held(deliver);
+        if self.acked_to.is_none() {
+            self.acked_patience = 0;
+        }
+        if self
+            .acked_to
+            .is_none_or(|known| seq_offset(data_end, known) > 0)
+        {
+            self.acked_to = Some(data_end);
+        }
+        // The missing bytes may be a few packets away in the capture, even after the FIN.
+        self.lose_acked_hole_if_overdue(deliver);
+    }
+
+    /// A hole the receiver acknowledged, with captured data after it, that stayed open for
+    /// [`ACKED_HOLE_PATIENCE`] packets: the capture lost those bytes.
+    fn lose_acked_hole_if_overdue(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+        if self.acked_to.is_none() {
+            return;
+        }
+        self.acked_patience = self.acked_patience.saturating_add(1);
+        if self.acked_patience >= ACKED_HOLE_PATIENCE && self.holds_data_acked() {
+            self.skip_acked(false, deliver);
+        }
+    }
+
+    /// Some held segment starts where the receiver has acknowledged.
+    fn holds_data_acked(&self) -> bool {
+        let (Some(next), Some(acked)) = (self.next_seq, self.acked_to) else {
+            return false;
+        };
+        let limit = seq_offset(acked, next);
+        self.held.iter().any(|h| seq_offset(h.seq, next) <= limit)
+    }
+
+    /// Declares the acknowledged bytes the capture never showed a gap, up to each held
+    /// segment, and delivers on. Acknowledged bytes with nothing captured after them are
+    /// declared lost only when that is `certain` (the sender's FIN, or the connection's end).
+    fn skip_acked(&mut self, certain: bool, deliver: &mut impl FnMut(Chunk<'_>)) {
+        while let (Some(next), Some(acked)) = (self.next_seq, self.acked_to) {
+            let missing = seq_offset(acked, next);
+            if missing <= 0 {
+                self.acked_to = None;
+                break;
+            }
+            let earliest_held = self.held.iter().map(|h| seq_offset(h.seq, next)).min();
+            match earliest_held {
+                Some(offset) if offset <= missing => self.skip_to_earliest_held(deliver),
+                _ if certain => {
+                    deliver(Chunk::Gap(missing as u64));
+                    self.next_seq = Some(acked);
+                    self.acked_to = None;
+                    self.forget_recent();
+                    self.drain_held(deliver);
+                }
+                _ => break,
             }
         }
         self.maybe_fin(deliver);
@@ -356,6 +433,7 @@ impl HalfStream {
     /// The connection is over (RST, end of capture, eviction): whatever is held is delivered
     /// after gaps, so nothing captured is lost.
     pub fn flush(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+        self.skip_acked(true, deliver);
         while !self.held.is_empty() {
             self.skip_to_earliest_held(deliver);
         }
@@ -367,11 +445,19 @@ impl HalfStream {
 mod tests {
     use super::*;
 
+    /// A chunk as the tests compare it: data without its timestamp.
+    fn show(chunk: &Chunk<'_>) -> String {
+        match chunk {
+            Chunk::Data(bytes, _) => format!("Data({bytes:?})"),
+            other => format!("{other:?}"),
+        }
+    }
+
     fn collect(stream: &mut HalfStream, segments: &[(u32, &[u8])]) -> (Vec<u8>, Vec<u64>) {
         let mut bytes = Vec::new();
         let mut gaps = Vec::new();
         let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d) => bytes.extend_from_slice(d),
+            Chunk::Data(d, _) => bytes.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
             Chunk::Fin | Chunk::Conflict(_) => {}
         };
@@ -380,6 +466,7 @@ mod tests {
                 seq,
                 TcpFlags::default(),
                 payload,
+                Timestamp::default(),
                 ReassemblyLimits::default(),
                 &mut sink,
             );
@@ -432,19 +519,37 @@ mod tests {
         let mut s = HalfStream::default();
         let mut events = Vec::new();
         let limits = ReassemblyLimits::default();
-        let mut sink = |c: Chunk<'_>| events.push(format!("{c:?}"));
-        s.push(100, TcpFlags::default(), b"ab", limits, &mut sink);
-        s.push(110, TcpFlags::default(), b"xyz", limits, &mut sink);
+        let mut sink = |c: Chunk<'_>| events.push(show(&c));
+        s.push(
+            100,
+            TcpFlags::default(),
+            b"ab",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        );
+        s.push(
+            110,
+            TcpFlags::default(),
+            b"xyz",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        );
         s.acked(101, &mut sink); // nothing new
-        s.acked(105, &mut sink); // the receiver has 102..105, the capture does not
-        s.acked(113, &mut sink); // and 105..110; then the held segment follows
-        s.acked(120, &mut sink); // acked bytes never seen at all
+        s.acked(105, &mut sink); // 102..105 may still come: the held data starts at 110
+        s.acked(113, &mut sink); // the receiver has 102..110 and the capture has 110..113,
+        // but captures reorder: the hole is given a few more packets to fill
+        for _ in 0..ACKED_HOLE_PATIENCE {
+            s.acked(113, &mut sink);
+        }
+        s.acked(120, &mut sink); // acked, never seen, nothing after them yet
+        s.flush(&mut sink); // the connection ended without them
         assert_eq!(
             events,
             [
                 "Data([97, 98])",
-                "Gap(3)",
-                "Gap(5)",
+                "Gap(8)",
                 "Data([120, 121, 122])",
                 "Gap(7)"
             ]
@@ -456,14 +561,29 @@ mod tests {
         let mut s = HalfStream::default();
         let mut events = Vec::new();
         let limits = ReassemblyLimits::default();
-        let mut sink = |c: Chunk<'_>| events.push(format!("{c:?}"));
+        let mut sink = |c: Chunk<'_>| events.push(show(&c));
         let base = u32::MAX - 2; // across wraparound
-        s.push(base, TcpFlags::default(), b"abcd", limits, &mut sink);
-        s.push(base, TcpFlags::default(), b"abcd", limits, &mut sink); // same bytes: quiet
+        s.push(
+            base,
+            TcpFlags::default(),
+            b"abcd",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        );
+        s.push(
+            base,
+            TcpFlags::default(),
+            b"abcd",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        ); // same bytes: quiet
         s.push(
             base.wrapping_add(2),
             TcpFlags::default(),
             b"XdEF",
+            Timestamp::default(),
             limits,
             &mut sink,
         );
@@ -471,6 +591,7 @@ mod tests {
             base.wrapping_add(10),
             TcpFlags::default(),
             b"jk",
+            Timestamp::default(),
             limits,
             &mut sink,
         );
@@ -478,6 +599,7 @@ mod tests {
             base.wrapping_add(9),
             TcpFlags::default(),
             b"iJk",
+            Timestamp::default(),
             limits,
             &mut sink,
         );
@@ -490,6 +612,33 @@ mod tests {
                 "Conflict(2)",
             ]
         );
+    }
+
+    #[test]
+    fn an_ack_before_its_data_loses_nothing() {
+        let mut s = HalfStream::default();
+        let mut events = Vec::new();
+        let limits = ReassemblyLimits::default();
+        let mut sink = |c: Chunk<'_>| events.push(show(&c));
+        s.push(
+            100,
+            TcpFlags::default(),
+            b"ab",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        );
+        s.acked(105, &mut sink); // the capture shows the ACK first
+        s.push(
+            102,
+            TcpFlags::default(),
+            b"cde",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        );
+        s.flush(&mut sink);
+        assert_eq!(events, ["Data([97, 98])", "Data([99, 100, 101])"]);
     }
 
     #[test]
@@ -506,10 +655,17 @@ mod tests {
             ack: true,
             ..Default::default()
         };
-        let mut sink = |c: Chunk<'_>| events.push(format!("{c:?}"));
-        s.push(999, syn, b"", limits, &mut sink);
-        s.push(1003, fin, b"d", limits, &mut sink);
-        s.push(1000, TcpFlags::default(), b"abc", limits, &mut sink);
+        let mut sink = |c: Chunk<'_>| events.push(show(&c));
+        s.push(999, syn, b"", Timestamp::default(), limits, &mut sink);
+        s.push(1003, fin, b"d", Timestamp::default(), limits, &mut sink);
+        s.push(
+            1000,
+            TcpFlags::default(),
+            b"abc",
+            Timestamp::default(),
+            limits,
+            &mut sink,
+        );
         assert_eq!(events, ["Data([97, 98, 99])", "Data([100])", "Fin"]);
     }
 }

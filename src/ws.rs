@@ -436,6 +436,8 @@ struct DirState {
     /// Framing is unknown (after a gap, or mid-stream): bytes wait here until a chain of
     /// plausible frames shows where frames start.
     resync: Option<Resync>,
+    /// Framing resumed after lost bytes: continuations of a message not seen may follow.
+    orphans_expected: bool,
     close_sent: bool,
     frame_kept: Vec<u8>,
     keep_limit: usize,
@@ -473,6 +475,7 @@ impl DirState {
             dir,
             deflate,
             resync: None,
+            orphans_expected: false,
             close_sent: false,
             frame_kept: Vec::new(),
             keep_limit: 0,
@@ -491,6 +494,8 @@ impl DirState {
 #[derive(Debug, Default)]
 struct CloseTrack {
     first: Option<(Direction, Option<u16>, String)>,
+    /// When the first close frame was captured.
+    first_ts: Timestamp,
     reply: Option<Option<u16>>,
 }
 
@@ -533,6 +538,7 @@ impl WsConnection {
         });
         for state in &mut ws.dirs {
             state.resync = Some(Resync::default());
+            state.orphans_expected = true;
             if let Some(inflater) = &mut state.deflate {
                 // Earlier messages may have filled the window; inflating later ones would
                 // invent text, so compressed messages are reported undecodable.
@@ -592,6 +598,7 @@ impl WsConnection {
         );
         if self.dirs[i].resync.is_some() {
             self.dirs[i].resync = Some(Resync::default());
+            self.dirs[i].orphans_expected = true;
             return;
         }
         self.decoders[i].reset();
@@ -605,6 +612,7 @@ impl WsConnection {
         visitor.abandon_message();
         visitor.lose_context("bytes of a compressed stream were lost");
         self.dirs[i].resync = Some(Resync::default());
+        self.dirs[i].orphans_expected = true;
     }
 
     /// The connection ended: report what was left unfinished and the close handshake.
@@ -738,6 +746,11 @@ impl Visitor<'_, '_, '_> {
                     ),
                 );
             }
+            // After lost bytes (or mid-stream) the message a continuation belongs to may have
+            // begun where the capture could not see it: that is no violation.
+            (Opcode::Continuation, false) if self.state.orphans_expected => {
+                self.state.orphans_expected = !h.fin;
+            }
             (Opcode::Continuation, false) => {
                 self.anomaly(
                     AnomalyKind::ContinuationWithoutStart,
@@ -747,6 +760,7 @@ impl Visitor<'_, '_, '_> {
             _ => {}
         }
         if let Opcode::Text | Opcode::Binary = h.opcode {
+            self.state.orphans_expected = false;
             let compressed = self.state.deflate.is_some() && h.rsv & 4 != 0;
             let undecodable =
                 compressed && self.state.deflate.as_ref().is_some_and(|d| d.context_lost);
@@ -1068,10 +1082,22 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 self.state.close_sent = true;
                 self.counters.close_codes[d] = code;
                 self.counters.close_sent[d] = true;
-                match &self.close.first {
-                    None => self.close.first = Some((self.state.dir, code, reason.to_string())),
-                    Some((dir, ..)) if *dir != self.state.dir && self.close.reply.is_none() => {
-                        self.close.reply = Some(code)
+                let ts = self.ctx.ts;
+                let close = &mut *self.close;
+                match &close.first {
+                    None => {
+                        close.first = Some((self.state.dir, code, reason.to_string()));
+                        close.first_ts = ts;
+                    }
+                    // Decoded second, captured first: one direction's frames waited for a
+                    // segment that arrived late. The capture time says who closed first.
+                    Some((dir, first_code, _)) if *dir != self.state.dir && ts < close.first_ts => {
+                        close.reply = Some(*first_code);
+                        close.first = Some((self.state.dir, code, reason.to_string()));
+                        close.first_ts = ts;
+                    }
+                    Some((dir, ..)) if *dir != self.state.dir && close.reply.is_none() => {
+                        close.reply = Some(code)
                     }
                     _ => {}
                 }

@@ -441,7 +441,7 @@ struct Delivered {
 impl Delivered {
     fn take(&mut self, chunk: Chunk<'_>) {
         match chunk {
-            Chunk::Data(d) => {
+            Chunk::Data(d, _) => {
                 if self.fins > 0 {
                     self.data_after_fin = true;
                 }
@@ -511,7 +511,7 @@ proptest! {
         let mut got = Delivered::default();
         let mut deliver = |c: Chunk<'_>| got.take(c);
         let syn = TcpFlags { syn: true, ..TcpFlags::default() };
-        half.push(isn, syn, &[], limits, &mut deliver);
+        half.push(isn, syn, &[], Timestamp::default(), limits, &mut deliver);
 
         let mut seen = vec![false; len];
         let mut contiguous = 0;
@@ -520,7 +520,7 @@ proptest! {
             let fin = with_fin && b == len;
             let flags = TcpFlags { ack: true, fin, ..TcpFlags::default() };
             let seq = isn.wrapping_add(1).wrapping_add(a as u32);
-            half.push(seq, flags, &stream[a..b], limits, &mut deliver);
+            half.push(seq, flags, &stream[a..b], Timestamp::default(), limits, &mut deliver);
             seen[a..b].iter_mut().for_each(|s| *s = true);
             fin_seen |= fin;
             while contiguous < len && seen[contiguous] {
@@ -643,19 +643,19 @@ proptest! {
         let mut half = HalfStream::default();
         {
             let mut deliver = |c: Chunk<'_>| match c {
-                Chunk::Data(d) => chunks.push((Some(d.to_vec()), 0)),
+                Chunk::Data(d, _) => chunks.push((Some(d.to_vec()), 0)),
                 Chunk::Gap(n) => chunks.push((None, n)),
                 Chunk::Fin => fins += 1,
                 Chunk::Conflict(n) => panic!("{n} bytes called a conflict; every copy was the same"),
             };
-            half.push(isn, TcpFlags { syn: true, ..TcpFlags::default() }, &[], limits, &mut deliver);
+            half.push(isn, TcpFlags { syn: true, ..TcpFlags::default() }, &[], Timestamp::default(), limits, &mut deliver);
             let mut emitted = vec![false; len];
             let mut contiguous = 0;
             for &(a, b, captured) in &packets {
                 if captured {
                     let seq = isn.wrapping_add(1).wrapping_add(a as u32);
                     let flags = TcpFlags { ack: true, ..TcpFlags::default() };
-                    half.push(seq, flags, &stream[a..b], limits, &mut deliver);
+                    half.push(seq, flags, &stream[a..b], Timestamp::default(), limits, &mut deliver);
                     prop_assert!(half.held_bytes() <= limits.max_bytes);
                 }
                 emitted[a..b].iter_mut().for_each(|x| *x = true);
@@ -795,7 +795,7 @@ proptest! {
                         fin: flags & 4 != 0,
                         rst: flags & 8 != 0,
                     };
-                    half.push(seq.at(base), flags, &payload, limits, &mut deliver);
+                    half.push(seq.at(base), flags, &payload, Timestamp::default(), limits, &mut deliver);
                     pushed += payload.len();
                 }
                 StreamOp::Ack(ack) => half.acked(ack.at(base), &mut deliver),
