@@ -1,0 +1,9 @@
+//! cargo fuzz run pipeline — see fuzz/README.md and fuzz/harness.rs.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    harness::pipeline(data);
+});
