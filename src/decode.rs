@@ -281,6 +281,41 @@ mod tests {
         }
     }
 
+    /// An IPv6 TCP segment cut into fragments (RFC 8200 4.5), delivered last piece first.
+    #[test]
+    fn ipv6_fragments_are_reassembled() {
+        let payload: Vec<u8> = (0..200u8).collect();
+        let builder = PacketBuilder::ipv6([0x20; 16], [0x21; 16], 64).tcp(40000, 8080, 7, 512);
+        let mut whole = Vec::new();
+        builder.write(&mut whole, &payload).unwrap();
+        let tcp = &whole[40..]; // the TCP segment after the fixed IPv6 header
+        let fragment = |offset: usize, piece: &[u8], more: bool| {
+            let mut p = Vec::new();
+            p.extend_from_slice(&[0x60, 0, 0, 0]);
+            p.extend_from_slice(&((8 + piece.len()) as u16).to_be_bytes());
+            p.extend_from_slice(&[44, 64]); // next header: fragment; hop limit
+            p.extend_from_slice(&[0x20; 16]);
+            p.extend_from_slice(&[0x21; 16]);
+            let offset_field = ((offset / 8) as u16) << 3 | u16::from(more);
+            p.extend_from_slice(&[6, 0]); // then TCP; reserved
+            p.extend_from_slice(&offset_field.to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            p.extend_from_slice(piece);
+            p
+        };
+        let first = fragment(0, &tcp[..96], true);
+        let last = fragment(96, &tcp[96..], false);
+        assert_eq!(decode(LinkType::Raw, &first).unwrap_err(), Skip::Fragment);
+        let mut defrag = Defragmenter::default();
+        let ts = Timestamp::default();
+        assert!(defrag.add(LinkType::Raw, &last, ts).is_none());
+        let datagram = defrag.add(LinkType::Raw, &first, ts).expect("complete");
+        let seg = datagram.segment().expect("a TCP segment");
+        assert_eq!(seg.payload, &payload[..]);
+        assert_eq!(seg.dst.port(), 8080);
+        assert_eq!(seg.seq, 7);
+    }
+
     #[test]
     fn short_and_foreign_packets_are_skipped() {
         assert_eq!(
