@@ -241,11 +241,6 @@ impl Analyzer {
         self.stats
     }
 
-    /// Connections tracked now.
-    pub fn tracked_flows(&self) -> usize {
-        self.flows.len()
-    }
-
     /// True once `-c` frames have been emitted: reading further cannot change the output.
     pub fn is_done(&self) -> bool {
         self.options

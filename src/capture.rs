@@ -76,7 +76,6 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length on the wire; more than `data.len()` when the snapshot length cut it.
     pub wire_len: u32,
-    raw: pcap::Packet<'a>,
 }
 
 pub enum Next<'a> {
@@ -304,7 +303,6 @@ impl Source {
             },
             data: raw.data,
             wire_len: header.len,
-            raw,
         }))
     }
 
@@ -318,12 +316,6 @@ impl Source {
             }),
             Handle::Offline(_) => None,
         }
-    }
-}
-
-impl Packet<'_> {
-    pub fn raw(&self) -> &pcap::Packet<'_> {
-        &self.raw
     }
 }
 

@@ -288,11 +288,6 @@ impl Session {
         matches!(self.mode, Mode::WebSocket(_))
     }
 
-    /// The opening handshake, whether it upgraded or not.
-    pub fn handshake(&self) -> Option<&Upgrade> {
-        self.handshake.as_deref()
-    }
-
     pub fn ignore(&mut self) {
         self.mode = Mode::Ignored;
     }

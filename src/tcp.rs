@@ -164,10 +164,6 @@ fn seq_offset(seq: u32, base: u32) -> i64 {
 }
 
 impl HalfStream {
-    pub fn has_started(&self) -> bool {
-        self.next_seq.is_some()
-    }
-
     pub fn is_finished(&self) -> bool {
         self.fin_delivered
     }
