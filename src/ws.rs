@@ -872,11 +872,12 @@ impl Visitor<'_, '_, '_> {
 
     fn finish_message(&mut self) {
         // RFC 7692 7.2.2: the sender removed the final empty block's 4 bytes; put them back.
-        let compressed_ok = self
-            .state
-            .message
-            .as_ref()
-            .is_some_and(|m| m.compressed && !m.undecodable && !m.inflate_stopped);
+        // A compressed message with no payload at all is empty: its sender's previous flush
+        // already ended on a block boundary, and the tail appended to nothing would open a
+        // stored block that swallows the next message.
+        let compressed_ok = self.state.message.as_ref().is_some_and(|m| {
+            m.compressed && !m.undecodable && !m.inflate_stopped && m.wire_len > 0
+        });
         if compressed_ok {
             self.message_payload_tail();
         }
