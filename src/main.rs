@@ -278,25 +278,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let duration = match cli.duration {
-        Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
-            bail!("--duration must be a number of seconds")
-        }
-        Some(secs) => Some(Duration::from_secs_f64(secs)),
-        None => None,
-    };
+    let duration = seconds(cli.duration, "--duration")?;
     install_signal_handlers();
-    let mut source = match &cli.read {
-        Some(path) => Source::open_file(path)?,
-        None => Source::open_live(&LiveOptions {
+    let mut source = open_source(
+        cli.read.as_deref(),
+        LiveOptions {
             device: cli.interface.clone(),
             promiscuous: !cli.no_promiscuous,
             buffer_kib: cli.buffer_kib,
-        })?,
-    };
-    if !cli.filter.is_empty() {
-        source.set_filter(&cli.filter.join(" "))?;
-    }
+        },
+        &cli.filter,
+    )?;
     // As tcpdump does: the -w file is created by the user -Z names, not by root.
     if let Some(user) = &cli.user {
         drop_privileges(user)?;
@@ -379,6 +371,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A capture file when `-r` was given, else a live capture; with the BPF filter applied.
+fn open_source(
+    read: Option<&std::path::Path>,
+    live: LiveOptions,
+    filter: &[String],
+) -> anyhow::Result<Source> {
+    let mut source = match read {
+        Some(path) => Source::open_file(path)?,
+        None => Source::open_live(&live)?,
+    };
+    if !filter.is_empty() {
+        source.set_filter(&filter.join(" "))?;
+    }
+    Ok(source)
+}
+
 fn seconds(value: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
     match value {
         Some(secs) if !(secs.is_finite() && secs >= 0.0) => {
@@ -400,17 +408,15 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
 fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     let duration = seconds(args.duration, "--duration")?;
     install_signal_handlers();
-    let mut source = match &args.read {
-        Some(path) => Source::open_file(path)?,
-        None => Source::open_live(&LiveOptions {
+    let mut source = open_source(
+        args.read.as_deref(),
+        LiveOptions {
             device: args.interface.clone(),
             promiscuous: !args.no_promiscuous,
             buffer_kib: None,
-        })?,
-    };
-    if !args.filter.is_empty() {
-        source.set_filter(&args.filter.join(" "))?;
-    }
+        },
+        &args.filter,
+    )?;
     if source.is_live() {
         eprintln!(
             "wsnoop: diagnosing on {}{}",
