@@ -1,0 +1,152 @@
+//! The per-frame path does not allocate: a counting global allocator measures a session of
+//! a hundred frames and one of ten thousand; once buffers have grown, more frames cost no
+//! allocation at all.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine;
+use etherparse::PacketBuilder;
+use sha1::{Digest, Sha1};
+use wsnoop::analyzer::{Analyzer, AnalyzerOptions};
+use wsnoop::decode::LinkType;
+use wsnoop::event::Timestamp;
+use wsnoop::output::{JsonWriter, TsPrecision};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const CLIENT: [u8; 4] = [10, 0, 0, 1];
+const SERVER: [u8; 4] = [10, 0, 0, 2];
+
+/// An Ethernet frame carrying one TCP segment.
+fn segment(from_client: bool, seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+    let (src, dst, sport, dport) = if from_client {
+        (CLIENT, SERVER, 40000, 8080)
+    } else {
+        (SERVER, CLIENT, 8080, 40000)
+    };
+    let mut builder = PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, seq, 65535);
+    if flags.contains('S') {
+        builder = builder.syn();
+    }
+    if flags.contains('A') {
+        builder = builder.ack(ack);
+    }
+    if flags.contains('P') {
+        builder = builder.psh();
+    }
+    let mut out = Vec::new();
+    builder.write(&mut out, payload).expect("a packet");
+    out
+}
+
+/// A masked (client) or unmasked (server) text frame, per RFC 6455 5.2.
+fn text_frame(masked: bool, text: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x81, if masked { 0x80 } else { 0 } | text.len() as u8];
+    let key = [0x12, 0x34, 0x56, 0x78];
+    if masked {
+        out.extend_from_slice(&key);
+        out.extend(text.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(text);
+    }
+    out
+}
+
+/// A whole session with `frames` text messages each way, as packets.
+fn session(frames: usize) -> Vec<Vec<u8>> {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+    let request = format!(
+        "GET /chat HTTP/1.1\r\nHost: server\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    let (mut c, mut s) = (1000u32, 5000u32);
+    let mut packets = vec![
+        segment(true, c, 0, "S", b""),
+        segment(false, s, c + 1, "SA", b""),
+    ];
+    c += 1;
+    s += 1;
+    packets.push(segment(true, c, s, "A", b""));
+    for (from_client, bytes) in [(true, request.into_bytes()), (false, response.into_bytes())] {
+        let (seq, ack) = if from_client { (c, s) } else { (s, c) };
+        packets.push(segment(from_client, seq, ack, "PA", &bytes));
+        if from_client {
+            c += bytes.len() as u32;
+        } else {
+            s += bytes.len() as u32;
+        }
+    }
+    for i in 0..frames {
+        let text = format!("{{\"type\":\"tick\",\"seq\":{i},\"note\":\"héllo\"}}");
+        let up = text_frame(true, text.as_bytes());
+        packets.push(segment(true, c, s, "PA", &up));
+        c += up.len() as u32;
+        let down = text_frame(false, text.as_bytes());
+        packets.push(segment(false, s, c, "PA", &down));
+        s += down.len() as u32;
+    }
+    packets
+}
+
+/// Allocations made while analysing `packets` and writing every event as JSON.
+fn allocations_for(packets: &[Vec<u8>]) -> usize {
+    let mut analyzer = Analyzer::new(LinkType::Ethernet, AnalyzerOptions::default());
+    let mut sink = JsonWriter::new(std::io::sink(), TsPrecision::Micro);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for (i, packet) in packets.iter().enumerate() {
+        let ts = Timestamp {
+            secs: 1_700_000_000,
+            nanos: (i as u32) * 1000,
+        };
+        analyzer.packet(ts, packet, &mut sink);
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(analyzer.stats().ws.frames as usize, packets.len() - 5);
+    after - before
+}
+
+#[test]
+fn frames_do_not_allocate() {
+    let small = session(100);
+    let large = session(10_000);
+    let few = allocations_for(&small);
+    let many = allocations_for(&large);
+    eprintln!("allocations: {few} for 200 frames, {many} for 20,000");
+    // The handshake and the connection allocate; 19,800 more frames and messages must not.
+    assert!(
+        many <= few,
+        "{few} allocations for 200 frames, {many} for 20,000: the frame path allocates"
+    );
+    assert!(few < 200, "{few} allocations for one short session");
+}
