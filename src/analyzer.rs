@@ -298,7 +298,34 @@ impl Analyzer {
         }
     }
 
+    /// A segment decoded elsewhere (the parallel reader), with the connection number that
+    /// reader gave it: connection identity is the reader's, so numbers stay in first-packet
+    /// order across workers.
+    pub fn numbered_segment(
+        &mut self,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        id: u64,
+        sink: &mut dyn EventSink,
+    ) {
+        if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
+            self.sweep(ts, sink);
+        }
+        self.stats.tcp_packets += 1;
+        self.segment_numbered(ts, seg, Some(id), sink);
+    }
+
     fn segment(&mut self, ts: Timestamp, seg: &TcpSegment<'_>, sink: &mut dyn EventSink) {
+        self.segment_numbered(ts, seg, None, sink);
+    }
+
+    fn segment_numbered(
+        &mut self,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        given_id: Option<u64>,
+        sink: &mut dyn EventSink,
+    ) {
         let (key, from_a) = FlowKey::new(seg.src, seg.dst);
         let new_syn = seg.flags.syn && !seg.flags.ack;
         if self.flows.len() >= self.options.flows.max_flows && !self.flows.contains_key(&key) {
@@ -308,30 +335,42 @@ impl Analyzer {
         let conn = match self.flows.entry(key) {
             Entry::Occupied(entry) => {
                 let conn = entry.into_mut();
-                // A fresh SYN on a finished connection's endpoints starts a new connection.
-                if new_syn && conn.is_finished() {
+                // A fresh SYN on a finished connection's endpoints starts a new connection, or
+                // the reader that numbers connections says this is another one.
+                let restart = match given_id {
+                    Some(id) => id != conn.app.id,
+                    None => new_syn && conn.is_finished(),
+                };
+                if restart {
+                    if !conn.is_finished() {
+                        let mut env = Env {
+                            ts,
+                            sink: &mut *sink,
+                            options: &self.options,
+                            stats: &mut self.stats.ws,
+                            scratch: &mut self.scratch,
+                        };
+                        conn.close(EndReason::Evicted, &mut env);
+                    }
                     if self.options.report_connections {
                         conn.report(sink);
                     }
-                    **conn = Self::new_connection(
-                        self.next_id,
-                        key,
-                        ts,
-                        self.options.report_connections,
-                    );
-                    self.next_id += 1;
+                    let id = given_id.unwrap_or(self.next_id);
+                    **conn = Self::new_connection(id, key, ts, self.options.report_connections);
+                    self.next_id = self.next_id.max(id + 1);
                     self.stats.connections += 1;
                 }
                 conn
             }
             Entry::Vacant(entry) => {
+                let id = given_id.unwrap_or(self.next_id);
                 let conn = entry.insert(Box::new(Self::new_connection(
-                    self.next_id,
+                    id,
                     key,
                     ts,
                     self.options.report_connections,
                 )));
-                self.next_id += 1;
+                self.next_id = self.next_id.max(id + 1);
                 self.stats.connections += 1;
                 conn
             }

@@ -21,6 +21,7 @@ pub mod event;
 pub mod frame;
 pub mod handshake;
 pub mod output;
+pub mod parallel;
 pub mod session;
 pub mod tcp;
 pub mod ws;

@@ -13,6 +13,7 @@ use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, 
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
 use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, Quiet, TextWriter};
+use wsnoop::parallel::Format;
 use wsnoop::tcp::ReassemblyLimits;
 use wsnoop::ws::WsOptions;
 use wsnoop::{RunControl, RunEnd};
@@ -75,6 +76,12 @@ struct Cli {
     /// In text output, end with a table of every WebSocket connection (the JSON "flow" events).
     #[arg(long)]
     summary: bool,
+
+    /// Decode with this many worker threads, connections shared out by their endpoints
+    /// (each connection's events stay in order; events of different connections interleave
+    /// differently than with one thread). Not with -c or --summary.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
 
     /// Decode everything but print no events: only the counts at the end, on stderr.
     #[arg(short = 'q', long)]
@@ -279,6 +286,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let duration = seconds(cli.duration, "--duration")?;
+    if cli.threads > 1 && (cli.count.is_some() || cli.summary) {
+        bail!("--threads works without -c and --summary");
+    }
     install_signal_handlers();
     let mut source = open_source(
         cli.read.as_deref(),
@@ -331,28 +341,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         report_connections: false,
     };
-    let mut analyzer = Analyzer::new(source.link(), options);
     let stdout = io::stdout();
+    let color = use_color(cli.color, stdout.is_terminal());
+    let mut on_drops = |s: capture::LiveStats| {
+        eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
+    };
+    if cli.threads > 1 {
+        let format = if cli.quiet {
+            Format::Quiet
+        } else if cli.json {
+            Format::Json(source.precision())
+        } else {
+            Format::Text {
+                precision: source.precision(),
+                color,
+            }
+        };
+        let (end, stats) = wsnoop::parallel::run(
+            &mut source,
+            &options,
+            cli.threads,
+            format,
+            Box::new(stdout),
+            RunControl {
+                stop: &STOP,
+                duration,
+                on_drops: &mut on_drops,
+                drop_report_interval: Duration::from_secs(5),
+            },
+        )?;
+        if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
+            report(&stats, source.live_stats());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut analyzer = Analyzer::new(source.link(), options);
     let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut sink: Box<dyn OutputSink> = if cli.quiet {
         Box::new(Quiet)
     } else if cli.json {
         Box::new(JsonWriter::new(writer, source.precision()))
     } else {
-        let color = match cli.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        };
         let text = TextWriter::new(writer, source.precision(), color);
         Box::new(if cli.summary {
             text.with_summary()
         } else {
             text
         })
-    };
-    let mut on_drops = |s: capture::LiveStats| {
-        eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
     let end = wsnoop::run(
         &mut source,

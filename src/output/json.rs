@@ -32,6 +32,11 @@ impl<W: Write> JsonWriter<W> {
     pub fn into_inner(self) -> W {
         self.out.w
     }
+
+    /// The writer, e.g. to take what was written into a `Vec<u8>` so far.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out.w
+    }
 }
 
 /// What each byte becomes inside a JSON string: 0 for itself, else the letter after the

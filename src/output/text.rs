@@ -65,6 +65,11 @@ impl<W: Write> TextWriter<W> {
         self.out.w
     }
 
+    /// The writer, e.g. to take what was written into a `Vec<u8>` so far.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out.w
+    }
+
     /// Collects each connection's summary and prints them as a table when flushed.
     pub fn with_summary(mut self) -> Self {
         self.summary = Some(Vec::new());

@@ -1,0 +1,76 @@
+//! `--threads N` gives every connection the same events, in the same order and with the same
+//! connection numbers, as one thread does; only the interleaving of connections differs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn events_by_flow(capture: &Path, threads: usize) -> BTreeMap<String, Vec<String>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsnoop"))
+        .arg("-r")
+        .arg(capture)
+        .args(["--json", "--threads", &threads.to_string()])
+        .output()
+        .expect("wsnoop runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut by_flow: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).expect("UTF-8").lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let flow = format!("{}", event["flow"]);
+        by_flow.entry(flow).or_default().push(line.to_string());
+    }
+    by_flow
+}
+
+#[test]
+fn threads_keep_each_connection_exact() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let captures = [
+        "concurrent.pcap",
+        "signalling-8080.pcap",
+        "python-deflate.pcap",
+        "chromium-deflate.pcap",
+        "mangle/concurrent.ipfrag.pcap",
+        "mangle/node-ws.drop-c2s-mid-message.pcap",
+        "crafted/tcp-reordered.pcap",
+    ];
+    for name in captures {
+        let capture = fixtures.join(name);
+        let one = events_by_flow(&capture, 1);
+        assert!(!one.is_empty(), "{name}: no events");
+        for threads in [2, 3, 5] {
+            let many = events_by_flow(&capture, threads);
+            assert_eq!(
+                one.keys().collect::<Vec<_>>(),
+                many.keys().collect::<Vec<_>>(),
+                "{name} with {threads} threads: connection numbers differ"
+            );
+            for (flow, events) in &one {
+                assert_eq!(
+                    events, &many[flow],
+                    "{name} with {threads} threads: connection {flow} differs"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_refuse_what_they_cannot_do() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/node-ws.pcap");
+    for extra in [["-c", "3"], ["--summary", "--json"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsnoop"))
+            .arg("-r")
+            .arg(&fixture)
+            .args(["--threads", "2"])
+            .args(extra)
+            .output()
+            .expect("wsnoop runs");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+    }
+}
