@@ -3,6 +3,7 @@
 #
 #   benches/run.sh [--size MB] [--connections N] [--seed S] [--deflate PCT] [--runs R]
 #                  [--big MB] [--no-big] [--no-tshark] [--no-build] [--no-hyperfine]
+#                  [--threads N]   (wsnoop --threads N for every wsnoop command)
 #
 # Builds release, generates a ~200 MB capture of 500 interleaved WebSocket connections (cached
 # in $BENCH_DIR, default /tmp/wsnoop-bench), then times, best of R (default 3) after a warm-up:
@@ -34,9 +35,15 @@ while [[ $# -gt 0 ]]; do
         --no-tshark) TSHARK=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --no-hyperfine) HYPERFINE=0; shift ;;
+        --threads) THREADS=$2; shift 2 ;;
         *) sed -n '2,20p' "$0"; exit 2 ;;
     esac
 done
+
+# wsnoop's --threads for every wsnoop command (1: the default, single-threaded path).
+THREADS=${THREADS:-1}
+THREAD_ARGS=""
+[[ $THREADS -gt 1 ]] && THREAD_ARGS=" --threads $THREADS"
 
 # Targets of issue 6.
 TARGET_TSHARK_RATIO=30   # tshark / wsnoop --json, at least
@@ -101,9 +108,9 @@ declare -A BEST MEAN CPU RSS
 NAMES=(floor q json text)
 declare -A CMD=(
     [floor]="$FLOOR $F"
-    [q]="$WSNOOP -r $F -q"
-    [json]="$WSNOOP -r $F --json"
-    [text]="$WSNOOP -r $F"
+    [q]="$WSNOOP -r $F -q$THREAD_ARGS"
+    [json]="$WSNOOP -r $F --json$THREAD_ARGS"
+    [text]="$WSNOOP -r $F$THREAD_ARGS"
 )
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -200,7 +207,7 @@ if [[ $BIG -gt 0 ]]; then
     echo
     echo "== memory on a bigger capture: $BF ($(stat -c %s "$BF" | awk '{printf "%.0f MB", $1 / 1e6}'), same $CONNS connections)"
     for mode in "-q" "--json"; do
-        /usr/bin/time -f '%e %M' -o "$TMP/big" "$WSNOOP" -r "$BF" $mode > /dev/null 2> "$TMP/big.err"
+        /usr/bin/time -f '%e %M' -o "$TMP/big" "$WSNOOP" -r "$BF" $mode $THREAD_ARGS > /dev/null 2> "$TMP/big.err"
         read -r wall kb < "$TMP/big"
         [[ $mode == -q ]] && sed 's/^/  /' "$TMP/big.err"
         key=q; [[ $mode == --json ]] && key=json
