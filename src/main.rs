@@ -38,13 +38,8 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// Read packets from a pcap or pcapng file ("-" for standard input).
-    #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
-    read: Option<PathBuf>,
-
-    /// Capture live on this interface ("any" for all). Without -i and -r, libpcap's default device.
-    #[arg(short = 'i', value_name = "IFACE")]
-    interface: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
 
     /// List the capture interfaces and exit.
     #[arg(short = 'D', long = "list-interfaces")]
@@ -113,10 +108,6 @@ struct Cli {
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<PathBuf>,
 
-    /// Do not put the interface into promiscuous mode.
-    #[arg(short = 'p', long = "no-promiscuous-mode")]
-    no_promiscuous: bool,
-
     /// Kernel capture buffer size in KiB [default: 32768, 65536 on "any"].
     #[arg(
         short = 'B',
@@ -129,6 +120,22 @@ struct Cli {
     /// After opening the interface, drop privileges to this user.
     #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
     user: Option<String>,
+}
+
+/// Where packets come from: the same for every command.
+#[derive(clap::Args, Debug)]
+struct SourceArgs {
+    /// Read packets from a pcap or pcapng file ("-" for standard input).
+    #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
+    read: Option<PathBuf>,
+
+    /// Capture live on this interface ("any" for all). Without -i and -r, libpcap's default device.
+    #[arg(short = 'i', value_name = "IFACE")]
+    interface: Option<String>,
+
+    /// Do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    no_promiscuous: bool,
 
     /// Stop capturing after this many seconds.
     #[arg(long, value_name = "SECONDS")]
@@ -138,12 +145,9 @@ struct Cli {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
 
-    /// A BPF filter expression, as tcpdump takes it (e.g. tcp port 8080).
-    #[arg(
-        value_name = "FILTER",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// A BPF filter expression, as tcpdump takes it (e.g. tcp port 8080). Options may follow
+    /// it, as with tcpdump on Linux.
+    #[arg(value_name = "FILTER")]
     filter: Vec<String>,
 }
 
@@ -162,17 +166,8 @@ Examples:
 
 #[derive(clap::Args, Debug)]
 struct DiagnoseArgs {
-    /// Read packets from a pcap or pcapng file ("-" for standard input).
-    #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
-    read: Option<PathBuf>,
-
-    /// Capture live on this interface for --duration seconds (or until Ctrl-C).
-    #[arg(short = 'i', value_name = "IFACE")]
-    interface: Option<String>,
-
-    /// Stop a live capture after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    duration: Option<f64>,
+    #[command(flatten)]
+    source: SourceArgs,
 
     /// A server port to check (repeatable); default: every port seen.
     #[arg(long = "port", value_name = "PORT")]
@@ -185,22 +180,6 @@ struct DiagnoseArgs {
     /// Findings as JSON Lines.
     #[arg(long)]
     json: bool,
-
-    /// Do not put the interface into promiscuous mode.
-    #[arg(short = 'p', long = "no-promiscuous-mode")]
-    no_promiscuous: bool,
-
-    /// Colour in text output.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
-    color: ColorChoice,
-
-    /// A BPF filter expression, as tcpdump takes it.
-    #[arg(
-        value_name = "FILTER",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    filter: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -285,19 +264,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let duration = seconds(cli.duration, "--duration")?;
+    let duration = seconds(cli.source.duration, "--duration")?;
     if cli.threads > 1 && (cli.count.is_some() || cli.summary) {
         bail!("--threads works without -c and --summary");
     }
     install_signal_handlers();
     let mut source = open_source(
-        cli.read.as_deref(),
+        cli.source.read.as_deref(),
         LiveOptions {
-            device: cli.interface.clone(),
-            promiscuous: !cli.no_promiscuous,
+            device: cli.source.interface.clone(),
+            promiscuous: !cli.source.no_promiscuous,
             buffer_kib: cli.buffer_kib,
         },
-        &cli.filter,
+        &cli.source.filter,
     )?;
     // As tcpdump does: the -w file is created by the user -Z names, not by root.
     if let Some(user) = &cli.user {
@@ -342,7 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         report_connections: false,
     };
     let stdout = io::stdout();
-    let color = use_color(cli.color, stdout.is_terminal());
+    let color = use_color(cli.source.color, stdout.is_terminal());
     let mut on_drops = |s: capture::LiveStats| {
         eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
@@ -441,16 +420,16 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
 }
 
 fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
-    let duration = seconds(args.duration, "--duration")?;
+    let duration = seconds(args.source.duration, "--duration")?;
     install_signal_handlers();
     let mut source = open_source(
-        args.read.as_deref(),
+        args.source.read.as_deref(),
         LiveOptions {
-            device: args.interface.clone(),
-            promiscuous: !args.no_promiscuous,
+            device: args.source.interface.clone(),
+            promiscuous: !args.source.no_promiscuous,
             buffer_kib: None,
         },
-        &args.filter,
+        &args.source.filter,
     )?;
     if source.is_live() {
         eprintln!(
@@ -498,7 +477,7 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     let written = if args.json {
         diagnose::write_json(&mut out, &findings)
     } else {
-        diagnose::write_text(&mut out, &findings, use_color(args.color, terminal))
+        diagnose::write_text(&mut out, &findings, use_color(args.source.color, terminal))
     };
     match written.and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
