@@ -441,6 +441,19 @@ impl HalfStream {
 mod tests {
     use super::*;
 
+    /// Pushes one plain data segment.
+    fn data(s: &mut HalfStream, seq: u32, payload: &[u8], sink: &mut impl FnMut(Chunk<'_>)) {
+        let limits = ReassemblyLimits::default();
+        s.push(
+            seq,
+            TcpFlags::default(),
+            payload,
+            Timestamp::default(),
+            limits,
+            sink,
+        );
+    }
+
     /// A chunk as the tests compare it: data without its timestamp.
     fn show(chunk: &Chunk<'_>) -> String {
         match chunk {
@@ -511,27 +524,12 @@ mod tests {
     }
 
     #[test]
-    fn an_ack_past_a_hole_declares_it_at_once() {
+    fn a_hole_the_receiver_acknowledged_becomes_a_gap() {
         let mut s = HalfStream::default();
         let mut events = Vec::new();
-        let limits = ReassemblyLimits::default();
         let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        s.push(
-            100,
-            TcpFlags::default(),
-            b"ab",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
-        s.push(
-            110,
-            TcpFlags::default(),
-            b"xyz",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
+        data(&mut s, 100, b"ab", &mut sink);
+        data(&mut s, 110, b"xyz", &mut sink);
         s.acked(101, &mut sink); // nothing new
         s.acked(105, &mut sink); // 102..105 may still come: the held data starts at 110
         s.acked(113, &mut sink); // the receiver has 102..110 and the capture has 110..113,
@@ -559,22 +557,8 @@ mod tests {
         let limits = ReassemblyLimits::default();
         let mut sink = |c: Chunk<'_>| events.push(show(&c));
         let base = u32::MAX - 2; // across wraparound
-        s.push(
-            base,
-            TcpFlags::default(),
-            b"abcd",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
-        s.push(
-            base,
-            TcpFlags::default(),
-            b"abcd",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        ); // same bytes: quiet
+        data(&mut s, base, b"abcd", &mut sink);
+        data(&mut s, base, b"abcd", &mut sink); // same bytes: quiet
         s.push(
             base.wrapping_add(2),
             TcpFlags::default(),
@@ -614,25 +598,10 @@ mod tests {
     fn an_ack_before_its_data_loses_nothing() {
         let mut s = HalfStream::default();
         let mut events = Vec::new();
-        let limits = ReassemblyLimits::default();
         let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        s.push(
-            100,
-            TcpFlags::default(),
-            b"ab",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
+        data(&mut s, 100, b"ab", &mut sink);
         s.acked(105, &mut sink); // the capture shows the ACK first
-        s.push(
-            102,
-            TcpFlags::default(),
-            b"cde",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
+        data(&mut s, 102, b"cde", &mut sink);
         s.flush(&mut sink);
         assert_eq!(events, ["Data([97, 98])", "Data([99, 100, 101])"]);
     }
@@ -654,14 +623,7 @@ mod tests {
         let mut sink = |c: Chunk<'_>| events.push(show(&c));
         s.push(999, syn, b"", Timestamp::default(), limits, &mut sink);
         s.push(1003, fin, b"d", Timestamp::default(), limits, &mut sink);
-        s.push(
-            1000,
-            TcpFlags::default(),
-            b"abc",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
+        data(&mut s, 1000, b"abc", &mut sink);
         assert_eq!(events, ["Data([97, 98, 99])", "Data([100])", "Fin"]);
     }
 }
