@@ -3,15 +3,19 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::{Simd, general_purpose};
 
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
+
+/// Binary payloads in base64: the engine checks once whether the CPU has AVX2.
+static BASE64: LazyLock<Simd> = LazyLock::new(|| Simd::standard(general_purpose::PAD));
 
 pub struct JsonWriter<W: Write> {
     out: Out<W>,
@@ -37,6 +41,10 @@ impl<W: Write> JsonWriter<W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out.w
     }
+
+    pub fn get_ref(&self) -> &W {
+        &self.out.w
+    }
 }
 
 /// What each byte becomes inside a JSON string: 0 for itself, else the letter after the
@@ -58,73 +66,106 @@ static ESCAPES: [u8; 256] = {
     table
 };
 
-/// True when any of the eight bytes of `word` needs escaping: below 0x20, '"' or '\\'.
-/// (The classic SWAR tests; a false positive only sends the word to the byte loop.)
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
-    (below_space | zero_in(quote) | zero_in(backslash)) & HIGH != 0
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of each byte of `word` that equals `byte`. Exact, unlike the classic
+/// has-zero test: the additions cannot carry into the next byte.
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let diff = word ^ (ONES * u64::from(byte));
+    !(((diff & LOW7) + LOW7) | diff) & HIGH
 }
 
-/// Escapes `chunk` (at most 8 bytes) into `out`; returns the length written.
-fn escape_chunk(chunk: &[u8], out: &mut [u8; 48]) -> usize {
+/// The high bit of each byte of `word` below 0x20 (a control character).
+fn bytes_below_space(word: u64) -> u64 {
+    !(word | ((word & LOW7) + ONES * 0x60)) & HIGH
+}
+
+/// Input bytes escaped per block: the block's output, at most six bytes per input byte, is
+/// built on the stack and written in one piece.
+const ESCAPE_BLOCK: usize = 512;
+/// A block's worst case, and room for the eight-byte stores of the last word.
+const ESCAPE_OUT: usize = ESCAPE_BLOCK * 6 + 24;
+
+/// Appends `byte`, escaped, at `out[n..]`; returns the new length. Quotes and backslashes are
+/// common in payloads that are JSON themselves, so they take no branch: both bytes of a
+/// two-byte escape are stored and the length moves by one or two.
+#[inline(always)]
+fn escape_byte(byte: u8, out: &mut [u8; ESCAPE_OUT], n: usize) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = 0;
-    for &b in chunk {
-        match ESCAPES[usize::from(b)] {
-            0 => {
-                out[n] = b;
-                n += 1;
-            }
-            b'u' => {
-                out[n..n + 6].copy_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 15)],
-                ]);
-                n += 6;
-            }
-            escape => {
-                out[n] = b'\\';
-                out[n + 1] = escape;
-                n += 2;
-            }
-        }
+    let escape = ESCAPES[usize::from(byte)];
+    if escape == b'u' {
+        out[n..n + 6].copy_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 15)],
+        ]);
+        return n + 6;
     }
-    n
+    let escaped = usize::from(escape != 0);
+    out[n] = if escaped == 1 { b'\\' } else { byte };
+    out[n + 1] = escape;
+    n + 1 + escaped
 }
 
-/// A JSON string. Payloads are often JSON themselves, dense with quotes: clean runs are found
-/// eight bytes at a time and written whole, and each eight bytes that need escaping are
-/// escaped together and written in one piece.
-fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
-    let bytes = s.as_bytes();
-    let mut out = [0u8; 48];
-    w.write_all(b"\"")?;
-    let mut run_start = 0;
-    let mut i = 0;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if needs_escape(u64::from_le_bytes(word)) {
-            w.write_all(&bytes[run_start..i])?;
-            let n = escape_chunk(chunk, &mut out);
-            w.write_all(&out[..n])?;
-            run_start = i + 8;
-        }
-        i += 8;
+/// Writes `word` at `out[n..]` with a backslash before each byte marked in `quotes` (quotes
+/// and backslashes, which escape as themselves after a backslash); returns the new length.
+/// Every piece is stored as a whole word, the bytes past the piece overwritten by the next.
+#[inline(always)]
+fn escape_quotes(word: u64, mut quotes: u64, out: &mut [u8; ESCAPE_OUT], mut n: usize) -> usize {
+    let mut start = 0;
+    while quotes != 0 {
+        let at = (quotes.trailing_zeros() / 8) as usize;
+        out[n..n + 8].copy_from_slice(&(word >> (8 * start)).to_le_bytes());
+        n += at - start;
+        out[n] = b'\\';
+        n += 1;
+        start = at;
+        quotes &= quotes - 1;
     }
-    w.write_all(&bytes[run_start..i])?;
-    let n = escape_chunk(&bytes[i..], &mut out);
-    w.write_all(&out[..n])?;
-    w.write_all(b"\"")
+    out[n..n + 8].copy_from_slice(&(word >> (8 * start)).to_le_bytes());
+    n + 8 - start
+}
+
+/// A JSON string, escaped eight bytes at a time: clean words are copied whole, words whose
+/// only escapes are quotes and backslashes (payloads are often JSON themselves) are escaped
+/// without a loop over their bytes, and control characters go byte by byte.
+fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
+    let mut out = [0u8; ESCAPE_OUT];
+    out[0] = b'"';
+    let mut n = 1;
+    for block in s.as_bytes().chunks(ESCAPE_BLOCK) {
+        if n + block.len() * 6 + 17 > out.len() {
+            w.write_all(&out[..n])?;
+            n = 0;
+        }
+        let mut words = block.chunks_exact(8);
+        for chunk in &mut words {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(bytes);
+            let quotes = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+            if bytes_below_space(word) != 0 {
+                for &b in chunk {
+                    n = escape_byte(b, &mut out, n);
+                }
+            } else if quotes != 0 {
+                n = escape_quotes(word, quotes, &mut out, n);
+            } else {
+                out[n..n + 8].copy_from_slice(chunk);
+                n += 8;
+            }
+        }
+        for &b in words.remainder() {
+            n = escape_byte(b, &mut out, n);
+        }
+    }
+    out[n] = b'"';
+    w.write_all(&out[..n + 1])
 }
 
 fn num(w: &mut impl Write, n: impl itoa::Integer) -> io::Result<()> {
@@ -290,7 +331,7 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, base64: &mut Vec<u8>) -> io
         }
         Payload::Data(data) => {
             base64.resize(data.len().div_ceil(3) * 4, 0);
-            let n = STANDARD
+            let n = BASE64
                 .encode_slice(data, base64)
                 .map_err(io::Error::other)?;
             w.write_all(b",\"data\":\"")?;
@@ -452,6 +493,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn byte_masks_are_exact() {
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                // The byte among neighbours that each test could be fooled by.
+                for fill in [0u8, b' ', b'"', b'\\', 0x1f, 0x80, 0xff] {
+                    let mut bytes = [fill; 8];
+                    bytes[at] = byte;
+                    let word = u64::from_le_bytes(bytes);
+                    for (i, &b) in bytes.iter().enumerate() {
+                        let bit = 0x80u64 << (8 * i);
+                        assert_eq!(bytes_equal(word, b'"') & bit != 0, b == b'"');
+                        assert_eq!(bytes_equal(word, b'\\') & bit != 0, b == b'\\');
+                        assert_eq!(bytes_below_space(word) & bit != 0, b < 0x20);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_strings_escape_as_serde_json_does() {
+        let alphabet = [
+            'a', 'Z', ' ', '"', '\\', '\n', '\u{1}', '\u{7f}', 'é', '✓', '😀', '{', ':',
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 1200) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((state >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            let mut ours = Vec::new();
+            string(&mut ours, &s).unwrap();
+            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
     fn strings_escape_exactly_as_serde_json_does() {
         let samples = [
             "",
@@ -460,6 +541,22 @@ mod tests {
             "ctl \u{0}\u{1}\u{1f}\u{7f} tab\t nl\n cr\r bs\u{8} ff\u{c} \\ \"",
             "héllo wörld ✓ 😀 \u{2028} \u{202e}",
         ];
+        // Long strings cross the escaper's blocks, with escapes on the borders.
+        let long_clean = "abcdefgh".repeat(300);
+        let long_dirty = "\"\u{1}\\é".repeat(700);
+        let long_mixed = format!("{long_clean}{long_dirty}{long_clean}\n");
+        let longs = [
+            long_clean.as_str(),
+            long_dirty.as_str(),
+            long_mixed.as_str(),
+        ];
+        for s in longs {
+            for cut in [0, 1, 3, 7] {
+                let mut ours = Vec::new();
+                string(&mut ours, &s[cut..]).unwrap();
+                assert_eq!(ours, serde_json::to_vec(&s[cut..]).unwrap());
+            }
+        }
         for sample in samples {
             for cut in 0..sample.len().min(20) {
                 let Some(s) = sample.get(cut..) else { continue };
