@@ -72,9 +72,10 @@ struct Cli {
     #[arg(long)]
     summary: bool,
 
-    /// Decode with this many worker threads, connections shared out by their endpoints
-    /// (each connection's events stay in order; events of different connections interleave
-    /// differently than with one thread). Not with -c or --summary.
+    /// Decode with this many threads, as many as CPUs is best: the one reading the capture and
+    /// N-1 workers, connections shared out among them (each connection's events stay in order;
+    /// events of different connections interleave differently than with one thread). Not
+    /// with -c or --summary.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
 

@@ -1,13 +1,15 @@
 //! `--threads N`: connections sharded across worker threads by their flow key.
 //!
 //! One reader (the calling thread) reads packets, decodes them to TCP, numbers connections and
-//! hands each segment to the worker that owns its connection, in batches. Each worker runs its
-//! own [`Analyzer`] and writes its events into a buffer that a writer thread copies to the
-//! output. A connection lives on one worker, so its events keep their order; connection numbers
-//! come from the reader, so they stay in order of first packet across workers.
+//! gives each new connection to a decoder: to itself for a share that leaves it as busy as a
+//! worker (see [`reader_share`]), to the worker threads in turn for the rest. Segments of a
+//! worker's connections are handed over in batches; the reader's own are decoded at once,
+//! without a copy.
+//! Every decoder runs its own [`Analyzer`] and writes its events into a buffer that a writer
+//! thread copies to the output. A connection lives on one decoder, so its events keep their
+//! order; connection numbers come from the reader, so they stay in order of first packet.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +28,18 @@ use crate::{RunControl, RunEnd, RunError};
 /// A batch is handed over when it holds this many payload bytes or segments.
 const BATCH_BYTES: usize = 256 * 1024;
 const BATCH_SEGMENTS: usize = 2048;
+/// The largest payload one segment can bring (IPv6 jumbograms aside): a batch is handed over
+/// once it passes BATCH_BYTES, so this is its overshoot.
+const MAX_SEGMENT: usize = 64 * 1024;
 /// Batches in flight per worker: bounds the memory between reader and workers.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// What reading and routing every packet costs the reader, relative to decoding all of them,
+/// measured with `benches/run.sh` (per-thread CPU time): decoding alone is cheap enough that
+/// reading costs nearly as much; printing events makes decoding about twice as dear.
+const READ_COST_QUIET: f64 = 0.9;
+const READ_COST_PRINTING: f64 = 0.45;
+/// The reader hands its own events to the writer when this many bytes are waiting.
+const READER_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// How workers write events.
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +66,19 @@ struct Segment {
     len: usize,
 }
 
-#[derive(Default)]
 struct Batch {
     segments: Vec<Segment>,
     bytes: Vec<u8>,
+}
+
+impl Default for Batch {
+    /// Room for a full batch from the start: batches circulate, and growing them would copy.
+    fn default() -> Self {
+        Batch {
+            segments: Vec::with_capacity(BATCH_SEGMENTS),
+            bytes: Vec::with_capacity(BATCH_BYTES + MAX_SEGMENT),
+        }
+    }
 }
 
 impl Batch {
@@ -88,9 +109,30 @@ impl Batch {
 /// What the reader remembers of a connection to number it as [`Analyzer`] would.
 struct Identity {
     id: u64,
+    decoder: Decoder,
     fin: [bool; 2],
     rst: bool,
     last_secs: i64,
+}
+
+/// The share of connections the reader decodes itself, so that with `threads` decoders on as
+/// many CPUs it is as busy as each worker: with decoding all connections costing 1 and reading
+/// costing `read_cost`, `read_cost + share = (1 - share) / (threads - 1)`. Zero when reading
+/// alone keeps the reader busier than a worker.
+fn reader_share(format: Format, threads: usize) -> f64 {
+    let read_cost = match format {
+        Format::Quiet => READ_COST_QUIET,
+        Format::Json(_) | Format::Text { .. } => READ_COST_PRINTING,
+    };
+    let workers = threads.max(2) as f64 - 1.0;
+    ((1.0 - workers * read_cost) / (workers + 1.0)).max(0.0)
+}
+
+/// Which thread decodes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decoder {
+    Reader,
+    Worker(usize),
 }
 
 /// Connection numbers in order of first packet, with the analyzer's rules: a fresh SYN on
@@ -100,22 +142,37 @@ struct Identities {
     next: u64,
     limits: FlowLimits,
     last_sweep: i64,
+    workers: usize,
+    next_worker: usize,
+    reader_share: f64,
+    reader_taken: u64,
 }
 
 /// How long a finished connection's number is kept for its last ACKs, as in the analyzer.
 const FINISHED_LINGER_SECS: i64 = 10;
 
 impl Identities {
-    fn new(limits: FlowLimits) -> Self {
+    fn new(limits: FlowLimits, workers: usize, reader_share: f64) -> Self {
         Identities {
             map: HashMap::default(),
             next: 0,
             limits,
             last_sweep: i64::MIN,
+            workers: workers.max(1),
+            next_worker: 0,
+            reader_share,
+            reader_taken: 0,
         }
     }
 
-    fn number(&mut self, key: FlowKey, from_a: bool, flags: TcpFlags, ts: Timestamp) -> u64 {
+    /// The connection's number and decoder.
+    fn number(
+        &mut self,
+        key: FlowKey,
+        from_a: bool,
+        flags: TcpFlags,
+        ts: Timestamp,
+    ) -> (u64, Decoder) {
         if ts.secs >= self.last_sweep.saturating_add(5) {
             self.last_sweep = ts.secs;
             let timeout = self.limits.idle_timeout_secs;
@@ -132,29 +189,42 @@ impl Identities {
             self.map.retain(|_, e| e.last_secs > cutoff);
         }
         let fresh_syn = flags.syn && !flags.ack;
-        let next = &mut self.next;
-        let entry = self.map.entry(key).or_insert_with(|| {
-            *next += 1;
-            Identity {
-                id: *next - 1,
-                fin: [false; 2],
-                rst: false,
-                last_secs: ts.secs,
+        let fresh = |id, decoder| Identity {
+            id,
+            decoder,
+            fin: [false; 2],
+            rst: false,
+            last_secs: ts.secs,
+        };
+        let entry = match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let entry = e.into_mut();
+                if fresh_syn && (entry.rst || entry.fin == [true, true]) {
+                    // The same decoder: it reports the finished connection before the new one.
+                    *entry = fresh(self.next, entry.decoder);
+                    self.next += 1;
+                }
+                entry
             }
-        });
-        if fresh_syn && (entry.rst || entry.fin == [true, true]) {
-            *entry = Identity {
-                id: *next,
-                fin: [false; 2],
-                rst: false,
-                last_secs: ts.secs,
-            };
-            *next += 1;
-        }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let id = self.next;
+                self.next += 1;
+                // The reader's count follows its share of all connections so far, evenly.
+                let decoder = if (self.reader_taken as f64) < self.reader_share * (id + 1) as f64 {
+                    self.reader_taken += 1;
+                    Decoder::Reader
+                } else {
+                    let worker = self.next_worker;
+                    self.next_worker = (worker + 1) % self.workers;
+                    Decoder::Worker(worker)
+                };
+                e.insert(fresh(id, decoder))
+            }
+        };
         entry.fin[usize::from(!from_a)] |= flags.fin;
         entry.rst |= flags.rst;
         entry.last_secs = ts.secs;
-        entry.id
+        (entry.id, entry.decoder)
     }
 }
 
@@ -173,6 +243,15 @@ impl WorkerSink {
                 WorkerSink::Text(TextWriter::new(Vec::new(), precision, color))
             }
             Format::Quiet => WorkerSink::Quiet,
+        }
+    }
+
+    /// Bytes written since the last [`WorkerSink::take`].
+    fn pending(&self) -> usize {
+        match self {
+            WorkerSink::Json(w) => w.get_ref().len(),
+            WorkerSink::Text(w) => w.get_ref().len(),
+            WorkerSink::Quiet => 0,
         }
     }
 
@@ -243,8 +322,9 @@ fn worker(
     analyzer.stats()
 }
 
-/// Reads `source` to its end with `threads` workers, writing their events to `out`.
-/// Returns how the run ended and the counts (connections numbered by the reader).
+/// Reads `source` to its end with `threads` decoders (the reader and `threads - 1` workers),
+/// writing their events to `out`. Returns how the run ended and the counts (connections numbered
+/// by the reader).
 pub fn run(
     source: &mut Source,
     options: &AnalyzerOptions,
@@ -255,20 +335,32 @@ pub fn run(
 ) -> Result<(RunEnd, Stats), RunError> {
     let link = source.link();
     let live = source.is_live();
-    let threads = threads.max(1);
-    let (output_tx, output_rx) = sync_channel::<Output>(threads * BATCHES_IN_FLIGHT);
+    let workers = threads.max(2) - 1;
+    // Output buffers are tagged with their decoder: the workers, then the reader.
+    let reader_tag = workers;
+    let (output_tx, output_rx) = sync_channel::<Output>((workers + 1) * BATCHES_IN_FLIGHT);
     let mut spare_txs = Vec::new();
     let mut spare_rxs = Vec::new();
-    for _ in 0..threads {
+    for _ in 0..=workers {
         let (tx, rx) = sync_channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
         spare_txs.push(tx);
         spare_rxs.push(rx);
     }
+    let reader_spares = spare_rxs.pop().expect("one spare channel per decoder");
     let reader_gone = AtomicBool::new(false);
     let mut stats = Stats::default();
-    let mut identities = Identities::new(options.flows);
+    let share = reader_share(format, threads);
+    let mut identities = Identities::new(options.flows, workers, share);
     let mut defrag = Defragmenter::default();
-    let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
+    // --max-flows bounds all decoders together: each tracks its share of the connections.
+    let with_share = |share: f64| {
+        let mut options = options.clone();
+        options.flows.max_flows = ((options.flows.max_flows as f64 * share).ceil() as usize).max(1);
+        options
+    };
+    let worker_options = with_share((1.0 - share) / workers as f64);
+    let mut own = Analyzer::new(link, with_share(share));
+    let mut own_sink = WorkerSink::new(format);
     let started = Instant::now();
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
@@ -276,7 +368,7 @@ pub fn run(
         let writer = scope.spawn(move || -> std::io::Result<()> {
             // Chunks are whole batches' events: written as they are, no second buffer.
             let mut out = out;
-            for (worker, mut chunk) in output_rx {
+            for (decoder, mut chunk) in output_rx {
                 if let Err(e) = out
                     .write_all(&chunk)
                     .and_then(|()| if live { out.flush() } else { Ok(()) })
@@ -285,7 +377,7 @@ pub fn run(
                     return Err(e);
                 }
                 chunk.clear();
-                let _ = spare_txs[worker].try_send(chunk);
+                let _ = spare_txs[decoder].try_send(chunk);
             }
             out.flush()
         });
@@ -296,7 +388,7 @@ pub fn run(
             let (batch_tx, batch_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
             let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
             let output = output_tx.clone();
-            let options = options.clone();
+            let options = worker_options.clone();
             handles.push(scope.spawn(move || {
                 worker(
                     index, link, options, format, batch_rx, empty_tx, output, spares,
@@ -305,8 +397,14 @@ pub fn run(
             senders.push(batch_tx);
             empties.push(empty_rx);
         }
-        drop(output_tx);
-        let mut filling: Vec<Batch> = (0..threads).map(|_| Batch::default()).collect();
+        // The reader's events go out when enough wait, when the capture is quiet, and at the end.
+        let hand_over_own = |own_sink: &mut WorkerSink, at_least: usize| {
+            if own_sink.pending() >= at_least.max(1) {
+                let spare = reader_spares.try_recv().unwrap_or_default();
+                let _ = output_tx.send((reader_tag, own_sink.take(spare)));
+            }
+        };
+        let mut filling: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
         let send = |i: usize,
                     filling: &mut Vec<Batch>,
                     senders: &Vec<SyncSender<Batch>>,
@@ -332,11 +430,12 @@ pub fn run(
                 Ok(Next::End) => break Ok(RunEnd::EndOfInput),
                 Ok(Next::Idle) => {
                     // Live and quiet: hand over what waits, so events appear as they happen.
-                    for i in 0..threads {
+                    for i in 0..workers {
                         if !filling[i].is_empty() {
                             send(i, &mut filling, &senders, &empties);
                         }
                     }
+                    hand_over_own(&mut own_sink, 1);
                     continue;
                 }
                 Err(_) if control.stop.load(Ordering::Relaxed) => break Ok(RunEnd::Interrupted),
@@ -346,10 +445,16 @@ pub fn run(
             let (ts, data) = (packet.ts, packet.data);
             let mut route = |seg: &TcpSegment<'_>, filling: &mut Vec<Batch>| {
                 let (key, from_a) = FlowKey::new(seg.src, seg.dst);
-                let id = identities.number(key, from_a, seg.flags, ts);
-                let i = (hasher.hash_one(key) % threads as u64) as usize;
-                filling[i].push(ts, id, seg);
-                filling[i].is_full().then_some(i)
+                match identities.number(key, from_a, seg.flags, ts) {
+                    (id, Decoder::Reader) => {
+                        own.numbered_segment(ts, seg, id, &mut own_sink);
+                        None
+                    }
+                    (id, Decoder::Worker(i)) => {
+                        filling[i].push(ts, id, seg);
+                        filling[i].is_full().then_some(i)
+                    }
+                }
             };
             let full = match decode::decode(link, data) {
                 Ok(seg) => route(&seg, &mut filling),
@@ -376,6 +481,7 @@ pub fn run(
             if let Some(i) = full {
                 send(i, &mut filling, &senders, &empties);
             }
+            hand_over_own(&mut own_sink, READER_OUTPUT_BYTES);
         };
         for (i, batch) in filling.into_iter().enumerate() {
             if !batch.is_empty() {
@@ -383,10 +489,14 @@ pub fn run(
             }
         }
         drop(senders);
-        let worker_stats: Vec<Stats> = handles
+        own.finish(&mut own_sink);
+        hand_over_own(&mut own_sink, 1);
+        drop(output_tx);
+        let mut worker_stats: Vec<Stats> = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect();
+        worker_stats.push(own.stats());
         let write_error = writer.join().ok().and_then(Result::err);
         (end, worker_stats, write_error)
     });

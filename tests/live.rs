@@ -697,6 +697,49 @@ fn live_capture_on_lo_and_any_until_sigint() {
     }
 }
 
+/// `--threads` on a live interface: the events come out while the capture runs (the wait below
+/// would time out otherwise) and are exact. With two threads the reader decodes the first
+/// connection itself; with five, a worker does.
+#[test]
+fn live_capture_with_threads() {
+    require_root!();
+    let ns = Netns::new("threads");
+    let port = 9104u16;
+    let filter = format!("tcp port {port}");
+    let want = expected_frames();
+    for threads in ["2", "5"] {
+        let mut run = Wsnoop::start(
+            &ns,
+            &[
+                "-i",
+                "lo",
+                "--json",
+                "--max-payload",
+                MAX_PAYLOAD,
+                "--threads",
+                threads,
+                &filter,
+            ],
+        );
+        run.wait_listening();
+        drive_traffic(&ns, port);
+        run.wait_output("the server's close frame", |line| {
+            let e: Value = serde_json::from_str(line).expect("JSON line");
+            e["type"] == "frame" && e["dir"] == "s2c" && e["opcode"] == "close"
+        });
+        run.signal(libc::SIGINT);
+        let run = run.finish();
+        assert!(run.status.success(), "{} {:?}", run.status, run.stderr);
+        let events = events(&run.stdout);
+        assert_frames(
+            &frames_seen(&events),
+            &want,
+            &format!("--threads {threads} {:?}", run.stderr),
+        );
+        assert_handshake(&events, port);
+    }
+}
+
 /// `-c` stops a live capture by itself once that many frames are out. With `-Z` the capture
 /// goes on as another user once the device is open.
 #[test]

@@ -70,6 +70,10 @@ impl<W: Write> TextWriter<W> {
         &mut self.out.w
     }
 
+    pub fn get_ref(&self) -> &W {
+        &self.out.w
+    }
+
     /// Collects each connection's summary and prints them as a table when flushed.
     pub fn with_summary(mut self) -> Self {
         self.summary = Some(Vec::new());
