@@ -38,8 +38,11 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// reading costs nearly as much; printing events makes decoding about twice as dear.
 const READ_COST_QUIET: f64 = 0.9;
 const READ_COST_PRINTING: f64 = 0.45;
-/// The reader hands its own events to the writer when this many bytes are waiting.
-const READER_OUTPUT_BYTES: usize = 64 * 1024;
+/// Reading a file, a decoder hands its events to the writer thread once this many bytes wait:
+/// every handover wakes the writer. Live, events go out after every batch.
+const OUTPUT_CHUNK: usize = 1 << 20;
+/// Output chunks waiting for the writer, and spare buffers, per decoder.
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// How workers write events.
 #[derive(Clone, Copy, Debug)]
@@ -289,6 +292,7 @@ fn worker(
     empties: SyncSender<Batch>,
     output: SyncSender<Output>,
     spares: Receiver<Vec<u8>>,
+    output_chunk: usize,
 ) -> Stats {
     let mut analyzer = Analyzer::new(link, options);
     let mut sink = WorkerSink::new(format);
@@ -304,10 +308,11 @@ fn worker(
             };
             analyzer.numbered_segment(s.ts, &seg, s.id, &mut sink);
         }
-        let spare = spares.try_recv().unwrap_or_default();
-        let written = sink.take(spare);
-        if !written.is_empty() && output.send((index, written)).is_err() {
-            break;
+        if sink.pending() >= output_chunk.max(1) {
+            let spare = spares.try_recv().unwrap_or_default();
+            if output.send((index, sink.take(spare))).is_err() {
+                break;
+            }
         }
         batch.segments.clear();
         batch.bytes.clear();
@@ -335,14 +340,15 @@ pub fn run(
 ) -> Result<(RunEnd, Stats), RunError> {
     let link = source.link();
     let live = source.is_live();
+    let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
     let workers = threads.max(2) - 1;
     // Output buffers are tagged with their decoder: the workers, then the reader.
     let reader_tag = workers;
-    let (output_tx, output_rx) = sync_channel::<Output>((workers + 1) * BATCHES_IN_FLIGHT);
+    let (output_tx, output_rx) = sync_channel::<Output>((workers + 1) * CHUNKS_IN_FLIGHT);
     let mut spare_txs = Vec::new();
     let mut spare_rxs = Vec::new();
     for _ in 0..=workers {
-        let (tx, rx) = sync_channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
+        let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
         spare_txs.push(tx);
         spare_rxs.push(rx);
     }
@@ -391,7 +397,15 @@ pub fn run(
             let options = worker_options.clone();
             handles.push(scope.spawn(move || {
                 worker(
-                    index, link, options, format, batch_rx, empty_tx, output, spares,
+                    index,
+                    link,
+                    options,
+                    format,
+                    batch_rx,
+                    empty_tx,
+                    output,
+                    spares,
+                    output_chunk,
                 )
             }));
             senders.push(batch_tx);
@@ -481,7 +495,7 @@ pub fn run(
             if let Some(i) = full {
                 send(i, &mut filling, &senders, &empties);
             }
-            hand_over_own(&mut own_sink, READER_OUTPUT_BYTES);
+            hand_over_own(&mut own_sink, output_chunk);
         };
         for (i, batch) in filling.into_iter().enumerate() {
             if !batch.is_empty() {
