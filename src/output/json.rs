@@ -330,9 +330,13 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, base64: &mut Vec<u8>) -> io
             string(w, text)
         }
         Payload::Data(data) => {
-            base64.resize(data.len().div_ceil(3) * 4, 0);
+            // Grown, never shrunk: zeroing it again for every event would cost a pass.
+            let need = data.len().div_ceil(3) * 4;
+            if base64.len() < need {
+                base64.resize(need, 0);
+            }
             let n = BASE64
-                .encode_slice(data, base64)
+                .encode_slice(data, &mut base64[..need])
                 .map_err(io::Error::other)?;
             w.write_all(b",\"data\":\"")?;
             w.write_all(&base64[..n])?;
