@@ -33,11 +33,12 @@ const BATCH_SEGMENTS: usize = 2048;
 const MAX_SEGMENT: usize = 64 * 1024;
 /// Batches in flight per worker: bounds the memory between reader and workers.
 const BATCHES_IN_FLIGHT: usize = 4;
-/// What reading and routing every packet costs the reader, relative to decoding all of them,
-/// measured with `benches/run.sh` (per-thread CPU time): decoding alone is cheap enough that
-/// reading costs nearly as much; printing events makes decoding about twice as dear.
+/// What reading and routing every packet costs the reader, relative to decoding all of them:
+/// decoding alone is cheap enough that reading costs nearly as much; printing events makes
+/// decoding about twice as dear. From per-thread CPU times on the bench capture
+/// (`benches/run.sh`), then tuned there for the shortest runs with 2 CPUs.
 const READ_COST_QUIET: f64 = 0.9;
-const READ_COST_PRINTING: f64 = 0.45;
+const READ_COST_PRINTING: f64 = 0.55;
 /// Reading a file, a decoder hands its events to the writer thread once this many bytes wait:
 /// every handover wakes the writer. Live, events go out after every batch.
 const OUTPUT_CHUNK: usize = 1 << 20;
