@@ -11,11 +11,12 @@ use crate::decode::TcpFlags;
 use crate::event::Timestamp;
 
 /// A connection's identity regardless of direction: the lower endpoint first. Packed as
-/// integers, so hashing it (once per packet) is a few multiplications.
+/// integers, so hashing it (once per packet) is a few multiplications; addresses are pairs of
+/// u64 rather than u128, whose 16-byte alignment would pad every table entry holding a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKey {
-    low_ip: u128,
-    high_ip: u128,
+    low_ip: (u64, u64),
+    high_ip: (u64, u64),
     low_port: u16,
     high_port: u16,
     v6: bool,
@@ -28,6 +29,15 @@ fn endpoint_bits(addr: SocketAddr) -> (u128, u16) {
     }
 }
 
+/// Split so that the pairs order as the u128 does.
+fn split(ip: u128) -> (u64, u64) {
+    ((ip >> 64) as u64, ip as u64)
+}
+
+fn join((high, low): (u64, u64)) -> u128 {
+    (u128::from(high) << 64) | u128::from(low)
+}
+
 impl FlowKey {
     /// Returns the key and whether `src` is the key's first endpoint ("side A").
     pub fn new(src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
@@ -36,8 +46,8 @@ impl FlowKey {
         let src_first = s <= d;
         let (low, high) = if src_first { (s, d) } else { (d, s) };
         let key = FlowKey {
-            low_ip: low.0,
-            high_ip: high.0,
+            low_ip: split(low.0),
+            high_ip: split(high.0),
             low_port: low.1,
             high_port: high.1,
             v6,
@@ -45,7 +55,8 @@ impl FlowKey {
         (key, src_first)
     }
 
-    fn addr(&self, ip: u128, port: u16) -> SocketAddr {
+    fn addr(&self, ip: (u64, u64), port: u16) -> SocketAddr {
+        let ip = join(ip);
         if self.v6 {
             SocketAddr::new(std::net::Ipv6Addr::from_bits(ip).into(), port)
         } else {
