@@ -57,6 +57,8 @@ pub enum RunError {
     Capture(#[from] CaptureError),
     #[error("writing output: {0}")]
     Output(std::io::Error),
+    #[error("starting threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Limits and hooks for [`run`].

@@ -13,7 +13,7 @@ use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, 
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
 use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, Quiet, TextWriter};
-use wsnoop::parallel::Format;
+use wsnoop::parallel::{self, Format};
 use wsnoop::tcp::ReassemblyLimits;
 use wsnoop::ws::WsOptions;
 use wsnoop::{RunControl, RunEnd};
@@ -76,8 +76,9 @@ struct Cli {
     /// N-1 workers, connections shared out among them (each connection's events stay in order;
     /// events of different connections interleave differently than with one thread). Not
     /// with -c or --summary.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    threads: usize,
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    threads: u16,
 
     /// Decode everything but print no events: only the counts at the end, on stderr.
     #[arg(short = 'q', long)]
@@ -327,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
     if cli.threads > 1 {
+        let threads = usize::from(cli.threads);
         let format = if cli.quiet {
             Format::Quiet
         } else if cli.json {
@@ -337,10 +339,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 color,
             }
         };
-        let (end, stats) = wsnoop::parallel::run(
+        let (end, stats) = parallel::run(
             &mut source,
             &options,
-            cli.threads,
+            threads,
             format,
             Box::new(stdout),
             RunControl {

@@ -25,6 +25,9 @@ use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
 use crate::{RunControl, RunEnd, RunError};
 
+/// The most decoding threads a run uses; more would only cost memory and switches.
+pub const MAX_THREADS: u16 = 256;
+
 /// A batch is handed over when it holds this many payload bytes or segments.
 const BATCH_BYTES: usize = 256 * 1024;
 const BATCH_SEGMENTS: usize = 2048;
@@ -136,7 +139,8 @@ fn reader_share(format: Format, threads: usize) -> f64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Decoder {
     Reader,
-    Worker(usize),
+    /// A worker's index: u16 keeps the reader's table entries small.
+    Worker(u16),
 }
 
 /// Connection numbers in order of first packet, with the analyzer's rules: a fresh SYN on
@@ -220,7 +224,7 @@ impl Identities {
                 } else {
                     let worker = self.next_worker;
                     self.next_worker = (worker + 1) % self.workers;
-                    Decoder::Worker(worker)
+                    Decoder::Worker(u16::try_from(worker).unwrap_or(u16::MAX))
                 };
                 e.insert(fresh(id, decoder))
             }
@@ -342,7 +346,8 @@ pub fn run(
     let link = source.link();
     let live = source.is_live();
     let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
-    let workers = threads.max(2) - 1;
+    let threads = threads.clamp(2, usize::from(MAX_THREADS));
+    let workers = threads - 1;
     // Output buffers are tagged with their decoder: the workers, then the reader.
     let reader_tag = workers;
     let (output_tx, output_rx) = sync_channel::<Output>((workers + 1) * CHUNKS_IN_FLIGHT);
@@ -372,7 +377,9 @@ pub fn run(
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
         let reader_gone = &reader_gone;
-        let writer = scope.spawn(move || -> std::io::Result<()> {
+        // A thread the system refuses ends the run before it reads anything.
+        let mut spawn_error = None;
+        let writer = thread::Builder::new().spawn_scoped(scope, move || -> std::io::Result<()> {
             // Chunks are whole batches' events: written as they are, no second buffer.
             let mut out = out;
             for (decoder, mut chunk) in output_rx {
@@ -388,6 +395,7 @@ pub fn run(
             }
             out.flush()
         });
+        let writer = writer.map_err(|e| spawn_error = Some(e)).ok();
         let mut senders = Vec::new();
         let mut empties = Vec::new();
         let mut handles = Vec::new();
@@ -396,7 +404,10 @@ pub fn run(
             let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
             let output = output_tx.clone();
             let options = worker_options.clone();
-            handles.push(scope.spawn(move || {
+            if spawn_error.is_some() {
+                break;
+            }
+            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
                 worker(
                     index,
                     link,
@@ -408,7 +419,11 @@ pub fn run(
                     spares,
                     output_chunk,
                 )
-            }));
+            });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => spawn_error = Some(e),
+            }
             senders.push(batch_tx);
             empties.push(empty_rx);
         }
@@ -429,6 +444,9 @@ pub fn run(
             let _ = senders[i].send(full);
         };
         let end = loop {
+            if let Some(e) = spawn_error.take() {
+                break Err(RunError::Threads(e));
+            }
             if control.stop.load(Ordering::Relaxed) {
                 break Ok(RunEnd::Interrupted);
             }
@@ -466,6 +484,7 @@ pub fn run(
                         None
                     }
                     (id, Decoder::Worker(i)) => {
+                        let i = usize::from(i);
                         filling[i].push(ts, id, seg);
                         filling[i].is_full().then_some(i)
                     }
@@ -512,7 +531,7 @@ pub fn run(
             .map(|h| h.join().unwrap_or_default())
             .collect();
         worker_stats.push(own.stats());
-        let write_error = writer.join().ok().and_then(Result::err);
+        let write_error = writer.and_then(|w| w.join().ok()).and_then(Result::err);
         (end, worker_stats, write_error)
     });
     let _ = source.flush_savefile();

@@ -74,3 +74,57 @@ fn threads_refuse_what_they_cannot_do() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
     }
 }
+
+#[test]
+fn thread_counts_out_of_range_are_refused() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/node-ws.pcap");
+    for threads in ["0", "257", "many"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsnoop"))
+            .arg("-r")
+            .arg(&fixture)
+            .args(["-q", "--threads", threads])
+            .output()
+            .expect("wsnoop runs");
+        assert_eq!(out.status.code(), Some(2), "--threads {threads}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+    }
+}
+
+/// When the system will not start another thread, the run ends with one line, not a panic.
+#[test]
+fn threads_the_system_refuses_end_the_run_cleanly() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run as another user with a process limit");
+        return;
+    }
+    // Copies that the unprivileged user can surely reach, wherever the build tree is.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("wsnoop");
+    let capture = dir.path().join("capture.pcap");
+    std::fs::copy(env!("CARGO_BIN_EXE_wsnoop"), &binary).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/node-ws.pcap"),
+        &capture,
+    )
+    .unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&capture, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // One process for the user: not one more thread.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["prlimit", "--nproc=1:1", "--"])
+        .arg(&binary)
+        .arg("-r")
+        .arg(&capture)
+        .args(["-q", "--threads", "4"])
+        .current_dir("/")
+        .output()
+        .expect("setpriv and prlimit (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("wsnoop: starting threads: "), "{stderr}");
+}
