@@ -2,7 +2,7 @@
 # Memory check of issue 5 (see benches/README.md): wsnoop's peak RSS under a SYN flood and
 # under half-open connections that hold out-of-order data behind a hole that never fills.
 #
-#   benches/memory.sh [--syns N] [--half-open M] [--ooo-bytes B] [--no-build]
+#   benches/memory.sh [--syns N] [--half-open M] [--ooo-bytes B] [--threads N] [--no-build]
 #
 # Defaults: one million SYNs from distinct addresses and ports, 32 half-open connections each
 # holding 1,000,000 bytes out of order in each direction (just under the 1 MiB --max-ooo
@@ -18,19 +18,22 @@
 # and prints the bound the documented limits imply:
 #   base + max_flows x (bytes per tracked flow, measured from flood - flood10k)
 #        + M x 2 x max_ooo
+# With --threads N every run uses `wsnoop --threads N` (the decoders share --max-flows out; the
+# reader's table of connection numbers adds to the bytes per tracked flow).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}/wsnoop-bench}
-SYNS=1000000 HALF=32 OOO=1000000 BUILD=1 SEED=1
+SYNS=1000000 HALF=32 OOO=1000000 BUILD=1 SEED=1 THREADS=1
 MAX_FLOWS=100000 MAX_OOO=$((1 << 20))   # wsnoop's defaults (--max-flows, --max-ooo)
 while [[ $# -gt 0 ]]; do
     case $1 in
         --syns) SYNS=$2; shift 2 ;;
         --half-open) HALF=$2; shift 2 ;;
         --ooo-bytes) OOO=$2; shift 2 ;;
+        --threads) THREADS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        *) sed -n '2,22p' "$0"; exit 2 ;;
+        *) sed -n '2,24p' "$0"; exit 2 ;;
     esac
 done
 
@@ -60,7 +63,9 @@ declare -A KB
 measure() { # NAME FILE [wsnoop options...]
     local name=$1 file=$2
     shift 2
-    /usr/bin/time -f '%e %M' -o "$TMP/t" "$WSNOOP" -r "$file" -q "$@" 2> "$TMP/err"
+    local threads=()
+    [[ $THREADS -gt 1 ]] && threads=(--threads "$THREADS")
+    /usr/bin/time -f '%e %M' -o "$TMP/t" "$WSNOOP" -r "$file" -q "${threads[@]}" "$@" 2> "$TMP/err"
     read -r wall kb < "$TMP/t"
     KB[$name]=$kb
     printf '%-9s %8.1f MB  %6.2f s  %-44s %s\n' "$name" "$(awk -v k="$kb" 'BEGIN {print k / 1024}')" \
@@ -68,7 +73,7 @@ measure() { # NAME FILE [wsnoop options...]
 }
 
 echo "== machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== wsnoop -q peak RSS (GNU time); limits: --max-flows $MAX_FLOWS, --max-ooo $MAX_OOO"
+echo "== wsnoop -q peak RSS (GNU time); limits: --max-flows $MAX_FLOWS, --max-ooo $MAX_OOO; --threads $THREADS"
 measure base "$(flood 1 0 0)"
 measure flood "$(flood "$SYNS" 0 0)"
 measure flood2x "$(flood $((2 * SYNS)) 0 0)"
@@ -82,7 +87,12 @@ PER_FLOW=$(( (KB[flood] - KB[flood10k]) * 1024 / (MAX_FLOWS - 10000) ))
 BASE=$((KB[base] * 1024))
 TABLE=$((MAX_FLOWS * PER_FLOW))
 HELD=$((HALF * 2 * MAX_OOO))
-BOUND=$((BASE + TABLE + HELD))
+# With --threads, segments wait in batches between the reader and each worker: at most 11
+# batches per worker (4 queued, 1 being decoded, 1 filling, 5 returned for reuse), each with
+# room for 320 KiB of payload and 2048 segment records (about 240 KiB); src/parallel.rs.
+PIPELINE=0
+[[ $THREADS -gt 1 ]] && PIPELINE=$(((THREADS - 1) * 11 * (320 + 240) * 1024))
+BOUND=$((BASE + TABLE + HELD + PIPELINE))
 BOTH=$((KB[both] * 1024))
 echo
 echo "== bound implied by the documented limits"
@@ -91,6 +101,7 @@ row "bytes per tracked flow ((flood - flood10k) / 90000)" "$PER_FLOW B (measured
 row "fixed cost (base)" "$(mb $BASE)"
 row "flow table: $MAX_FLOWS flows x $PER_FLOW B" "$(mb $TABLE)"
 row "out of order: $HALF connections x 2 x $MAX_OOO B" "$(mb $HELD)"
+[[ $THREADS -gt 1 ]] && row "batches between reader and $((THREADS - 1)) worker(s)" "$(mb $PIPELINE)"
 row "bound" "$(mb $BOUND)"
 verdict() { if awk "BEGIN {exit !($1)}"; then echo PASS; else echo FAIL; fi; }
 echo
