@@ -485,6 +485,12 @@ fn drive_traffic(ns: &Netns, port: u16) {
 // ---------------------------------------------------------------------------------------------
 // Reading wsnoop's output
 
+/// The last frame of the traffic `drive_traffic` makes, as a JSON line.
+fn is_server_close(line: &str) -> bool {
+    let e: Value = serde_json::from_str(line).expect("JSON line");
+    e["type"] == "frame" && e["dir"] == "s2c" && e["opcode"] == "close"
+}
+
 fn events(jsonl: &str) -> Vec<Value> {
     jsonl
         .lines()
@@ -646,12 +652,8 @@ fn live_capture_on_lo_and_any_until_sigint() {
     // Stop once the last frame is out (wsnoop, like tcpdump, stops reading at once, and a
     // debug build may lag behind the traffic). The interface is quiet by then: a stop request
     // must still get through.
-    let last_frame = |line: &str| {
-        let e: Value = serde_json::from_str(line).expect("JSON line");
-        e["type"] == "frame" && e["dir"] == "s2c" && e["opcode"] == "close"
-    };
-    lo.wait_output("the server's close frame", last_frame);
-    any.wait_output("the server's close frame", last_frame);
+    lo.wait_output("the server's close frame", is_server_close);
+    any.wait_output("the server's close frame", is_server_close);
     lo.signal(libc::SIGINT);
     any.signal(libc::SIGTERM);
     let lo = lo.finish();
@@ -723,10 +725,7 @@ fn live_capture_with_threads() {
         );
         run.wait_listening();
         drive_traffic(&ns, port);
-        run.wait_output("the server's close frame", |line| {
-            let e: Value = serde_json::from_str(line).expect("JSON line");
-            e["type"] == "frame" && e["dir"] == "s2c" && e["opcode"] == "close"
-        });
+        run.wait_output("the server's close frame", is_server_close);
         run.signal(libc::SIGINT);
         let run = run.finish();
         assert!(run.status.success(), "{} {:?}", run.status, run.stderr);
