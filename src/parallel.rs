@@ -1,4 +1,4 @@
-//! `--threads N`: connections sharded across worker threads by their flow key.
+//! `--threads N`: connections shared out among N decoders, the reading thread and N-1 workers.
 //!
 //! One reader (the calling thread) reads packets, decodes them to TCP, numbers connections and
 //! gives each new connection to a decoder: to itself for a share that leaves it as busy as a
