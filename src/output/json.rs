@@ -20,8 +20,8 @@ static BASE64: LazyLock<Simd> = LazyLock::new(|| Simd::standard(general_purpose:
 pub struct JsonWriter<W: Write> {
     out: Out<W>,
     precision: TsPrecision,
-    /// Reused for base64, so no event allocates.
-    base64: Vec<u8>,
+    /// Reused, so no event allocates.
+    payloads: PayloadMemo,
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -29,7 +29,7 @@ impl<W: Write> JsonWriter<W> {
         JsonWriter {
             out: Out::new(w),
             precision,
-            base64: Vec::new(),
+            payloads: PayloadMemo::default(),
         }
     }
 
@@ -277,7 +277,7 @@ fn frame(
     w: &mut impl Write,
     p: TsPrecision,
     e: &FrameEvent<'_>,
-    base64: &mut Vec<u8>,
+    payloads: &mut PayloadMemo,
 ) -> io::Result<()> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let h = e.header;
@@ -306,7 +306,7 @@ fn frame(
     }
     w.write_all(b",\"len\":")?;
     num(w, h.len)?;
-    payload(w, e.payload, base64)?;
+    payload(w, e.payload, payloads)?;
     w.write_all(b",\"truncated\":")?;
     boolean(w, e.truncated)?;
     if let Some(close) = &e.close {
@@ -323,33 +323,58 @@ fn frame(
     w.write_all(b"}\n")
 }
 
-fn payload(w: &mut impl Write, payload: Payload<'_>, base64: &mut Vec<u8>) -> io::Result<()> {
-    match payload {
-        Payload::Text(text) => {
-            w.write_all(b",\"text\":")?;
-            string(w, text)
-        }
-        Payload::Data(data) => {
-            // Grown, never shrunk: zeroing it again for every event would cost a pass.
-            let need = data.len().div_ceil(3) * 4;
-            if base64.len() < need {
-                base64.resize(need, 0);
+/// The last payload written and what it became. A single-frame message's payload is its
+/// frame's, written again in the message event: it is escaped or encoded once.
+#[derive(Default)]
+struct PayloadMemo {
+    /// Whether the memo holds a text or a binary payload; None before the first.
+    text: Option<bool>,
+    input: Vec<u8>,
+    /// The JSON string, quotes included; grown, never shrunk, so that base64 does not zero it
+    /// again for every payload.
+    output: Vec<u8>,
+    output_len: usize,
+}
+
+fn payload(w: &mut impl Write, payload: Payload<'_>, memo: &mut PayloadMemo) -> io::Result<()> {
+    let (text, bytes) = match payload {
+        Payload::Text(text) => (true, text.as_bytes()),
+        Payload::Data(data) => (false, data),
+    };
+    w.write_all(if text { b",\"text\":" } else { b",\"data\":" })?;
+    if memo.text != Some(text) || memo.input != bytes {
+        memo.text = Some(text);
+        memo.input.clear();
+        memo.input.extend_from_slice(bytes);
+        match payload {
+            Payload::Text(text) => {
+                memo.output.clear();
+                string(&mut memo.output, text)?;
+                memo.output_len = memo.output.len();
             }
-            let n = BASE64
-                .encode_slice(data, &mut base64[..need])
-                .map_err(io::Error::other)?;
-            w.write_all(b",\"data\":\"")?;
-            w.write_all(&base64[..n])?;
-            w.write_all(b"\"")
+            Payload::Data(data) => {
+                let need = data.len().div_ceil(3) * 4 + 2;
+                if memo.output.len() < need {
+                    memo.output.resize(need, 0);
+                }
+                let out = &mut memo.output[..need];
+                out[0] = b'"';
+                out[need - 1] = b'"';
+                BASE64
+                    .encode_slice(data, &mut out[1..need - 1])
+                    .map_err(io::Error::other)?;
+                memo.output_len = need;
+            }
         }
     }
+    w.write_all(&memo.output[..memo.output_len])
 }
 
 fn message(
     w: &mut impl Write,
     p: TsPrecision,
     e: &MessageEvent<'_>,
-    base64: &mut Vec<u8>,
+    payloads: &mut PayloadMemo,
 ) -> io::Result<()> {
     envelope(w, "message", e.ts, p, e.flow)?;
     w.write_all(b",\"dir\":\"")?;
@@ -366,7 +391,7 @@ fn message(
     num(w, e.frames)?;
     w.write_all(b",\"compressed\":")?;
     boolean(w, e.compressed)?;
-    payload(w, e.payload, base64)?;
+    payload(w, e.payload, payloads)?;
     w.write_all(b",\"truncated\":")?;
     boolean(w, e.truncated)?;
     w.write_all(b",\"incomplete\":")?;
@@ -470,8 +495,8 @@ impl<W: Write> EventSink for JsonWriter<W> {
         let w = &mut self.out.w;
         let result = match event {
             Event::Handshake(e) => handshake(w, self.precision, e),
-            Event::Frame(e) => frame(w, self.precision, e, &mut self.base64),
-            Event::Message(e) => message(w, self.precision, e, &mut self.base64),
+            Event::Frame(e) => frame(w, self.precision, e, &mut self.payloads),
+            Event::Message(e) => message(w, self.precision, e, &mut self.payloads),
             Event::Close(e) => close(w, self.precision, e),
             Event::Anomaly(e) => anomaly(w, self.precision, e),
             Event::Flow(e) => flow(w, self.precision, e),
@@ -495,6 +520,32 @@ impl<W: Write> OutputSink for JsonWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_written_again_come_out_the_same() {
+        use base64::engine::general_purpose::STANDARD;
+        let payloads = [
+            Payload::Data(b""),
+            Payload::Text(""),
+            Payload::Data(b""),
+            Payload::Text("a \"quoted\" \\ text"),
+            Payload::Text("a \"quoted\" \\ text"),
+            Payload::Data(b"a \"quoted\" \\ text"),
+            Payload::Data(b"\x00\xff binary"),
+            Payload::Data(b"\x00\xff binary"),
+            Payload::Text("shorter"),
+        ];
+        let mut memo = PayloadMemo::default();
+        for p in payloads {
+            let want = match p {
+                Payload::Text(t) => format!(",\"text\":{}", serde_json::to_string(t).unwrap()),
+                Payload::Data(d) => format!(",\"data\":\"{}\"", STANDARD.encode(d)),
+            };
+            let mut got = Vec::new();
+            payload(&mut got, p, &mut memo).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), want);
+        }
+    }
 
     #[test]
     fn byte_masks_are_exact() {
