@@ -327,8 +327,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut on_drops = |s: capture::LiveStats| {
         eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
-    if cli.threads > 1 {
-        let threads = usize::from(cli.threads);
+    let control = RunControl {
+        stop: &STOP,
+        duration,
+        on_drops: &mut on_drops,
+        drop_report_interval: Duration::from_secs(5),
+    };
+    let (end, stats) = if cli.threads > 1 {
         let format = if cli.quiet {
             Format::Quiet
         } else if cli.json {
@@ -339,51 +344,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 color,
             }
         };
-        let (end, stats) = parallel::run(
+        let threads = usize::from(cli.threads);
+        parallel::run(
             &mut source,
             &options,
             threads,
             format,
             Box::new(stdout),
-            RunControl {
-                stop: &STOP,
-                duration,
-                on_drops: &mut on_drops,
-                drop_report_interval: Duration::from_secs(5),
-            },
-        )?;
-        if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
-            report(&stats, source.live_stats());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut analyzer = Analyzer::new(source.link(), options);
-    let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut sink: Box<dyn OutputSink> = if cli.quiet {
-        Box::new(Quiet)
-    } else if cli.json {
-        Box::new(JsonWriter::new(writer, source.precision()))
+            control,
+        )?
     } else {
-        let text = TextWriter::new(writer, source.precision(), color);
-        Box::new(if cli.summary {
-            text.with_summary()
+        let mut analyzer = Analyzer::new(source.link(), options);
+        let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+        let mut sink: Box<dyn OutputSink> = if cli.quiet {
+            Box::new(Quiet)
+        } else if cli.json {
+            Box::new(JsonWriter::new(writer, source.precision()))
         } else {
-            text
-        })
+            let text = TextWriter::new(writer, source.precision(), color);
+            Box::new(if cli.summary {
+                text.with_summary()
+            } else {
+                text
+            })
+        };
+        let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
+        (end, analyzer.stats())
     };
-    let end = wsnoop::run(
-        &mut source,
-        &mut analyzer,
-        sink.as_mut(),
-        RunControl {
-            stop: &STOP,
-            duration,
-            on_drops: &mut on_drops,
-            drop_report_interval: Duration::from_secs(5),
-        },
-    )?;
     if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
-        report(&analyzer.stats(), source.live_stats());
+        report(&stats, source.live_stats());
     }
     Ok(ExitCode::SUCCESS)
 }
