@@ -117,6 +117,16 @@ fn short(v: &Value) -> String {
 }
 
 /// Compares one message event with its expected entry; returns what differs.
+/// The messages the generator sent in direction `dir`.
+fn wanted_messages<'a>(want: &'a Value, dir: &str) -> Vec<&'a Value> {
+    want["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["dir"] == dir)
+        .collect()
+}
+
 fn check_message(got: &Value, want: &Value) -> Vec<String> {
     let mut errs = Vec::new();
     for field in ["opcode", "compressed", "frames", "wire_len"] {
@@ -240,12 +250,7 @@ fn check_crafted(capture: &Path) -> Vec<String> {
             .copied()
             .filter(|m| m["dir"] == dir)
             .collect();
-        let wanted: Vec<&Value> = want["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .filter(|m| m["dir"] == dir)
-            .collect();
+        let wanted = wanted_messages(&want, dir);
         if got.len() != wanted.len() {
             errs.push(format!(
                 "{} {dir} messages, expected {}",
@@ -340,12 +345,7 @@ fn check_text_frames(events: &[Value], want: &Value) -> Vec<String> {
                 groups.extend(open.take());
             }
         }
-        let wanted: Vec<&Value> = want["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .filter(|m| m["dir"] == dir)
-            .collect();
+        let wanted = wanted_messages(want, dir);
         if groups.len() != wanted.len() {
             errs.push(format!(
                 "{} {dir} messages in frame events, expected {}",
