@@ -403,9 +403,9 @@ pub fn pipeline(data: &[u8]) -> u64 {
         ))),
         _ => Sink::Quiet(Quiet),
     };
-    let mut analyzer = Analyzer::new(input.link, input.options);
+    let mut analyzer = Analyzer::new(input.options);
     for (ts, packet) in &input.packets {
-        analyzer.packet(*ts, packet, &mut sink);
+        analyzer.packet(input.link, *ts, packet, &mut sink);
         if analyzer.is_done() {
             break;
         }
@@ -479,7 +479,7 @@ pub fn pcap_file(data: &[u8]) -> u64 {
         },
         ..AnalyzerOptions::default()
     };
-    let mut analyzer = Analyzer::new(source.link(), options);
+    let mut analyzer = Analyzer::new(options);
     let mut sink = JsonWriter::new(Vec::new(), source.precision());
     let stop = AtomicBool::new(false);
     let mut on_drops = |_| {};

@@ -184,7 +184,6 @@ impl Connection {
 }
 
 pub struct Analyzer {
-    link: LinkType,
     options: AnalyzerOptions,
     /// Boxed: the table's slots stay small, so growing it (when old and new tables live at
     /// once) costs little, and a connection never moves.
@@ -224,9 +223,8 @@ impl Env<'_> {
 }
 
 impl Analyzer {
-    pub fn new(link: LinkType, options: AnalyzerOptions) -> Self {
+    pub fn new(options: AnalyzerOptions) -> Self {
         Analyzer {
-            link,
             options,
             flows: HashMap::default(),
             defrag: Defragmenter::default(),
@@ -249,12 +247,14 @@ impl Analyzer {
             .is_some_and(|max| self.stats.ws.frames_emitted >= max)
     }
 
-    pub fn packet(&mut self, ts: Timestamp, data: &[u8], sink: &mut dyn EventSink) {
+    /// One captured packet. The link type comes with each packet: a pcapng file may hold
+    /// interfaces of several link types.
+    pub fn packet(&mut self, link: LinkType, ts: Timestamp, data: &[u8], sink: &mut dyn EventSink) {
         self.stats.packets += 1;
         if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
             self.sweep(ts, sink);
         }
-        match decode::decode(self.link, data) {
+        match decode::decode(link, data) {
             Ok(segment) => {
                 self.stats.tcp_packets += 1;
                 self.segment(ts, &segment, sink);
@@ -263,7 +263,7 @@ impl Analyzer {
             Err(Skip::Malformed) => self.stats.skipped_malformed += 1,
             Err(Skip::Fragment) => {
                 self.stats.fragments += 1;
-                let Some(datagram) = self.defrag.add(self.link, data, ts) else {
+                let Some(datagram) = self.defrag.add(link, data, ts) else {
                     return;
                 };
                 match datagram.segment() {

@@ -76,6 +76,7 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length on the wire; more than `data.len()` when the snapshot length cut it.
     pub wire_len: u32,
+    pub link: LinkType,
 }
 
 pub enum Next<'a> {
@@ -331,6 +332,7 @@ impl Source {
             },
             data: raw.data,
             wire_len: header.len,
+            link: self.link,
         }))
     }
 

@@ -133,7 +133,7 @@ pub fn run(
             Next::Idle if drain_until.is_some() => break RunEnd::Interrupted,
             Next::Idle => {}
             Next::Packet(packet) => {
-                analyzer.packet(packet.ts, packet.data, &mut *sink);
+                analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
                 // Live, each event is written as it happens: a flush of an empty buffer costs
                 // no system call.
                 unflushed = live;

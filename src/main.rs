@@ -354,7 +354,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
         )?
     } else {
-        let mut analyzer = Analyzer::new(source.link(), options);
+        let mut analyzer = Analyzer::new(options);
         let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
         let mut sink: Box<dyn OutputSink> = if cli.quiet {
             Box::new(Quiet)
@@ -441,7 +441,7 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         report_connections: true,
         ..AnalyzerOptions::default()
     };
-    let mut analyzer = Analyzer::new(source.link(), options);
+    let mut analyzer = Analyzer::new(options);
     let mut diagnoser = Diagnoser::new(
         args.ports.clone(),
         DiagnoseOptions {

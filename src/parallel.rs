@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, Stats};
 use crate::capture::{Next, Source};
-use crate::decode::{self, Defragmenter, LinkType, Skip, TcpFlags, TcpSegment};
+use crate::decode::{self, Defragmenter, Skip, TcpFlags, TcpSegment};
 use crate::event::{Event, EventSink, Timestamp};
 use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
@@ -290,7 +290,6 @@ type Output = (usize, Vec<u8>);
 #[allow(clippy::too_many_arguments)]
 fn worker(
     index: usize,
-    link: LinkType,
     options: AnalyzerOptions,
     format: Format,
     batches: Receiver<Batch>,
@@ -299,7 +298,7 @@ fn worker(
     spares: Receiver<Vec<u8>>,
     output_chunk: usize,
 ) -> Stats {
-    let mut analyzer = Analyzer::new(link, options);
+    let mut analyzer = Analyzer::new(options);
     let mut sink = WorkerSink::new(format);
     for mut batch in batches {
         for s in &batch.segments {
@@ -343,7 +342,6 @@ pub fn run(
     out: Box<dyn Write + Send>,
     control: RunControl<'_>,
 ) -> Result<(RunEnd, Stats), RunError> {
-    let link = source.link();
     let live = source.is_live();
     let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
     let threads = threads.clamp(2, usize::from(MAX_THREADS));
@@ -371,7 +369,7 @@ pub fn run(
         options
     };
     let worker_options = with_share((1.0 - share) / workers as f64);
-    let mut own = Analyzer::new(link, with_share(share));
+    let mut own = Analyzer::new(with_share(share));
     let mut own_sink = WorkerSink::new(format);
     let started = Instant::now();
 
@@ -410,7 +408,6 @@ pub fn run(
             let spawned = thread::Builder::new().spawn_scoped(scope, move || {
                 worker(
                     index,
-                    link,
                     options,
                     format,
                     batch_rx,
@@ -475,7 +472,7 @@ pub fn run(
                 Err(e) => break Err(RunError::from(e)),
             };
             stats.packets += 1;
-            let (ts, data) = (packet.ts, packet.data);
+            let (ts, data, link) = (packet.ts, packet.data, packet.link);
             let mut route = |seg: &TcpSegment<'_>, filling: &mut Vec<Batch>| {
                 let (key, from_a) = FlowKey::new(seg.src, seg.dst);
                 match identities.number(key, from_a, seg.flags, ts) {

@@ -121,7 +121,7 @@ Sec-WebSocket-Accept: {accept}\r\n\r\n"
 
 /// Allocations made while analysing `packets` and writing every event as JSON.
 fn allocations_for(packets: &[Vec<u8>]) -> usize {
-    let mut analyzer = Analyzer::new(LinkType::Ethernet, AnalyzerOptions::default());
+    let mut analyzer = Analyzer::new(AnalyzerOptions::default());
     let mut sink = JsonWriter::new(std::io::sink(), TsPrecision::Micro);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for (i, packet) in packets.iter().enumerate() {
@@ -129,7 +129,7 @@ fn allocations_for(packets: &[Vec<u8>]) -> usize {
             secs: 1_700_000_000,
             nanos: (i as u32) * 1000,
         };
-        analyzer.packet(ts, packet, &mut sink);
+        analyzer.packet(LinkType::Ethernet, ts, packet, &mut sink);
     }
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     assert_eq!(analyzer.stats().ws.frames as usize, packets.len() - 5);

@@ -1236,7 +1236,7 @@ fn run_pipeline(
     options: AnalyzerOptions,
     packets: &[(Timestamp, Vec<u8>)],
 ) -> Result<BTreeMap<String, usize>, TestCaseError> {
-    let mut analyzer = Analyzer::new(link, options);
+    let mut analyzer = Analyzer::new(options);
     let mut json = JsonWriter::new(Vec::new(), TsPrecision::Nano);
     let mut text = TextWriter::new(Vec::new(), TsPrecision::Micro, true);
     let mut events = 0usize;
@@ -1250,7 +1250,7 @@ fn run_pipeline(
             text.event(e);
         };
         for (ts, data) in packets {
-            analyzer.packet(*ts, data, &mut sink);
+            analyzer.packet(link, *ts, data, &mut sink);
         }
         analyzer.finish(&mut sink);
     }
@@ -2146,7 +2146,7 @@ proptest! {
             ws: WsOptions { max_payload: 100_000_000, ..WsOptions::default() },
             ..AnalyzerOptions::default()
         };
-        let mut analyzer = Analyzer::new(LinkType::Ethernet, options);
+        let mut analyzer = Analyzer::new(options);
         let mut got: [Vec<SeenMessage>; 2] = [Vec::new(), Vec::new()];
         let mut problems: Vec<String> = Vec::new();
         let mut closes = Vec::new();
@@ -2183,7 +2183,7 @@ proptest! {
             let mut ts = Timestamp { secs: 1_700_000_000, nanos: 0 };
             for p in &packets {
                 ts.nanos += 1000;
-                analyzer.packet(ts, p, &mut sink);
+                analyzer.packet(LinkType::Ethernet, ts, p, &mut sink);
             }
             analyzer.finish(&mut sink);
         }
