@@ -85,7 +85,16 @@ fn slice(link: LinkType, data: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
         LinkType::Ethernet => SlicedPacket::from_ethernet(data),
         LinkType::Raw => SlicedPacket::from_ip(data),
         LinkType::Null => SlicedPacket::from_ip(data.get(4..).ok_or(Skip::Malformed)?),
-        LinkType::LinuxSll => SlicedPacket::from_linux_sll(data),
+        // Both cooked headers are read here rather than by etherparse, whose SLL reader refuses
+        // every ARPHRD type but a few: loopback (772), tun devices (65534) and ppp (512), all
+        // common in `-i any` captures, carry IP with an EtherType protocol field all the same.
+        LinkType::LinuxSll => {
+            // SLL header: packet type (2), ARPHRD type (2), address length (2), address (8),
+            // protocol type (2).
+            let protocol = data.get(14..16).ok_or(Skip::Malformed)?;
+            let protocol = u16::from_be_bytes([protocol[0], protocol[1]]);
+            SlicedPacket::from_ether_type(EtherType(protocol), &data[16..])
+        }
         LinkType::LinuxSll2 => {
             // SLL2 header: protocol type (2), reserved (2), interface index (4),
             // ARPHRD type (2), packet type (1), address length (1), address (8).
@@ -267,7 +276,21 @@ mod tests {
         let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6];
         sll2.extend_from_slice(&[0; 8]);
         sll2.extend_from_slice(&ip);
+        // Linux cooked v1 as `-i any` writes it: loopback (ARPHRD 772), a tun device (65534),
+        // ppp (512) and Ethernet (1), each with the IPv4 EtherType.
+        let sll = |arphrd: u16| {
+            let mut h = vec![0, 4]; // packet type: outgoing
+            h.extend_from_slice(&arphrd.to_be_bytes());
+            h.extend_from_slice(&[0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]);
+            h.extend_from_slice(&ip);
+            h
+        };
+        let (sll_lo, sll_tun, sll_ppp, sll_eth) = (sll(772), sll(65534), sll(512), sll(1));
         for (link, bytes) in [
+            (LinkType::LinuxSll, &sll_lo),
+            (LinkType::LinuxSll, &sll_tun),
+            (LinkType::LinuxSll, &sll_ppp),
+            (LinkType::LinuxSll, &sll_eth),
             (LinkType::Ethernet, &eth),
             (LinkType::Raw, &ip),
             (LinkType::Null, &null),
@@ -320,6 +343,10 @@ mod tests {
     fn short_and_foreign_packets_are_skipped() {
         assert_eq!(
             decode(LinkType::LinuxSll2, &[0; 5]).unwrap_err(),
+            Skip::Malformed
+        );
+        assert_eq!(
+            decode(LinkType::LinuxSll, &[0; 15]).unwrap_err(),
             Skip::Malformed
         );
         assert_eq!(

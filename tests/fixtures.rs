@@ -7,7 +7,7 @@
 //! microsecond checks, which compare wsnoop's view of two encodings of the same packets with
 //! each other (and both with the expected file).
 //!
-//! Per connection (matched by client port, on the expected server address and port):
+//! Per connection (matched by client and server address and port):
 //! - the handshake: uri == path, status, upgraded, accept "ok" when upgraded, the 101's
 //!   extensions == `compression`, endpoints formatted as `ip:port` / `[v6]:port`;
 //! - the messages of each direction, in order, exactly: opcode, length after decompression,
@@ -225,6 +225,28 @@ fn server_endpoint(expected: &Value) -> SocketAddr {
     SocketAddr::new(ip, u16::try_from(port).expect("port"))
 }
 
+/// A connection's client and server. A fixture with connections over several interfaces says
+/// each one's `server_addr` and `client_addr`; otherwise the capture is on loopback and the
+/// client has the server's address.
+fn endpoints(expected: &Value, conn: &Value) -> (SocketAddr, SocketAddr) {
+    let mut server = server_endpoint(expected);
+    if let Some(ip) = s(conn, "server_addr") {
+        server.set_ip(
+            ip.parse()
+                .expect("a connection's server_addr is an IP address"),
+        );
+    }
+    let client_ip = s(conn, "client_addr").map_or(server.ip(), |ip| {
+        ip.parse()
+            .expect("a connection's client_addr is an IP address")
+    });
+    let port = u(conn, "client_port").expect("client_port");
+    (
+        SocketAddr::new(client_ip, u16::try_from(port).expect("port")),
+        server,
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // wsnoop's events, grouped
 
@@ -278,7 +300,6 @@ fn check_fixture(fx: &Fixture, lines: &[Line]) -> Vec<String> {
     let mut errors = Vec::new();
     let mut err = |msg: String| errors.push(format!("{}: {msg}", fx.name));
     let expected = &fx.expected;
-    let server = server_endpoint(expected);
     let compression_none = |c: &Value| s(c, "compression").unwrap_or("none") == "none";
 
     for line in lines {
@@ -288,15 +309,14 @@ fn check_fixture(fx: &Fixture, lines: &[Line]) -> Vec<String> {
     }
 
     let flows = flows(lines);
-    // Client port -> flow ids, on the expected server endpoint.
-    let mut by_port: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    // (client, server) -> flow ids.
+    let mut by_endpoints: BTreeMap<(SocketAddr, SocketAddr), Vec<u64>> = BTreeMap::new();
     for (&id, flow) in &flows {
         match (
             flow.client.parse::<SocketAddr>(),
             flow.server.parse::<SocketAddr>(),
         ) {
-            (Ok(c), Ok(srv)) if srv == server => by_port.entry(c.port()).or_default().push(id),
-            (Ok(_), Ok(_)) => {}
+            (Ok(c), Ok(srv)) => by_endpoints.entry((c, srv)).or_default().push(id),
             _ => err(format!(
                 "flow {id}: endpoints {:?} / {:?} are not ip:port",
                 flow.client, flow.server
@@ -304,17 +324,19 @@ fn check_fixture(fx: &Fixture, lines: &[Line]) -> Vec<String> {
         }
     }
 
-    let listed: BTreeSet<u16> = connections(expected)
+    let listed: BTreeSet<(SocketAddr, SocketAddr)> = connections(expected)
         .iter()
-        .map(|c| u16::try_from(u(c, "client_port").expect("client_port")).expect("port"))
+        .map(|c| endpoints(expected, c))
         .collect();
     // A connection that the fixture does not list carries no WebSocket (e.g. Chromium's page).
     for (&id, flow) in &flows {
-        let listed_here = flow
-            .client
-            .parse::<SocketAddr>()
-            .is_ok_and(|c| listed.contains(&c.port()))
-            && flow.server.parse::<SocketAddr>().is_ok_and(|s| s == server);
+        let listed_here = match (
+            flow.client.parse::<SocketAddr>(),
+            flow.server.parse::<SocketAddr>(),
+        ) {
+            (Ok(c), Ok(srv)) => listed.contains(&(c, srv)),
+            _ => false,
+        };
         if !listed_here {
             for e in &flow.events {
                 let kind = s(e, "type").unwrap_or_default();
@@ -333,18 +355,21 @@ fn check_fixture(fx: &Fixture, lines: &[Line]) -> Vec<String> {
     }
 
     for conn in connections(expected) {
-        let port = u16::try_from(u(conn, "client_port").expect("client_port")).expect("port");
-        let mut cerr = |msg: String| err(format!("client port {port}: {msg}"));
-        let ids = by_port.get(&port).cloned().unwrap_or_default();
+        let (client, server) = endpoints(expected, conn);
+        let mut cerr = |msg: String| err(format!("client {client}: {msg}"));
+        let ids = by_endpoints
+            .get(&(client, server))
+            .cloned()
+            .unwrap_or_default();
         let [id] = ids[..] else {
             cerr(format!(
-                "expected exactly one flow to {server} from this port, wsnoop reported {}",
+                "expected exactly one flow to {server} from this client, wsnoop reported {}",
                 ids.len()
             ));
             continue;
         };
         let flow = &flows[&id];
-        errors_of_connection(conn, flow, server, compression_none(conn))
+        errors_of_connection(conn, flow, client, server, compression_none(conn))
             .into_iter()
             .for_each(&mut cerr);
     }
@@ -355,15 +380,14 @@ fn check_fixture(fx: &Fixture, lines: &[Line]) -> Vec<String> {
 fn errors_of_connection(
     conn: &Value,
     flow: &Flow<'_>,
+    client: SocketAddr,
     server: SocketAddr,
     no_ext: bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
     let mut err = |msg: String| errors.push(msg);
-    let port = u(conn, "client_port").unwrap_or_default();
 
-    // Endpoints: the captures are on loopback, so the client has the server's address.
-    let client_text = SocketAddr::new(server.ip(), port as u16).to_string();
+    let client_text = client.to_string();
     if flow.client != client_text || flow.server != server.to_string() {
         err(format!(
             "endpoints: got client {:?} server {:?}, expected {client_text:?} {:?}",
