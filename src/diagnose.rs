@@ -234,7 +234,10 @@ impl EventSink for Diagnoser {
                         .or_default()
                         .add(e.flow, e.ts);
                 }
-                for code in [e.code, e.reply_code].into_iter().flatten() {
+                // A session counts once per code: the echo of the same code is not a second
+                // session closed with it.
+                let reply = e.reply_code.filter(|&r| Some(r) != e.code);
+                for code in [e.code, reply].into_iter().flatten() {
                     if close_code_meaning(code).1 {
                         self.error_codes.entry(code).or_default().add(e.flow, e.ts);
                     }
@@ -626,13 +629,14 @@ unknown. Capture with a larger buffer (-B), a filter, or to a file with -w.",
                 "no packets at all were captured".to_string()
             } else if self.connections == 0 {
                 format!(
-                    "{} packets but no TCP connection{}",
+                    "{} packets but no TCP connection{}{}",
                     stats.packets,
                     if self.ports.is_empty() {
                         ""
                     } else {
                         " on the ports asked for"
-                    }
+                    },
+                    skipped_note(stats)
                 )
             } else {
                 let top: Vec<String> = ports
@@ -684,6 +688,25 @@ application's messages: `wsnoop -r FILE --show messages`."
     }
 }
 
+/// The packets wsnoop could not read down to TCP, when they may be what hid the traffic.
+fn skipped_note(stats: &Stats) -> String {
+    let mut parts = Vec::new();
+    if stats.skipped_not_tcp > 0 {
+        parts.push(format!("{} not TCP over IP", stats.skipped_not_tcp));
+    }
+    if stats.skipped_malformed > 0 {
+        parts.push(format!(
+            "{} malformed or cut short below TCP",
+            stats.skipped_malformed
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 /// Writes findings for people.
 pub fn write_text(w: &mut impl Write, findings: &[Finding], color: bool) -> io::Result<()> {
     for f in findings {
@@ -728,5 +751,59 @@ impl OutputSink for Diagnoser {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{CloseEvent, Direction};
+
+    fn close(flow: &FlowMeta, code: u16, reply_code: Option<u16>) -> Event<'_> {
+        Event::Close(CloseEvent {
+            ts: Timestamp::default(),
+            flow,
+            initiator: Some(Direction::ServerToClient),
+            code: Some(code),
+            reason: None,
+            reply_code,
+            replied: reply_code.is_some(),
+            clean: true,
+            end: EndReason::Fin,
+        })
+    }
+
+    /// 25 sessions closed with 1008, each echoed: 25 sessions, not 50 close frames. A session
+    /// answered with another code counts under both codes.
+    #[test]
+    fn error_close_codes_count_sessions() {
+        let mut d = Diagnoser::new(Vec::new(), DiagnoseOptions::default());
+        let flows: Vec<FlowMeta> = (0..26)
+            .map(|id| FlowMeta {
+                id,
+                client: "127.0.0.1:40000".parse().unwrap(),
+                server: "127.0.0.1:8080".parse().unwrap(),
+                midstream: false,
+            })
+            .collect();
+        for flow in &flows[..25] {
+            d.event(&close(flow, 1008, Some(1008)));
+        }
+        d.event(&close(&flows[25], 1011, Some(1008)));
+        let findings = d.findings(&Stats::default());
+        let detail = |code: &str| {
+            findings
+                .iter()
+                .find(|f| f.kind == "abnormal_close" && f.detail.contains(code))
+                .map(|f| (f.count, f.detail.clone()))
+        };
+        let (count, text) = detail("code 1008").expect("a finding for 1008");
+        assert_eq!(count, 26, "{text}");
+        assert!(
+            text.starts_with("26 sessions closed with code 1008"),
+            "{text}"
+        );
+        let (count, text) = detail("code 1011").expect("a finding for 1011");
+        assert_eq!(count, 1, "{text}");
     }
 }

@@ -18,6 +18,14 @@ use wsnoop::tcp::ReassemblyLimits;
 use wsnoop::ws::WsOptions;
 use wsnoop::{RunControl, RunEnd};
 
+/// A line on stderr. Unlike `eprintln!`, which panics when stderr is a pipe whose reader has
+/// gone, a failed write is ignored: the run ends with the exit code it would have had.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
 /// capture file or a live interface.
 #[derive(Parser, Debug)]
@@ -236,6 +244,21 @@ fn drop_privileges(user: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The packets that yielded no TCP segment, by reason; None when every packet did.
+fn skipped_packets(stats: &Stats) -> Option<String> {
+    let reasons = [
+        (stats.skipped_not_tcp, "not TCP over IP"),
+        (stats.skipped_malformed, "malformed or cut short below TCP"),
+    ];
+    let parts: Vec<String> = reasons
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+    let total: u64 = reasons.iter().map(|(n, _)| n).sum();
+    (total > 0).then(|| format!("{total} packets skipped: {}", parts.join(", ")))
+}
+
 fn report(stats: &Stats, live: Option<capture::LiveStats>) {
     let mut err = io::stderr().lock();
     let _ = writeln!(
@@ -249,6 +272,9 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
         stats.ws.messages,
         stats.ws.anomalies
     );
+    if let Some(skipped) = skipped_packets(stats) {
+        let _ = writeln!(err, "{skipped}");
+    }
     if let Some(l) = live {
         let _ = writeln!(
             err,
@@ -289,7 +315,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if source.is_live() {
         // As tcpdump says it; also tells a script that packets are being captured now.
-        eprintln!(
+        say!(
             "listening on {}, link-type {}, snapshot length {} bytes",
             source.name(),
             source.link_type_name(),
@@ -325,7 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let color = use_color(cli.source.color, stdout.is_terminal());
     let mut on_drops = |s: capture::LiveStats| {
-        eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
+        say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
     let control = RunControl {
         stop: &STOP,
@@ -424,7 +450,7 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         &args.source.filter,
     )?;
     if source.is_live() {
-        eprintln!(
+        say!(
             "wsnoop: diagnosing on {}{}",
             source.name(),
             match duration {
@@ -449,7 +475,7 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         },
     );
     let mut on_drops = |s: capture::LiveStats| {
-        eprintln!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
+        say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
     wsnoop::run(
         &mut source,
@@ -492,7 +518,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wsnoop: {e:#}");
+            say!("wsnoop: {e:#}");
             ExitCode::FAILURE
         }
     }
