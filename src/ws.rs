@@ -145,8 +145,24 @@ pub struct FlowCounters {
     /// upgrade (or the first frame seen) to the connection's end.
     pub longest_silence: f64,
     last_activity: Option<Timestamp>,
-    pending_pings: std::collections::VecDeque<(Direction, Vec<u8>, Timestamp)>,
+    pending_pings: std::collections::VecDeque<PendingPing>,
     rtts: Vec<f64>,
+}
+
+/// A ping waiting for its pong. The payload is kept as its length and a hash, so a ping
+/// costs no allocation; a pong with another payload of the same length and hash could only
+/// time one round trip wrongly.
+#[derive(Debug, Clone, Copy)]
+struct PendingPing {
+    dir: Direction,
+    len: usize,
+    hash: u64,
+    sent: Timestamp,
+}
+
+fn payload_hash(payload: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6a09_e667_f3bc_c908).hash_one(payload)
 }
 
 impl FlowCounters {
@@ -183,20 +199,26 @@ impl FlowCounters {
         if self.pending_pings.len() == PING_MEMORY {
             self.pending_pings.pop_front();
         }
-        self.pending_pings.push_back((dir, payload.to_vec(), ts));
+        self.pending_pings.push_back(PendingPing {
+            dir,
+            len: payload.len(),
+            hash: payload_hash(payload),
+            sent: ts,
+        });
     }
 
     fn pong(&mut self, dir: Direction, payload: &[u8], ts: Timestamp) {
         self.pongs += 1;
         // RFC 6455 5.5.3: a pong echoes the ping's payload; it comes from the other side.
+        let hash = payload_hash(payload);
         if let Some(i) = self
             .pending_pings
             .iter()
-            .position(|(d, p, _)| *d != dir && p == payload)
-            && let Some((_, _, sent)) = self.pending_pings.remove(i)
+            .position(|p| p.dir != dir && p.len == payload.len() && p.hash == hash)
+            && let Some(ping) = self.pending_pings.remove(i)
             && self.rtts.len() < RTT_SAMPLES
         {
-            self.rtts.push(ts.seconds_since(sent).max(0.0));
+            self.rtts.push(ts.seconds_since(ping.sent).max(0.0));
         }
     }
 }

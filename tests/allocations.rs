@@ -1,6 +1,6 @@
 //! The per-frame path does not allocate: a counting global allocator measures a session of
 //! a hundred frames and one of ten thousand; once buffers have grown, more frames cost no
-//! allocation at all.
+//! allocation at all. The same for pings and pongs, and for a session's close handshake.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,7 +64,12 @@ fn segment(from_client: bool, seq: u32, ack: u32, flags: &str, payload: &[u8]) -
 
 /// A masked (client) or unmasked (server) text frame, per RFC 6455 5.2.
 fn text_frame(masked: bool, text: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x81, if masked { 0x80 } else { 0 } | text.len() as u8];
+    frame(0x81, masked, text)
+}
+
+/// A final frame of the given first byte (FIN and opcode) with a payload under 126 bytes.
+fn frame(first: u8, masked: bool, text: &[u8]) -> Vec<u8> {
+    let mut out = vec![first, if masked { 0x80 } else { 0 } | text.len() as u8];
     let key = [0x12, 0x34, 0x56, 0x78];
     if masked {
         out.extend_from_slice(&key);
@@ -75,8 +80,21 @@ fn text_frame(masked: bool, text: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What a session carries after its handshake, per round: a text message each way, or a ping
+/// from the client and the server's pong.
+#[derive(Clone, Copy)]
+enum Round {
+    Texts,
+    PingPong,
+}
+
 /// A whole session with `frames` text messages each way, as packets.
 fn session(frames: usize) -> Vec<Vec<u8>> {
+    session_of(frames, Round::Texts, false)
+}
+
+/// A session of `rounds` rounds, then, if `close`, a close handshake (1000 "bye" both ways).
+fn session_of(rounds: usize, round: Round, close: bool) -> Vec<Vec<u8>> {
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());
@@ -107,16 +125,41 @@ Sec-WebSocket-Accept: {accept}\r\n\r\n"
             s += bytes.len() as u32;
         }
     }
-    for i in 0..frames {
-        let text = format!("{{\"type\":\"tick\",\"seq\":{i},\"note\":\"héllo\"}}");
-        let up = text_frame(true, text.as_bytes());
+    let mut exchange = |up: Vec<u8>, down: Vec<u8>| {
         packets.push(segment(true, c, s, "PA", &up));
         c += up.len() as u32;
-        let down = text_frame(false, text.as_bytes());
         packets.push(segment(false, s, c, "PA", &down));
         s += down.len() as u32;
+    };
+    for i in 0..rounds {
+        match round {
+            Round::Texts => {
+                let text = format!("{{\"type\":\"tick\",\"seq\":{i},\"note\":\"héllo\"}}");
+                exchange(
+                    text_frame(true, text.as_bytes()),
+                    text_frame(false, text.as_bytes()),
+                );
+            }
+            Round::PingPong => {
+                let payload = format!("keepalive {i}");
+                exchange(
+                    frame(0x89, true, payload.as_bytes()),
+                    frame(0x8a, false, payload.as_bytes()),
+                );
+            }
+        }
+    }
+    if close {
+        let bye = [0x03, 0xe8, b'b', b'y', b'e'];
+        exchange(frame(0x88, true, &bye), frame(0x88, false, &bye));
     }
     packets
+}
+
+/// The counter is global: each test holds its turn while it builds packets and measures.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Allocations made while analysing `packets` and writing every event as JSON.
@@ -136,8 +179,24 @@ fn allocations_for(packets: &[Vec<u8>]) -> usize {
     after - before
 }
 
+/// Pings, their pongs and a close handshake. Round trips are kept for the median up to 1024
+/// samples, so both sessions have more pongs than that: beyond it, a ping must cost nothing.
+#[test]
+fn pings_and_closes_do_not_allocate() {
+    let _turn = turn();
+    let few = allocations_for(&session_of(1100, Round::PingPong, true));
+    let many = allocations_for(&session_of(10_000, Round::PingPong, true));
+    eprintln!("allocations: {few} for 2,202 ping, pong and close frames, {many} for 20,002");
+    assert!(
+        many <= few,
+        "{few} allocations for 1,100 pings, {many} for 10,000: pings allocate"
+    );
+    assert!(few < 300, "{few} allocations for one session of pings");
+}
+
 #[test]
 fn frames_do_not_allocate() {
+    let _turn = turn();
     let small = session(100);
     let large = session(10_000);
     let few = allocations_for(&small);
