@@ -11,18 +11,38 @@ use crate::decode::{LinkType, UnsupportedLinkType};
 use crate::event::Timestamp;
 use crate::output::TsPrecision;
 
-/// Snapshot length for live capture: whole packets, as tcpdump takes them.
+/// Snapshot length for live capture: whole packets, as tcpdump takes them. It costs no ring
+/// space: the kernel packs packets into the ring's blocks by their captured length (TPACKET_V3).
 pub const SNAPLEN: i32 = 262_144;
-/// Kernel buffer for a live capture without `-B`, in KiB. In immediate mode libpcap's ring has
-/// one slot per packet, sized for the largest packet the device can carry rounded up to a power
-/// of two: 128 KiB on an Ethernet device with receive offloads, so libpcap's own 2 MiB default
-/// holds 16 packets and drops in any burst. This holds 256.
+/// Kernel buffer for a live capture without `-B`, in KiB. Out of immediate mode libpcap makes
+/// the buffer a ring of 256 KiB TPACKET_V3 blocks that the kernel fills with packets one after
+/// another, as tcpdump's: with the traffic of tests/live_burst.rs (handshakes, short messages,
+/// acknowledgements) 4 MiB took some 10 000 packets, so this holds some 80 000.
 pub const DEFAULT_BUFFER_KIB: i32 = 32 * 1024;
-/// The same for `any`, whose slots take the whole snapshot length (512 KiB each).
+/// The same for `any`, which sees the packets of every interface (and puts those of the
+/// loopback in the ring twice, once each way, though libpcap passes on one copy).
 pub const DEFAULT_ANY_BUFFER_KIB: i32 = 64 * 1024;
-/// How long a live read waits for a packet before giving the caller a chance to check for a
-/// stop request, a `--duration` limit or kernel drops.
-const LIVE_READ_TIMEOUT_MS: i32 = 100;
+/// libpcap's packet buffer timeout, which it makes the TPACKET_V3 block retire timeout: the
+/// kernel hands a block over when it is full, or once it has held packets this long. So it
+/// bounds how late a packet on a quiet interface reaches wsnoop: from send to printed JSON
+/// line, at most 116 ms here, with or without `--threads`. It also spends ring space: a reader
+/// that stalls (its output paused) gets a block per timeout however few packets it holds, so
+/// the ring lasts (buffer / 256 KiB) timeouts of a stall, where tcpdump's 1000 ms lasts ten
+/// times as long. Shorter would cost more space, longer would print later.
+///
+/// Immediate mode, the alternative, hands each packet over at once but takes TPACKET_V2, a ring
+/// of one fixed slot per packet, sized for the snapshot length on `any` (256 slots of 512 KiB
+/// at `-B 65536`) and for the MTU on Ethernet devices (64 KiB with receive offloads). With the
+/// burst of tests/live_burst.rs at `-B 65536` it dropped 14 158 of the 14 442 packets that the
+/// filter passed, where tcpdump and this ring dropped none.
+pub const LIVE_READ_TIMEOUT_MS: i32 = 100;
+/// How long after capturing a packet the kernel has surely handed it over: one timeout as
+/// measured here (the send-to-print figures above), twice that for margin.
+pub const LIVE_DELIVERY_LIMIT: std::time::Duration =
+    std::time::Duration::from_millis(2 * LIVE_READ_TIMEOUT_MS as u64);
+/// How long [`Source::wait_for_packets`] waits on a quiet interface before the run loop checks
+/// for a stop request, a `--duration` limit or kernel drops.
+const IDLE_WAIT_MS: i32 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -81,7 +101,7 @@ pub struct Packet<'a> {
 
 pub enum Next<'a> {
     Packet(Packet<'a>),
-    /// A live read timed out with nothing captured.
+    /// A live read found nothing captured: [`Source::wait_for_packets`] before reading again.
     Idle,
     End,
 }
@@ -178,11 +198,13 @@ impl Source {
         })
     }
 
-    /// Opens a live capture in immediate mode, so each packet is seen as it passes.
+    /// Opens a live capture whose ring packs packets (TPACKET_V3, as tcpdump's) and hands them
+    /// over within [`LIVE_DELIVERY_LIMIT`].
     ///
-    /// The handle is non-blocking and [`Source::next_packet`] waits in its own `poll`: on Linux,
-    /// libpcap's blocking read keeps polling through its read timeout until a packet comes, so
-    /// a quiet interface would never give the run loop a chance to see Ctrl-C or `--duration`.
+    /// The handle is non-blocking and [`Source::wait_for_packets`] waits in its own `poll`: on
+    /// Linux, libpcap's blocking read keeps polling through its read timeout until a packet
+    /// comes, so a quiet interface would never give the run loop a chance to see Ctrl-C or
+    /// `--duration`.
     pub fn open_live(options: &LiveOptions) -> Result<Source, CaptureError> {
         let device = match &options.device {
             Some(name) => Device::from(name.as_str()),
@@ -198,7 +220,6 @@ impl Source {
             })?
             .promisc(options.promiscuous)
             .snaplen(SNAPLEN)
-            .immediate_mode(true)
             .timeout(LIVE_READ_TIMEOUT_MS)
             .precision(Precision::Nano);
         let kib = options.buffer_kib.unwrap_or(if device_name == "any" {
@@ -307,12 +328,7 @@ impl Source {
         let raw = match result {
             Ok(p) => p,
             Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
-            Err(pcap::Error::TimeoutExpired) => {
-                if let Some(fd) = self.live_fd {
-                    wait_readable(fd, LIVE_READ_TIMEOUT_MS);
-                }
-                return Ok(Next::Idle);
-            }
+            Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
             Err(e) => {
                 return Err(CaptureError::Read {
                     source_name: self.name.clone(),
@@ -336,6 +352,15 @@ impl Source {
         }))
     }
 
+    /// After [`Next::Idle`]: waits until the kernel hands over packets, for at most
+    /// `IDLE_WAIT_MS`, so that the caller checks its limits on a quiet interface too. A signal
+    /// cuts the wait short (poll is never restarted), so a stop request is seen at once.
+    pub fn wait_for_packets(&self) {
+        if let Some(fd) = self.live_fd {
+            wait_readable(fd, IDLE_WAIT_MS);
+        }
+    }
+
     /// libpcap's counters, for live captures.
     pub fn live_stats(&mut self) -> Option<LiveStats> {
         match &mut self.handle {
@@ -349,8 +374,7 @@ impl Source {
     }
 }
 
-/// Waits until `fd` has something to read or `timeout_ms` passes. A signal cuts the wait
-/// short (poll is never restarted), so a stop request is seen at once.
+/// Waits until `fd` has something to read or `timeout_ms` passes, or a signal comes.
 fn wait_readable(fd: RawFd, timeout_ms: i32) {
     let mut pfd = libc::pollfd {
         fd,

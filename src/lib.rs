@@ -96,16 +96,16 @@ pub fn run(
     let mut last_drop_check = Instant::now();
     let mut drops_reported = 0u32;
     let mut unflushed = false;
-    // Live, a stop request first drains what the kernel already captured, for at most this
-    // long, so Ctrl-C loses nothing that libpcap delivered.
-    let mut drain_until: Option<Instant> = None;
+    // Live, a stop request first drains what the kernel already captured, so Ctrl-C loses
+    // nothing that the kernel captured before it: until the capture is quiet once the kernel
+    // has handed over every block it had started, or DRAIN_LIMIT after the request.
+    let mut stopped_at: Option<Instant> = None;
     let end = loop {
         if control.stop.load(Ordering::Relaxed) {
             if !live {
                 break RunEnd::Interrupted;
             }
-            let deadline = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN_LIMIT);
-            if Instant::now() >= deadline {
+            if stopped_at.get_or_insert_with(Instant::now).elapsed() >= DRAIN_LIMIT {
                 break RunEnd::Interrupted;
             }
         }
@@ -130,8 +130,12 @@ pub fn run(
         };
         match next {
             Next::End => break RunEnd::EndOfInput,
-            Next::Idle if drain_until.is_some() => break RunEnd::Interrupted,
-            Next::Idle => {}
+            Next::Idle => {
+                if stopped_at.is_some_and(|at| at.elapsed() >= capture::LIVE_DELIVERY_LIMIT) {
+                    break RunEnd::Interrupted;
+                }
+                source.wait_for_packets();
+            }
             Next::Packet(packet) => {
                 analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
                 // Live, each event is written as it happens: a flush of an empty buffer costs

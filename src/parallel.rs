@@ -18,12 +18,12 @@ use std::thread;
 use std::time::Instant;
 
 use crate::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, Stats};
-use crate::capture::{Next, Source};
+use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
 use crate::decode::{self, Defragmenter, Skip, TcpFlags, TcpSegment};
 use crate::event::{Event, EventSink, Timestamp};
 use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
-use crate::{RunControl, RunEnd, RunError};
+use crate::{DRAIN_LIMIT, RunControl, RunEnd, RunError};
 
 /// The most decoding threads a run uses; more would only cost memory and switches.
 pub const MAX_THREADS: u16 = 256;
@@ -440,11 +440,15 @@ pub fn run(
             let full = std::mem::replace(&mut filling[i], fresh);
             let _ = senders[i].send(full);
         };
+        // As in the single-threaded run: a stop request first drains what the kernel captured.
+        let mut stopped_at: Option<Instant> = None;
         let end = loop {
             if let Some(e) = spawn_error.take() {
                 break Err(RunError::Threads(e));
             }
-            if control.stop.load(Ordering::Relaxed) {
+            if control.stop.load(Ordering::Relaxed)
+                && (!live || stopped_at.get_or_insert_with(Instant::now).elapsed() >= DRAIN_LIMIT)
+            {
                 break Ok(RunEnd::Interrupted);
             }
             if reader_gone.load(Ordering::Relaxed) {
@@ -458,6 +462,11 @@ pub fn run(
             let packet = match source.next_packet() {
                 Ok(Next::Packet(p)) => p,
                 Ok(Next::End) => break Ok(RunEnd::EndOfInput),
+                Ok(Next::Idle)
+                    if stopped_at.is_some_and(|at| at.elapsed() >= LIVE_DELIVERY_LIMIT) =>
+                {
+                    break Ok(RunEnd::Interrupted);
+                }
                 Ok(Next::Idle) => {
                     // Live and quiet: hand over what waits, so events appear as they happen.
                     for i in 0..workers {
@@ -466,6 +475,7 @@ pub fn run(
                         }
                     }
                     hand_over_own(&mut own_sink, 1);
+                    source.wait_for_packets();
                     continue;
                 }
                 Err(_) if control.stop.load(Ordering::Relaxed) => break Ok(RunEnd::Interrupted),
