@@ -594,6 +594,11 @@ impl App {
                 self.session = Session::start(SessionStart::WebSocket);
             }
         }
+        if let Some(flow) = self.flow()
+            && ws_port(flow.server)
+        {
+            self.session.expect_websocket();
+        }
     }
 
     fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, env: &mut Env<'_>) {
@@ -634,9 +639,9 @@ impl App {
                     self.session.ignore();
                     return;
                 };
-                let mut ctx = env.context(&flow);
+                let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 self.session
-                    .gap(direction(from_a, client_is_a), lost, &mut ctx);
+                    .gap(direction(from_a, client_is_a), lost, scratch, &mut ctx);
             }
             Chunk::Conflict(bytes) => {
                 if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) {
