@@ -319,9 +319,18 @@ fn lenient_response(
 /// True when the start of a head (one too large to parse whole) has an `Upgrade: websocket`
 /// header among its complete lines: the connection meant to become WebSocket.
 pub fn partial_head_upgrades(buf: &[u8]) -> bool {
-    lenient::header_lines(buf).any(|(name, value)| {
-        name.trim_ascii().eq_ignore_ascii_case(b"upgrade") && has_token(value, "websocket")
-    })
+    lenient::header_lines(buf).any(|(name, value)| is_upgrade_websocket(name, value))
+}
+
+/// True when one header line (without its line end) is `Upgrade: websocket`.
+pub fn line_upgrades(line: &[u8]) -> bool {
+    line.iter()
+        .position(|&b| b == b':')
+        .is_some_and(|colon| is_upgrade_websocket(&line[..colon], &line[colon + 1..]))
+}
+
+fn is_upgrade_websocket(name: &[u8], value: &[u8]) -> bool {
+    name.trim_ascii().eq_ignore_ascii_case(b"upgrade") && has_token(value, "websocket")
 }
 
 /// A head parsed line by line, for the heads httparse refuses but endpoints may accept:

@@ -161,6 +161,59 @@ enum HttpSide {
     Head,
     SkipBody(u64),
     Chunked(ChunkedBody),
+    /// The rest of a request head too large to hold.
+    HeadTail(HeadTail),
+}
+
+/// The rest of a head over [`MAX_HEAD_LEN`], read without being held: only for where it ends
+/// and for an `Upgrade: websocket` line, so padding a header cannot hide an upgrade.
+#[derive(Debug, Clone, Copy)]
+struct HeadTail {
+    /// The current line's first bytes: enough for `Upgrade: websocket`.
+    line: [u8; HeadTail::KEEP],
+    /// Bytes of the current line so far.
+    len: usize,
+    upgrade: bool,
+}
+
+impl HeadTail {
+    const KEEP: usize = 48;
+
+    /// Starts inside the line that `held` (the bytes held so far) ends with.
+    fn after(held: &[u8]) -> HeadTail {
+        let start = held
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        let mut tail = HeadTail {
+            line: [0; HeadTail::KEEP],
+            len: 0,
+            upgrade: handshake::partial_head_upgrades(held),
+        };
+        tail.scan(&held[start..]);
+        tail
+    }
+
+    /// Reads head bytes; at the head's end, returns how many of `input` it used.
+    fn scan(&mut self, input: &[u8]) -> Option<usize> {
+        for (i, &b) in input.iter().enumerate() {
+            if b != b'\n' {
+                if let Some(slot) = self.line.get_mut(self.len) {
+                    *slot = b;
+                }
+                self.len = self.len.saturating_add(1);
+                continue;
+            }
+            let kept = &self.line[..self.len.min(HeadTail::KEEP)];
+            let kept = kept.strip_suffix(b"\r").unwrap_or(kept);
+            if self.len <= 1 && kept.is_empty() {
+                return Some(i + 1);
+            }
+            self.upgrade |= handshake::line_upgrades(kept);
+            self.len = 0;
+        }
+        None
+    }
 }
 
 /// Where a chunked body (RFC 9112 7.1) is being skipped.
@@ -471,23 +524,7 @@ impl Session {
         };
         let intent = self.ws_port || http.as_ref().is_some_and(|h| h.intent);
         let spoke_http = http.as_ref().is_some_and(|h| h.heads > 0);
-        ctx.stats.http_given_up.counts[reason as usize] += 1;
-        if !(intent || (reason.breaks_http() && spoke_http)) {
-            return;
-        }
-        ctx.stats.http_given_up.reported += 1;
-        let then = if intent {
-            "; frames are looked for mid-stream"
-        } else {
-            ""
-        };
-        let detail = format!(
-            "{}: {} ({} stream){extra}; wsnoop stopped following its HTTP{then}",
-            reason.name(),
-            reason.sentence(),
-            dir.name()
-        );
-        ctx.anomaly(Some(dir), AnomalyKind::HttpAbandoned, &detail);
+        count_give_up(reason, dir, extra, intent, spoke_http, ctx);
         if !intent {
             return;
         }
@@ -547,7 +584,15 @@ the first copy was kept",
             }
             // An upgrade request that never got a response.
             Mode::Http(http) => (
-                &no_counters,
+                {
+                    // The connection ended inside a head too large to hold.
+                    if let HttpSide::HeadTail(tail) = &http.client {
+                        let intent = self.ws_port || http.intent || tail.upgrade;
+                        let (dir, reason) = (Direction::ClientToServer, GiveUp::HeadTooLarge);
+                        count_give_up(reason, dir, ", cut by the end", intent, true, ctx);
+                    }
+                    &no_counters
+                },
                 http.pending
                     .iter()
                     .find_map(|p| p.upgrade.as_ref().map(|(request, _)| request.uri.as_str())),
@@ -709,7 +754,7 @@ fn skip_body(side: &mut HttpSide, input: &mut &[u8]) -> Result<(), GiveUp> {
                 *side = HttpSide::Head;
             }
         }
-        HttpSide::Head => {}
+        HttpSide::Head | HttpSide::HeadTail(_) => {}
     }
     Ok(())
 }
@@ -721,6 +766,34 @@ fn body_side(body: BodyLength) -> Result<HttpSide, GiveUp> {
         BodyLength::Chunked => Ok(HttpSide::Chunked(ChunkedBody::start())),
         BodyLength::UntilClose => Err(GiveUp::BodyUntilClose),
     }
+}
+
+/// Counts a give-up; reports it when the connection meant WebSocket or its HTTP broke.
+fn count_give_up(
+    reason: GiveUp,
+    dir: Direction,
+    extra: &str,
+    intent: bool,
+    spoke_http: bool,
+    ctx: &mut Context<'_>,
+) {
+    ctx.stats.http_given_up.counts[reason as usize] += 1;
+    if !(intent || (reason.breaks_http() && spoke_http)) {
+        return;
+    }
+    ctx.stats.http_given_up.reported += 1;
+    let then = if intent {
+        "; frames are looked for mid-stream"
+    } else {
+        ""
+    };
+    let detail = format!(
+        "{}: {} ({} stream){extra}; wsnoop stopped following its HTTP{then}",
+        reason.name(),
+        reason.sentence(),
+        dir.name()
+    );
+    ctx.anomaly(Some(dir), AnomalyKind::HttpAbandoned, &detail);
 }
 
 /// `input` after the complete HTTP head it starts with, if it starts with one.
@@ -754,7 +827,9 @@ impl HttpState {
         } else {
             &self.response_head
         };
-        self.intent |= handshake::partial_head_upgrades(buf);
+        // A response's status line says whether it switches protocols.
+        self.intent |= handshake::partial_head_upgrades(buf)
+            || (!buf_is_request && buf.get(8..13) == Some(&b" 101 "[..]));
         HttpOutcome::GiveUp(reason)
     }
 
@@ -767,6 +842,13 @@ impl HttpState {
                 self.early_client_bytes.extend_from_slice(input);
                 return HttpOutcome::Continue;
             }
+            if let HttpSide::HeadTail(tail) = &mut self.client {
+                if tail.scan(input).is_none() {
+                    return HttpOutcome::Continue;
+                }
+                self.intent |= tail.upgrade;
+                return HttpOutcome::GiveUp(GiveUp::HeadTooLarge);
+            }
             if !matches!(self.client, HttpSide::Head) {
                 if let Err(reason) = skip_body(&mut self.client, &mut input) {
                     return HttpOutcome::GiveUp(reason);
@@ -776,10 +858,19 @@ impl HttpState {
             if self.request_head.is_empty() && !handshake::looks_like_request_start(input) {
                 return HttpOutcome::GiveUp(GiveUp::NotHttp);
             }
+            let held = self.request_head.len();
             let (request, used) =
                 match take_head(&mut self.request_head, input, handshake::parse_request) {
                     Ok(Some(done)) => done,
                     Ok(None) => return HttpOutcome::Continue,
+                    Err(GiveUp::HeadTooLarge) => {
+                        // Read on to the head's end: an upgrade may come after the padding.
+                        let tail = HeadTail::after(&self.request_head);
+                        input = &input[self.request_head.len() - held..];
+                        self.request_head = Vec::new();
+                        self.client = HttpSide::HeadTail(tail);
+                        continue;
+                    }
                     Err(reason) => return self.head_failed(reason, true),
                 };
             input = &input[used..];
@@ -1272,8 +1363,12 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert_eq!(count(&events, "frame s2c"), 3, "{events:?}");
         assert_eq!(stats.http_given_up.get(GiveUp::HeadTooLarge), 1);
         // The same without the upgrade header: a plain oversized request, counted only.
-        let plain: Vec<u8> =
-            [&b"GET / HTTP/1.1\r\nX-Pad: "[..], &vec![b'a'; MAX_HEAD_LEN]].concat();
+        let plain: Vec<u8> = [
+            &b"GET / HTTP/1.1\r\nX-Pad: "[..],
+            &vec![b'a'; MAX_HEAD_LEN],
+            b"\r\nHost: a\r\n\r\n",
+        ]
+        .concat();
         let (events, stats) = run(false, &[Data(C2S, &plain)]);
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(stats.http_given_up.get(GiveUp::HeadTooLarge), 1);
@@ -1284,6 +1379,29 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
             1,
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn padding_before_the_upgrade_header_does_not_hide_it() {
+        let mut request = b"GET /chat HTTP/1.1\r\nX-Pad: ".to_vec();
+        request.extend(std::iter::repeat_n(b'a', MAX_HEAD_LEN + 5000));
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(&UPGRADE[b"GET /chat HTTP/1.1\r\n".len()..]);
+        let mut steps: Vec<Step<'_>> = request.chunks(1448).map(|c| Data(C2S, c)).collect();
+        steps.push(Data(S2C, SWITCH));
+        let echoes = frames(server_text, &["p", "q"]);
+        steps.push(Data(S2C, &echoes));
+        let (events, stats) = run(false, &steps);
+        assert!(
+            events[0].starts_with("http_abandoned head_too_large: "),
+            "{events:?}"
+        );
+        assert_eq!(count(&events, "frame s2c"), 2, "{events:?}");
+        assert_eq!(stats.http_given_up.get(GiveUp::HeadTooLarge), 1);
+        // Still inside the padding: nothing decided yet.
+        let (events, stats) = run(false, &steps[..10]);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(stats.http_given_up.total(), 0);
     }
 
     #[test]
