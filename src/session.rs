@@ -334,6 +334,8 @@ struct HttpState {
     intent: bool,
     /// Complete heads parsed, both ways: the connection has spoken HTTP.
     heads: u32,
+    /// An upgrade just refused, for the session to keep as its handshake.
+    refused: Option<Box<Upgrade>>,
 }
 
 /// The completed opening handshake of an upgraded connection.
@@ -641,6 +643,7 @@ the first copy was kept",
                 awaiting_upgrade: false,
                 intent: false,
                 heads: 0,
+                refused: None,
             }));
         }
         match &mut self.mode {
@@ -660,6 +663,11 @@ the first copy was kept",
                     Direction::ClientToServer => http.client_data(input, ctx),
                     Direction::ServerToClient => http.server_data(input, ctx),
                 };
+                // An upgrade answered with something other than a switch to WebSocket.
+                if let Some(refused) = http.refused.take() {
+                    self.handshake = Some(refused);
+                    self.summarise = true;
+                }
                 match next {
                     HttpOutcome::Continue => {}
                     HttpOutcome::GiveUp(reason) => {
@@ -669,11 +677,6 @@ the first copy was kept",
                         if self.is_websocket() {
                             self.data(dir, input, scratch, ctx);
                         }
-                    }
-                    HttpOutcome::Refused(handshake) => {
-                        self.handshake = Some(handshake);
-                        self.summarise = true;
-                        self.mode = Mode::Ignored;
                     }
                     HttpOutcome::Upgraded {
                         upgrade,
@@ -707,8 +710,6 @@ enum HttpOutcome {
     Continue,
     /// The HTTP layer cannot follow the connection any more.
     GiveUp(GiveUp),
-    /// The upgrade was answered with something other than a switch to WebSocket.
-    Refused(Box<Upgrade>),
     Upgraded {
         upgrade: Box<Upgrade>,
         server_rest: Vec<u8>,
@@ -978,12 +979,30 @@ impl HttpState {
                     check_handshake(&request, &response, accept, ctx);
                     let negotiated = Negotiated::from_server_extensions(&response.extensions);
                     if !upgraded {
-                        return HttpOutcome::Refused(Box::new(Upgrade {
+                        let (status, body) = (response.status, response.body);
+                        self.refused = Some(Box::new(Upgrade {
                             request: *request,
                             response,
                             accept,
                             negotiated,
                         }));
+                        if status == 101 {
+                            // Switched, but not to WebSocket: what follows is not HTTP.
+                            return HttpOutcome::GiveUp(GiveUp::OtherProtocol);
+                        }
+                        // Refused, the connection may go on: a retry with credentials, another
+                        // path. Following it keeps a refused decoy from hiding a real upgrade.
+                        self.awaiting_upgrade = false;
+                        self.intent = false;
+                        self.server = match body_side(body) {
+                            Ok(side) => side,
+                            Err(reason) => return HttpOutcome::GiveUp(reason),
+                        };
+                        let early = std::mem::take(&mut self.early_client_bytes);
+                        match self.client_data(&early, ctx) {
+                            HttpOutcome::Continue => continue,
+                            other => return other,
+                        }
                     }
                     return HttpOutcome::Upgraded {
                         upgrade: Box::new(Upgrade {
@@ -1402,6 +1421,68 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         let (events, stats) = run(false, &steps[..10]);
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(stats.http_given_up.total(), 0);
+    }
+
+    #[test]
+    fn a_refused_decoy_does_not_hide_the_upgrade_after_it() {
+        let decoy = String::from_utf8_lossy(UPGRADE).replace("/chat", "/decoy");
+        let (events, stats) = run(
+            false,
+            &[
+                Data(C2S, decoy.as_bytes()),
+                Data(
+                    S2C,
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot here\n",
+                ),
+                Data(C2S, UPGRADE),
+                Data(S2C, &[SWITCH, &server_text("real")].concat()),
+                Data(C2S, &client_text("hidden?")),
+            ],
+        );
+        assert_eq!(
+            events,
+            [
+                "handshake /decoy 404 accept=missing",
+                "handshake /chat 101 accept=ok",
+                "frame s2c real",
+                "frame c2s hidden?",
+            ],
+        );
+        assert_eq!((stats.handshakes, stats.upgrades), (2, 1));
+        assert_eq!(stats.http_given_up.total(), 0);
+    }
+
+    #[test]
+    fn a_101_that_does_not_say_websocket_is_reported_and_followed() {
+        let switch = String::from_utf8_lossy(SWITCH).replace("Upgrade: websocket\r\n", "");
+        let echoes = frames(server_text, &["1", "2"]);
+        let (events, stats) = run(
+            false,
+            &[
+                Data(C2S, UPGRADE),
+                Data(S2C, switch.as_bytes()),
+                Data(S2C, &echoes),
+            ],
+        );
+        assert_eq!(events[0], "handshake /chat 101 accept=ok");
+        assert!(
+            events[1].starts_with("http_abandoned other_protocol: "),
+            "{events:?}"
+        );
+        assert_eq!(count(&events, "frame s2c"), 2, "{events:?}");
+        assert_eq!(stats.http_given_up.get(GiveUp::OtherProtocol), 1);
+        // An h2c upgrade answered with 101 is another protocol, and ordinary: counted only.
+        let (events, stats) = run(
+            false,
+            &[
+                Data(C2S, b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n"),
+                Data(S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"),
+                Data(C2S, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            ],
+        );
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(stats.http_given_up.get(GiveUp::OtherProtocol), 1);
+        assert_eq!(stats.http_given_up.reported, 0);
     }
 
     #[test]
