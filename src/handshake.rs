@@ -791,6 +791,77 @@ Sec-WebSocket Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
         ));
     }
 
+    /// The fuzz harness's rules for heads, on heads made of odd pieces: a complete head parses
+    /// the same from its own bytes, and no prefix of it is malformed.
+    #[test]
+    fn lenient_heads_keep_the_head_rules() {
+        const PIECES: [&[u8]; 22] = [
+            b"GET / HTTP/1.1\r\n",
+            b"HTTP/1.1 101 Switching\r\n",
+            b"Upgrade: websocket\r\n",
+            b"Upgrade : websocket\r\n",
+            b"X: a\x1bb\r\n",
+            b"Sec-WebSocket Accept: x\r\n",
+            b"  folded\r\n",
+            b"\tfolded\n",
+            b"\r\n",
+            b"\n",
+            b"no colon\r\n",
+            b": empty\r\n",
+            b"GET /\xff HTTP/1.1\r\n",
+            b"Content-Length: 3\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"\r",
+            b"\x00",
+            b" ",
+            b":",
+            b"HTTP/1.1  200  OK\r\n",
+            b"GET  /a  HTTP/1.0\r\n",
+            b"\xff\xfe",
+        ];
+        let mut seed: u32 = 0x9e37_79b9;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut lenient = 0;
+        for _ in 0..20_000 {
+            let mut buf = Vec::new();
+            for _ in 0..(next() % 9) {
+                buf.extend_from_slice(PIECES[next() as usize % PIECES.len()]);
+            }
+            let odd = |h: Option<bool>| usize::from(h == Some(true));
+            lenient += odd(parse_request(&buf)
+                .ok()
+                .flatten()
+                .map(|h| h.0.malformed.is_some()));
+            lenient += odd(parse_response(&buf, "GET")
+                .ok()
+                .flatten()
+                .map(|h| h.0.malformed.is_some()));
+            let checks: [&dyn Fn(&[u8]) -> Result<Option<usize>, HeadError>; 2] =
+                [&|b| parse_request(b).map(|h| h.map(|h| h.1)), &|b| {
+                    parse_response(b, "GET").map(|h| h.map(|h| h.1))
+                }];
+            for parse in checks {
+                let Ok(Some(len)) = parse(&buf) else {
+                    continue;
+                };
+                let shown = String::from_utf8_lossy(&buf);
+                assert_eq!(parse(&buf[..len]), Ok(Some(len)), "{shown:?}");
+                for cut in 0..len {
+                    assert!(parse(&buf[..cut]).is_ok(), "{shown:?} cut at {cut}");
+                }
+            }
+        }
+        assert!(
+            lenient > 500,
+            "only {lenient} heads needed the lenient parser"
+        );
+    }
+
     #[test]
     fn sniffing() {
         assert!(looks_like_request_start(b"GET / HTTP/1.1"));

@@ -329,6 +329,8 @@ struct HttpState {
     pending: VecDeque<PendingRequest>,
     /// Client bytes sent after an upgrade request, before its response decides what they are.
     early_client_bytes: Vec<u8>,
+    /// Where in `early_client_bytes` client bytes were lost, and how many.
+    early_gap: Option<(usize, u64)>,
     awaiting_upgrade: bool,
     /// The connection showed it means to become WebSocket: an upgrade request or a 101.
     intent: bool,
@@ -533,15 +535,27 @@ impl Session {
         self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
         self.summarise = true;
         self.skip_heads = [true; 2];
-        if let Some(http) = http
-            && !http.early_client_bytes.is_empty()
-        {
-            self.data(
-                Direction::ClientToServer,
-                &http.early_client_bytes,
-                scratch,
-                ctx,
-            );
+        if let Some(http) = http {
+            self.replay_early(&http, scratch, ctx);
+        }
+    }
+
+    /// Once the connection is WebSocket: what the client sent while its upgrade awaited the
+    /// response, with the gap it may have had.
+    fn replay_early(&mut self, http: &HttpState, scratch: &mut Scratch, ctx: &mut Context<'_>) {
+        let early = &http.early_client_bytes[..];
+        let (before, after) = match http.early_gap {
+            Some((at, _)) => early.split_at(at.min(early.len())),
+            None => (early, &[][..]),
+        };
+        if !before.is_empty() {
+            self.data(Direction::ClientToServer, before, scratch, ctx);
+        }
+        if let Some((_, lost)) = http.early_gap {
+            self.gap(Direction::ClientToServer, lost, scratch, ctx);
+        }
+        if !after.is_empty() {
+            self.data(Direction::ClientToServer, after, scratch, ctx);
         }
     }
 
@@ -564,6 +578,15 @@ the first copy was kept",
     pub fn gap(&mut self, dir: Direction, lost: u64, scratch: &mut Scratch, ctx: &mut Context<'_>) {
         match &mut self.mode {
             Mode::WebSocket(ws) => ws.gap(dir, lost, ctx),
+            // Client bytes lost after an upgrade request are frames (or, if the upgrade is
+            // refused, a next request): the response decides, so wait for it.
+            Mode::Http(http)
+                if dir == Direction::ClientToServer
+                    && http.awaiting_upgrade
+                    && http.early_gap.is_none() =>
+            {
+                http.early_gap = Some((http.early_client_bytes.len(), lost));
+            }
             // An HTTP exchange cannot be followed across a hole.
             Mode::Http(_) | Mode::Fresh => {
                 let extra = format!(", {lost} bytes lost");
@@ -640,6 +663,7 @@ the first copy was kept",
                 response_head: Vec::new(),
                 pending: VecDeque::new(),
                 early_client_bytes: Vec::new(),
+                early_gap: None,
                 awaiting_upgrade: false,
                 intent: false,
                 heads: 0,
@@ -693,12 +717,7 @@ the first copy was kept",
                         // Frames the server sent in the 101's own segment, then anything the
                         // client sent before it saw the 101.
                         self.data(Direction::ServerToClient, &server_rest, scratch, ctx);
-                        self.data(
-                            Direction::ClientToServer,
-                            &http.early_client_bytes,
-                            scratch,
-                            ctx,
-                        );
+                        self.replay_early(&http, scratch, ctx);
                     }
                 }
             }
@@ -998,6 +1017,9 @@ impl HttpState {
                             Ok(side) => side,
                             Err(reason) => return HttpOutcome::GiveUp(reason),
                         };
+                        if self.early_gap.is_some() {
+                            return HttpOutcome::GiveUp(GiveUp::Gap);
+                        }
                         let early = std::mem::take(&mut self.early_client_bytes);
                         match self.client_data(&early, ctx) {
                             HttpOutcome::Continue => continue,
@@ -1420,6 +1442,25 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         // Still inside the padding: nothing decided yet.
         let (events, stats) = run(false, &steps[..10]);
         assert!(events.is_empty(), "{events:?}");
+        assert_eq!(stats.http_given_up.total(), 0);
+    }
+
+    #[test]
+    fn client_bytes_lost_while_the_101_is_awaited_are_a_frame_gap() {
+        let (events, stats) = run(
+            false,
+            &[
+                Data(C2S, UPGRADE),
+                Data(C2S, &client_text("before")),
+                Gap(C2S, 12),
+                Data(C2S, &frames(client_text, &["after", "and"])),
+                Data(S2C, SWITCH),
+            ],
+        );
+        assert_eq!(events[0], "handshake /chat 101 accept=ok");
+        assert_eq!(events[1], "frame c2s before");
+        assert!(events[2].starts_with("tcp_gap 12 bytes"), "{events:?}");
+        assert_eq!(&events[3..], ["frame c2s after", "frame c2s and"]);
         assert_eq!(stats.http_given_up.total(), 0);
     }
 
