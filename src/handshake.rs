@@ -791,6 +791,8 @@ Sec-WebSocket Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
         ));
     }
 
+    type HeadLen = dyn Fn(&[u8]) -> Result<Option<usize>, HeadError>;
+
     /// The fuzz harness's rules for heads, on heads made of odd pieces: a complete head parses
     /// the same from its own bytes, and no prefix of it is malformed.
     #[test]
@@ -841,10 +843,9 @@ Sec-WebSocket Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
                 .ok()
                 .flatten()
                 .map(|h| h.0.malformed.is_some()));
-            let checks: [&dyn Fn(&[u8]) -> Result<Option<usize>, HeadError>; 2] =
-                [&|b| parse_request(b).map(|h| h.map(|h| h.1)), &|b| {
-                    parse_response(b, "GET").map(|h| h.map(|h| h.1))
-                }];
+            let checks: [&HeadLen; 2] = [&|b| parse_request(b).map(|h| h.map(|h| h.1)), &|b| {
+                parse_response(b, "GET").map(|h| h.map(|h| h.1))
+            }];
             for parse in checks {
                 let Ok(Some(len)) = parse(&buf) else {
                     continue;
