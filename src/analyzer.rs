@@ -633,6 +633,7 @@ impl App {
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 self.session.data(dir, bytes, scratch, &mut ctx);
                 self.was_websocket |= self.session.is_websocket();
+                self.midstream |= self.session.picked_up();
             }
             Chunk::Gap(lost) => {
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) else {
@@ -642,6 +643,7 @@ impl App {
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 self.session
                     .gap(direction(from_a, client_is_a), lost, scratch, &mut ctx);
+                self.midstream |= self.session.picked_up();
             }
             Chunk::Conflict(bytes) => {
                 if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) {

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 use crate::anomaly::AnomalyKind;
-use crate::event::{Direction, EndReason, Event, FlowEvent, HandshakeEvent, Timestamp};
+use crate::event::{Direction, EndReason, Event, FlowEvent, FlowMeta, HandshakeEvent, Timestamp};
 use crate::frame::{ChainRule, ChainScan, Plausible};
 use crate::handshake::{
     self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
@@ -378,6 +378,8 @@ pub struct Session {
     /// no byte yet that is not a head: a complete head at the start of a segment is skipped,
     /// so the frames right behind it in the same segment are found.
     skip_heads: [bool; 2],
+    /// Decoded mid-stream after the HTTP layer gave up on it.
+    picked_up: bool,
 }
 
 /// How a session begins when the handshake was not seen.
@@ -416,6 +418,7 @@ impl Session {
             handshake: None,
             ws_port: false,
             skip_heads: [false; 2],
+            picked_up: false,
         }
     }
 
@@ -483,6 +486,7 @@ impl Session {
             summarise: false,
             ws_port: false,
             skip_heads: [false; 2],
+            picked_up: false,
             // Nothing is allocated until the first byte: most connections of a SYN flood or a
             // port scan never carry one.
             mode: Mode::Fresh,
@@ -515,6 +519,7 @@ impl Session {
         reason: GiveUp,
         dir: Direction,
         extra: &str,
+        input: &[u8],
         scratch: &mut Scratch,
         ctx: &mut Context<'_>,
     ) {
@@ -528,16 +533,40 @@ impl Session {
         };
         let intent = self.ws_port || http.as_ref().is_some_and(|h| h.intent);
         let spoke_http = http.as_ref().is_some_and(|h| h.heads > 0);
-        count_give_up(reason, dir, extra, intent, spoke_http, ctx);
         if !intent {
+            count_give_up(reason, dir, extra, false, spoke_http, ctx);
             return;
         }
+        // From here on the connection is decoded as one whose handshake was not captured.
+        let flow = FlowMeta {
+            midstream: true,
+            ..*ctx.flow
+        };
+        let mut ctx = Context {
+            ts: ctx.ts,
+            flow: &flow,
+            sink: &mut *ctx.sink,
+            options: ctx.options,
+            stats: &mut *ctx.stats,
+        };
+        count_give_up(reason, dir, extra, true, spoke_http, &mut ctx);
         self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
         self.summarise = true;
+        self.picked_up = true;
         self.skip_heads = [true; 2];
         if let Some(http) = http {
-            self.replay_early(&http, scratch, ctx);
+            self.replay_early(&http, scratch, &mut ctx);
         }
+        // Frames may follow in the same bytes: a mid-stream decoder skips what is not one.
+        if !input.is_empty() {
+            self.data(dir, input, scratch, &mut ctx);
+        }
+    }
+
+    /// The HTTP layer gave up on the connection and its frames are looked for: its events are
+    /// mid-stream ones from then on.
+    pub fn picked_up(&self) -> bool {
+        self.picked_up
     }
 
     /// Once the connection is WebSocket: what the client sent while its upgrade awaited the
@@ -590,7 +619,7 @@ the first copy was kept",
             // An HTTP exchange cannot be followed across a hole.
             Mode::Http(_) | Mode::Fresh => {
                 let extra = format!(", {lost} bytes lost");
-                self.give_up(GiveUp::Gap, dir, &extra, scratch, ctx);
+                self.give_up(GiveUp::Gap, dir, &extra, &[], scratch, ctx);
             }
             Mode::Probe(_) => self.mode = Mode::Ignored,
             Mode::Ignored => {}
@@ -695,12 +724,7 @@ the first copy was kept",
                 match next {
                     HttpOutcome::Continue => {}
                     HttpOutcome::GiveUp(reason) => {
-                        self.give_up(reason, dir, "", scratch, ctx);
-                        // Frames may follow in the same bytes: a mid-stream decoder skips
-                        // what is not one.
-                        if self.is_websocket() {
-                            self.data(dir, input, scratch, ctx);
-                        }
+                        self.give_up(reason, dir, "", input, scratch, ctx);
                     }
                     HttpOutcome::Upgraded {
                         upgrade,
@@ -1155,7 +1179,7 @@ mod tests {
         (Ok(false), consumed)
     }
 
-    use crate::event::{FlowMeta, Payload};
+    use crate::event::Payload;
     use crate::ws::{WsOptions, WsStats};
 
     enum Step<'a> {

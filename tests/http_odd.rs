@@ -10,7 +10,8 @@
 //!   which byte, which reason);
 //! - the handshake, its URI and User-Agent as sent (invalid UTF-8 as U+FFFD), when it was seen;
 //! - the end-of-run count of connections given up by the HTTP layer, per reason;
-//! - text output carries no raw control byte; `diagnose` names the given-up connections.
+//! - text output carries no raw control byte; `diagnose` names the given-up connections;
+//! - the frames of a connection picked up after its HTTP was given up are `"midstream"`.
 
 mod common;
 
@@ -247,6 +248,19 @@ fn check(capture: &Path, want: &Value) -> Vec<String> {
                 }
             }
         }
+    }
+
+    // A connection picked up after its HTTP was given up is a mid-stream one from then on.
+    let picked_up = !want["given_up"].as_object().unwrap().is_empty();
+    let midstream_frames = events
+        .iter()
+        .filter(|e| e["type"] == "frame" && e["midstream"] == true)
+        .count();
+    let all_frames = events.iter().filter(|e| e["type"] == "frame").count();
+    if midstream_frames != if picked_up { all_frames } else { 0 } {
+        errs.push(format!(
+            "{midstream_frames} of {all_frames} frames are midstream, picked up: {picked_up}"
+        ));
     }
 
     let handshakes: Vec<&Value> = events.iter().filter(|e| e["type"] == "handshake").collect();
