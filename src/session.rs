@@ -1550,6 +1550,98 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert_eq!(stats.http_given_up.reported, 0);
     }
 
+    /// The one reason a run gave up for, and whether it was reported.
+    fn given_up(stats: &WsStats) -> (Vec<&'static str>, u64) {
+        let reasons = GiveUp::ALL
+            .iter()
+            .filter(|r| stats.http_given_up.get(**r) > 0)
+            .map(|r| r.name())
+            .collect();
+        (reasons, stats.http_given_up.reported)
+    }
+
+    #[test]
+    fn every_other_reason_is_counted_and_reported_as_the_rules_say() {
+        let get = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let pipelined: Vec<u8> = get.repeat(MAX_PENDING_REQUESTS + 1);
+        let early = client_text("x").repeat(MAX_HEAD_LEN / 7 + 1);
+        let cases: [(&str, bool, Vec<Step<'_>>, &str, u64); 8] = [
+            // Broken HTTP after a head: reported though no upgrade was asked for.
+            (
+                "not HTTP after a response",
+                false,
+                vec![Data(C2S, get), Data(S2C, ok), Data(S2C, b"\x00\x01garbage")],
+                "not_http",
+                1,
+            ),
+            (
+                "a bad start line after a request",
+                false,
+                vec![Data(C2S, get), Data(C2S, b"GET /b HTTP/9\r\n\r\n")],
+                "malformed_head",
+                1,
+            ),
+            // wsnoop's limits on plain HTTP: counted only.
+            (
+                "too many pipelined requests",
+                false,
+                vec![Data(C2S, &pipelined)],
+                "too_many_pipelined",
+                0,
+            ),
+            (
+                "a response to nothing captured",
+                false,
+                vec![Data(S2C, ok)],
+                "response_without_request",
+                0,
+            ),
+            (
+                "a CONNECT tunnel",
+                false,
+                vec![
+                    Data(C2S, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+                    Data(C2S, b"\x16\x03\x01"),
+                ],
+                "other_protocol",
+                0,
+            ),
+            // ... and reported with WebSocket intent.
+            (
+                "too many pipelined on a --ws-port",
+                true,
+                vec![Data(C2S, &pipelined)],
+                "too_many_pipelined",
+                1,
+            ),
+            (
+                "over 64 KiB before the 101",
+                false,
+                vec![Data(C2S, UPGRADE), Data(C2S, &early)],
+                "early_client_bytes",
+                1,
+            ),
+            (
+                "a lost first byte on a --ws-port",
+                true,
+                vec![Gap(C2S, 1)],
+                "gap",
+                1,
+            ),
+        ];
+        for (what, ws_port, steps, reason, reported) in cases {
+            let (events, stats) = run(ws_port, &steps);
+            assert_eq!(
+                given_up(&stats),
+                (vec![reason], reported),
+                "{what}: {events:?}"
+            );
+            let abandoned = count(&events, &format!("http_abandoned {reason}: "));
+            assert_eq!(abandoned as u64, reported, "{what}: {events:?}");
+        }
+    }
+
     #[test]
     fn chunked_bodies_end_exactly() {
         let body = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\nGET /next";
