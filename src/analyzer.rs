@@ -594,6 +594,11 @@ impl App {
                 self.session = Session::start(SessionStart::WebSocket);
             }
         }
+        if let Some(flow) = self.flow()
+            && ws_port(flow.server)
+        {
+            self.session.expect_websocket();
+        }
     }
 
     fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, env: &mut Env<'_>) {
@@ -628,15 +633,17 @@ impl App {
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 self.session.data(dir, bytes, scratch, &mut ctx);
                 self.was_websocket |= self.session.is_websocket();
+                self.midstream |= self.session.picked_up();
             }
             Chunk::Gap(lost) => {
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) else {
                     self.session.ignore();
                     return;
                 };
-                let mut ctx = env.context(&flow);
+                let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 self.session
-                    .gap(direction(from_a, client_is_a), lost, &mut ctx);
+                    .gap(direction(from_a, client_is_a), lost, scratch, &mut ctx);
+                self.midstream |= self.session.picked_up();
             }
             Chunk::Conflict(bytes) => {
                 if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) {

@@ -28,10 +28,12 @@ pub enum AnomalyKind {
     IncompleteFrame,
     TcpGap,
     TcpOverlapConflict,
+    MalformedHttp,
+    HttpAbandoned,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 25] = [
+    pub const ALL: [AnomalyKind; 27] = [
         AnomalyKind::UnmaskedClientFrame,
         AnomalyKind::MaskedServerFrame,
         AnomalyKind::ReservedOpcode,
@@ -57,6 +59,8 @@ impl AnomalyKind {
         AnomalyKind::IncompleteFrame,
         AnomalyKind::TcpGap,
         AnomalyKind::TcpOverlapConflict,
+        AnomalyKind::MalformedHttp,
+        AnomalyKind::HttpAbandoned,
     ];
 
     pub fn name(self) -> &'static str {
@@ -170,6 +174,14 @@ impl AnomalyKind {
             TcpOverlapConflict => (
                 "tcp_overlap_conflict",
                 "a retransmission carried different bytes for the same sequence range; the first copy is kept",
+            ),
+            MalformedHttp => (
+                "malformed_http",
+                "RFC 9112 2-5: a handshake head with bytes HTTP forbids (control bytes, invalid UTF-8, a bad header name, obsolete folding); read leniently",
+            ),
+            HttpAbandoned => (
+                "http_abandoned",
+                "wsnoop stopped following the HTTP of a connection that meant WebSocket, or whose HTTP broke; the detail says why",
             ),
         }
     }

@@ -126,6 +126,8 @@ pub struct Diagnoser {
     violations: BTreeMap<AnomalyKind, Bucket>,
     gaps: Bucket,
     clean_closes: u64,
+    /// Connections the HTTP layer gave up on (http_abandoned), per reason name.
+    http_abandoned: BTreeMap<&'static str, Bucket>,
 }
 
 impl Diagnoser {
@@ -211,6 +213,7 @@ impl EventSink for Diagnoser {
                         }
                     }
                     AnomalyKind::TcpGap => self.gaps.add(e.flow, e.ts),
+                    AnomalyKind::HttpAbandoned => self.http_abandoned(e.detail, e.flow, e.ts),
                     kind => self.violations.entry(kind).or_default().add(e.flow, e.ts),
                 }
             }
@@ -271,6 +274,18 @@ impl EventSink for Diagnoser {
                 }
             }
         }
+    }
+}
+
+impl Diagnoser {
+    /// An http_abandoned anomaly, bucketed by the reason that begins its detail.
+    fn http_abandoned(&mut self, detail: &str, flow: &FlowMeta, ts: Timestamp) {
+        let reason = crate::session::GiveUp::ALL
+            .iter()
+            .map(|r| r.name())
+            .find(|name| detail.split(':').next() == Some(*name))
+            .unwrap_or("other");
+        self.http_abandoned.entry(reason).or_default().add(flow, ts);
     }
 }
 
@@ -613,6 +628,39 @@ Run `wsnoop -r FILE --json | jq 'select(.type==\"anomaly\")'` for each occurrenc
                 ),
                 "The capture dropped packets (see libpcap's drop counts), so some frames are \
 unknown. Capture with a larger buffer (-B), a filter, or to a file with -w.",
+            );
+        }
+        if !self.http_abandoned.is_empty() {
+            let count = self.http_abandoned.values().map(|b| b.count).sum();
+            let why: Vec<String> = self
+                .http_abandoned
+                .iter()
+                .map(|(reason, b)| format!("{reason} {}", b.count))
+                .collect();
+            let mut all = Bucket::default();
+            for b in self.http_abandoned.values() {
+                all.examples.extend(b.examples.iter().copied());
+            }
+            all.examples.sort_unstable_by_key(|e| e.0);
+            all.examples.truncate(EXAMPLES);
+            all.count = count;
+            push(
+                "http_abandoned",
+                Severity::Warning,
+                &all,
+                format!(
+                    "wsnoop stopped following the HTTP of {} ({}); {}.",
+                    plural(count, "connection", "connections"),
+                    why.join(", "),
+                    all.example()
+                ),
+                "Those that asked for WebSocket were decoded mid-stream: their frames are shown, \
+their handshake may be missing. `gap`: the capture lost bytes of the handshake (capture with \
+a larger -B). `other_protocol`: a 101 that does not say `Upgrade: websocket`, a server bug. \
+`head_too_large`, `early_client_bytes`, `too_many_pipelined`: an unusual client or an attack. \
+`not_http`, `malformed_head`, `bad_chunked_body`: an endpoint or a proxy writes broken HTTP. \
+The anomalies' details (`wsnoop -r FILE --json | jq 'select(.kind==\"http_abandoned\")'`) say \
+which stream and why.",
             );
         }
         let websocket_seen = self.handshakes > 0 || self.sessions > 0;

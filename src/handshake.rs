@@ -1,5 +1,5 @@
 //! The HTTP/1.1 opening handshake (RFC 6455 section 4): request and response heads parsed with
-//! httparse, and the Sec-WebSocket-Accept check.
+//! httparse (or, when it refuses a head, leniently by hand), and the Sec-WebSocket-Accept check.
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -40,6 +40,8 @@ pub struct UpgradeRequest {
     /// `Connection` lists the `upgrade` token.
     pub connection_upgrade: bool,
     pub body: BodyLength,
+    /// What httparse refused in this head, in words, when it had to be parsed leniently.
+    pub malformed: Option<String>,
 }
 
 /// An HTTP response head.
@@ -52,6 +54,8 @@ pub struct UpgradeResponse {
     pub extensions: Vec<String>,
     pub upgrade_websocket: bool,
     pub body: BodyLength,
+    /// As in [`UpgradeRequest`].
+    pub malformed: Option<String>,
 }
 
 /// The verdict on Sec-WebSocket-Accept.
@@ -142,29 +146,84 @@ fn push_list(list: &mut Vec<String>, value: &[u8]) {
     );
 }
 
-fn body_from_headers(headers: &[httparse::Header<'_>]) -> Option<BodyLength> {
+fn body_from_headers<'h>(
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+) -> Option<BodyLength> {
     let mut body = None;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") && has_token(h.value, "chunked") {
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") && has_token(value, "chunked") {
             return Some(BodyLength::Chunked);
         }
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
             body = Some(BodyLength::Fixed(n));
         }
     }
     body
 }
 
+impl UpgradeRequest {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"host") {
+            self.host = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"origin") {
+            self.origin = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            self.user_agent = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
+            self.key = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
+            self.version = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
+            push_list(&mut self.protocols, value);
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
+            push_list(&mut self.extensions, value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade_websocket |= has_token(value, "websocket");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.connection_upgrade |= has_token(value, "upgrade");
+        }
+    }
+}
+
+impl UpgradeResponse {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
+            self.accept = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
+            self.protocol = Some(text(value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
+            push_list(&mut self.extensions, value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade_websocket |= has_token(value, "websocket");
+        }
+    }
+
+    /// RFC 9112 6.3: 1xx, 204, 304 and answers to HEAD have no body; without a length, the
+    /// body runs until the connection closes.
+    fn set_body(&mut self, declared: Option<BodyLength>, request_method: &str) {
+        self.body = if (100..200).contains(&self.status)
+            || self.status == 204
+            || self.status == 304
+            || request_method.eq_ignore_ascii_case("HEAD")
+        {
+            BodyLength::None
+        } else {
+            declared.unwrap_or(BodyLength::UntilClose)
+        };
+    }
+}
+
 /// Parses a request head at the start of `buf`: `Ok(None)` when incomplete, else the request
-/// and the head's length in bytes.
+/// and the head's length in bytes. A head httparse refuses is parsed again leniently (see
+/// [`lenient`]); what was odd about it is in `malformed`.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+        Err(e) => return lenient_request(buf, e),
     };
     let mut out = UpgradeRequest {
         method: req.method.unwrap_or_default().to_string(),
@@ -172,30 +231,33 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, Head
         ..UpgradeRequest::default()
     };
     for h in req.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            out.host = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("origin") {
-            out.origin = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            out.user_agent = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            out.key = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            out.version = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            push_list(&mut out.protocols, h.value);
-        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            push_list(&mut out.extensions, h.value);
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            out.upgrade_websocket |= has_token(h.value, "websocket");
-        } else if name.eq_ignore_ascii_case("connection") {
-            out.connection_upgrade |= has_token(h.value, "upgrade");
-        }
+        out.header(h.name.as_bytes(), h.value);
     }
     // A request has a body only when it says so (RFC 9112 6.3).
-    out.body = body_from_headers(req.headers).unwrap_or(BodyLength::None);
+    out.body = body_from_headers(req.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
+        .unwrap_or(BodyLength::None);
     Ok(Some((out, head_len)))
+}
+
+fn lenient_request(
+    buf: &[u8],
+    refused: httparse::Error,
+) -> Result<Option<(UpgradeRequest, usize)>, HeadError> {
+    let Some(head) = lenient::parse(buf, lenient::Kind::Request, refused)? else {
+        return Ok(None);
+    };
+    let mut out = UpgradeRequest {
+        method: text(head.start[0]),
+        uri: String::from_utf8_lossy(head.start[1]).into_owned(),
+        malformed: head.odd,
+        ..UpgradeRequest::default()
+    };
+    for (name, value) in &head.headers {
+        out.header(name, value);
+    }
+    out.body = body_from_headers(head.headers.iter().map(|(n, v)| (*n, &v[..])))
+        .unwrap_or(BodyLength::None);
+    Ok(Some((out, head.len)))
 }
 
 /// Parses a response head at the start of `buf`, as [`parse_request`] does.
@@ -209,37 +271,330 @@ pub fn parse_response(
     let head_len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+        Err(e) => return lenient_response(buf, request_method, e),
     };
-    let status = resp.code.unwrap_or_default();
     let mut out = UpgradeResponse {
-        status,
+        status: resp.code.unwrap_or_default(),
         reason: resp.reason.unwrap_or_default().to_string(),
         ..UpgradeResponse::default()
     };
     for h in resp.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("sec-websocket-accept") {
-            out.accept = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            out.protocol = Some(text(h.value));
-        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            push_list(&mut out.extensions, h.value);
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            out.upgrade_websocket |= has_token(h.value, "websocket");
+        out.header(h.name.as_bytes(), h.value);
+    }
+    out.set_body(
+        body_from_headers(resp.headers.iter().map(|h| (h.name.as_bytes(), h.value))),
+        request_method,
+    );
+    Ok(Some((out, head_len)))
+}
+
+fn lenient_response(
+    buf: &[u8],
+    request_method: &str,
+    refused: httparse::Error,
+) -> Result<Option<(UpgradeResponse, usize)>, HeadError> {
+    let Some(head) = lenient::parse(buf, lenient::Kind::Response, refused)? else {
+        return Ok(None);
+    };
+    let mut out = UpgradeResponse {
+        // The start line's shape was checked: three digits.
+        status: std::str::from_utf8(head.start[1])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default(),
+        reason: text(head.start[2]),
+        malformed: head.odd,
+        ..UpgradeResponse::default()
+    };
+    for (name, value) in &head.headers {
+        out.header(name, value);
+    }
+    out.set_body(
+        body_from_headers(head.headers.iter().map(|(n, v)| (*n, &v[..]))),
+        request_method,
+    );
+    Ok(Some((out, head.len)))
+}
+
+/// True when the start of a head (one too large to parse whole) has an `Upgrade: websocket`
+/// header among its complete lines: the connection meant to become WebSocket.
+pub fn partial_head_upgrades(buf: &[u8]) -> bool {
+    lenient::header_lines(buf).any(|(name, value)| is_upgrade_websocket(name, value))
+}
+
+/// True when one header line (without its line end) is `Upgrade: websocket`.
+pub fn line_upgrades(line: &[u8]) -> bool {
+    line.iter()
+        .position(|&b| b == b':')
+        .is_some_and(|colon| is_upgrade_websocket(&line[..colon], &line[colon + 1..]))
+}
+
+fn is_upgrade_websocket(name: &[u8], value: &[u8]) -> bool {
+    name.trim_ascii().eq_ignore_ascii_case(b"upgrade") && has_token(value, "websocket")
+}
+
+/// A head parsed line by line, for the heads httparse refuses but endpoints may accept:
+/// control bytes or invalid UTF-8 in the URI or a header value, bytes outside the token set in
+/// a header name (`Sec-WebSocket Accept:`), whitespace before a colon, obsolete line folding,
+/// more headers than httparse is given room for. httparse's `ParserConfig` tolerates a few of
+/// these, in responses only, and silently (its `ignore_invalid_headers_*` drop the header), so
+/// it cannot say what was odd; this parser does, and keeps every header.
+///
+/// It runs only on a buffered head, which the session bounds to [`MAX_HEAD_LEN`] bytes, so what
+/// it allocates is bounded by the bytes it was given.
+mod lenient {
+    use std::borrow::Cow;
+
+    use super::HeadError;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        Request,
+        Response,
+    }
+
+    /// What is worth naming in one detail; past it, a count.
+    const MAX_ODDITIES: usize = 4;
+
+    pub struct Head<'a> {
+        /// Request: method, target, version. Response: version, status, reason.
+        pub start: [&'a [u8]; 3],
+        pub headers: Vec<(&'a [u8], Cow<'a, [u8]>)>,
+        pub len: usize,
+        /// What httparse refused, in words; None when only its header array was too small.
+        pub odd: Option<String>,
+    }
+
+    fn is_token(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    }
+
+    fn is_control(b: u8) -> bool {
+        (b < 0x20 && b != b'\t') || b == 0x7f
+    }
+
+    /// A byte as the detail names it: `0x1b`, or `0x3a (':')` when printable.
+    fn byte_name(b: u8) -> String {
+        if b.is_ascii_graphic() || b == b' ' {
+            format!("0x{b:02x} ({:?})", b as char)
+        } else {
+            format!("0x{b:02x}")
         }
     }
-    // RFC 9112 6.3: 1xx, 204, 304 and answers to HEAD have no body.
-    out.body = if (100..200).contains(&status)
-        || status == 204
-        || status == 304
-        || request_method.eq_ignore_ascii_case("HEAD")
-    {
-        BodyLength::None
-    } else {
-        body_from_headers(resp.headers).unwrap_or(BodyLength::UntilClose)
-    };
-    Ok(Some((out, head_len)))
+
+    /// A header name as the detail quotes it (escaped; cut when long).
+    fn quoted(name: &[u8]) -> String {
+        let cut = &name[..name.len().min(64)];
+        format!("{:?}", String::from_utf8_lossy(cut))
+    }
+
+    /// Lines (without their CR LF or LF) of `buf` from `at`, with the offset after each.
+    fn lines(buf: &[u8], mut at: usize) -> impl Iterator<Item = (&[u8], usize)> {
+        std::iter::from_fn(move || {
+            let rest = buf.get(at..)?;
+            let end = rest.iter().position(|&b| b == b'\n')?;
+            let line = &rest[..end];
+            at += end + 1;
+            Some((line.strip_suffix(b"\r").unwrap_or(line), at))
+        })
+    }
+
+    /// Name and value of each complete header line after the start line, as written.
+    pub fn header_lines(buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+        lines(buf, 0)
+            .skip(1)
+            .take_while(|(line, _)| !line.is_empty())
+            .filter_map(|(line, _)| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                Some((&line[..colon], &line[colon + 1..]))
+            })
+    }
+
+    /// Splits on runs of spaces; true when a run is longer than one.
+    fn fields(line: &[u8]) -> (bool, impl Iterator<Item = &[u8]>) {
+        let wide = line.windows(2).any(|w| w == b"  ");
+        (wide, line.split(|&b| b == b' ').filter(|f| !f.is_empty()))
+    }
+
+    fn version_ok(v: &[u8]) -> bool {
+        matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+    }
+
+    struct Odd {
+        what: Vec<String>,
+        more: usize,
+    }
+
+    impl Odd {
+        fn note(&mut self, what: impl FnOnce() -> String) {
+            if self.what.len() < MAX_ODDITIES {
+                self.what.push(what());
+            } else {
+                self.more += 1;
+            }
+        }
+    }
+
+    /// The first control byte of `bytes`, or the offset of its first invalid UTF-8 byte.
+    fn odd_bytes(bytes: &[u8]) -> Option<String> {
+        if let Some(b) = bytes.iter().copied().find(|&b| is_control(b)) {
+            return Some(format!("control byte {}", byte_name(b)));
+        }
+        if let Err(e) = std::str::from_utf8(bytes) {
+            let at = e.valid_up_to();
+            return Some(format!(
+                "invalid UTF-8 (byte 0x{:02x} at offset {at})",
+                bytes[at]
+            ));
+        }
+        None
+    }
+
+    pub fn parse(
+        buf: &[u8],
+        kind: Kind,
+        refused: httparse::Error,
+    ) -> Result<Option<Head<'_>>, HeadError> {
+        let malformed = |why: &str| Err(HeadError::Malformed(format!("{refused}; {why}")));
+        let who = match kind {
+            Kind::Request => "request",
+            Kind::Response => "response",
+        };
+        // As httparse does: empty lines before a request are skipped.
+        let skip = match kind {
+            Kind::Request => buf
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(buf.len()),
+            Kind::Response => 0,
+        };
+        let mut odd = Odd {
+            what: Vec::new(),
+            more: 0,
+        };
+        let mut lines = lines(buf, skip);
+        let Some((first, _)) = lines.next() else {
+            return Ok(None);
+        };
+        let (wide, mut parts) = fields(first);
+        let start = match kind {
+            Kind::Request => {
+                let (Some(method), Some(target), Some(version), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return malformed("the request line is not METHOD TARGET VERSION");
+                };
+                if !method.iter().all(|&b| is_token(b)) || !version_ok(version) {
+                    return malformed("the request line is not METHOD TARGET VERSION");
+                }
+                if let Some(what) = odd_bytes(target) {
+                    odd.note(|| format!("{what} in the URI"));
+                }
+                [method, target, version]
+            }
+            Kind::Response => {
+                let (Some(version), Some(status)) = (parts.next(), parts.next()) else {
+                    return malformed("the status line is not VERSION STATUS REASON");
+                };
+                if !version_ok(version)
+                    || status.len() != 3
+                    || !status.iter().all(u8::is_ascii_digit)
+                {
+                    return malformed("the status line is not VERSION STATUS REASON");
+                }
+                // The reason is the rest of the line after the status, spaces and all.
+                let after_status = first
+                    .windows(3)
+                    .position(|w| w == status)
+                    .map_or(first.len(), |at| at + 3);
+                let reason = first[after_status..].trim_ascii();
+                if let Some(what) = odd_bytes(reason) {
+                    odd.note(|| format!("{what} in the reason phrase"));
+                }
+                [version, status, reason]
+            }
+        };
+        if wide {
+            odd.note(|| format!("more than one space between the {who} line's parts"));
+        }
+        let mut headers: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::new();
+        let mut head_len = None;
+        for (line, after) in lines {
+            if line.is_empty() {
+                head_len = Some(after);
+                break;
+            }
+            if matches!(line[0], b' ' | b'\t') {
+                match headers.last_mut() {
+                    Some((name, value)) => {
+                        // RFC 9112 5.2: a recipient replaces obs-fold with spaces.
+                        odd.note(|| {
+                            format!("obsolete line folding in the header {}", quoted(name))
+                        });
+                        let value = value.to_mut();
+                        value.push(b' ');
+                        value.extend_from_slice(line.trim_ascii());
+                        continue;
+                    }
+                    None => odd.note(|| format!("whitespace before the {who}'s first header")),
+                }
+            }
+            let line = line.trim_ascii_start();
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                odd.note(|| format!("a header line without a colon: {}", quoted(line)));
+                continue;
+            };
+            let raw_name = &line[..colon];
+            let name = raw_name.trim_ascii_end();
+            let value = line[colon + 1..].trim_ascii();
+            if name.len() != raw_name.len() {
+                odd.note(|| {
+                    format!(
+                        "whitespace between the header name {} and its colon",
+                        quoted(name)
+                    )
+                });
+            }
+            if name.is_empty() {
+                odd.note(|| "a header line with no name before its colon".to_string());
+            } else if let Some(&b) = name.iter().find(|&&b| !is_token(b)) {
+                odd.note(|| format!("byte {} in the header name {}", byte_name(b), quoted(name)));
+            }
+            if let Some(b) = value.iter().copied().find(|&b| is_control(b)) {
+                odd.note(|| {
+                    format!(
+                        "control byte {} in the value of {}",
+                        byte_name(b),
+                        quoted(name)
+                    )
+                });
+            }
+            headers.push((name, Cow::Borrowed(value)));
+        }
+        let Some(len) = head_len else {
+            return Ok(None);
+        };
+        let odd = match (odd.what.is_empty(), refused) {
+            (true, httparse::Error::TooManyHeaders) => None,
+            (true, _) => Some(format!(
+                "the {who} head was refused by httparse ({refused})"
+            )),
+            (false, _) => {
+                let mut s = format!("the {who} head has {}", odd.what.join("; "));
+                if odd.more > 0 {
+                    s.push_str(&format!("; and {} more", odd.more));
+                }
+                Some(s)
+            }
+        };
+        Ok(Some(Head {
+            start,
+            headers,
+            len,
+            odd,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +648,219 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
         assert_eq!(accept_verdict(&req, &resp), AcceptVerdict::Mismatch);
         let no_accept = UpgradeResponse::default();
         assert_eq!(accept_verdict(&req, &no_accept), AcceptVerdict::Missing);
+    }
+
+    const KEY_LINE: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    fn odd_request(head: &[u8]) -> (UpgradeRequest, usize) {
+        let full = [head, b"\x81\x80"].concat();
+        let (req, n) = parse_request(&full)
+            .expect("parsed leniently")
+            .expect("complete");
+        assert_eq!(n, head.len(), "the head ends where it does");
+        // Every prefix is incomplete, none malformed: the session waits for more bytes.
+        for cut in 0..head.len() {
+            assert_eq!(parse_request(&head[..cut]), Ok(None), "first {cut} bytes");
+        }
+        (req, n)
+    }
+
+    #[test]
+    fn control_byte_in_a_header_value_is_named() {
+        let head = format!(
+            "GET /chat HTTP/1.1\r\nHost: a\r\nUser-Agent: evil\x1b[31mred\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\n{KEY_LINE}Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        assert!(
+            httparse::Request::new(&mut [httparse::EMPTY_HEADER; 16])
+                .parse(head.as_bytes())
+                .is_err()
+        );
+        let (req, _) = odd_request(head.as_bytes());
+        assert_eq!(req.user_agent.as_deref(), Some("evil\x1b[31mred"));
+        assert!(req.upgrade_websocket && req.connection_upgrade);
+        assert_eq!(req.key.as_deref(), Some("dGhlIHNhbXBsZSBub25jZQ=="));
+        let odd = req.malformed.expect("an oddity");
+        assert!(
+            odd.contains("control byte 0x1b") && odd.contains("\"User-Agent\""),
+            "{odd}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_the_uri_becomes_replacement_characters() {
+        let head = [
+            &b"GET /caf\xff\xfe?q=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"[..],
+            b"Connection: Upgrade\r\n\r\n",
+        ]
+        .concat();
+        let (req, _) = odd_request(&head);
+        assert_eq!(req.uri, "/caf\u{fffd}\u{fffd}?q=1");
+        let odd = req.malformed.expect("an oddity");
+        assert!(
+            odd.contains("invalid UTF-8 (byte 0xff at offset 4) in the URI"),
+            "{odd}"
+        );
+    }
+
+    #[test]
+    fn space_before_colon_and_folding_are_read_as_endpoints_may() {
+        let head = format!(
+            "GET / HTTP/1.1\r\nUpgrade : websocket\r\nConnection: keep-alive,\r\n  Upgrade\r\n\
+{KEY_LINE}\r\n"
+        );
+        let (req, _) = odd_request(head.as_bytes());
+        assert!(req.upgrade_websocket, "the name is read without its space");
+        assert!(
+            req.connection_upgrade,
+            "the folded line continues the value"
+        );
+        let odd = req.malformed.expect("an oddity");
+        assert!(
+            odd.contains("whitespace between the header name \"Upgrade\" and its colon"),
+            "{odd}"
+        );
+        assert!(
+            odd.contains("obsolete line folding in the header \"Connection\""),
+            "{odd}"
+        );
+    }
+
+    #[test]
+    fn a_bad_header_name_in_a_101_is_kept_and_named() {
+        let raw =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
+        let (resp, n) = parse_response(raw, "GET").unwrap().unwrap();
+        assert_eq!(n, raw.len() - 2);
+        assert_eq!(
+            (resp.status, resp.reason.as_str()),
+            (101, "Switching Protocols")
+        );
+        assert!(resp.upgrade_websocket);
+        // Not the Sec-WebSocket-Accept header, so the accept is missing.
+        assert_eq!(resp.accept, None);
+        assert_eq!(resp.body, BodyLength::None);
+        let odd = resp.malformed.expect("an oddity");
+        assert!(
+            odd.contains("byte 0x20 (' ') in the header name \"Sec-WebSocket Accept\""),
+            "{odd}"
+        );
+    }
+
+    #[test]
+    fn more_headers_than_the_array_holds_are_all_read() {
+        let mut head = String::from("GET /many HTTP/1.1\r\n");
+        for i in 0..MAX_HEADERS + 20 {
+            head.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+        }
+        head.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        let (req, _) = odd_request(head.as_bytes());
+        assert!(req.upgrade_websocket && req.connection_upgrade);
+        // Nothing is wrong with the head: only wsnoop's array was small.
+        assert_eq!(req.malformed, None);
+    }
+
+    #[test]
+    fn a_start_line_that_is_not_http_is_still_refused() {
+        for raw in [
+            &b"GET /\r\n\r\n"[..],
+            b"GET / HTTP/1.1 x\r\nA\x01: b\r\n\r\n",
+            b"GE\x01T / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                parse_request(raw).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(parse_response(b"HTTP/1.1 1O1 x\r\nA\x01: b\r\n\r\n", "GET").is_err());
+        // An ordinary head still goes through httparse, and says nothing odd.
+        let (req, _) = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.malformed, None);
+    }
+
+    #[test]
+    fn a_cut_head_shows_its_upgrade() {
+        let head = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nX-Big: aaaaaaaa";
+        assert!(partial_head_upgrades(head));
+        assert!(!partial_head_upgrades(
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websock"
+        ));
+    }
+
+    type HeadLen = dyn Fn(&[u8]) -> Result<Option<usize>, HeadError>;
+
+    /// The fuzz harness's rules for heads, on heads made of odd pieces: a complete head parses
+    /// the same from its own bytes, and no prefix of it is malformed.
+    #[test]
+    fn lenient_heads_keep_the_head_rules() {
+        const PIECES: [&[u8]; 22] = [
+            b"GET / HTTP/1.1\r\n",
+            b"HTTP/1.1 101 Switching\r\n",
+            b"Upgrade: websocket\r\n",
+            b"Upgrade : websocket\r\n",
+            b"X: a\x1bb\r\n",
+            b"Sec-WebSocket Accept: x\r\n",
+            b"  folded\r\n",
+            b"\tfolded\n",
+            b"\r\n",
+            b"\n",
+            b"no colon\r\n",
+            b": empty\r\n",
+            b"GET /\xff HTTP/1.1\r\n",
+            b"Content-Length: 3\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"\r",
+            b"\x00",
+            b" ",
+            b":",
+            b"HTTP/1.1  200  OK\r\n",
+            b"GET  /a  HTTP/1.0\r\n",
+            b"\xff\xfe",
+        ];
+        let mut seed: u32 = 0x9e37_79b9;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut lenient = 0;
+        for _ in 0..20_000 {
+            let mut buf = Vec::new();
+            for _ in 0..(next() % 9) {
+                buf.extend_from_slice(PIECES[next() as usize % PIECES.len()]);
+            }
+            let odd = |h: Option<bool>| usize::from(h == Some(true));
+            lenient += odd(parse_request(&buf)
+                .ok()
+                .flatten()
+                .map(|h| h.0.malformed.is_some()));
+            lenient += odd(parse_response(&buf, "GET")
+                .ok()
+                .flatten()
+                .map(|h| h.0.malformed.is_some()));
+            let checks: [&HeadLen; 2] = [&|b| parse_request(b).map(|h| h.map(|h| h.1)), &|b| {
+                parse_response(b, "GET").map(|h| h.map(|h| h.1))
+            }];
+            for parse in checks {
+                let Ok(Some(len)) = parse(&buf) else {
+                    continue;
+                };
+                let shown = String::from_utf8_lossy(&buf);
+                assert_eq!(parse(&buf[..len]), Ok(Some(len)), "{shown:?}");
+                for cut in 0..len {
+                    assert!(parse(&buf[..cut]).is_ok(), "{shown:?} cut at {cut}");
+                }
+            }
+        }
+        assert!(
+            lenient > 500,
+            "only {lenient} heads needed the lenient parser"
+        );
     }
 
     #[test]

@@ -275,6 +275,16 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
     if let Some(skipped) = skipped_packets(stats) {
         let _ = writeln!(err, "{skipped}");
     }
+    let given_up = &stats.ws.http_given_up;
+    if given_up.total() > 0 {
+        let _ = writeln!(
+            err,
+            "{} connections given up by the HTTP layer ({}), {} of them reported as http_abandoned",
+            given_up.total(),
+            given_up.summary(),
+            given_up.reported
+        );
+    }
     if let Some(l) = live {
         let _ = writeln!(
             err,

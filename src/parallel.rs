@@ -553,6 +553,7 @@ pub fn run(
         a.frames_emitted += b.frames_emitted;
         a.messages += b.messages;
         a.anomalies += b.anomalies;
+        a.http_given_up.add(&b.http_given_up);
     }
     stats.connections = identities.next;
     let end = end?;

@@ -122,6 +122,8 @@ pub struct WsStats {
     pub frames_emitted: u64,
     pub messages: u64,
     pub anomalies: u64,
+    /// Connections the HTTP layer gave up on, and why.
+    pub http_given_up: crate::session::GiveUps,
 }
 
 /// Outstanding pings remembered per connection, to time their pongs.

@@ -38,6 +38,7 @@ const KINDS: &[&str] = &[
     "abnormal_close",
     "protocol_violations",
     "capture_loss",
+    "http_abandoned",
     "no_websocket_traffic",
     "healthy",
 ];
