@@ -28,10 +28,11 @@ pub enum AnomalyKind {
     IncompleteFrame,
     TcpGap,
     TcpOverlapConflict,
+    TruncatedCapture,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 25] = [
+    pub const ALL: [AnomalyKind; 26] = [
         AnomalyKind::UnmaskedClientFrame,
         AnomalyKind::MaskedServerFrame,
         AnomalyKind::ReservedOpcode,
@@ -57,6 +58,7 @@ impl AnomalyKind {
         AnomalyKind::IncompleteFrame,
         AnomalyKind::TcpGap,
         AnomalyKind::TcpOverlapConflict,
+        AnomalyKind::TruncatedCapture,
     ];
 
     pub fn name(self) -> &'static str {
@@ -171,7 +173,39 @@ impl AnomalyKind {
                 "tcp_overlap_conflict",
                 "a retransmission carried different bytes for the same sequence range; the first copy is kept",
             ),
+            TruncatedCapture => (
+                "truncated_capture",
+                "the capture's snapshot length cut packets short; decoding resumes after the bytes it cut",
+            ),
         }
+    }
+}
+
+/// Why an anomaly was reported: something an endpoint sent or did, or bytes the capture
+/// missed and what their loss broke (a message cut short, a deflate context lost). Only the
+/// first is a fault of the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Cause {
+    #[default]
+    Traffic,
+    /// Bytes the capture did not see: dropped, or before the capture began.
+    Gap,
+    /// Bytes the capture's snapshot length cut off their packets.
+    Snaplen,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Traffic => "traffic",
+            Cause::Gap => "gap",
+            Cause::Snaplen => "snaplen",
+        }
+    }
+
+    /// The capture, not the traffic, is at fault.
+    pub fn is_capture(self) -> bool {
+        self != Cause::Traffic
     }
 }
 

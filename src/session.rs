@@ -354,6 +354,7 @@ the first copy was kept",
             extensions: handshake.map_or(&[], |h| &h.response.extensions[..]),
             status: handshake.map(|h| h.response.status),
             counters,
+            bytes_cut: ctx.bytes_cut,
             end: how,
         }));
     }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use crate::anomaly::{AnomalyKind, close_code_is_valid};
+use crate::anomaly::{AnomalyKind, Cause, close_code_is_valid};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowMeta,
     FrameEvent, MessageEvent, Payload, Timestamp,
@@ -208,16 +208,35 @@ pub struct Context<'a> {
     pub sink: &'a mut dyn EventSink,
     pub options: &'a WsOptions,
     pub stats: &'a mut WsStats,
+    /// Why the bytes being handled are what they are: `Traffic` for captured bytes; for
+    /// missing ones, whether the capture lost them or its snapshot length cut them. What is
+    /// reported while handling them is a consequence of that.
+    pub cause: Cause,
+    /// Payload bytes the snapshot length cut off each direction's packets so far (index 0:
+    /// client to server), for the connection's summary.
+    pub bytes_cut: [u64; 2],
 }
 
 impl Context<'_> {
+    /// Reports an anomaly of the bytes being handled ([`Context::cause`]).
     pub fn anomaly(&mut self, dir: Option<Direction>, kind: AnomalyKind, detail: &str) {
+        self.anomaly_caused(dir, kind, self.cause, detail);
+    }
+
+    pub fn anomaly_caused(
+        &mut self,
+        dir: Option<Direction>,
+        kind: AnomalyKind,
+        cause: Cause,
+        detail: &str,
+    ) {
         self.stats.anomalies += 1;
         self.sink.event(&Event::Anomaly(AnomalyEvent {
             ts: self.ts,
             flow: self.flow,
             dir,
             kind,
+            cause,
             detail,
         }));
     }
@@ -586,16 +605,20 @@ impl WsConnection {
 
     /// Bytes of `dir` were never captured: what was in progress is reported incomplete and
     /// the direction looks for the next frame in what follows.
+    /// Bytes the snapshot length cut (`ctx.cause` says so) are reported by whoever knows the
+    /// snapshot length; they are handled the same way.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
         let i = dir.index();
-        ctx.anomaly(
-            Some(dir),
-            AnomalyKind::TcpGap,
-            &format!(
-                "{lost} bytes of the {} stream were not captured",
-                dir.name()
-            ),
-        );
+        if ctx.cause != Cause::Snaplen {
+            ctx.anomaly(
+                Some(dir),
+                AnomalyKind::TcpGap,
+                &format!(
+                    "{lost} bytes of the {} stream were not captured",
+                    dir.name()
+                ),
+            );
+        }
         if self.dirs[i].resync.is_some() {
             self.dirs[i].resync = Some(Resync::default());
             self.dirs[i].orphans_expected = true;
@@ -610,7 +633,11 @@ impl WsConnection {
             ctx,
         };
         visitor.abandon_message();
-        visitor.lose_context("bytes of a compressed stream were lost");
+        visitor.lose_context(if visitor.ctx.cause == Cause::Snaplen {
+            "the snapshot length cut bytes of a compressed stream"
+        } else {
+            "bytes of a compressed stream were lost"
+        });
         self.dirs[i].resync = Some(Resync::default());
         self.dirs[i].orphans_expected = true;
     }
@@ -908,8 +935,11 @@ impl Visitor<'_, '_, '_> {
             message.utf8.is_complete_and_valid()
         };
         if message.text && !message.undecodable && !valid_text {
-            self.anomaly(
+            // Judged on bytes that were captured, even when a gap ends the message.
+            self.ctx.anomaly_caused(
+                Some(self.state.dir),
                 AnomalyKind::InvalidUtf8,
+                Cause::Traffic,
                 "a text message that is not valid UTF-8",
             );
         }

@@ -19,9 +19,10 @@ use wsnoop::anomaly::AnomalyKind;
 /// The options the expected files were derived under (see fixtures/crafted/README.md).
 const ARGS: [&str; 3] = ["--json", "--max-payload", "1000000"];
 
-/// Anomaly kinds a crafted capture does not have to commit: tcp_gap is a capture problem,
-/// covered later (a capture that lost bytes on purpose).
-const NOT_CRAFTED: [&str; 1] = ["tcp_gap"];
+/// Anomaly kinds a crafted capture does not have to commit: capture problems, proven on real
+/// captures with bytes lost on purpose (tcp_gap: tests/hostile.rs; truncated_capture:
+/// tests/snaplen.rs, a session captured with tcpdump -s 200 and -s 600).
+const NOT_CRAFTED: [&str; 2] = ["tcp_gap", "truncated_capture"];
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
