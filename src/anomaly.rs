@@ -188,7 +188,7 @@ impl AnomalyKind {
 pub enum Cause {
     #[default]
     Traffic,
-    /// Bytes the capture did not see: dropped, or before the capture began.
+    /// Bytes the capture did not see: dropped, before the capture began or after it ended.
     Gap,
     /// Bytes the capture's snapshot length cut off their packets.
     Snaplen,

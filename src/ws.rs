@@ -645,27 +645,41 @@ impl WsConnection {
     /// The connection ended: report what was left unfinished and the close handshake.
     pub fn end_report(&mut self, how: EndReason, ctx: &mut Context<'_>) {
         self.counters.end_at(ctx.ts);
+        // A capture that stops inside a frame did not see its end; a peer that closes inside
+        // one did not send it.
+        let (cause, ended) = if how == EndReason::CaptureEnd {
+            (Cause::Gap, "the capture ended")
+        } else {
+            (ctx.cause, "the connection ended")
+        };
         for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
             if state.resync.is_some() {
                 continue;
             }
             if let Some((header, remaining)) = decoder.current_frame() {
                 let detail = format!(
-                    "the connection ended {remaining} bytes before the end of a {} frame",
+                    "{ended} {remaining} bytes before the end of a {} frame",
                     header.opcode.name()
                 );
-                ctx.anomaly(Some(state.dir), AnomalyKind::IncompleteFrame, &detail);
-            } else if !decoder.at_frame_boundary() {
-                ctx.anomaly(
+                ctx.anomaly_caused(
                     Some(state.dir),
                     AnomalyKind::IncompleteFrame,
-                    "the connection ended inside a frame header",
+                    cause,
+                    &detail,
+                );
+            } else if !decoder.at_frame_boundary() {
+                ctx.anomaly_caused(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    cause,
+                    &format!("{ended} inside a frame header"),
                 );
             } else if state.message.is_some() {
-                ctx.anomaly(
+                ctx.anomaly_caused(
                     Some(state.dir),
                     AnomalyKind::IncompleteFrame,
-                    "the connection ended inside a fragmented message",
+                    cause,
+                    &format!("{ended} inside a fragmented message"),
                 );
             }
         }

@@ -243,6 +243,17 @@ fn check_crafted(capture: &Path) -> Vec<String> {
         }
     }
 
+    // A crafted capture holds every byte its generator wrote: whatever it commits is the
+    // traffic's, never the capture's.
+    for a in of_type(&events, "anomaly") {
+        if a["cause"] != "traffic" {
+            errs.push(format!(
+                "{} ({}) is blamed on the capture (cause {}): {}",
+                a["kind"], a["dir"], a["cause"], a["detail"]
+            ));
+        }
+    }
+
     // Messages, in order per direction.
     let messages = of_type(&events, "message");
     for dir in ["c2s", "s2c"] {
