@@ -96,13 +96,27 @@ struct App {
     first_seen: Timestamp,
     /// The session decoded WebSocket at some point.
     was_websocket: bool,
-    /// Payload bytes the snapshot length cut, per direction of side A -> B and B -> A; the
-    /// captured length of the last packet it cut; whether each direction's first cut was
-    /// reported (later ones are only counted).
-    bytes_cut: [u64; 2],
-    snaplen: u32,
-    cut_reported: [bool; 2],
+    /// What the snapshot length cut, once it cuts anything: most captures cut nothing, so
+    /// the table's entries do not carry it.
+    cuts: Option<Box<Cuts>>,
     session: Session,
+}
+
+/// What the snapshot length cut off one connection's packets.
+#[derive(Debug, Default)]
+struct Cuts {
+    /// Payload bytes, per direction of side A -> B and B -> A.
+    bytes: [u64; 2],
+    /// The captured length of the last packet cut.
+    snaplen: u32,
+    /// Each direction's first cut was reported; later ones are only counted.
+    reported: [bool; 2],
+}
+
+impl App {
+    fn bytes_cut(&self) -> [u64; 2] {
+        self.cuts.as_ref().map_or([0; 2], |c| c.bytes)
+    }
 }
 
 /// TCP facts per side (index 0: side A), for connection events.
@@ -178,7 +192,10 @@ impl Connection {
             rst: [f.rst[c], f.rst[s]],
             fin: [f.fin[c], f.fin[s]],
             bytes: [f.bytes[c], f.bytes[s]],
-            bytes_cut: [self.app.bytes_cut[c], self.app.bytes_cut[s]],
+            bytes_cut: {
+                let cut = self.app.bytes_cut();
+                [cut[c], cut[s]]
+            },
             first_payload: [f.first_payload[c], f.first_payload[s]],
             first_seen: self.app.first_seen,
             last_seen: self.last_seen,
@@ -310,9 +327,7 @@ impl Analyzer {
                 fins: [false; 2],
                 first_seen: ts,
                 was_websocket: false,
-                bytes_cut: [0; 2],
-                snaplen: 0,
-                cut_reported: [false; 2],
+                cuts: None,
                 session: Session::new(),
             },
             closed: false,
@@ -405,8 +420,9 @@ impl Analyzer {
             self.stats.truncated_packets += 1;
             self.stats.bytes_cut += u64::from(cut.bytes);
             self.stats.snaplen = self.stats.snaplen.max(cut.snaplen);
-            conn.app.bytes_cut[usize::from(!from_a)] += u64::from(cut.bytes);
-            conn.app.snaplen = cut.snaplen;
+            let cuts = conn.app.cuts.get_or_insert_with(Box::default);
+            cuts.bytes[usize::from(!from_a)] += u64::from(cut.bytes);
+            cuts.snaplen = cut.snaplen;
         }
         if seg.flags.syn && conn.app.client_is_a.is_none() {
             conn.app
@@ -684,14 +700,15 @@ impl App {
                 ctx.cause = Cause::Snaplen;
                 let side = usize::from(!from_a);
                 // Once per direction: with a small snapshot length every packet is cut.
-                if !self.cut_reported[side] {
-                    self.cut_reported[side] = true;
+                let cuts = self.cuts.get_or_insert_with(Box::default);
+                if !cuts.reported[side] {
+                    cuts.reported[side] = true;
                     let detail = format!(
                         "the capture's snapshot length cut {} packets at {} bytes: {cut} bytes \
 here were not captured (frames resume after them); later cuts of this direction are counted \
 in the flow's bytes_cut_{}",
                         dir.name(),
-                        self.snaplen,
+                        cuts.snaplen,
                         dir.name()
                     );
                     ctx.anomaly(Some(dir), AnomalyKind::TruncatedCapture, &detail);
@@ -720,7 +737,8 @@ in the flow's bytes_cut_{}",
             Some(flow) => {
                 let mut ctx = env.context(&flow);
                 let client = usize::from(!self.client_is_a.unwrap_or(true));
-                ctx.bytes_cut = [self.bytes_cut[client], self.bytes_cut[1 - client]];
+                let cut = self.bytes_cut();
+                ctx.bytes_cut = [cut[client], cut[1 - client]];
                 self.session.end(how, self.first_seen, &mut ctx);
             }
             None => self.session.ignore(),
