@@ -905,10 +905,22 @@ impl Visitor<'_, '_, '_> {
 
     /// A message cut by lost bytes is reported as far as it got, never joined to later data.
     fn abandon_message(&mut self) {
+        let compressed = self.state.message.as_ref().is_some_and(|m| m.compressed);
         if self.state.message.is_some() {
             self.emit_message(true);
         }
         self.state.carry_len = 0;
+        // Inflating stopped inside the message. A sender without context takeover starts the
+        // next one afresh, and so must the inflater; with takeover the context is lost anyway.
+        if compressed
+            && let Some(inflater) = &mut self.state.deflate
+            && inflater.reset_each_message
+        {
+            if let Some(z) = &mut inflater.z {
+                z.reset(false);
+            }
+            inflater.stream_ended = false;
+        }
     }
 
     fn finish_message(&mut self) {
@@ -1348,5 +1360,81 @@ mod tests {
             Negotiated::from_server_extensions(&["x-foo".into()]).deflate,
             None
         );
+    }
+
+    /// A sender without context takeover compresses each message afresh: bytes lost inside
+    /// one (a gap, a cut) leave the inflater mid-stream, and the next message must inflate
+    /// from a clean state, not fail as if the peer had sent garbage.
+    #[test]
+    fn no_context_takeover_inflates_again_after_lost_bytes() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let text = |seed: u32| -> String {
+            let mut x = seed;
+            (0..3000)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    char::from(b'a' + (x >> 16) as u8 % 26)
+                })
+                .collect()
+        };
+        let frame = |message: &str| -> Vec<u8> {
+            let mut z = Compress::new(Compression::default(), false);
+            let mut out = Vec::with_capacity(message.len() + 64);
+            z.compress_vec(message.as_bytes(), &mut out, FlushCompress::Sync)
+                .unwrap();
+            assert_eq!(out[out.len() - 4..], DEFLATE_TAIL);
+            out.truncate(out.len() - 4);
+            let mut f = vec![0xc1, 126];
+            f.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            f.extend_from_slice(&out);
+            f
+        };
+        let messages = [text(1), text(2), text(3)];
+        let frames: Vec<Vec<u8>> = messages.iter().map(|m| frame(m)).collect();
+        let flow = FlowMeta {
+            id: 0,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            server: "127.0.0.1:9000".parse().unwrap(),
+            midstream: false,
+        };
+        let options = WsOptions {
+            max_payload: 1 << 20,
+            ..WsOptions::default()
+        };
+        let mut stats = WsStats::default();
+        let mut got: Vec<String> = Vec::new();
+        let mut anomalies: Vec<String> = Vec::new();
+        let mut sink = |e: &Event<'_>| match e {
+            Event::Message(m) => match m.payload {
+                Payload::Text(t) if !m.incomplete => got.push(t.to_string()),
+                _ => {}
+            },
+            Event::Anomaly(a) => anomalies.push(a.kind.name().to_string()),
+            _ => {}
+        };
+        let mut ctx = Context {
+            ts: Timestamp::default(),
+            flow: &flow,
+            sink: &mut sink,
+            options: &options,
+            stats: &mut stats,
+            cause: Cause::Traffic,
+            bytes_cut: [0; 2],
+        };
+        let negotiated = Negotiated::from_server_extensions(&[
+            "permessage-deflate; server_no_context_takeover".into(),
+        ]);
+        let mut ws = WsConnection::new(negotiated);
+        let mut scratch = Scratch::default();
+        let dir = Direction::ServerToClient;
+        let half = frames[0].len() / 2;
+        ws.feed(dir, &frames[0][..half], &mut scratch, &mut ctx);
+        ctx.cause = Cause::Snaplen;
+        ws.gap(dir, (frames[0].len() - half) as u64, &mut ctx);
+        ctx.cause = Cause::Traffic;
+        let rest: Vec<u8> = frames[1..].concat();
+        ws.feed(dir, &rest, &mut scratch, &mut ctx);
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        assert_eq!(got, &messages[1..]);
     }
 }
