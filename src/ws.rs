@@ -212,8 +212,8 @@ pub struct Context<'a> {
     /// missing ones, whether the capture lost them or its snapshot length cut them. What is
     /// reported while handling them is a consequence of that.
     pub cause: Cause,
-    /// Payload bytes the snapshot length cut off each direction's packets so far (index 0:
-    /// client to server), for the connection's summary.
+    /// Payload bytes the snapshot length cut off each direction's packets (index 0: client to
+    /// server), for the connection's summary: set when the session ends, zeros before.
     pub bytes_cut: [u64; 2],
 }
 
