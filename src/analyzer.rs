@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use crate::anomaly::{AnomalyKind, Cause};
 use crate::decode::{self, Defragmenter, LinkType, Skip, TcpSegment};
 use crate::event::{
     ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, TcpSummary,
@@ -71,6 +72,13 @@ pub struct Stats {
     pub connections: u64,
     pub evicted: u64,
     pub timed_out: u64,
+    /// TCP packets the snapshot length cut short, the payload bytes it cut off them, and the
+    /// largest captured length of such a packet: the snapshot length, as far as it shows.
+    pub truncated_packets: u64,
+    pub bytes_cut: u64,
+    pub snaplen: u32,
+    /// Packets the snapshot length cut inside their TCP header: their bytes are gaps.
+    pub skipped_cut_header: u64,
     pub ws: WsStats,
 }
 
@@ -88,7 +96,27 @@ struct App {
     first_seen: Timestamp,
     /// The session decoded WebSocket at some point.
     was_websocket: bool,
+    /// What the snapshot length cut, once it cuts anything: most captures cut nothing, so
+    /// the table's entries do not carry it.
+    cuts: Option<Box<Cuts>>,
     session: Session,
+}
+
+/// What the snapshot length cut off one connection's packets.
+#[derive(Debug, Default)]
+struct Cuts {
+    /// Payload bytes, per direction of side A -> B and B -> A.
+    bytes: [u64; 2],
+    /// The captured length of the last packet cut.
+    snaplen: u32,
+    /// Each direction's first cut was reported; later ones are only counted.
+    reported: [bool; 2],
+}
+
+impl App {
+    fn bytes_cut(&self) -> [u64; 2] {
+        self.cuts.as_ref().map_or([0; 2], |c| c.bytes)
+    }
 }
 
 /// TCP facts per side (index 0: side A), for connection events.
@@ -131,7 +159,7 @@ impl Connection {
         }
         f.rst[side] |= seg.flags.rst;
         f.fin[side] |= seg.flags.fin;
-        f.bytes[side] += seg.payload.len() as u64;
+        f.bytes[side] += seg.payload.len() as u64 + seg.cut.map_or(0, |c| u64::from(c.bytes));
         if f.first_payload[side].is_none() && !seg.payload.is_empty() {
             f.first_payload[side] = Some(PayloadKind::of(seg.payload));
         }
@@ -164,6 +192,10 @@ impl Connection {
             rst: [f.rst[c], f.rst[s]],
             fin: [f.fin[c], f.fin[s]],
             bytes: [f.bytes[c], f.bytes[s]],
+            bytes_cut: {
+                let cut = self.app.bytes_cut();
+                [cut[c], cut[s]]
+            },
             first_payload: [f.first_payload[c], f.first_payload[s]],
             first_seen: self.app.first_seen,
             last_seen: self.last_seen,
@@ -217,6 +249,8 @@ impl Env<'_> {
             sink: &mut *self.sink,
             options: &self.options.ws,
             stats: &mut *self.stats,
+            cause: Cause::Traffic,
+            bytes_cut: [0; 2],
         };
         (ctx, &mut *self.scratch)
     }
@@ -261,6 +295,10 @@ impl Analyzer {
             }
             Err(Skip::NotTcp) => self.stats.skipped_not_tcp += 1,
             Err(Skip::Malformed) => self.stats.skipped_malformed += 1,
+            Err(Skip::CutHeader) => {
+                self.stats.skipped_cut_header += 1;
+                self.stats.snaplen = self.stats.snaplen.max(data.len() as u32);
+            }
             Err(Skip::Fragment) => {
                 self.stats.fragments += 1;
                 let Some(datagram) = self.defrag.add(link, data, ts) else {
@@ -289,6 +327,7 @@ impl Analyzer {
                 fins: [false; 2],
                 first_seen: ts,
                 was_websocket: false,
+                cuts: None,
                 session: Session::new(),
             },
             closed: false,
@@ -377,6 +416,14 @@ impl Analyzer {
         };
         conn.last_seen = ts;
         conn.note(seg, from_a);
+        if let Some(cut) = seg.cut {
+            self.stats.truncated_packets += 1;
+            self.stats.bytes_cut += u64::from(cut.bytes);
+            self.stats.snaplen = self.stats.snaplen.max(cut.snaplen);
+            let cuts = conn.app.cuts.get_or_insert_with(Box::default);
+            cuts.bytes[usize::from(!from_a)] += u64::from(cut.bytes);
+            cuts.snaplen = cut.snaplen;
+        }
         if seg.flags.syn && conn.app.client_is_a.is_none() {
             conn.app
                 .set_client(if seg.flags.ack { !from_a } else { from_a }, false);
@@ -399,10 +446,11 @@ impl Analyzer {
         };
         let app = &mut conn.app;
         if !app.session.is_ignored() {
-            half.push(
+            half.push_cut(
                 seg.seq,
                 seg.flags,
                 seg.payload,
+                seg.cut.map_or(0, |c| c.bytes),
                 ts,
                 self.options.reassembly,
                 &mut |chunk| app.chunk(from_a, chunk, &mut env),
@@ -641,8 +689,38 @@ impl App {
                     return;
                 };
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
+                ctx.cause = Cause::Gap;
                 self.session
                     .gap(direction(from_a, client_is_a), lost, scratch, &mut ctx);
+                self.midstream |= self.session.picked_up();
+            }
+            Chunk::Cut(cut) => {
+                if self.session.is_ignored() {
+                    return;
+                }
+                let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) else {
+                    self.session.ignore();
+                    return;
+                };
+                let dir = direction(from_a, client_is_a);
+                let (mut ctx, scratch) = env.context_and_scratch(&flow);
+                ctx.cause = Cause::Snaplen;
+                let side = usize::from(!from_a);
+                // Once per direction: with a small snapshot length every packet is cut.
+                let cuts = self.cuts.get_or_insert_with(Box::default);
+                if !cuts.reported[side] {
+                    cuts.reported[side] = true;
+                    let detail = format!(
+                        "the capture's snapshot length cut {} packets at {} bytes: {cut} bytes \
+here were not captured (frames resume after them); later cuts of this direction are counted \
+in the flow's bytes_cut_{}",
+                        dir.name(),
+                        cuts.snaplen,
+                        dir.name()
+                    );
+                    ctx.anomaly(Some(dir), AnomalyKind::TruncatedCapture, &detail);
+                }
+                self.session.gap(dir, cut, scratch, &mut ctx);
                 self.midstream |= self.session.picked_up();
             }
             Chunk::Conflict(bytes) => {
@@ -666,6 +744,9 @@ impl App {
         match self.flow() {
             Some(flow) => {
                 let mut ctx = env.context(&flow);
+                let client = usize::from(!self.client_is_a.unwrap_or(true));
+                let cut = self.bytes_cut();
+                ctx.bytes_cut = [cut[client], cut[1 - client]];
                 self.session.end(how, self.first_seen, &mut ctx);
             }
             None => self.session.ignore(),

@@ -30,10 +30,11 @@ pub enum AnomalyKind {
     TcpOverlapConflict,
     MalformedHttp,
     HttpAbandoned,
+    TruncatedCapture,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 27] = [
+    pub const ALL: [AnomalyKind; 28] = [
         AnomalyKind::UnmaskedClientFrame,
         AnomalyKind::MaskedServerFrame,
         AnomalyKind::ReservedOpcode,
@@ -61,6 +62,7 @@ impl AnomalyKind {
         AnomalyKind::TcpOverlapConflict,
         AnomalyKind::MalformedHttp,
         AnomalyKind::HttpAbandoned,
+        AnomalyKind::TruncatedCapture,
     ];
 
     pub fn name(self) -> &'static str {
@@ -183,7 +185,39 @@ impl AnomalyKind {
                 "http_abandoned",
                 "wsnoop stopped following the HTTP of a connection that meant WebSocket, or whose HTTP broke; the detail says why",
             ),
+            TruncatedCapture => (
+                "truncated_capture",
+                "the capture's snapshot length cut packets short; decoding resumes after the bytes it cut",
+            ),
         }
+    }
+}
+
+/// Why an anomaly was reported: something an endpoint sent or did, or bytes the capture
+/// missed and what their loss broke (a message cut short, a deflate context lost). Only the
+/// first is a fault of the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Cause {
+    #[default]
+    Traffic,
+    /// Bytes the capture did not see: dropped, before the capture began or after it ended.
+    Gap,
+    /// Bytes the capture's snapshot length cut off their packets.
+    Snaplen,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Traffic => "traffic",
+            Cause::Gap => "gap",
+            Cause::Snaplen => "snaplen",
+        }
+    }
+
+    /// The capture, not the traffic, is at fault.
+    pub fn is_capture(self) -> bool {
+        self != Cause::Traffic
     }
 }
 

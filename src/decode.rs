@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use etherparse::defrag::{IpDefragPayloadVec, IpDefragPool};
 use etherparse::{
-    EtherType, IpNumber, Ipv4HeaderSlice, NetSlice, SlicedPacket, TcpSlice, TransportSlice,
+    EtherType, IpNumber, Ipv4HeaderSlice, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket,
+    NetSlice, SlicedPacket, TcpSlice, TransportSlice,
 };
 
 use crate::event::Timestamp;
@@ -57,6 +58,16 @@ pub struct TcpFlags {
     pub rst: bool,
 }
 
+/// What the capture's snapshot length cut off one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// Payload bytes the sender sent that the capture did not keep: the IP header's length
+    /// minus what was captured.
+    pub bytes: u32,
+    /// The packet's captured length, link layer included: the snapshot length it was cut at.
+    pub snaplen: u32,
+}
+
 /// One TCP segment, borrowing the packet's bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment<'a> {
@@ -65,7 +76,10 @@ pub struct TcpSegment<'a> {
     pub seq: u32,
     pub ack: u32,
     pub flags: TcpFlags,
+    /// What was captured of the payload: all of it, or its start when `cut` says so.
     pub payload: &'a [u8],
+    /// The snapshot length cut the payload short; it continues for `cut.bytes` on the wire.
+    pub cut: Option<Cut>,
 }
 
 /// Why a packet yielded no TCP segment; counted, never fatal.
@@ -77,6 +91,9 @@ pub enum Skip {
     Malformed,
     /// An IP fragment; reassembly is not done here.
     Fragment,
+    /// The snapshot length cut the packet inside its TCP header, before its place in the
+    /// stream: its bytes will show as a gap.
+    CutHeader,
 }
 
 /// Slices one packet of the given link type down to its transport layer.
@@ -137,7 +154,18 @@ fn segment_of(src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'_>) -> TcpSegment<'stati
             rst: tcp.rst(),
         },
         payload: &[],
+        cut: None,
     }
+}
+
+/// The cut of a packet whose IP header says `declared` payload bytes follow its headers, of
+/// which `captured` were captured.
+fn cut_of(declared: usize, captured: usize, data: &[u8]) -> Option<Cut> {
+    let bytes = declared.checked_sub(captured).filter(|&n| n > 0)?;
+    Some(Cut {
+        bytes: u32::try_from(bytes).ok()?,
+        snaplen: u32::try_from(data.len()).ok()?,
+    })
 }
 
 /// The common case, untagged Ethernet with an unfragmented IPv4 TCP segment, read straight
@@ -153,9 +181,10 @@ fn ethernet_ipv4_tcp(data: &[u8]) -> Option<TcpSegment<'_>> {
         return None;
     }
     let start = ETHERNET + ip.slice().len();
-    // A packet cut by the snapshot length keeps what was captured; TCP then sees the rest as
-    // missing bytes, a gap, rather than losing the whole segment.
-    let end = (ETHERNET + usize::from(ip.total_len())).min(data.len());
+    // A packet cut by the snapshot length keeps what was captured, and says how much is
+    // missing, so TCP knows where the next segment starts.
+    let whole = ETHERNET + usize::from(ip.total_len());
+    let end = whole.min(data.len());
     let tcp = TcpSlice::from_slice(data.get(start..end)?).ok()?;
     let (src, dst) = (
         IpAddr::V4(ip.source_addr()),
@@ -163,7 +192,101 @@ fn ethernet_ipv4_tcp(data: &[u8]) -> Option<TcpSegment<'_>> {
     );
     Some(TcpSegment {
         payload: tcp.payload(),
+        cut: cut_of(whole, end, data),
         ..segment_of(src, dst, &tcp)
+    })
+}
+
+/// A TCP header cut by the snapshot length: with its first 14 bytes (ports, numbers, header
+/// length, flags) the segment still has a place in the stream, all of its payload missing.
+fn header_cut_segment(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+    declared: usize,
+    data: &[u8],
+) -> Option<TcpSegment<'static>> {
+    let h = tcp.get(..14)?;
+    let header_len = usize::from(h[12] >> 4) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    let port = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let number = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    Some(TcpSegment {
+        src: SocketAddr::new(src, port(0)),
+        dst: SocketAddr::new(dst, port(2)),
+        seq: number(4),
+        ack: number(8),
+        flags: TcpFlags {
+            fin: h[13] & 0x01 != 0,
+            syn: h[13] & 0x02 != 0,
+            rst: h[13] & 0x04 != 0,
+            ack: h[13] & 0x10 != 0,
+        },
+        payload: &[],
+        cut: cut_of(declared.checked_sub(header_len)?, 0, data),
+    })
+}
+
+/// A packet the snapshot length cut short, which strict slicing refuses: its layers read
+/// laxly (the link layers of [`slice`]), its segment what was captured of it.
+fn cut_segment(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    lax_cut_segment(link, data).unwrap_or(Err(Skip::Malformed))
+}
+
+/// None: not a cut TCP packet.
+fn lax_cut_segment(link: LinkType, data: &[u8]) -> Option<Result<TcpSegment<'_>, Skip>> {
+    let cooked = |protocol_at: usize, header: usize| {
+        let protocol = u16::from_be_bytes([*data.get(protocol_at)?, *data.get(protocol_at + 1)?]);
+        Some(LaxSlicedPacket::from_ether_type(
+            EtherType(protocol),
+            data.get(header..)?,
+        ))
+    };
+    let lax = match link {
+        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok()?,
+        LinkType::Raw => LaxSlicedPacket::from_ip(data).ok()?,
+        LinkType::Null => LaxSlicedPacket::from_ip(data.get(4..)?).ok()?,
+        LinkType::LinuxSll => cooked(14, 16)?,
+        LinkType::LinuxSll2 => cooked(0, 20)?,
+    };
+    let (src, dst, ip, declared): (IpAddr, IpAddr, &LaxIpPayloadSlice<'_>, usize) = match &lax.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let header = ip.header();
+            let declared = usize::from(header.total_len()).checked_sub(
+                header.slice().len() + ip.extensions().auth.map_or(0, |a| a.slice().len()),
+            )?;
+            (
+                header.source_addr().into(),
+                header.destination_addr().into(),
+                ip.payload(),
+                declared,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let header = ip.header();
+            let declared =
+                usize::from(header.payload_length()).checked_sub(ip.extensions().slice().len())?;
+            (
+                header.source_addr().into(),
+                header.destination_addr().into(),
+                ip.payload(),
+                declared,
+            )
+        }
+        _ => return None,
+    };
+    if !ip.incomplete || ip.fragmented || ip.ip_number != IpNumber::TCP {
+        return None;
+    }
+    Some(match &lax.transport {
+        Some(TransportSlice::Tcp(tcp)) => Ok(TcpSegment {
+            payload: tcp.payload(),
+            cut: cut_of(declared, ip.payload.len(), data),
+            ..segment_of(src, dst, tcp)
+        }),
+        _ => header_cut_segment(src, dst, ip.payload, declared, data).ok_or(Skip::CutHeader),
     })
 }
 
@@ -174,7 +297,10 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     {
         return Ok(segment);
     }
-    let sliced = slice(link, data)?;
+    let sliced = match slice(link, data) {
+        Ok(sliced) => sliced,
+        Err(_) => return cut_segment(link, data),
+    };
     let (src, dst, fragmented) = addresses(&sliced).ok_or(Skip::NotTcp)?;
     match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => Ok(TcpSegment {
@@ -354,10 +480,65 @@ mod tests {
             Skip::Malformed
         );
         let ip = ipv4_tcp(b"x");
+        // Cut inside the TCP header before its flags: a cut, but not a segment.
         assert_eq!(
             decode(LinkType::Raw, &ip[..30]).unwrap_err(),
+            Skip::CutHeader
+        );
+        assert_eq!(
+            decode(LinkType::Raw, &ip[..19]).unwrap_err(),
             Skip::Malformed
         );
         assert!(LinkType::from_dlt(105, "IEEE802_11").is_err());
+    }
+
+    /// A packet cut by the snapshot length keeps its captured payload and says how many bytes
+    /// the IP header declares beyond it, on the fast path and the lax one, for IPv6 and SLL2
+    /// too; cut inside the TCP header after its flags, it keeps its place with no payload.
+    #[test]
+    fn cut_packets_say_what_was_cut() {
+        let payload: Vec<u8> = (0..100u8).collect();
+        let ip = ipv4_tcp(&payload);
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&ip);
+        let mut vlan = vec![0u8; 12];
+        vlan.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
+        vlan.extend_from_slice(&ip);
+        let mut v6 = Vec::new();
+        PacketBuilder::ipv6([0x20; 16], [0x21; 16], 64)
+            .tcp(40000, 8080, 1000, 512)
+            .write(&mut v6, &payload)
+            .unwrap();
+        let mut sll2 = vec![0x86, 0xdd, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6];
+        sll2.extend_from_slice(&[0; 8]);
+        sll2.extend_from_slice(&v6);
+        // (link, packet, bytes of headers before the payload)
+        for (link, bytes, headers) in [
+            (LinkType::Ethernet, &eth, 14 + 20 + 20),
+            (LinkType::Ethernet, &vlan, 18 + 20 + 20),
+            (LinkType::Raw, &ip, 20 + 20),
+            (LinkType::LinuxSll2, &sll2, 20 + 40 + 20),
+        ] {
+            let whole = decode(link, bytes).unwrap();
+            assert_eq!((whole.payload, whole.cut), (&payload[..], None), "{link:?}");
+            let snap = headers + 30;
+            let seg = decode(link, &bytes[..snap]).unwrap();
+            assert_eq!(seg.payload, &payload[..30], "{link:?}");
+            let want = Cut {
+                bytes: 70,
+                snaplen: snap as u32,
+            };
+            assert_eq!(seg.cut, Some(want), "{link:?}");
+            assert_eq!((seg.seq, seg.dst.port()), (1000, 8080), "{link:?}");
+            let in_header = decode(link, &bytes[..headers - 4]).unwrap();
+            assert_eq!(in_header.payload, b"", "{link:?}");
+            assert_eq!(in_header.cut.map(|c| c.bytes), Some(100), "{link:?}");
+            assert_eq!(
+                (in_header.seq, in_header.src.port()),
+                (1000, 40000),
+                "{link:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use crate::analyzer::Stats;
-use crate::anomaly::AnomalyKind;
+use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{EndReason, Event, EventSink, FlowMeta, PayloadKind, Timestamp};
 use crate::output::OutputSink;
 
@@ -125,6 +125,13 @@ pub struct Diagnoser {
     unanswered_close: Bucket,
     violations: BTreeMap<AnomalyKind, Bucket>,
     gaps: Bucket,
+    /// Connections with packets the snapshot length cut, and the bytes cut each way.
+    truncated: Bucket,
+    bytes_cut: [u64; 2],
+    /// What bytes missing from the capture broke, by cause: anomalies that are consequences
+    /// of a cut or a gap, not of anything a peer did.
+    consequences: BTreeMap<(Cause, AnomalyKind), u64>,
+    incomplete_messages: u64,
     clean_closes: u64,
     /// Connections the HTTP layer gave up on (http_abandoned), per reason name.
     http_abandoned: BTreeMap<&'static str, Bucket>,
@@ -172,6 +179,11 @@ impl EventSink for Diagnoser {
                 if t.first_payload[0] == Some(PayloadKind::Tls) {
                     self.tls.add(e.flow, t.first_seen);
                 }
+                if t.bytes_cut != [0, 0] {
+                    self.truncated.add(e.flow, t.first_seen);
+                    self.bytes_cut[0] += t.bytes_cut[0];
+                    self.bytes_cut[1] += t.bytes_cut[1];
+                }
             }
             Event::Handshake(e) => {
                 if !self.wanted(e.flow) {
@@ -195,6 +207,7 @@ impl EventSink for Diagnoser {
             Event::Message(e) => {
                 if self.wanted(e.flow) {
                     self.messages += 1;
+                    self.incomplete_messages += u64::from(e.incomplete);
                 }
             }
             Event::Anomaly(e) => {
@@ -214,6 +227,11 @@ impl EventSink for Diagnoser {
                     }
                     AnomalyKind::TcpGap => self.gaps.add(e.flow, e.ts),
                     AnomalyKind::HttpAbandoned => self.http_abandoned(e.detail, e.flow, e.ts),
+                    // Counted from the connections, which say how much was cut.
+                    AnomalyKind::TruncatedCapture => {}
+                    kind if e.cause.is_capture() => {
+                        *self.consequences.entry((e.cause, kind)).or_default() += 1;
+                    }
                     kind => self.violations.entry(kind).or_default().add(e.flow, e.ts),
                 }
             }
@@ -615,19 +633,70 @@ its logs at that time.",
 Run `wsnoop -r FILE --json | jq 'select(.type==\"anomaly\")'` for each occurrence.",
             );
         }
+        // Messages cut short go with the cuts when there are any: with a small snapshot
+        // length nearly every long message is.
+        let cut = self.truncated.count > 0;
+        if cut {
+            let b = &self.truncated;
+            push(
+                "truncated_capture",
+                Severity::Warning,
+                b,
+                format!(
+                    "packets were cut at {} bytes by the capture's snapshot length: {} lost {} \
+bytes from the client and {} from the server that were sent but not captured{}; {}.",
+                    stats.snaplen,
+                    plural(b.count, "connection", "connections"),
+                    self.bytes_cut[0],
+                    self.bytes_cut[1],
+                    self.broken(Cause::Snaplen, true),
+                    b.example()
+                ),
+                &format!(
+                    "The capture kept only the first {} bytes of each packet (tcpdump -s, or a \
+capture tool's slice length): this is not a network problem and not a peer's fault. Frames that \
+fit were decoded and decoding resumed after every cut, but longer frames, handshakes and \
+compressed messages after a cut are unknown. Capture again with the whole packets: tcpdump -s 0 \
+(wsnoop -i captures whole packets).",
+                    stats.snaplen
+                ),
+            );
+        }
         if self.gaps.count > 0 {
             let b = &self.gaps;
+            // A packet cut inside its TCP header cannot be placed in its stream: its bytes are
+            // a gap, and then the gaps may all be cuts, not drops.
+            let header_cuts = stats.skipped_cut_header;
+            let (why, advice) = if header_cuts > 0 {
+                (
+                    format!(
+                        "; the snapshot length ({} bytes) also cut {} inside the TCP header, \
+whose bytes can only show as gaps",
+                        stats.snaplen,
+                        plural(header_cuts, "packet", "packets")
+                    ),
+                    "The gaps may be packets the snapshot length cut, or packets the capture \
+dropped (see libpcap's drop counts). Capture again with the whole packets (tcpdump -s 0); if \
+gaps remain, with a larger buffer (-B), a filter, or to a file with -w.",
+                )
+            } else {
+                (
+                    String::new(),
+                    "The capture dropped packets (see libpcap's drop counts), so some frames are \
+unknown. Capture with a larger buffer (-B), a filter, or to a file with -w.",
+                )
+            };
             push(
                 "capture_loss",
                 Severity::Warning,
                 b,
                 format!(
-                    "{} missing from the capture; {}.",
+                    "{} missing from the capture{}{why}; {}.",
                     plural(b.count, "stretch of bytes was", "stretches of bytes were"),
+                    self.broken(Cause::Gap, !cut),
                     b.example()
                 ),
-                "The capture dropped packets (see libpcap's drop counts), so some frames are \
-unknown. Capture with a larger buffer (-B), a filter, or to a file with -w.",
+                advice,
             );
         }
         if !self.http_abandoned.is_empty() {
@@ -699,16 +768,26 @@ which stream and why.",
                     top.join(", ")
                 )
             };
+            let cut_note = if cut {
+                format!(
+                    "; but the snapshot length cut packets of {} at {} bytes, which hides \
+handshakes longer than that (see truncated_capture: capture again with -s 0)",
+                    plural(self.truncated.count, "connection", "connections"),
+                    stats.snaplen
+                )
+            } else {
+                String::new()
+            };
             out.push(Finding {
                 kind: "no_websocket_traffic",
                 severity: Severity::Error,
                 count: 0,
                 flows: Vec::new(),
-                detail: format!("No WebSocket handshake or session: {seen}."),
-                advice: "No WebSocket traffic means a problem in the client's or server's configuration, \
+                detail: format!("No WebSocket handshake or session: {seen}{cut_note}."),
+                advice: if cut { "First capture again with the whole packets (tcpdump -s 0): \
+the handshakes may be there but cut. " } else { "" }.to_string() + "No WebSocket traffic means a problem in the client's or server's configuration, \
 a firewall, or routing. Check that this is the right interface (-D lists them) and port, that \
-the client really connects here (its URL), and that no proxy terminates the connection elsewhere."
-                    .to_string(),
+the client really connects here (its URL), and that no proxy terminates the connection elsewhere.",
             });
         }
         if !out.iter().any(|f| f.severity > Severity::Info) {
@@ -752,6 +831,34 @@ fn skipped_note(stats: &Stats) -> String {
         String::new()
     } else {
         format!(" ({})", parts.join(", "))
+    }
+}
+
+impl Diagnoser {
+    /// What bytes missing for `cause` broke, as a clause ("; what that broke: ..."), with the
+    /// messages cut short when `messages`.
+    fn broken(&self, cause: Cause, messages: bool) -> String {
+        let mut parts: Vec<String> = self
+            .consequences
+            .iter()
+            .filter(|((c, _), _)| *c == cause)
+            .map(|((_, kind), n)| format!("{} {}", kind.name(), plural(*n, "time", "times")))
+            .collect();
+        if messages && self.incomplete_messages > 0 {
+            parts.insert(
+                0,
+                plural(
+                    self.incomplete_messages,
+                    "message incomplete",
+                    "messages incomplete",
+                ),
+            );
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; what that broke: {}", parts.join(", "))
+        }
     }
 }
 

@@ -186,6 +186,8 @@ pub struct AnomalyEvent<'a> {
     pub flow: &'a FlowMeta,
     pub dir: Option<Direction>,
     pub kind: crate::anomaly::AnomalyKind,
+    /// In the traffic, or a consequence of what the capture missed.
+    pub cause: crate::anomaly::Cause,
     pub detail: &'a str,
 }
 
@@ -204,6 +206,9 @@ pub struct FlowEvent<'a> {
     /// The handshake response's status; None when no response was seen.
     pub status: Option<u16>,
     pub counters: &'a crate::ws::FlowCounters,
+    /// Payload bytes the capture's snapshot length cut off each direction's packets (index 0:
+    /// client to server).
+    pub bytes_cut: [u64; 2],
     pub end: EndReason,
 }
 
@@ -251,8 +256,10 @@ pub struct TcpSummary {
     /// RST and FIN seen from each side: index 0 client, 1 server.
     pub rst: [bool; 2],
     pub fin: [bool; 2],
-    /// Payload bytes per direction (index 0: client to server).
+    /// Payload bytes per direction (index 0: client to server), cut ones included.
     pub bytes: [u64; 2],
+    /// Payload bytes the capture's snapshot length cut, per direction.
+    pub bytes_cut: [u64; 2],
     pub first_payload: [Option<PayloadKind>; 2],
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,

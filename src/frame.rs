@@ -321,7 +321,12 @@ impl Plausible {
                 && self.rsv1_allowed
                 && matches!(h.opcode, Opcode::Text | Opcode::Binary));
         let control_ok = !h.opcode.is_control() || (h.fin && h.len <= 125);
-        !matches!(h.opcode, Opcode::Reserved(_))
+        // An empty continuation that does not end its message carries nothing: legal, but
+        // no sender makes one, while every run of zero bytes in a payload reads as a chain of
+        // them.
+        let empty_fragment = h.opcode == Opcode::Continuation && !h.fin && h.len == 0;
+        !empty_fragment
+            && !matches!(h.opcode, Opcode::Reserved(_))
             && rsv_ok
             && control_ok
             && h.minimal_length
@@ -550,6 +555,18 @@ mod tests {
         // Unmasked frames are not a client's.
         let server = encode(true, 1, None, b"hi");
         assert_eq!(scan_chain(&server, [0], &rule, &two), ChainScan::None);
+        // Zero bytes (a payload's run of them after a gap) are no chain of empty fragments;
+        // the frame after them is found.
+        let server_rule = Plausible {
+            masked: Some(false),
+            ..rule
+        };
+        let mut zeros = vec![0u8; 64];
+        zeros.extend(encode(true, 2, None, b"after"));
+        assert_eq!(
+            scan_chain(&zeros, 0..zeros.len(), &server_rule, &two),
+            ChainScan::Found(64)
+        );
     }
 
     #[test]

@@ -285,6 +285,20 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
             given_up.reported
         );
     }
+    if stats.truncated_packets > 0 {
+        let _ = writeln!(
+            err,
+            "{} packets cut at {} bytes by the snapshot length: {} payload bytes not captured",
+            stats.truncated_packets, stats.snaplen, stats.bytes_cut
+        );
+    }
+    if stats.skipped_cut_header > 0 {
+        let _ = writeln!(
+            err,
+            "{} packets cut inside their TCP header by the snapshot length: their bytes are gaps",
+            stats.skipped_cut_header
+        );
+    }
     if let Some(l) = live {
         let _ = writeln!(
             err,

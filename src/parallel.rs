@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, Stats};
 use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
-use crate::decode::{self, Defragmenter, Skip, TcpFlags, TcpSegment};
+use crate::decode::{self, Cut, Defragmenter, Skip, TcpFlags, TcpSegment};
 use crate::event::{Event, EventSink, Timestamp};
 use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
@@ -71,6 +71,7 @@ struct Segment {
     flags: TcpFlags,
     start: usize,
     len: usize,
+    cut: Option<Cut>,
 }
 
 struct Batch {
@@ -100,6 +101,7 @@ impl Batch {
             flags: seg.flags,
             start: self.bytes.len(),
             len: seg.payload.len(),
+            cut: seg.cut,
         });
         self.bytes.extend_from_slice(seg.payload);
     }
@@ -309,6 +311,7 @@ fn worker(
                 ack: s.ack,
                 flags: s.flags,
                 payload: &batch.bytes[s.start..s.start + s.len],
+                cut: s.cut,
             };
             analyzer.numbered_segment(s.ts, &seg, s.id, &mut sink);
         }
@@ -507,6 +510,11 @@ pub fn run(
                     stats.skipped_malformed += 1;
                     None
                 }
+                Err(Skip::CutHeader) => {
+                    stats.skipped_cut_header += 1;
+                    stats.snaplen = stats.snaplen.max(data.len() as u32);
+                    None
+                }
                 Err(Skip::Fragment) => {
                     stats.fragments += 1;
                     let mut full = None;
@@ -546,6 +554,9 @@ pub fn run(
         stats.tcp_packets += w.tcp_packets;
         stats.evicted += w.evicted;
         stats.timed_out += w.timed_out;
+        stats.truncated_packets += w.truncated_packets;
+        stats.bytes_cut += w.bytes_cut;
+        stats.snaplen = stats.snaplen.max(w.snaplen);
         let (a, b) = (&mut stats.ws, &w.ws);
         a.handshakes += b.handshakes;
         a.upgrades += b.upgrades;

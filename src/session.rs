@@ -548,6 +548,8 @@ impl Session {
             sink: &mut *ctx.sink,
             options: ctx.options,
             stats: &mut *ctx.stats,
+            cause: ctx.cause,
+            bytes_cut: ctx.bytes_cut,
         };
         count_give_up(reason, dir, extra, true, spoke_http, &mut ctx);
         self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
@@ -671,6 +673,7 @@ the first copy was kept",
             extensions: handshake.map_or(&[], |h| &h.response.extensions[..]),
             status: handshake.map(|h| h.response.status),
             counters,
+            bytes_cut: ctx.bytes_cut,
             end: how,
         }));
     }
@@ -1179,6 +1182,7 @@ mod tests {
         (Ok(false), consumed)
     }
 
+    use crate::anomaly::Cause;
     use crate::event::Payload;
     use crate::ws::{WsOptions, WsStats};
 
@@ -1226,6 +1230,8 @@ mod tests {
                 sink: &mut sink,
                 options: &options,
                 stats: &mut stats,
+                cause: Cause::Traffic,
+                bytes_cut: [0; 2],
             };
             match step {
                 Data(dir, bytes) => session.data(*dir, bytes, &mut scratch, &mut ctx),

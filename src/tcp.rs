@@ -81,6 +81,9 @@ pub enum Chunk<'a> {
     Data(&'a [u8], Timestamp),
     /// Bytes that will never arrive: the stream continues after them.
     Gap(u64),
+    /// Bytes the capture's snapshot length cut off their segments: sent, never captured; the
+    /// stream continues after them.
+    Cut(u64),
     /// The sender's FIN, once every byte before it was delivered.
     Fin,
     /// This many bytes arrived again with different content; the first copy was kept.
@@ -107,6 +110,8 @@ impl Default for ReassemblyLimits {
 struct HeldSegment {
     seq: u32,
     bytes: Vec<u8>,
+    /// Bytes after `bytes` that the snapshot length cut.
+    cut: u32,
     ts: Timestamp,
 }
 
@@ -193,6 +198,22 @@ impl HalfStream {
         limits: ReassemblyLimits,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
+        self.push_cut(seq, flags, payload, 0, ts, limits, deliver);
+    }
+
+    /// Takes one segment whose payload the snapshot length cut after `payload`: `cut` more
+    /// bytes follow on the wire. They are delivered as [`Chunk::Cut`] in their place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_cut(
+        &mut self,
+        seq: u32,
+        flags: TcpFlags,
+        payload: &[u8],
+        cut: u32,
+        ts: Timestamp,
+        limits: ReassemblyLimits,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
         let mut data_seq = seq;
         if flags.syn {
             // The SYN occupies one sequence number. A retransmitted SYN must not rewind a stream
@@ -203,20 +224,23 @@ impl HalfStream {
             }
         }
         let next = *self.next_seq.get_or_insert(data_seq);
+        let cut_at = data_seq.wrapping_add(payload.len() as u32);
         if flags.fin && self.fin_seq.is_none() {
-            self.fin_seq = Some(data_seq.wrapping_add(payload.len() as u32));
+            self.fin_seq = Some(cut_at.wrapping_add(cut));
         }
-        if !payload.is_empty() {
+        if !payload.is_empty() || cut > 0 {
             let offset = seq_offset(data_seq, next);
             if offset <= 0 {
                 let skip = offset.unsigned_abs() as usize;
                 self.check_delivered(data_seq, &payload[..skip.min(payload.len())], next, deliver);
                 if skip < payload.len() {
                     self.deliver_fresh(next, &payload[skip..], ts, deliver);
+                }
+                if self.deliver_cut(cut_at, cut, deliver) || skip < payload.len() {
                     self.drain_held(deliver);
                 }
             } else {
-                self.hold(data_seq, payload, ts, limits, deliver);
+                self.hold(data_seq, payload, cut, ts, limits, deliver);
             }
         }
         self.lose_acked_hole_if_overdue(deliver);
@@ -227,6 +251,7 @@ impl HalfStream {
         &mut self,
         seq: u32,
         payload: &[u8],
+        cut: u32,
         ts: Timestamp,
         limits: ReassemblyLimits,
         deliver: &mut impl FnMut(Chunk<'_>),
@@ -250,16 +275,18 @@ impl HalfStream {
         if conflicting > 0 {
             deliver(Chunk::Conflict(conflicting));
         }
-        if self
-            .held
-            .iter()
-            .any(|h| h.seq == seq && h.bytes.len() >= payload.len())
-        {
+        let extent = payload.len() + cut as usize;
+        if self.held.iter().any(|h| {
+            h.seq == seq
+                && h.bytes.len() >= payload.len()
+                && h.bytes.len() + h.cut as usize >= extent
+        }) {
             return;
         }
         self.held.push(HeldSegment {
             seq,
             bytes: payload.to_vec(),
+            cut,
             ts,
         });
         self.held_bytes += payload.len();
@@ -302,7 +329,33 @@ impl HalfStream {
             if skip < held.bytes.len() {
                 self.deliver_fresh(next, &held.bytes[skip..], held.ts, deliver);
             }
+            let cut_at = held.seq.wrapping_add(held.bytes.len() as u32);
+            self.deliver_cut(cut_at, held.cut, deliver);
         }
+    }
+
+    /// The `cut` bytes from `at` were cut by the snapshot length: the part not delivered yet
+    /// is, as a cut, and the stream moves past it. True if anything was.
+    fn deliver_cut(&mut self, at: u32, cut: u32, deliver: &mut impl FnMut(Chunk<'_>)) -> bool {
+        let Some(next) = self.next_seq else {
+            return false;
+        };
+        let end = at.wrapping_add(cut);
+        let beyond = seq_offset(end, next);
+        if cut == 0 || beyond <= 0 {
+            return false;
+        }
+        let new_next = end;
+        self.next_seq = Some(new_next);
+        if self
+            .acked_to
+            .is_some_and(|acked| seq_offset(acked, new_next) <= 0)
+        {
+            self.acked_to = None;
+        }
+        self.forget_recent();
+        deliver(Chunk::Cut(beyond.min(i64::from(cut)) as u64));
+        true
     }
 
     /// Delivers in-order bytes starting at `next` and remembers them.
@@ -479,7 +532,7 @@ mod tests {
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data(d, _) => bytes.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Fin | Chunk::Conflict(_) => {}
+            Chunk::Fin | Chunk::Conflict(_) | Chunk::Cut(_) => {}
         };
         for &(seq, payload) in segments {
             stream.push(
@@ -636,5 +689,111 @@ mod tests {
         s.push(1003, fin, b"d", Timestamp::default(), limits, &mut sink);
         data(&mut s, 1000, b"abc", &mut sink);
         assert_eq!(events, ["Data([97, 98, 99])", "Data([100])", "Fin"]);
+    }
+
+    /// Segments cut by the snapshot length: each one's captured start, then its cut, in
+    /// stream order, out of order too; the FIN counts the cut bytes; a retransmission of a
+    /// cut segment brings nothing new.
+    #[test]
+    fn cut_segments_are_delivered_in_place() {
+        let mut s = HalfStream::default();
+        let mut events = Vec::new();
+        let limits = ReassemblyLimits::default();
+        let ts = Timestamp::default();
+        let plain = TcpFlags::default();
+        let fin = TcpFlags {
+            fin: true,
+            ..TcpFlags::default()
+        };
+        let mut sink = |c: Chunk<'_>| events.push(show(&c));
+        let base = u32::MAX - 4; // across wraparound
+        s.push_cut(base, plain, b"ab", 3, ts, limits, &mut sink); // ab + 3 cut
+        s.push_cut(base.wrapping_add(9), plain, b"j", 2, ts, limits, &mut sink); // ahead: held
+        s.push_cut(base.wrapping_add(5), plain, b"fg", 2, ts, limits, &mut sink); // fills
+        s.push_cut(base, plain, b"ab", 3, ts, limits, &mut sink); // retransmitted
+        s.push_cut(base.wrapping_add(12), fin, b"", 4, ts, limits, &mut sink); // header only
+        s.flush(&mut sink);
+        assert_eq!(
+            events,
+            [
+                "Data([97, 98])",
+                "Cut(3)",
+                "Data([102, 103])",
+                "Cut(2)",
+                "Data([106])",
+                "Cut(2)",
+                "Cut(4)",
+                "Fin",
+            ]
+        );
+        assert!(s.held.is_empty());
+    }
+
+    /// Segments of a stream, each cut after a random length, delivered in a scrambled order
+    /// with retransmissions: every byte comes out once, in place, as itself or as part of a
+    /// cut; cuts cover exactly the bytes no copy captured; nothing is a gap.
+    #[test]
+    fn cuts_in_any_order_keep_every_byte_in_place() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        for round in 0..200 {
+            let stream: Vec<u8> = (0..2000).map(|i| (i * 7 + round) as u8).collect();
+            let base = u32::MAX - 700; // across wraparound
+            // (offset, captured, cut)
+            let mut segments = Vec::new();
+            let mut at = 0;
+            while at < stream.len() {
+                let len = (1 + next(300)).min(stream.len() - at);
+                let captured = if next(3) == 0 { len } else { next(len + 1) };
+                segments.push((at, captured, len - captured));
+                at += len;
+            }
+            let mut order: Vec<usize> = (0..segments.len()).collect();
+            for _ in 0..segments.len() / 3 {
+                order.push(next(segments.len()));
+            }
+            for i in (1..order.len()).rev() {
+                order.swap(i, next(i + 1));
+            }
+            // The first segment first: the stream starts there.
+            let first = order.iter().position(|&i| i == 0).unwrap();
+            order.swap(0, first);
+            let mut out: Vec<Option<u8>> = Vec::new();
+            let mut gaps = 0;
+            let mut half = HalfStream::default();
+            let mut sink = |c: Chunk<'_>| match c {
+                Chunk::Data(d, _) => out.extend(d.iter().map(|&b| Some(b))),
+                Chunk::Cut(n) => out.extend((0..n).map(|_| None)),
+                Chunk::Gap(_) => gaps += 1,
+                Chunk::Fin | Chunk::Conflict(_) => {}
+            };
+            for &i in &order {
+                let (offset, captured, cut) = segments[i];
+                half.push_cut(
+                    base.wrapping_add(offset as u32),
+                    TcpFlags::default(),
+                    &stream[offset..offset + captured],
+                    cut as u32,
+                    Timestamp::default(),
+                    ReassemblyLimits::default(),
+                    &mut sink,
+                );
+            }
+            half.flush(&mut sink);
+            assert_eq!(gaps, 0, "round {round}");
+            let want: Vec<Option<u8>> = segments
+                .iter()
+                .flat_map(|&(offset, captured, cut)| {
+                    let kept = stream[offset..offset + captured].iter().map(|&b| Some(b));
+                    kept.chain(std::iter::repeat_n(None, cut))
+                })
+                .collect();
+            assert_eq!(out, want, "round {round}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use crate::anomaly::{AnomalyKind, close_code_is_valid};
+use crate::anomaly::{AnomalyKind, Cause, close_code_is_valid};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowMeta,
     FrameEvent, MessageEvent, Payload, Timestamp,
@@ -232,16 +232,35 @@ pub struct Context<'a> {
     pub sink: &'a mut dyn EventSink,
     pub options: &'a WsOptions,
     pub stats: &'a mut WsStats,
+    /// Why the bytes being handled are what they are: `Traffic` for captured bytes; for
+    /// missing ones, whether the capture lost them or its snapshot length cut them. What is
+    /// reported while handling them is a consequence of that.
+    pub cause: Cause,
+    /// Payload bytes the snapshot length cut off each direction's packets (index 0: client to
+    /// server), for the connection's summary: set when the session ends, zeros before.
+    pub bytes_cut: [u64; 2],
 }
 
 impl Context<'_> {
+    /// Reports an anomaly of the bytes being handled ([`Context::cause`]).
     pub fn anomaly(&mut self, dir: Option<Direction>, kind: AnomalyKind, detail: &str) {
+        self.anomaly_caused(dir, kind, self.cause, detail);
+    }
+
+    pub fn anomaly_caused(
+        &mut self,
+        dir: Option<Direction>,
+        kind: AnomalyKind,
+        cause: Cause,
+        detail: &str,
+    ) {
         self.stats.anomalies += 1;
         self.sink.event(&Event::Anomaly(AnomalyEvent {
             ts: self.ts,
             flow: self.flow,
             dir,
             kind,
+            cause,
             detail,
         }));
     }
@@ -610,16 +629,20 @@ impl WsConnection {
 
     /// Bytes of `dir` were never captured: what was in progress is reported incomplete and
     /// the direction looks for the next frame in what follows.
+    /// Bytes the snapshot length cut (`ctx.cause` says so) are reported by whoever knows the
+    /// snapshot length; they are handled the same way.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
         let i = dir.index();
-        ctx.anomaly(
-            Some(dir),
-            AnomalyKind::TcpGap,
-            &format!(
-                "{lost} bytes of the {} stream were not captured",
-                dir.name()
-            ),
-        );
+        if ctx.cause != Cause::Snaplen {
+            ctx.anomaly(
+                Some(dir),
+                AnomalyKind::TcpGap,
+                &format!(
+                    "{lost} bytes of the {} stream were not captured",
+                    dir.name()
+                ),
+            );
+        }
         if self.dirs[i].resync.is_some() {
             self.dirs[i].resync = Some(Resync::default());
             self.dirs[i].orphans_expected = true;
@@ -634,7 +657,11 @@ impl WsConnection {
             ctx,
         };
         visitor.abandon_message();
-        visitor.lose_context("bytes of a compressed stream were lost");
+        visitor.lose_context(if visitor.ctx.cause == Cause::Snaplen {
+            "the snapshot length cut bytes of a compressed stream"
+        } else {
+            "bytes of a compressed stream were lost"
+        });
         self.dirs[i].resync = Some(Resync::default());
         self.dirs[i].orphans_expected = true;
     }
@@ -642,27 +669,41 @@ impl WsConnection {
     /// The connection ended: report what was left unfinished and the close handshake.
     pub fn end_report(&mut self, how: EndReason, ctx: &mut Context<'_>) {
         self.counters.end_at(ctx.ts);
+        // A capture that stops inside a frame did not see its end; a peer that closes inside
+        // one did not send it.
+        let (cause, ended) = if how == EndReason::CaptureEnd {
+            (Cause::Gap, "the capture ended")
+        } else {
+            (ctx.cause, "the connection ended")
+        };
         for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
             if state.resync.is_some() {
                 continue;
             }
             if let Some((header, remaining)) = decoder.current_frame() {
                 let detail = format!(
-                    "the connection ended {remaining} bytes before the end of a {} frame",
+                    "{ended} {remaining} bytes before the end of a {} frame",
                     header.opcode.name()
                 );
-                ctx.anomaly(Some(state.dir), AnomalyKind::IncompleteFrame, &detail);
-            } else if !decoder.at_frame_boundary() {
-                ctx.anomaly(
+                ctx.anomaly_caused(
                     Some(state.dir),
                     AnomalyKind::IncompleteFrame,
-                    "the connection ended inside a frame header",
+                    cause,
+                    &detail,
+                );
+            } else if !decoder.at_frame_boundary() {
+                ctx.anomaly_caused(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    cause,
+                    &format!("{ended} inside a frame header"),
                 );
             } else if state.message.is_some() {
-                ctx.anomaly(
+                ctx.anomaly_caused(
                     Some(state.dir),
                     AnomalyKind::IncompleteFrame,
-                    "the connection ended inside a fragmented message",
+                    cause,
+                    &format!("{ended} inside a fragmented message"),
                 );
             }
         }
@@ -888,10 +929,22 @@ impl Visitor<'_, '_, '_> {
 
     /// A message cut by lost bytes is reported as far as it got, never joined to later data.
     fn abandon_message(&mut self) {
+        let compressed = self.state.message.as_ref().is_some_and(|m| m.compressed);
         if self.state.message.is_some() {
             self.emit_message(true);
         }
         self.state.carry_len = 0;
+        // Inflating stopped inside the message. A sender without context takeover starts the
+        // next one afresh, and so must the inflater; with takeover the context is lost anyway.
+        if compressed
+            && let Some(inflater) = &mut self.state.deflate
+            && inflater.reset_each_message
+        {
+            if let Some(z) = &mut inflater.z {
+                z.reset(false);
+            }
+            inflater.stream_ended = false;
+        }
     }
 
     fn finish_message(&mut self) {
@@ -932,8 +985,11 @@ impl Visitor<'_, '_, '_> {
             message.utf8.is_complete_and_valid()
         };
         if message.text && !message.undecodable && !valid_text {
-            self.anomaly(
+            // Judged on bytes that were captured, even when a gap ends the message.
+            self.ctx.anomaly_caused(
+                Some(self.state.dir),
                 AnomalyKind::InvalidUtf8,
+                Cause::Traffic,
                 "a text message that is not valid UTF-8",
             );
         }
@@ -1328,5 +1384,81 @@ mod tests {
             Negotiated::from_server_extensions(&["x-foo".into()]).deflate,
             None
         );
+    }
+
+    /// A sender without context takeover compresses each message afresh: bytes lost inside
+    /// one (a gap, a cut) leave the inflater mid-stream, and the next message must inflate
+    /// from a clean state, not fail as if the peer had sent garbage.
+    #[test]
+    fn no_context_takeover_inflates_again_after_lost_bytes() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let text = |seed: u32| -> String {
+            let mut x = seed;
+            (0..3000)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    char::from(b'a' + (x >> 16) as u8 % 26)
+                })
+                .collect()
+        };
+        let frame = |message: &str| -> Vec<u8> {
+            let mut z = Compress::new(Compression::default(), false);
+            let mut out = Vec::with_capacity(message.len() + 64);
+            z.compress_vec(message.as_bytes(), &mut out, FlushCompress::Sync)
+                .unwrap();
+            assert_eq!(out[out.len() - 4..], DEFLATE_TAIL);
+            out.truncate(out.len() - 4);
+            let mut f = vec![0xc1, 126];
+            f.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            f.extend_from_slice(&out);
+            f
+        };
+        let messages = [text(1), text(2), text(3)];
+        let frames: Vec<Vec<u8>> = messages.iter().map(|m| frame(m)).collect();
+        let flow = FlowMeta {
+            id: 0,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            server: "127.0.0.1:9000".parse().unwrap(),
+            midstream: false,
+        };
+        let options = WsOptions {
+            max_payload: 1 << 20,
+            ..WsOptions::default()
+        };
+        let mut stats = WsStats::default();
+        let mut got: Vec<String> = Vec::new();
+        let mut anomalies: Vec<String> = Vec::new();
+        let mut sink = |e: &Event<'_>| match e {
+            Event::Message(m) => match m.payload {
+                Payload::Text(t) if !m.incomplete => got.push(t.to_string()),
+                _ => {}
+            },
+            Event::Anomaly(a) => anomalies.push(a.kind.name().to_string()),
+            _ => {}
+        };
+        let mut ctx = Context {
+            ts: Timestamp::default(),
+            flow: &flow,
+            sink: &mut sink,
+            options: &options,
+            stats: &mut stats,
+            cause: Cause::Traffic,
+            bytes_cut: [0; 2],
+        };
+        let negotiated = Negotiated::from_server_extensions(&[
+            "permessage-deflate; server_no_context_takeover".into(),
+        ]);
+        let mut ws = WsConnection::new(negotiated);
+        let mut scratch = Scratch::default();
+        let dir = Direction::ServerToClient;
+        let half = frames[0].len() / 2;
+        ws.feed(dir, &frames[0][..half], &mut scratch, &mut ctx);
+        ctx.cause = Cause::Snaplen;
+        ws.gap(dir, (frames[0].len() - half) as u64, &mut ctx);
+        ctx.cause = Cause::Traffic;
+        let rest: Vec<u8> = frames[1..].concat();
+        ws.feed(dir, &rest, &mut scratch, &mut ctx);
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        assert_eq!(got, &messages[1..]);
     }
 }

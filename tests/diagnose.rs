@@ -37,6 +37,7 @@ const KINDS: &[&str] = &[
     "idle",
     "abnormal_close",
     "protocol_violations",
+    "truncated_capture",
     "capture_loss",
     "http_abandoned",
     "no_websocket_traffic",

@@ -450,6 +450,7 @@ impl Delivered {
             Chunk::Gap(n) => self.gaps.push(n),
             Chunk::Fin => self.fins += 1,
             Chunk::Conflict(n) => self.conflicts += n,
+            Chunk::Cut(n) => panic!("{n} bytes called cut; no segment was"),
         }
     }
 }
@@ -647,6 +648,7 @@ proptest! {
                 Chunk::Gap(n) => chunks.push((None, n)),
                 Chunk::Fin => fins += 1,
                 Chunk::Conflict(n) => panic!("{n} bytes called a conflict; every copy was the same"),
+                Chunk::Cut(n) => panic!("{n} bytes called cut; no segment was"),
             };
             half.push(isn, TcpFlags { syn: true, ..TcpFlags::default() }, &[], Timestamp::default(), limits, &mut deliver);
             let mut emitted = vec![false; len];

@@ -439,7 +439,12 @@ fn anomaly(w: &mut impl Write, p: TsPrecision, e: &AnomalyEvent<'_>) -> io::Resu
         Some(dir) => write!(w, ",\"dir\":\"{}\"", dir.name())?,
         None => w.write_all(b",\"dir\":null")?,
     }
-    write!(w, ",\"kind\":\"{}\",\"detail\":", e.kind.name())?;
+    write!(
+        w,
+        ",\"kind\":\"{}\",\"cause\":\"{}\",\"detail\":",
+        e.kind.name(),
+        e.cause.name()
+    )?;
     string(w, e.detail)?;
     w.write_all(b"}\n")
 }
@@ -484,6 +489,11 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
     opt_u16(w, c.close_codes[0])?;
     w.write_all(b",\"close_code_s2c\":")?;
     opt_u16(w, c.close_codes[1])?;
+    write!(
+        w,
+        ",\"bytes_cut_c2s\":{},\"bytes_cut_s2c\":{}",
+        e.bytes_cut[0], e.bytes_cut[1]
+    )?;
     writeln!(w, ",\"end\":\"{}\"}}", e.end.name())
 }
 
