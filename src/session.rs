@@ -618,8 +618,15 @@ the first copy was kept",
             {
                 http.early_gap = Some((http.early_client_bytes.len(), lost));
             }
-            // An HTTP exchange cannot be followed across a hole.
-            Mode::Http(_) | Mode::Fresh => {
+            // An HTTP exchange cannot be followed across a hole. A head the hole cut short
+            // may still show that the connection meant WebSocket (a snapshot length that cut
+            // the request after its Upgrade line).
+            Mode::Http(http) => {
+                http.note_partial_heads();
+                let extra = format!(", {lost} bytes lost");
+                self.give_up(GiveUp::Gap, dir, &extra, &[], scratch, ctx);
+            }
+            Mode::Fresh => {
                 let extra = format!(", {lost} bytes lost");
                 self.give_up(GiveUp::Gap, dir, &extra, &[], scratch, ctx);
             }
@@ -868,16 +875,17 @@ fn report_malformed(dir: Direction, what: Option<&str>, ctx: &mut Context<'_>) {
 impl HttpState {
     /// A head could not be taken: a head cut short may still show that the connection meant
     /// WebSocket.
-    fn head_failed(&mut self, reason: GiveUp, buf_is_request: bool) -> HttpOutcome {
-        let buf = if buf_is_request {
-            &self.request_head
-        } else {
-            &self.response_head
-        };
-        // A response's status line says whether it switches protocols.
-        self.intent |= handshake::partial_head_upgrades(buf)
-            || (!buf_is_request && buf.get(8..13) == Some(&b" 101 "[..]));
+    fn head_failed(&mut self, reason: GiveUp) -> HttpOutcome {
+        self.note_partial_heads();
         HttpOutcome::GiveUp(reason)
+    }
+
+    /// What the heads held so far say of WebSocket intent: an `Upgrade: websocket` line in
+    /// either, or a response's status line switching protocols.
+    fn note_partial_heads(&mut self) {
+        self.intent |= handshake::partial_head_upgrades(&self.request_head)
+            || handshake::partial_head_upgrades(&self.response_head)
+            || self.response_head.get(8..13) == Some(&b" 101 "[..]);
     }
 
     fn client_data(&mut self, mut input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
@@ -918,7 +926,7 @@ impl HttpState {
                         self.client = HttpSide::HeadTail(tail);
                         continue;
                     }
-                    Err(reason) => return self.head_failed(reason, true),
+                    Err(reason) => return self.head_failed(reason),
                 };
             input = &input[used..];
             self.heads += 1;
@@ -973,7 +981,7 @@ impl HttpState {
             }) {
                 Ok(Some(done)) => done,
                 Ok(None) => return HttpOutcome::Continue,
-                Err(reason) => return self.head_failed(reason, false),
+                Err(reason) => return self.head_failed(reason),
             };
             input = &input[used..];
             self.heads += 1;
