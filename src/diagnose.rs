@@ -724,8 +724,8 @@ unknown. Capture with a larger buffer (-B), a filter, or to a file with -w.",
                     all.example()
                 ),
                 "Those that asked for WebSocket were decoded mid-stream: their frames are shown, \
-their handshake may be missing. `gap`: the capture lost bytes of the handshake (capture with \
-a larger -B). `other_protocol`: a 101 that does not say `Upgrade: websocket`, a server bug. \
+their handshake may be missing. `gap`: bytes of the handshake were not captured (the \
+capture_loss or truncated_capture finding says why). `other_protocol`: a 101 that does not say `Upgrade: websocket`, a server bug. \
 `head_too_large`, `early_client_bytes`, `too_many_pipelined`: an unusual client or an attack. \
 `not_http`, `malformed_head`, `bad_chunked_body`: an endpoint or a proxy writes broken HTTP. \
 The anomalies' details (`wsnoop -r FILE --json | jq 'select(.kind==\"http_abandoned\")'`) say \
