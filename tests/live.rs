@@ -13,10 +13,10 @@
 
 #![cfg(target_os = "linux")]
 
-use std::fs::File;
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -31,15 +31,12 @@ use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::{Bytes, Message};
 
+use common::netns::{Netns, enter_netns, is_root, run_ok};
+
 const WSNOOP: &str = env!("CARGO_BIN_EXE_wsnoop");
 
 /// Longest wait for wsnoop to start capturing, for the traffic, and for wsnoop to exit.
 const WAIT: Duration = Duration::from_secs(15);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// Live capture and network namespaces need root; elsewhere these tests say so and pass.
 macro_rules! require_root {
@@ -51,90 +48,8 @@ macro_rules! require_root {
     };
 }
 
-fn run_ok(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Namespaces
-
-/// A private network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// A namespace with its loopback up at MTU 1500, offloads off where ethtool is there.
-    fn new(tag: &str) -> Netns {
-        let name = format!("wsnoop-{}-{tag}", std::process::id());
-        // A leftover of a killed earlier run that had the same pid.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run_ok("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        run_ok(
-            "ip",
-            &["-n", &ns.name, "link", "set", "lo", "mtu", "1500", "up"],
-        );
-        match ns
-            .command(
-                "ethtool",
-                &["-K", "lo", "tso", "off", "gso", "off", "gro", "off"],
-            )
-            .output()
-        {
-            Ok(out) => assert!(
-                out.status.success(),
-                "ethtool -K lo failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            // Without ethtool the capture sees offloaded super-segments: still a valid test.
-            Err(e) => eprintln!("note: ethtool not available ({e}); loopback offloads stay on"),
-        }
-        ns
-    }
-
-    /// `program args` run inside the namespace.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-}
-
-/// Moves the calling thread (only it) into the network namespace `name`.
-fn enter_netns(name: &str) -> Result<(), String> {
-    let path = format!("/var/run/netns/{name}");
-    let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-    // SAFETY: a valid namespace descriptor; CLONE_NEWNET changes this thread's network
-    // namespace alone.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // wsnoop as a child process

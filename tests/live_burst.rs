@@ -23,7 +23,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -41,6 +40,8 @@ use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use common::netns::{Netns, is_root};
+
 /// Clients in the burst: enough that immediate mode's ring (256 slots at `-B 65536` on `any`)
 /// overflows many times over, few enough for a debug build to decode in a few seconds.
 const CLIENTS: usize = 300;
@@ -54,88 +55,6 @@ const PORT: u16 = 9311;
 const CLOSE_REASON: &str = "bye";
 /// The longest any one wait lasts.
 const WAIT: Duration = Duration::from_secs(15);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn run_ok(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private network namespace with its loopback at MTU 1500 and offloads off; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("wsnoop-{}-{tag}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run_ok("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        run_ok(
-            "ip",
-            &["-n", &ns.name, "link", "set", "lo", "mtu", "1500", "up"],
-        );
-        if let Ok(out) = ns
-            .command(
-                "ethtool",
-                &["-K", "lo", "tso", "off", "gso", "off", "gro", "off"],
-            )
-            .output()
-        {
-            assert!(
-                out.status.success(),
-                "ethtool -K lo failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        ns
-    }
-
-    /// `program args` in the namespace; `ip netns exec` execs it, so the child is the program.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Moves the calling thread (only it) into the namespace.
-    fn enter(&self) -> Result<(), String> {
-        let path = format!("/var/run/netns/{}", self.name);
-        let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        // SAFETY: a valid namespace descriptor; CLONE_NEWNET moves this thread alone.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// Sends each line of `from` on a channel, as it comes.
 fn lines_of(from: impl Read + Send + 'static) -> Receiver<String> {

@@ -4,6 +4,9 @@
 //! Each test crate compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+#[cfg(target_os = "linux")]
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
