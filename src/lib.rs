@@ -170,7 +170,8 @@ pub fn run(
     } else {
         sink.finish()
     };
-    let _ = source.flush_savefile();
+    // A -w file that cannot be written is the run's failure, not a silent loss.
+    source.flush_savefile()?;
     match (end, flushed) {
         (RunEnd::OutputClosed, _) => Ok(end),
         (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(RunEnd::OutputClosed),

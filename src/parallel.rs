@@ -531,7 +531,7 @@ pub fn run(
         let write_error = writer.and_then(|w| w.join().ok()).and_then(Result::err);
         (end, worker_stats, write_error)
     });
-    let _ = source.flush_savefile();
+    let saved = source.flush_savefile();
     for w in &worker_stats {
         stats.tcp_packets += w.tcp_packets;
         stats.evicted += w.evicted;
@@ -546,6 +546,7 @@ pub fn run(
     }
     stats.connections = identities.next;
     let end = end?;
+    saved?;
     match write_error {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok((RunEnd::OutputClosed, stats)),
         Some(e) => Err(RunError::Output(e)),
