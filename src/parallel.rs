@@ -342,7 +342,9 @@ pub fn run(
     out: Box<dyn Write + Send>,
     control: RunControl<'_>,
 ) -> Result<(RunEnd, Stats), RunError> {
-    let live = source.is_live();
+    // A pipe's events are written as they happen, as a live capture's are.
+    let stream = source.is_stream();
+    let live = source.is_live() || stream;
     let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
     let threads = threads.clamp(2, usize::from(MAX_THREADS));
     let workers = threads - 1;
@@ -511,6 +513,14 @@ pub fn run(
             };
             if let Some(i) = full {
                 send(i, &mut filling, &senders, &empties);
+            }
+            if stream && source.input_waits() {
+                // The pipe is drained: what waits in batches goes to the workers now.
+                for i in 0..workers {
+                    if !filling[i].is_empty() {
+                        send(i, &mut filling, &senders, &empties);
+                    }
+                }
             }
             hand_over_own(&mut own_sink, output_chunk);
         };

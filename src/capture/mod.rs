@@ -233,6 +233,20 @@ impl Source {
         matches!(self.handle, Handle::Live(_))
     }
 
+    /// A capture file read from a pipe or socket, not from a regular file.
+    pub fn is_stream(&self) -> bool {
+        matches!(&self.handle, Handle::File(reader) if reader.is_stream())
+    }
+
+    /// The next packet of a stream is not wholly read yet: reading it may wait, so what was
+    /// printed should be flushed first.
+    pub fn input_waits(&self) -> bool {
+        match &self.handle {
+            Handle::File(reader) => !reader.next_is_buffered(),
+            Handle::Live(_) => false,
+        }
+    }
+
     /// The link-layer header type as tcpdump names it: "EN10MB (Ethernet)".
     pub fn link_type_name(&self) -> String {
         let dlt = match &self.handle {
