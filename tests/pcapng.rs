@@ -566,19 +566,27 @@ fn write_keeps_every_packet_of_one_link_type_and_refuses_a_second() {
         ]),
         "the same packets, at the same times"
     );
-    let (code, _, err) = wsnoop(&[
-        "-q",
-        "-r",
-        fixture("multi-link.pcapng").to_str().unwrap(),
-        "-w",
-        out_s,
-    ]);
-    assert_eq!(code, Some(1));
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(
-        lines[0].contains(out_s) && lines[0].contains("LINUX_SLL2"),
-        "{err}"
+    for name in ["multi-link.pcapng", "two-sections.pcapng"] {
+        let (code, _, err) = wsnoop(&["-q", "-r", fixture(name).to_str().unwrap(), "-w", out_s]);
+        assert_eq!(code, Some(1), "{name}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: {err}");
+        assert!(
+            lines[0].contains(out_s) && lines[0].contains("LINUX_SLL2"),
+            "{name}: {err}"
+        );
+    }
+    // What came before the second link type is in the file: section 1, whole.
+    assert_eq!(
+        tshark(&["-r", out_s, "-T", "fields", "-e", "frame.time_epoch"]),
+        tshark(&[
+            "-r",
+            fixture("tsresol-9.pcapng").to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch"
+        ]),
     );
 }
 

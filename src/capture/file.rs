@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::Read;
 
-use pcap::{BpfProgram, Capture, Linktype};
+use pcap::{BpfProgram, Capture, Linktype, Savefile};
 use pcap_parser::nom;
 use pcap_parser::pcapng::{
     parse_decryptionsecretsblock_be, parse_decryptionsecretsblock_le,
@@ -232,6 +232,14 @@ pub struct FileReader {
     serial: u32,
     secrets: Vec<u8>,
     stats: FileStats,
+    save: Option<Save>,
+}
+
+/// The `-w` file: pcap, of one link type.
+struct Save {
+    file: Savefile,
+    linktype: i32,
+    name: String,
 }
 
 fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
@@ -320,6 +328,7 @@ impl FileReader {
             serial: 0,
             secrets: Vec::new(),
             stats: FileStats::default(),
+            save: None,
         };
         let got = reader.fill(4).map_err(|e| e.to_string())?;
         if got == 0 {
@@ -416,6 +425,25 @@ impl FileReader {
 
     pub fn stats(&self) -> FileStats {
         self.stats
+    }
+
+    /// Writes every packet the filter matches to `file` (`-w`), whose link type is `linktype`.
+    pub fn save_to(&mut self, file: Savefile, linktype: i32, name: String) {
+        self.save = Some(Save {
+            file,
+            linktype,
+            name,
+        });
+    }
+
+    pub fn flush_savefile(&mut self) -> Result<(), CaptureError> {
+        if let Some(save) = &mut self.save {
+            save.file.flush().map_err(|e| CaptureError::Savefile {
+                path: save.name.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// The TLS key log bytes of the Decryption Secrets Blocks read since the last call, in
@@ -554,7 +582,7 @@ impl FileReader {
                 Format::PcapNg { big } => self.pcapng_block(big, stop_before_packet)?,
             };
             match step {
-                Some(Step::Packet(r)) if self.keep(&r) => return Ok(Step::Packet(r)),
+                Some(Step::Packet(r)) if self.keep(&r)? => return Ok(Step::Packet(r)),
                 Some(Step::Packet(_)) => {}
                 Some(step) => return Ok(step),
                 None => {}
@@ -564,29 +592,51 @@ impl FileReader {
 
     /// Whether a packet is handed on: its interface's link type is decoded, and the filter
     /// matches it.
-    fn keep(&mut self, r: &Record) -> bool {
+    fn keep(&mut self, r: &Record) -> Result<bool, CaptureError> {
         self.stats.packets_read += 1;
         let data = &self.buf[r.start..r.start + r.len];
         let Some(iface) = self.interfaces.get(r.iface) else {
-            return true;
+            return Ok(true);
         };
         if iface.link.is_none() {
             self.stats.unsupported_link_packets += 1;
-            return false;
+            return Ok(false);
         }
         if let (Some(filter), Some(p)) = (&self.filter, iface.program)
             && !filter.programs[p].1.filter(data)
         {
             self.stats.filtered_out += 1;
-            return false;
+            return Ok(false);
+        }
+        if let Some(save) = &mut self.save {
+            if save.linktype != r.linktype {
+                return Err(CaptureError::Savefile {
+                    path: save.name.clone(),
+                    message: format!(
+                        "a packet of link type {} cannot go into this pcap file of link type {} \
+                         (the capture's first interface): pcap holds one link type",
+                        linktype_name(r.linktype),
+                        linktype_name(save.linktype),
+                    ),
+                });
+            }
+            let header = pcap::PacketHeader {
+                ts: libc::timeval {
+                    tv_sec: r.ts.secs as libc::time_t,
+                    tv_usec: libc::suseconds_t::from(r.ts.nanos as i32),
+                },
+                caplen: data.len() as u32,
+                len: r.wire_len,
+            };
+            save.file.write(&pcap::Packet::new(&header, data));
         }
         if let (Some(seen), Some(link)) = (&mut self.seen, iface.link)
             && seen.is_copy(iface.serial, r.ts, network_layer(link, data))
         {
             self.stats.duplicates += 1;
-            return false;
+            return Ok(false);
         }
-        true
+        Ok(true)
     }
 
     fn pcap_record(

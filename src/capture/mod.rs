@@ -105,9 +105,6 @@ pub struct Source {
     live_fd: Option<RawFd>,
     precision: TsPrecision,
     savefile: Option<Savefile>,
-    /// The link type (LINKTYPE_) the `-w` file was opened with, when reading a file: a pcap
-    /// file holds one.
-    savefile_linktype: Option<i32>,
     savefile_name: String,
 }
 
@@ -161,7 +158,6 @@ impl Source {
             name: source_name,
             live_fd: None,
             savefile: None,
-            savefile_linktype: None,
             savefile_name: String::new(),
         })
     }
@@ -212,7 +208,6 @@ impl Source {
             name: device_name,
             precision: TsPrecision::Nano,
             savefile: None,
-            savefile_linktype: None,
             savefile_name: String::new(),
         })
     }
@@ -276,31 +271,33 @@ impl Source {
         })
     }
 
-    /// Also writes every packet read to a pcap file (`-w`). From a capture file, the pcap
-    /// file has the link type of the first interface wsnoop decodes; a packet of another
-    /// link type ends the run with an error, since pcap holds one.
+    /// Also writes every packet read to a pcap file (`-w`). From a capture file, every packet
+    /// the filter matches (copies on a second interface too, not those of interfaces wsnoop
+    /// cannot decode); the pcap file has the link type of the first interface wsnoop decodes,
+    /// and a packet of another link type ends the run with an error, since pcap holds one.
     pub fn save_to(&mut self, path: &PathBuf) -> Result<(), CaptureError> {
         let name = path.display().to_string();
         let savefile_error = |message: String| CaptureError::Savefile {
             path: name.clone(),
             message,
         };
+        let mut linktype = None;
         let result = match &self.handle {
             Handle::File(reader) => {
-                let linktype = match reader.first_link() {
-                    Some(Ok((_, linktype))) => linktype,
+                let first = match reader.first_link() {
+                    Some(Ok((_, first))) => first,
                     _ => 1,
                 };
-                self.savefile_linktype = Some(linktype);
+                linktype = Some(first);
                 // Nanosecond timestamps, as a live capture's -w file has them.
-                Capture::dead_with_precision(Linktype(file::dlt_of(linktype)), Precision::Nano)
+                Capture::dead_with_precision(Linktype(file::dlt_of(first)), Precision::Nano)
                     .map_err(|e| savefile_error(e.to_string()))?
                     .savefile(path)
             }
             Handle::Live(cap) => cap.savefile(path),
         };
         self.savefile_name = name.clone();
-        self.savefile = Some(result.map_err(|e| {
+        let savefile = result.map_err(|e| {
             let message = clean_pcap_message(&e.to_string());
             CaptureError::Savefile {
                 message: message
@@ -309,12 +306,20 @@ impl Source {
                     .to_string(),
                 path: name.clone(),
             }
-        })?);
+        })?;
+        match (&mut self.handle, linktype) {
+            // The reader writes, as it also sees the packets it does not hand on.
+            (Handle::File(reader), Some(linktype)) => reader.save_to(savefile, linktype, name),
+            _ => self.savefile = Some(savefile),
+        }
         Ok(())
     }
 
     /// Flushes the `-w` file, if any.
     pub fn flush_savefile(&mut self) -> Result<(), CaptureError> {
+        if let Handle::File(reader) = &mut self.handle {
+            return reader.flush_savefile();
+        }
         if let Some(save) = &mut self.savefile {
             save.flush().map_err(|e| CaptureError::Savefile {
                 path: self.savefile_name.clone(),
@@ -347,28 +352,6 @@ impl Source {
                 let Some((record, data)) = reader.next()? else {
                     return Ok(Next::End);
                 };
-                if let Some(save) = &mut self.savefile {
-                    if self.savefile_linktype != Some(record.linktype) {
-                        return Err(CaptureError::Savefile {
-                            path: self.savefile_name.clone(),
-                            message: format!(
-                                "a packet of link type {} follows packets of link type {}, and a \
-                                 pcap file holds one",
-                                file::linktype_name(record.linktype),
-                                file::linktype_name(self.savefile_linktype.unwrap_or(1)),
-                            ),
-                        });
-                    }
-                    let header = pcap::PacketHeader {
-                        ts: libc::timeval {
-                            tv_sec: record.ts.secs as libc::time_t,
-                            tv_usec: libc::suseconds_t::from(record.ts.nanos as i32),
-                        },
-                        caplen: data.len() as u32,
-                        len: record.wire_len,
-                    };
-                    save.write(&pcap::Packet::new(&header, data));
-                }
                 return Ok(Next::Packet(Packet {
                     ts: record.ts,
                     data,
