@@ -521,14 +521,16 @@ impl FileReader {
         while self.available() < need && !self.eof {
             // Move the unconsumed tail to the front when the record would not fit after it,
             // or when only a small read would: what moves is less than one record.
-            if self.buf.len() - self.start < need || self.buf.len() - self.end < MIN_READ {
+            if self.start > 0
+                && (self.buf.len() - self.start < need || self.buf.len() - self.end < MIN_READ)
+            {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.base += self.start as u64;
                 self.end -= self.start;
                 self.start = 0;
-                if self.buf.len() < need {
-                    self.buf.resize(need.next_power_of_two().min(MAX_BLOCK), 0);
-                }
+            }
+            if self.buf.len() < need {
+                self.buf.resize(need.next_power_of_two().min(MAX_BLOCK), 0);
             }
             // An interrupted read is returned: the run loop tells a stop request by its flag.
             match self.input.read(&mut self.buf[self.end..])? {
