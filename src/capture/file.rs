@@ -240,6 +240,9 @@ struct Save {
     file: Savefile,
     linktype: i32,
     name: String,
+    /// Bytes handed to libpcap, its file header included: libpcap keeps quiet about a write
+    /// that fails (a full disk), so the file's size is checked against this.
+    written: u64,
 }
 
 fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
@@ -433,15 +436,28 @@ impl FileReader {
             file,
             linktype,
             name,
+            written: 24,
         });
     }
 
     pub fn flush_savefile(&mut self) -> Result<(), CaptureError> {
-        if let Some(save) = &mut self.save {
-            save.file.flush().map_err(|e| CaptureError::Savefile {
-                path: save.name.clone(),
-                message: e.to_string(),
-            })?;
+        let Some(save) = &mut self.save else {
+            return Ok(());
+        };
+        let error = |message: String| CaptureError::Savefile {
+            path: save.name.clone(),
+            message,
+        };
+        save.file.flush().map_err(|e| error(e.to_string()))?;
+        if let Ok(meta) = std::fs::metadata(&save.name)
+            && meta.is_file()
+            && meta.len() < save.written
+        {
+            return Err(error(format!(
+                "{} of {} bytes written (is the disk full?)",
+                meta.len(),
+                save.written
+            )));
         }
         Ok(())
     }
@@ -631,6 +647,7 @@ impl FileReader {
                 len: r.wire_len,
             };
             save.file.write(&pcap::Packet::new(&header, data));
+            save.written += 16 + data.len() as u64;
         }
         if let (Some(seen), Some(link)) = (&mut self.seen, iface.link)
             && seen.is_copy(iface.serial, r.ts, network_layer(link, data))
