@@ -901,3 +901,33 @@ fn standard_input_from_a_file_reads_as_the_file() {
         assert_eq!(got, run_wsnoop_json(&file, &[]), "{}", file.display());
     }
 }
+
+/// Cut inside a block, a pcapng file gives what the blocks before the cut give, then one line
+/// naming the file and exit status 1; cut between blocks, it is a shorter file.
+#[test]
+fn a_cut_pcapng_file_gives_everything_before_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("two-sections.pcapng")).unwrap();
+    let blocks = pieces(&bytes);
+    let mut boundaries = vec![0];
+    for b in &blocks {
+        boundaries.push(boundaries.last().unwrap() + b.len());
+    }
+    // Cuts in section 1's session, at its end, and in section 2's.
+    for at in [blocks.len() / 4, blocks.len() / 2, blocks.len() * 3 / 4] {
+        let whole = write_temp(dir.path(), "whole.pcapng", &bytes[..boundaries[at]]);
+        let (code, want, err) = wsnoop(&["-r", whole.to_str().unwrap(), "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let cut = boundaries[at] + blocks[at].len() / 2;
+        let file = write_temp(dir.path(), "cut.pcapng", &bytes[..cut]);
+        let (code, got, err) = wsnoop(&["-r", file.to_str().unwrap(), "--json"]);
+        assert_eq!(code, Some(1), "cut at {cut}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(file.to_str().unwrap()) && lines[0].contains("truncated"));
+        assert_eq!(
+            got, want,
+            "cut at {cut}: the events of the blocks before it"
+        );
+    }
+}
