@@ -51,6 +51,7 @@ def main(argv):
     captures = sorted(
         glob.glob(os.path.join(ROOT, "fixtures", "*.pcap"))
         + glob.glob(os.path.join(ROOT, "fixtures", "*.pcapng"))
+        + glob.glob(os.path.join(ROOT, "fixtures", "pcapng", "*.pcapng"))
         + glob.glob(os.path.join(ROOT, "fixtures", "crafted", "*.pcap"))
         + glob.glob(os.path.join(ROOT, "fixtures", "mangle", "*.pcap"))
     )

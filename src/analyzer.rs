@@ -79,7 +79,17 @@ pub struct Stats {
     pub snaplen: u32,
     /// Packets the snapshot length cut inside their TCP header: their bytes are gaps.
     pub skipped_cut_header: u64,
+    /// Packets of capture-file interfaces whose link type wsnoop does not decode: the reader
+    /// skips them before the analyzer, and [`Stats::add_file`] counts them here.
+    pub skipped_link_type: u64,
     pub ws: WsStats,
+}
+
+impl Stats {
+    /// What the capture-file reader skipped before the analyzer saw a packet.
+    pub fn add_file(&mut self, file: &crate::capture::FileStats) {
+        self.skipped_link_type += file.unsupported_link_packets;
+    }
 }
 
 /// The application half of a connection: who is the client, and the session.

@@ -742,7 +742,12 @@ which stream and why.",
                 .map(|(p, n)| (*n, *p))
                 .collect();
             ports.sort_unstable_by(|a, b| b.cmp(a));
-            let seen = if stats.packets == 0 {
+            let seen = if stats.packets == 0 && stats.skipped_link_type > 0 {
+                format!(
+                    "{} packets, all on interfaces of a link type wsnoop does not read",
+                    stats.skipped_link_type
+                )
+            } else if stats.packets == 0 {
                 "no packets at all were captured".to_string()
             } else if self.connections == 0 {
                 format!(
@@ -825,6 +830,12 @@ fn skipped_note(stats: &Stats) -> String {
         parts.push(format!(
             "{} malformed or cut short below TCP",
             stats.skipped_malformed
+        ));
+    }
+    if stats.skipped_link_type > 0 {
+        parts.push(format!(
+            "{} of a link type wsnoop does not read",
+            stats.skipped_link_type
         ));
     }
     if parts.is_empty() {

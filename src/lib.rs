@@ -93,6 +93,9 @@ pub fn run(
 ) -> Result<RunEnd, RunError> {
     let started = Instant::now();
     let live = source.is_live();
+    // From a pipe (`tcpdump -U -w - | wsnoop -r -`) events are written as they happen too,
+    // each time the reader has used up what arrived.
+    let stream = source.is_stream();
     let mut last_drop_check = Instant::now();
     let mut drops_reported = 0u32;
     let mut unflushed = false;
@@ -140,28 +143,26 @@ pub fn run(
                 analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
                 // Live, each event is written as it happens: a flush of an empty buffer costs
                 // no system call.
-                unflushed = live;
+                unflushed = live || (stream && source.input_waits());
             }
         }
         if let Some(end) = output_end(sink)? {
             break end;
         }
-        if live {
-            if unflushed {
-                unflushed = false;
-                if sink.flush().is_err() {
-                    output_end(sink)?;
-                    break RunEnd::OutputClosed;
-                }
+        if unflushed {
+            unflushed = false;
+            if sink.flush().is_err() {
+                output_end(sink)?;
+                break RunEnd::OutputClosed;
             }
-            if last_drop_check.elapsed() >= control.drop_report_interval {
-                last_drop_check = Instant::now();
-                if let Some(stats) = source.live_stats()
-                    && stats.dropped > drops_reported
-                {
-                    drops_reported = stats.dropped;
-                    (control.on_drops)(stats);
-                }
+        }
+        if live && last_drop_check.elapsed() >= control.drop_report_interval {
+            last_drop_check = Instant::now();
+            if let Some(stats) = source.live_stats()
+                && stats.dropped > drops_reported
+            {
+                drops_reported = stats.dropped;
+                (control.on_drops)(stats);
             }
         }
     };
@@ -174,7 +175,8 @@ pub fn run(
     } else {
         sink.finish()
     };
-    let _ = source.flush_savefile();
+    // A -w file that cannot be written is the run's failure, not a silent loss.
+    source.flush_savefile()?;
     match (end, flushed) {
         (RunEnd::OutputClosed, _) => Ok(end),
         (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(RunEnd::OutputClosed),

@@ -249,6 +249,10 @@ fn skipped_packets(stats: &Stats) -> Option<String> {
     let reasons = [
         (stats.skipped_not_tcp, "not TCP over IP"),
         (stats.skipped_malformed, "malformed or cut short below TCP"),
+        (
+            stats.skipped_link_type,
+            "of a link type wsnoop does not read",
+        ),
     ];
     let parts: Vec<String> = reasons
         .iter()
@@ -421,6 +425,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
         (end, analyzer.stats())
     };
+    let mut stats = stats;
+    if let Some(file) = source.file_stats() {
+        stats.add_file(&file);
+    }
     if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
         report(&stats, source.live_stats());
     }
@@ -512,7 +520,11 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
             drop_report_interval: Duration::from_secs(5),
         },
     )?;
-    let findings = diagnoser.findings(&analyzer.stats());
+    let mut stats = analyzer.stats();
+    if let Some(file) = source.file_stats() {
+        stats.add_file(&file);
+    }
+    let findings = diagnoser.findings(&stats);
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let mut out = io::BufWriter::new(stdout.lock());

@@ -345,7 +345,9 @@ pub fn run(
     out: Box<dyn Write + Send>,
     control: RunControl<'_>,
 ) -> Result<(RunEnd, Stats), RunError> {
-    let live = source.is_live();
+    // A pipe's events are written as they happen, as a live capture's are.
+    let stream = source.is_stream();
+    let live = source.is_live() || stream;
     let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
     let threads = threads.clamp(2, usize::from(MAX_THREADS));
     let workers = threads - 1;
@@ -530,6 +532,14 @@ pub fn run(
             if let Some(i) = full {
                 send(i, &mut filling, &senders, &empties);
             }
+            if stream && source.input_waits() {
+                // The pipe is drained: what waits in batches goes to the workers now.
+                for i in 0..workers {
+                    if !filling[i].is_empty() {
+                        send(i, &mut filling, &senders, &empties);
+                    }
+                }
+            }
             hand_over_own(&mut own_sink, output_chunk);
         };
         for (i, batch) in filling.into_iter().enumerate() {
@@ -549,7 +559,7 @@ pub fn run(
         let write_error = writer.and_then(|w| w.join().ok()).and_then(Result::err);
         (end, worker_stats, write_error)
     });
-    let _ = source.flush_savefile();
+    let saved = source.flush_savefile();
     for w in &worker_stats {
         stats.tcp_packets += w.tcp_packets;
         stats.evicted += w.evicted;
@@ -568,6 +578,7 @@ pub fn run(
     }
     stats.connections = identities.next;
     let end = end?;
+    saved?;
     match write_error {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok((RunEnd::OutputClosed, stats)),
         Some(e) => Err(RunError::Output(e)),

@@ -1,15 +1,18 @@
-//! Packets in: capture files (pcap, pcapng, or a stream of either on stdin) and live
-//! interfaces, through libpcap.
+//! Packets in: capture files (pcap, pcapng, or a stream of either on stdin), read by
+//! [`file`], and live interfaces, through libpcap.
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+mod file;
+
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use pcap::{Active, Capture, Device, Offline, Precision, Savefile};
+use pcap::{Active, Capture, Device, Linktype, Precision, Savefile};
 
 use crate::decode::{LinkType, UnsupportedLinkType};
 use crate::event::Timestamp;
 use crate::output::TsPrecision;
+
+pub use file::{FileStats, MAX_BLOCK};
 
 /// Snapshot length for live capture: whole packets, as tcpdump takes them. It costs no ring
 /// space: the kernel packs packets into the ring's blocks by their captured length (TPACKET_V3).
@@ -86,7 +89,7 @@ pub struct LiveOptions {
 }
 
 enum Handle {
-    Offline(Capture<Offline>),
+    File(Box<file::FileReader>),
     Live(Capture<Active>),
 }
 
@@ -122,33 +125,7 @@ pub struct Source {
     live_fd: Option<RawFd>,
     precision: TsPrecision,
     savefile: Option<Savefile>,
-}
-
-/// libpcap reads a file with two `fread` calls per packet. Once a process has a second thread
-/// (`--threads`, the stdin copier), glibc locks the stream for every call; in a `-q` run that
-/// was a tenth of the reading thread's time. Only the thread that owns the `Source` reads the
-/// stream, so it can go without.
-fn read_without_locks(cap: &Capture<Offline>) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn pcap_file(p: *mut std::ffi::c_void) -> *mut libc::FILE;
-            fn __fsetlocking(stream: *mut libc::FILE, kind: libc::c_int) -> libc::c_int;
-        }
-        /// `FSETLOCKING_BYCALLER` of glibc's stdio_ext.h.
-        const BY_CALLER: libc::c_int = 2;
-        // SAFETY: the handle is a live savefile handle, whose stream pcap_file returns (or
-        // null); the stream is used by this Source's thread alone, and by libpcap only
-        // through it.
-        unsafe {
-            let stream = pcap_file(cap.as_ptr().cast());
-            if !stream.is_null() {
-                __fsetlocking(stream, BY_CALLER);
-            }
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = cap;
+    savefile_name: String,
 }
 
 fn link_of<T: pcap::Activated + ?Sized>(cap: &Capture<T>) -> Result<LinkType, CaptureError> {
@@ -158,43 +135,50 @@ fn link_of<T: pcap::Activated + ?Sized>(cap: &Capture<T>) -> Result<LinkType, Ca
 }
 
 impl Source {
-    /// Opens a capture file, or standard input for "-".
+    /// Opens a capture file, or standard input for "-". A pcapng file is read up to its
+    /// first packet, so that the interfaces it declares there decide the output's precision.
     pub fn open_file(path: &Path) -> Result<Source, CaptureError> {
         let name = path.display().to_string();
         let open_err = |message: String| CaptureError::Open {
             path: name.clone(),
             message,
         };
-        let (cap, precision) = if path == Path::new("-") {
-            let (fd, precision) = stdin_with_precision().map_err(|e| open_err(e.to_string()))?;
-            // SAFETY: the descriptor is ours alone; libpcap takes ownership and closes it.
-            let cap =
-                unsafe { Capture::from_raw_fd_with_precision(fd.into_raw_fd(), Precision::Nano) };
-            (cap, precision)
+        let stdin = path == Path::new("-");
+        let input = if stdin {
+            // Read straight from descriptor 0 in large reads, past std's own buffer.
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(std::fs::File::from)
         } else {
-            let mut head = Vec::new();
             std::fs::File::open(path)
-                .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
-                .map_err(|e| open_err(e.to_string()))?;
-            let precision = precision_from_head(&head).unwrap_or(TsPrecision::Micro);
-            (
-                Capture::from_file_with_precision(path, Precision::Nano),
-                precision,
-            )
+        }
+        .map_err(|e| open_err(e.to_string()))?;
+        let source_name = if stdin {
+            "standard input".to_string()
+        } else {
+            name.clone()
         };
-        let cap = cap.map_err(|e| open_err(clean_pcap_message(&e.to_string())))?;
-        read_without_locks(&cap);
+        let reader = file::FileReader::open(input, source_name.clone()).map_err(open_err)?;
+        // A file whose interfaces are all of link types wsnoop cannot decode says so at once;
+        // with one it decodes, packets of the others are skipped and counted.
+        let link = match reader.first_link() {
+            Some(Ok((link, _))) => link,
+            Some(Err(unsupported)) => return Err(unsupported.into()),
+            None => LinkType::Ethernet,
+        };
         Ok(Source {
-            link: link_of(&cap)?,
-            handle: Handle::Offline(cap),
-            name: if name == "-" {
-                "standard input".into()
+            link,
+            precision: if reader.nano() {
+                TsPrecision::Nano
             } else {
-                name
+                TsPrecision::Micro
             },
-            precision,
+            handle: Handle::File(Box::new(reader)),
+            name: source_name,
             live_fd: None,
             savefile: None,
+            savefile_name: String::new(),
         })
     }
 
@@ -245,6 +229,7 @@ impl Source {
             name: device_name,
             precision: TsPrecision::Nano,
             savefile: None,
+            savefile_name: String::new(),
         })
     }
 
@@ -264,10 +249,27 @@ impl Source {
         matches!(self.handle, Handle::Live(_))
     }
 
+    /// A capture file read from a pipe or socket, not from a regular file.
+    pub fn is_stream(&self) -> bool {
+        matches!(&self.handle, Handle::File(reader) if reader.is_stream())
+    }
+
+    /// The next packet of a stream is not wholly read yet: reading it may wait, so what was
+    /// printed should be flushed first.
+    pub fn input_waits(&self) -> bool {
+        match &self.handle {
+            Handle::File(reader) => !reader.next_is_buffered(),
+            Handle::Live(_) => false,
+        }
+    }
+
     /// The link-layer header type as tcpdump names it: "EN10MB (Ethernet)".
     pub fn link_type_name(&self) -> String {
         let dlt = match &self.handle {
-            Handle::Offline(cap) => cap.get_datalink(),
+            Handle::File(reader) => match reader.first_link() {
+                Some(Ok((_, linktype))) => Linktype(linktype),
+                _ => Linktype(1),
+            },
             Handle::Live(cap) => cap.get_datalink(),
         };
         match (dlt.get_name(), dlt.get_description()) {
@@ -277,10 +279,11 @@ impl Source {
         }
     }
 
-    /// Applies a BPF filter expression, as tcpdump takes it.
+    /// Applies a BPF filter expression, as tcpdump takes it. A file's packets are filtered
+    /// here, with the expression compiled for each link type its interfaces have.
     pub fn set_filter(&mut self, filter: &str) -> Result<(), CaptureError> {
         let result = match &mut self.handle {
-            Handle::Offline(cap) => cap.filter(filter, true),
+            Handle::File(reader) => return reader.set_filter(filter),
             Handle::Live(cap) => cap.filter(filter, true),
         };
         result.map_err(|e| CaptureError::Filter {
@@ -289,14 +292,33 @@ impl Source {
         })
     }
 
-    /// Also writes every packet read to a pcap file (`-w`).
+    /// Also writes every packet read to a pcap file (`-w`). From a capture file, every packet
+    /// the filter matches (copies on a second interface too, not those of interfaces wsnoop
+    /// cannot decode); the pcap file has the link type of the first interface wsnoop decodes,
+    /// and a packet of another link type ends the run with an error, since pcap holds one.
     pub fn save_to(&mut self, path: &PathBuf) -> Result<(), CaptureError> {
+        let name = path.display().to_string();
+        let savefile_error = |message: String| CaptureError::Savefile {
+            path: name.clone(),
+            message,
+        };
+        let mut linktype = None;
         let result = match &self.handle {
-            Handle::Offline(cap) => cap.savefile(path),
+            Handle::File(reader) => {
+                let first = match reader.first_link() {
+                    Some(Ok((_, first))) => first,
+                    _ => 1,
+                };
+                linktype = Some(first);
+                // Nanosecond timestamps, as a live capture's -w file has them.
+                Capture::dead_with_precision(Linktype(file::dlt_of(first)), Precision::Nano)
+                    .map_err(|e| savefile_error(e.to_string()))?
+                    .savefile(path)
+            }
             Handle::Live(cap) => cap.savefile(path),
         };
-        let name = path.display().to_string();
-        self.savefile = Some(result.map_err(|e| {
+        self.savefile_name = name.clone();
+        let savefile = result.map_err(|e| {
             let message = clean_pcap_message(&e.to_string());
             CaptureError::Savefile {
                 message: message
@@ -305,24 +327,59 @@ impl Source {
                     .to_string(),
                 path: name.clone(),
             }
-        })?);
+        })?;
+        match (&mut self.handle, linktype) {
+            // The reader writes, as it also sees the packets it does not hand on.
+            (Handle::File(reader), Some(linktype)) => reader.save_to(savefile, linktype, name),
+            _ => self.savefile = Some(savefile),
+        }
         Ok(())
     }
 
     /// Flushes the `-w` file, if any.
     pub fn flush_savefile(&mut self) -> Result<(), CaptureError> {
+        if let Handle::File(reader) = &mut self.handle {
+            return reader.flush_savefile();
+        }
         if let Some(save) = &mut self.savefile {
             save.flush().map_err(|e| CaptureError::Savefile {
-                path: "capture file".into(),
+                path: self.savefile_name.clone(),
                 message: e.to_string(),
             })?;
         }
         Ok(())
     }
 
+    /// The TLS key log bytes of the file's Decryption Secrets Blocks read since the last call,
+    /// in file order (empty for a live capture).
+    pub fn take_secrets(&mut self) -> Vec<u8> {
+        match &mut self.handle {
+            Handle::File(reader) => reader.take_secrets(),
+            Handle::Live(_) => Vec::new(),
+        }
+    }
+
+    /// What the file reader read but did not hand on (None for a live capture).
+    pub fn file_stats(&self) -> Option<FileStats> {
+        match &self.handle {
+            Handle::File(reader) => Some(reader.stats()),
+            Handle::Live(_) => None,
+        }
+    }
+
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         let result = match &mut self.handle {
-            Handle::Offline(cap) => cap.next_packet(),
+            Handle::File(reader) => {
+                let Some((record, data)) = reader.next()? else {
+                    return Ok(Next::End);
+                };
+                return Ok(Next::Packet(Packet {
+                    ts: record.ts,
+                    data,
+                    wire_len: record.wire_len,
+                    link: record.link,
+                }));
+            }
             Handle::Live(cap) => cap.next_packet(),
         };
         let raw = match result {
@@ -369,7 +426,7 @@ impl Source {
                 dropped: s.dropped,
                 if_dropped: s.if_dropped,
             }),
-            Handle::Offline(_) => None,
+            Handle::File(_) => None,
         }
     }
 }
@@ -411,106 +468,6 @@ fn live_error(device: &str, e: pcap::Error) -> CaptureError {
             message,
         }
     }
-}
-
-/// The sub-second precision a capture file was written with, from its first bytes.
-pub fn precision_from_head(head: &[u8]) -> Option<TsPrecision> {
-    let magic: [u8; 4] = head.get(..4)?.try_into().ok()?;
-    match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => Some(TsPrecision::Micro),
-        [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => Some(TsPrecision::Nano),
-        [0x0a, 0x0d, 0x0d, 0x0a] => pcapng_precision(head),
-        _ => None,
-    }
-}
-
-/// Reads if_tsresol from the first Interface Description Block of a pcapng head.
-fn pcapng_precision(head: &[u8]) -> Option<TsPrecision> {
-    let bom = head.get(8..12)?;
-    let little = match bom {
-        [0x4d, 0x3c, 0x2b, 0x1a] => true,
-        [0x1a, 0x2b, 0x3c, 0x4d] => false,
-        _ => return None,
-    };
-    let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = head.get(at..at + 2)?.try_into().ok()?;
-        Some(if little {
-            u16::from_le_bytes(b)
-        } else {
-            u16::from_be_bytes(b)
-        })
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
-        Some(if little {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
-    let mut block = 0usize;
-    // Walk blocks until the first IDB (type 1).
-    for _ in 0..16 {
-        let kind = u32_at(block)?;
-        let len = u32_at(block + 4)? as usize;
-        if len < 12 {
-            return None;
-        }
-        if kind == 1 {
-            let end = block + len - 4;
-            let mut at = block + 16;
-            while at + 4 <= end {
-                let code = u16_at(at)?;
-                let opt_len = usize::from(u16_at(at + 2)?);
-                if code == 0 {
-                    break;
-                }
-                if code == 9 && opt_len == 1 {
-                    return Some(match *head.get(at + 4)? {
-                        v if v & 0x80 == 0 && v >= 7 => TsPrecision::Nano,
-                        _ => TsPrecision::Micro,
-                    });
-                }
-                at += 4 + opt_len.div_ceil(4) * 4;
-            }
-            return Some(TsPrecision::Micro);
-        }
-        block += len;
-    }
-    None
-}
-
-/// Standard input through a pipe we own, after peeking at the head to learn its precision.
-/// A thread copies stdin into the pipe, so a live `tcpdump -w -` streams straight through.
-fn stdin_with_precision() -> std::io::Result<(OwnedFd, TsPrecision)> {
-    let mut stdin = std::io::stdin().lock();
-    let mut head = Vec::with_capacity(4096);
-    let mut buf = [0u8; 4096];
-    const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
-    let precision = loop {
-        let n = stdin.read(&mut buf)?;
-        head.extend_from_slice(&buf[..n]);
-        let decided = precision_from_head(&head);
-        // A pcap file says it in its magic; pcapng needs its first interface block.
-        let known = head.len() >= 4 && (!head.starts_with(&PCAPNG_MAGIC) || decided.is_some());
-        if n == 0 || known || head.len() >= 64 * 1024 {
-            break decided.unwrap_or(TsPrecision::Micro);
-        }
-    };
-    drop(stdin);
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two new descriptors into the array we pass.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    std::thread::spawn(move || {
-        let mut pipe = std::fs::File::from(writer);
-        let _ = std::io::Write::write_all(&mut pipe, &head)
-            .and_then(|()| std::io::copy(&mut std::io::stdin().lock(), &mut pipe).map(|_| ()));
-    });
-    Ok((reader, precision))
 }
 
 /// Lists capture devices as `tcpdump -D` does, each followed by its addresses.
@@ -575,22 +532,4 @@ fn device_flags(flags: &pcap::DeviceFlags) -> Option<String> {
         text.push_str(status);
     }
     Some(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn precision_from_magic() {
-        assert_eq!(
-            precision_from_head(&[0xd4, 0xc3, 0xb2, 0xa1]),
-            Some(TsPrecision::Micro)
-        );
-        assert_eq!(
-            precision_from_head(&[0x4d, 0x3c, 0xb2, 0xa1]),
-            Some(TsPrecision::Nano)
-        );
-        assert_eq!(precision_from_head(b"GIF8"), None);
-    }
 }
