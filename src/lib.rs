@@ -15,16 +15,19 @@
 pub mod analyzer;
 pub mod anomaly;
 pub mod capture;
-pub mod decode;
 pub mod diagnose;
 pub mod event;
-pub mod frame;
-pub mod handshake;
+pub mod http;
+pub mod net;
 pub mod output;
 pub mod parallel;
 pub mod session;
-pub mod tcp;
 pub mod ws;
+
+// The paths from before the stages had folders, kept so that callers still resolve.
+pub use http::handshake;
+pub use net::{decode, tcp};
+pub use ws::frame;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! keep of each frame, messages reassembled from fragments and inflated, UTF-8 checked as it
 //! streams, the close handshake, and every rule a frame breaks.
 
+pub mod frame;
+
 use std::borrow::Cow;
 
 use flate2::{Decompress, FlushDecompress, Status};
