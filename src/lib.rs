@@ -12,11 +12,16 @@
 //! come out through an [`event::EventSink`]. [`run`] drives an analyzer from a
 //! [`capture::Source`] to an [`output::OutputSink`].
 
+#![deny(unsafe_code)]
+
 pub mod analyzer;
 pub mod anomaly;
+// libpcap's FILE, poll(2) and pipe(2).
+#[allow(unsafe_code)]
 pub mod capture;
 pub mod diagnose;
 pub mod event;
+mod ffi;
 pub mod http;
 pub mod net;
 pub mod output;

@@ -10,7 +10,7 @@ mod text;
 use std::io;
 
 pub use json::JsonWriter;
-pub use text::{ColorChoice, TextWriter};
+pub use text::TextWriter;
 
 use crate::event::{EventSink, Timestamp};
 

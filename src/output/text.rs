@@ -13,13 +13,6 @@ use crate::frame::Opcode;
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
 /// Rows kept for `--summary`; a capture with more connections says how many were left out.
 const SUMMARY_ROWS: usize = 100_000;
 
@@ -373,16 +366,10 @@ fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
 
 /// HH:MM:SS in local time, as tcpdump prints it.
 fn local_clock(secs: i64) -> [u8; 8] {
-    let t = secs as libc::time_t;
-    // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid initial value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    let (h, m, s) = if ok {
-        (tm.tm_hour, tm.tm_min, tm.tm_sec)
-    } else {
+    let (h, m, s) = crate::ffi::local_hms(secs).unwrap_or_else(|| {
         let day = secs.rem_euclid(86_400) as i32;
         (day / 3600, day / 60 % 60, day % 60)
-    };
+    });
     let digit = |v: i32| b'0' + (v.clamp(0, 9) as u8);
     [
         digit(h / 10),
