@@ -19,6 +19,7 @@ pub mod anomaly;
 // libpcap's FILE, poll(2) and pipe(2).
 #[allow(unsafe_code)]
 pub mod capture;
+pub mod context;
 pub mod diagnose;
 pub mod event;
 mod ffi;

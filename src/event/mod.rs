@@ -1,7 +1,11 @@
 //! What the pipeline reports. Events borrow from the analyzer's state and live only for the
 //! duration of one [`EventSink::event`] call, so emitting one costs no allocation.
 
+mod counters;
+
 use std::net::SocketAddr;
+
+pub use counters::FlowCounters;
 
 use crate::frame::FrameHeader;
 use crate::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
@@ -205,7 +209,9 @@ pub struct FlowEvent<'a> {
     pub extensions: &'a [String],
     /// The handshake response's status; None when no response was seen.
     pub status: Option<u16>,
-    pub counters: &'a crate::ws::FlowCounters,
+    pub counters: &'a FlowCounters,
+    /// The median seconds from a ping to the pong that echoed it ([`FlowCounters::ping_rtt`]).
+    pub ping_rtt: Option<f64>,
     /// Payload bytes the capture's snapshot length cut off each direction's packets (index 0:
     /// client to server).
     pub bytes_cut: [u64; 2],

@@ -480,7 +480,7 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
         c.pings,
         c.pongs
     )?;
-    match c.ping_rtt() {
+    match e.ping_rtt {
         Some(rtt) => write!(w, "{rtt:.9}")?,
         None => w.write_all(b"null")?,
     }

@@ -97,7 +97,7 @@ impl<W: Write> TextWriter<W> {
             c.bytes[0],
             c.bytes[1],
             c.pings,
-            c.ping_rtt().map_or("-".to_string(), |r| format!("{:.2}ms", r * 1e3)),
+            e.ping_rtt.map_or("-".to_string(), |r| format!("{:.2}ms", r * 1e3)),
             code(c.close_codes[0]),
             code(c.close_codes[1]),
             e.end.name(),

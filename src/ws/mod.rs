@@ -8,10 +8,13 @@ use std::borrow::Cow;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
+pub use crate::context::{Context, WsOptions, WsStats};
+pub use crate::event::FlowCounters;
+
 use crate::anomaly::{AnomalyKind, Cause, close_code_is_valid};
 use crate::event::{
-    AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowMeta,
-    FrameEvent, MessageEvent, Payload, Timestamp,
+    CloseEvent, CloseInfo, Direction, EndReason, Event, FrameEvent, MessageEvent, Payload,
+    Timestamp,
 };
 use crate::frame::{
     ChainRule, ChainScan, FrameDecoder, FrameHeader, FrameVisitor, Opcode, Plausible, scan_chain,
@@ -40,31 +43,6 @@ const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
 
 /// The tail RFC 7692 7.2.2 strips from every compressed message; inflating needs it back.
 const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-/// Options that shape events.
-#[derive(Clone, Copy, Debug)]
-pub struct WsOptions {
-    /// Payload bytes kept per frame or message event.
-    pub max_payload: usize,
-    /// Stop emitting frame events after this many (`-c`).
-    pub max_frames: Option<u64>,
-    /// A message larger than this, after decompression, is cut and reported.
-    pub max_message: u64,
-    pub show_frames: bool,
-    pub show_messages: bool,
-}
-
-impl Default for WsOptions {
-    fn default() -> Self {
-        WsOptions {
-            max_payload: 4096,
-            max_frames: None,
-            max_message: 16 << 20,
-            show_frames: true,
-            show_messages: true,
-        }
-    }
-}
 
 /// permessage-deflate parameters from the 101 response (RFC 7692 7.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,159 +90,6 @@ impl Negotiated {
             break;
         }
         negotiated
-    }
-}
-
-/// Counters the analyzer reports at the end of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WsStats {
-    pub handshakes: u64,
-    pub upgrades: u64,
-    pub frames: u64,
-    pub frames_emitted: u64,
-    pub messages: u64,
-    pub anomalies: u64,
-    /// Connections the HTTP layer gave up on, and why.
-    pub http_given_up: crate::session::GiveUps,
-}
-
-/// Outstanding pings remembered per connection, to time their pongs.
-const PING_MEMORY: usize = 16;
-/// Round-trip samples kept for the median.
-const RTT_SAMPLES: usize = 1024;
-
-/// What a connection carried, per direction (index 0: client to server).
-#[derive(Debug, Default, Clone)]
-pub struct FlowCounters {
-    pub frames: [u64; 2],
-    pub messages: [u64; 2],
-    /// Frame payload bytes as declared on the wire.
-    pub bytes: [u64; 2],
-    pub pings: u64,
-    pub pongs: u64,
-    /// The code of each side's first close frame (None: no close frame, or one without code).
-    pub close_codes: [Option<u16>; 2],
-    pub close_sent: [bool; 2],
-    /// The longest stretch, in seconds, without a data frame either way, counted from the
-    /// upgrade (or the first frame seen) to the connection's end.
-    pub longest_silence: f64,
-    last_activity: Option<Timestamp>,
-    pending_pings: std::collections::VecDeque<PendingPing>,
-    rtts: Vec<f64>,
-}
-
-/// A ping waiting for its pong. The payload is kept as its length and a hash, so a ping
-/// costs no allocation; a pong with another payload of the same length and hash could only
-/// time one round trip wrongly.
-#[derive(Debug, Clone, Copy)]
-struct PendingPing {
-    dir: Direction,
-    len: usize,
-    hash: u64,
-    sent: Timestamp,
-}
-
-fn payload_hash(payload: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x6a09_e667_f3bc_c908).hash_one(payload)
-}
-
-impl FlowCounters {
-    /// The median seconds from a ping to the pong that echoed it.
-    pub fn ping_rtt(&self) -> Option<f64> {
-        if self.rtts.is_empty() {
-            return None;
-        }
-        let mut sorted = self.rtts.clone();
-        sorted.sort_by(f64::total_cmp);
-        let mid = sorted.len() / 2;
-        Some(if sorted.len() % 2 == 1 {
-            sorted[mid]
-        } else {
-            (sorted[mid - 1] + sorted[mid]) / 2.0
-        })
-    }
-
-    /// A data frame (or the upgrade) at `ts`: the silence before it ends.
-    fn activity(&mut self, ts: Timestamp) {
-        if let Some(last) = self.last_activity {
-            self.longest_silence = self.longest_silence.max(ts.seconds_since(last));
-        }
-        self.last_activity = Some(ts);
-    }
-
-    /// The connection ended at `ts`: the silence since the last data frame counts too.
-    pub fn end_at(&mut self, ts: Timestamp) {
-        self.activity(ts);
-    }
-
-    fn ping(&mut self, dir: Direction, payload: &[u8], ts: Timestamp) {
-        self.pings += 1;
-        if self.pending_pings.len() == PING_MEMORY {
-            self.pending_pings.pop_front();
-        }
-        self.pending_pings.push_back(PendingPing {
-            dir,
-            len: payload.len(),
-            hash: payload_hash(payload),
-            sent: ts,
-        });
-    }
-
-    fn pong(&mut self, dir: Direction, payload: &[u8], ts: Timestamp) {
-        self.pongs += 1;
-        // RFC 6455 5.5.3: a pong echoes the ping's payload; it comes from the other side.
-        let hash = payload_hash(payload);
-        if let Some(i) = self
-            .pending_pings
-            .iter()
-            .position(|p| p.dir != dir && p.len == payload.len() && p.hash == hash)
-            && let Some(ping) = self.pending_pings.remove(i)
-            && self.rtts.len() < RTT_SAMPLES
-        {
-            self.rtts.push(ts.seconds_since(ping.sent).max(0.0));
-        }
-    }
-}
-
-/// Everything the direction's handlers need besides their own state.
-pub struct Context<'a> {
-    pub ts: Timestamp,
-    pub flow: &'a FlowMeta,
-    pub sink: &'a mut dyn EventSink,
-    pub options: &'a WsOptions,
-    pub stats: &'a mut WsStats,
-    /// Why the bytes being handled are what they are: `Traffic` for captured bytes; for
-    /// missing ones, whether the capture lost them or its snapshot length cut them. What is
-    /// reported while handling them is a consequence of that.
-    pub cause: Cause,
-    /// Payload bytes the snapshot length cut off each direction's packets (index 0: client to
-    /// server), for the connection's summary: set when the session ends, zeros before.
-    pub bytes_cut: [u64; 2],
-}
-
-impl Context<'_> {
-    /// Reports an anomaly of the bytes being handled ([`Context::cause`]).
-    pub fn anomaly(&mut self, dir: Option<Direction>, kind: AnomalyKind, detail: &str) {
-        self.anomaly_caused(dir, kind, self.cause, detail);
-    }
-
-    pub fn anomaly_caused(
-        &mut self,
-        dir: Option<Direction>,
-        kind: AnomalyKind,
-        cause: Cause,
-        detail: &str,
-    ) {
-        self.stats.anomalies += 1;
-        self.sink.event(&Event::Anomaly(AnomalyEvent {
-            ts: self.ts,
-            flow: self.flow,
-            dir,
-            kind,
-            cause,
-            detail,
-        }));
     }
 }
 
@@ -1323,6 +1148,7 @@ fn incomplete_utf8_suffix(tail: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::FlowMeta;
 
     #[test]
     fn utf8_suffixes() {
