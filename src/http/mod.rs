@@ -1,5 +1,7 @@
-//! The HTTP/1.1 stage of a TCP connection: the exchange before an upgrade and the WebSocket
-//! opening handshake (RFC 6455 section 4).
+//! The HTTP/1.1 stage of a TCP connection: the exchange before an upgrade, the WebSocket
+//! opening handshake (RFC 6455 section 4) and its rules, and why a connection is given up.
 
+pub mod exchange;
 pub mod give_up;
 pub mod handshake;
+pub mod rules;

@@ -20,6 +20,15 @@ pub(super) const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
     min_frames_at_end: 2,
 };
 
+/// Bytes a probe holds per side before deciding the connection is not WebSocket.
+pub(crate) const PROBE_LIMIT: usize = 16 * 1024;
+
+/// Plausible frames in a row that make a connection WebSocket without a handshake.
+pub(crate) const PROBE_CHAIN: ChainRule = ChainRule {
+    min_frames: 3,
+    min_frames_at_end: 2,
+};
+
 /// Bytes whose framing is unknown, with the offsets where TCP segments began in them.
 #[derive(Debug, Default)]
 pub struct FrameHunt {
