@@ -33,7 +33,13 @@ pub mod ws;
 // The paths from before the stages had folders, kept so that callers still resolve.
 pub use http::handshake;
 pub use net::{decode, tcp};
-pub use ws::frame;
+
+/// The frame parser and the chain scan of the resync heuristics, at their path from before
+/// `ws/` had a file per concern.
+pub mod frame {
+    pub use crate::ws::frame::*;
+    pub use crate::ws::resync::{ChainRule, ChainScan, Plausible, scan_chain};
+}
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@ use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
-use crate::frame::Opcode;
+use crate::ws::frame::Opcode;
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;

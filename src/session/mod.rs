@@ -18,9 +18,9 @@ pub use crate::http::rules::extension_name;
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
 use crate::event::{Direction, EndReason, Event, FlowCounters, FlowEvent, FlowMeta, Timestamp};
-use crate::frame::{ChainScan, Plausible};
 use crate::http::exchange::{HttpOutcome, HttpSide, HttpState, after_head, count_give_up};
-use crate::ws::resync::{PROBE_CHAIN, PROBE_LIMIT};
+use crate::ws::resync::{ChainScan, Plausible};
+use crate::ws::resync::{PLAUSIBLE_LEN, PROBE_CHAIN, PROBE_LIMIT};
 use crate::ws::{FrameHunt, Scratch, WsConnection};
 
 #[derive(Debug)]
@@ -108,7 +108,7 @@ impl Session {
             let rule = Plausible {
                 masked: Some(masked),
                 rsv1_allowed: true,
-                max_len: 1 << 24,
+                max_len: PLAUSIBLE_LEN,
             };
             if let ChainScan::Found(_) = side.scan(&rule, &PROBE_CHAIN) {
                 // Masked frames come from the client.

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::http::exchange::{ChunkedBody, MAX_PENDING_REQUESTS};
 use crate::http::handshake::MAX_HEAD_LEN;

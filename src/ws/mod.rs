@@ -18,11 +18,12 @@ pub use resync::FrameHunt;
 
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{CloseEvent, Direction, EndReason, Event, Timestamp};
-use crate::frame::{FrameDecoder, Plausible};
 use close::CloseTrack;
 use deflate::Inflater;
+use frame::FrameDecoder;
 use message::Message;
 use resync::Resync;
+use resync::{PLAUSIBLE_LEN, Plausible};
 use visitor::Visitor;
 
 /// Buffers shared by every connection, so decoding allocates nothing once they have grown.
@@ -167,7 +168,7 @@ impl WsConnection {
                 let rule = Plausible {
                     masked: Some(dir == Direction::ClientToServer),
                     rsv1_allowed: state.deflate.is_some(),
-                    max_len: ctx.options.max_message.max(1 << 24),
+                    max_len: ctx.options.max_message.max(PLAUSIBLE_LEN),
                 };
                 let Some(bytes) = resync.push(input, &rule) else {
                     return;

@@ -7,8 +7,8 @@
 
 use std::net::SocketAddr;
 
-use crate::decode::TcpFlags;
 use crate::event::Timestamp;
+use crate::net::decode::TcpFlags;
 
 /// A connection's identity regardless of direction: the lower endpoint first. Packed as
 /// integers, so hashing it (once per packet) is a few multiplications; addresses are pairs of
