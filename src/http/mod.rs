@@ -4,4 +4,5 @@
 pub mod exchange;
 pub mod give_up;
 pub mod handshake;
+mod head;
 pub mod rules;
