@@ -32,7 +32,14 @@ pub mod ws;
 
 // The paths from before the stages had folders, kept so that callers still resolve.
 pub use http::handshake;
-pub use net::{decode, tcp};
+pub use net::tcp;
+
+/// Link, IP and TCP decoding, at its path from before `net/` had a file per concern.
+pub mod decode {
+    pub use crate::net::defrag::{Datagram, Defragmenter};
+    pub use crate::net::link::{LinkType, UnsupportedLinkType};
+    pub use crate::net::segment::{Cut, Skip, TcpFlags, TcpSegment, decode};
+}
 
 /// The frame parser and the chain scan of the resync heuristics, at their path from before
 /// `ws/` had a file per concern.

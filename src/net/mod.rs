@@ -1,7 +1,11 @@
-//! The network stages: link, IP and TCP decoding of a captured packet, then TCP reassembly
-//! of each connection into one ordered byte stream per direction.
+//! The network stages: link, IP and TCP decoding of a captured packet, IP fragment
+//! reassembly, then TCP reassembly of each connection into one ordered byte stream per
+//! direction.
 
+pub mod defrag;
+pub mod link;
 pub mod segment;
 pub mod tcp;
 
-pub use segment as decode;
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,11 @@
-//! TCP: the reassembly of each direction of a connection into an ordered byte stream.
+//! TCP: a connection's identity, and the reassembly of each of its directions into an
+//! ordered byte stream.
 
-mod reassembly;
+pub mod flow;
+pub mod reassembly;
 
-pub use reassembly::*;
+pub use flow::FlowKey;
+pub use reassembly::{Chunk, HalfStream, ReassemblyLimits};
+
+#[cfg(test)]
+mod tests;
