@@ -14,8 +14,10 @@ pub use findings::{Finding, Severity, write_json, write_text};
 pub use words::close_code_meaning;
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::event::{EndReason, Event, EventSink, FlowMeta, PayloadKind, Timestamp};
+use crate::event::{Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, Timestamp};
+
 use crate::output::OutputSink;
+use Direction::{ClientToServer as C2S, ServerToClient as S2C};
 
 /// Example connections kept per finding.
 const EXAMPLES: usize = 5;
@@ -254,7 +256,7 @@ impl EventSink for Diagnoser {
                     _ => {}
                 }
                 self.sessions += 1;
-                let [c2s, s2c] = c.frames;
+                let (c2s, s2c) = (c.frames[C2S], c.frames[S2C]);
                 if (c2s == 0) != (s2c == 0) {
                     self.one_way.add(e.flow, e.start);
                     self.one_way_silent_side[usize::from(c2s != 0)] += 1;

@@ -1,24 +1,24 @@
 //! What one connection carried, counted as its frames go by, for the connection's summary.
 
-use super::{Direction, Timestamp};
+use super::{Direction, PerDir, Timestamp};
 
 /// Outstanding pings remembered per connection, to time their pongs.
 const PING_MEMORY: usize = 16;
 /// Round-trip samples kept for the median.
 const RTT_SAMPLES: usize = 1024;
 
-/// What a connection carried, per direction (index 0: client to server).
+/// What a connection carried, per direction.
 #[derive(Debug, Default, Clone)]
 pub struct FlowCounters {
-    pub frames: [u64; 2],
-    pub messages: [u64; 2],
+    pub frames: PerDir<u64>,
+    pub messages: PerDir<u64>,
     /// Frame payload bytes as declared on the wire.
-    pub bytes: [u64; 2],
+    pub bytes: PerDir<u64>,
     pub pings: u64,
     pub pongs: u64,
     /// The code of each side's first close frame (None: no close frame, or one without code).
-    pub close_codes: [Option<u16>; 2],
-    pub close_sent: [bool; 2],
+    pub close_codes: PerDir<Option<u16>>,
+    pub close_sent: PerDir<bool>,
     /// The longest stretch, in seconds, without a data frame either way, counted from the
     /// upgrade (or the first frame seen) to the connection's end.
     pub longest_silence: f64,

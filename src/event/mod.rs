@@ -38,11 +38,49 @@ impl Direction {
         }
     }
 
+    #[inline]
     pub fn index(self) -> usize {
         match self {
             Direction::ClientToServer => 0,
             Direction::ServerToClient => 1,
         }
+    }
+}
+
+/// One value per direction of a WebSocket session, indexed by [`Direction`]. Per-direction
+/// state uses it rather than a `[T; 2]`, whose index could as well mean side A and side B of a
+/// TCP connection whose client is not known yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerDir<T>([T; 2]);
+
+impl<T> PerDir<T> {
+    pub const fn new(c2s: T, s2c: T) -> PerDir<T> {
+        PerDir([c2s, s2c])
+    }
+
+    /// Client to server first.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        self.0.iter_mut()
+    }
+}
+
+impl<T> std::ops::Index<Direction> for PerDir<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, dir: Direction) -> &T {
+        &self.0[dir.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<Direction> for PerDir<T> {
+    #[inline]
+    fn index_mut(&mut self, dir: Direction) -> &mut T {
+        &mut self.0[dir.index()]
     }
 }
 

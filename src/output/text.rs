@@ -8,7 +8,9 @@ use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
+
 use crate::ws::frame::Opcode;
+use Direction::{ClientToServer as C2S, ServerToClient as S2C};
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;
@@ -92,14 +94,14 @@ impl<W: Write> TextWriter<W> {
             e.flow.server.to_string(),
             e.status.map_or("-".to_string(), |s| s.to_string()),
             e.ts.seconds_since(e.start).max(0.0),
-            c.frames[0],
-            c.frames[1],
-            c.bytes[0],
-            c.bytes[1],
+            c.frames[C2S],
+            c.frames[S2C],
+            c.bytes[C2S],
+            c.bytes[S2C],
             c.pings,
             e.ping_rtt.map_or("-".to_string(), |r| format!("{:.2}ms", r * 1e3)),
-            code(c.close_codes[0]),
-            code(c.close_codes[1]),
+            code(c.close_codes[C2S]),
+            code(c.close_codes[S2C]),
             e.end.name(),
             String::from_utf8_lossy(&uri)
         ));

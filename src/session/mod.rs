@@ -17,7 +17,9 @@ pub use crate::http::rules::extension_name;
 
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
-use crate::event::{Direction, EndReason, Event, FlowCounters, FlowEvent, FlowMeta, Timestamp};
+use crate::event::{
+    Direction, EndReason, Event, FlowCounters, FlowEvent, FlowMeta, PerDir, Timestamp,
+};
 use crate::http::exchange::{HttpOutcome, HttpSide, HttpState, after_head, count_give_up};
 use crate::ws::resync::{ChainScan, Plausible};
 use crate::ws::resync::{PLAUSIBLE_LEN, PROBE_CHAIN, PROBE_LIMIT};
@@ -48,10 +50,10 @@ pub struct Session {
     summarise: bool,
     /// The user said the server's port is WebSocket (`--ws-port`), though it speaks HTTP first.
     ws_port: bool,
-    /// Per direction (index 0: client to server): picked up after the HTTP layer gave up, and
+    /// Per direction: picked up after the HTTP layer gave up, and
     /// no byte yet that is not a head: a complete head at the start of a segment is skipped,
     /// so the frames right behind it in the same segment are found.
-    skip_heads: [bool; 2],
+    skip_heads: PerDir<bool>,
     /// Decoded mid-stream after the HTTP layer gave up on it.
     picked_up: bool,
 }
@@ -82,7 +84,7 @@ impl Session {
             fresh: false,
             handshake: None,
             ws_port: false,
-            skip_heads: [false; 2],
+            skip_heads: PerDir::new(false, false),
             picked_up: false,
         }
     }
@@ -150,7 +152,7 @@ impl Session {
             handshake: None,
             summarise: false,
             ws_port: false,
-            skip_heads: [false; 2],
+            skip_heads: PerDir::new(false, false),
             picked_up: false,
             // Nothing is allocated until the first byte: most connections of a SYN flood or a
             // port scan never carry one.
@@ -220,7 +222,7 @@ impl Session {
         self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
         self.summarise = true;
         self.picked_up = true;
-        self.skip_heads = [true; 2];
+        self.skip_heads = PerDir::new(true, true);
         if let Some(http) = http {
             self.replay_early(&http, scratch, &mut ctx);
         }
@@ -377,7 +379,7 @@ the first copy was kept",
         }
         match &mut self.mode {
             Mode::WebSocket(ws) => {
-                let skip = &mut self.skip_heads[dir.index()];
+                let skip = &mut self.skip_heads[dir];
                 let input = if *skip {
                     *skip = false;
                     after_head(dir, input)

@@ -207,7 +207,7 @@ impl Visitor<'_, '_, '_> {
             return;
         };
         self.ctx.stats.messages += 1;
-        self.counters.messages[self.state.dir.index()] += 1;
+        self.counters.messages[self.state.dir] += 1;
         // A message cut short (a gap, or inflating stopped at --max-message) may end inside a
         // character: only what arrived is judged.
         let cut = incomplete || message.inflate_stopped;

@@ -17,7 +17,7 @@ pub use extensions::{DeflateParams, Negotiated};
 pub use resync::FrameHunt;
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::event::{CloseEvent, Direction, EndReason, Event, Timestamp};
+use crate::event::{CloseEvent, Direction, EndReason, Event, PerDir, Timestamp};
 use close::CloseTrack;
 use deflate::Inflater;
 use frame::FrameDecoder;
@@ -106,8 +106,8 @@ impl DirState {
 /// An upgraded connection: both directions and their shared close handshake.
 #[derive(Debug)]
 pub struct WsConnection {
-    decoders: [FrameDecoder; 2],
-    dirs: [DirState; 2],
+    decoders: PerDir<FrameDecoder>,
+    dirs: PerDir<DirState>,
     close: CloseTrack,
     counters: FlowCounters,
 }
@@ -115,11 +115,11 @@ pub struct WsConnection {
 impl WsConnection {
     pub fn new(negotiated: Negotiated) -> WsConnection {
         WsConnection {
-            decoders: [FrameDecoder::new(), FrameDecoder::new()],
-            dirs: [
+            decoders: PerDir::new(FrameDecoder::new(), FrameDecoder::new()),
+            dirs: PerDir::new(
                 DirState::new(Direction::ClientToServer, negotiated),
                 DirState::new(Direction::ServerToClient, negotiated),
-            ],
+            ),
             close: CloseTrack::default(),
             counters: FlowCounters::default(),
         }
@@ -140,7 +140,7 @@ impl WsConnection {
         let mut ws = WsConnection::new(Negotiated {
             deflate: Some(DeflateParams::default()),
         });
-        for state in &mut ws.dirs {
+        for state in ws.dirs.iter_mut() {
             state.resync = Some(Resync::default());
             state.orphans_expected = true;
             if let Some(inflater) = &mut state.deflate {
@@ -159,8 +159,7 @@ impl WsConnection {
         scratch: &mut Scratch,
         ctx: &mut Context<'_>,
     ) {
-        let i = dir.index();
-        let state = &mut self.dirs[i];
+        let state = &mut self.dirs[dir];
         let resumed;
         let input = match &mut state.resync {
             None => input,
@@ -179,13 +178,13 @@ impl WsConnection {
             }
         };
         let mut visitor = Visitor {
-            state: &mut self.dirs[i],
+            state: &mut self.dirs[dir],
             close: &mut self.close,
             counters: &mut self.counters,
             inflate_buf: &mut scratch.inflate,
             ctx,
         };
-        self.decoders[i].feed(input, &mut scratch.unmask, &mut visitor);
+        self.decoders[dir].feed(input, &mut scratch.unmask, &mut visitor);
     }
 
     /// Bytes of `dir` were never captured: what was in progress is reported incomplete and
@@ -193,7 +192,6 @@ impl WsConnection {
     /// Bytes the snapshot length cut (`ctx.cause` says so) are reported by whoever knows the
     /// snapshot length; they are handled the same way.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
-        let i = dir.index();
         if ctx.cause != Cause::Snaplen {
             ctx.anomaly(
                 Some(dir),
@@ -204,14 +202,14 @@ impl WsConnection {
                 ),
             );
         }
-        if self.dirs[i].resync.is_some() {
-            self.dirs[i].resync = Some(Resync::default());
-            self.dirs[i].orphans_expected = true;
+        if self.dirs[dir].resync.is_some() {
+            self.dirs[dir].resync = Some(Resync::default());
+            self.dirs[dir].orphans_expected = true;
             return;
         }
-        self.decoders[i].reset();
+        self.decoders[dir].reset();
         let mut visitor = Visitor {
-            state: &mut self.dirs[i],
+            state: &mut self.dirs[dir],
             close: &mut self.close,
             counters: &mut self.counters,
             inflate_buf: &mut [],
@@ -223,8 +221,8 @@ impl WsConnection {
         } else {
             "bytes of a compressed stream were lost"
         });
-        self.dirs[i].resync = Some(Resync::default());
-        self.dirs[i].orphans_expected = true;
+        self.dirs[dir].resync = Some(Resync::default());
+        self.dirs[dir].orphans_expected = true;
     }
 
     /// The connection ended: report what was left unfinished and the close handshake.
@@ -237,7 +235,7 @@ impl WsConnection {
         } else {
             (ctx.cause, "the connection ended")
         };
-        for (decoder, state) in self.decoders.iter().zip(&self.dirs) {
+        for (decoder, state) in self.decoders.iter().zip(self.dirs.iter()) {
             if state.resync.is_some() {
                 continue;
             }

@@ -133,7 +133,7 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
 
     fn frame_end(&mut self, header: &FrameHeader) {
         self.ctx.stats.frames += 1;
-        let d = self.state.dir.index();
+        let d = self.state.dir;
         self.counters.frames[d] += 1;
         self.counters.bytes[d] += header.len;
         let ts = self.ctx.ts;
