@@ -4,7 +4,9 @@
 //! returning it from every event, so the pipeline's inner loops stay free of error plumbing;
 //! the caller checks [`OutputSink::error`] between packets.
 
+mod escape;
 mod json;
+mod summary;
 mod text;
 
 use std::io;
