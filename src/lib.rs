@@ -1,16 +1,19 @@
 //! wsnoop: a passive WebSocket traffic analyzer.
 //!
-//! Data flows one way through one module per stage:
+//! Data flows one way through one folder per stage, one file per concern in each:
 //!
 //! ```text
-//! capture  -> decode   -> tcp          -> session             -> ws / frame   -> event -> output
-//! libpcap     link/IP/    reassembly      HTTP upgrade          RFC 6455        what     JSON Lines
-//! files/live  TCP views   per direction   (handshake module)    frames          happened or text
+//! capture    -> net/            -> session/         -> http/              -> ws/              -> event/   -> output/
+//! libpcap       link, segment,     a TCP connection:   the HTTP/1.1         a WebSocket         what       JSON Lines,
+//! files/live    defrag; tcp/:      HTTP until it       exchange, upgrade    session: frames,    happened   text,
+//!               flow key,          upgrades, then      handshake, its       messages, close,               summary
+//!               reassembly         WebSocket           rules, give-ups      resync
 //! ```
 //!
-//! [`analyzer::Analyzer`] ties decode, tcp, session and ws together: packets go in, events
-//! come out through an [`event::EventSink`]. [`run`] drives an analyzer from a
-//! [`capture::Source`] to an [`output::OutputSink`].
+//! [`analyzer::Analyzer`] ties net, session, http and ws together: packets go in, events come
+//! out through an [`event::EventSink`]; every handler of a connection's bytes gets a
+//! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings. [`run`]
+//! drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`].
 
 #![deny(unsafe_code)]
 
