@@ -2,7 +2,7 @@
 //! what is kept of each frame's payload, and the connection's counters.
 
 use super::DirState;
-use super::close::CloseTrack;
+use super::close::{CloseTrack, check_close};
 use super::frame::{FrameHeader, FrameVisitor, Opcode};
 use super::utf8::{incomplete_utf8_suffix, text_payload};
 use crate::anomaly::AnomalyKind;
@@ -163,7 +163,8 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 .as_ref()
                 .is_some_and(|m| m.text && !m.compressed);
         let close = if header.opcode == Opcode::Close {
-            let (code, reason) = self.check_close(header);
+            let (code, reason) =
+                check_close(header, &self.state.frame_kept, self.state.dir, self.ctx);
             if !self.state.close_sent {
                 self.state.close_sent = true;
                 self.counters.close_codes[d] = code;
