@@ -21,17 +21,15 @@ use crate::event::{
     Direction, EndReason, Event, FlowCounters, FlowEvent, FlowMeta, PerDir, Timestamp,
 };
 use crate::http::exchange::{HttpOutcome, HttpSide, HttpState, after_head, count_give_up};
-use crate::ws::resync::{ChainScan, Plausible};
-use crate::ws::resync::{PLAUSIBLE_LEN, PROBE_CHAIN, PROBE_LIMIT};
-use crate::ws::{FrameHunt, Scratch, WsConnection};
+use crate::ws::resync::{Probe, ProbeVerdict};
+use crate::ws::{Scratch, WsConnection};
 
 #[derive(Debug)]
 enum Mode {
     Http(Box<HttpState>),
     WebSocket(Box<WsConnection>),
-    /// No handshake seen and nobody said what this is: the first bytes of each side (A to B,
-    /// B to A) are held while looking for WebSocket frames in them.
-    Probe(Box<[FrameHunt; 2]>),
+    /// No handshake seen and nobody said what this is: frames are looked for.
+    Probe(Box<Probe>),
     /// No byte yet: HTTP is expected.
     Fresh,
     /// Not (or no longer) something wsnoop decodes.
@@ -97,27 +95,17 @@ impl Session {
     /// Holds a probing session's bytes of one side; once one side's bytes parse as a chain of
     /// frames, returns whether side A is the client (masked frames are the client's).
     pub fn probe(&mut self, from_a: bool, bytes: &[u8]) -> Option<bool> {
-        let Mode::Probe(sides) = &mut self.mode else {
+        let Mode::Probe(probe) = &mut self.mode else {
             return None;
         };
-        let side = &mut sides[usize::from(!from_a)];
-        if side.len() + bytes.len() > PROBE_LIMIT {
-            self.mode = Mode::Ignored;
-            return None;
-        }
-        side.push(bytes);
-        for masked in [true, false] {
-            let rule = Plausible {
-                masked: Some(masked),
-                rsv1_allowed: true,
-                max_len: PLAUSIBLE_LEN,
-            };
-            if let ChainScan::Found(_) = side.scan(&rule, &PROBE_CHAIN) {
-                // Masked frames come from the client.
-                return Some(masked == from_a);
+        match probe.push(from_a, bytes) {
+            ProbeVerdict::Undecided => None,
+            ProbeVerdict::NotWebSocket => {
+                self.mode = Mode::Ignored;
+                None
             }
+            ProbeVerdict::WebSocket { a_is_client } => Some(a_is_client),
         }
-        None
     }
 
     /// After a probe succeeded: decodes what it held, as a mid-stream WebSocket connection.
@@ -127,12 +115,12 @@ impl Session {
         scratch: &mut Scratch,
         ctx: &mut Context<'_>,
     ) {
-        let Mode::Probe(sides) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
+        let Mode::Probe(probe) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
             return;
         };
         self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
         self.summarise = true;
-        let [a_to_b, b_to_a] = *sides;
+        let [a_to_b, b_to_a] = probe.into_sides();
         let (client, server) = if client_is_a {
             (a_to_b, b_to_a)
         } else {

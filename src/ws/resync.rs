@@ -1,34 +1,36 @@
-//! Finding frames in bytes whose framing is unknown: after a gap, or on a connection picked
-//! up mid-stream. The evidence required and the bytes held while looking are set here.
+//! Finding frames in bytes whose framing is unknown: after a gap, on a connection picked up
+//! mid-stream, or on one nobody said is WebSocket (the probe). Every heuristic and limit of
+//! that search is here: what a believable header looks like, how many frames in a row confirm
+//! one, and how many bytes are held while looking.
 
 use super::frame::{FrameHeader, Opcode};
 
 /// Bytes held while looking for the next frame after a gap or on a connection picked up
 /// mid-stream.
-pub(super) const RESYNC_BUFFER: usize = 64 * 1024;
+const RESYNC_BUFFER: usize = 64 * 1024;
 
 /// The evidence that frames resume at a segment start after a gap: two frames back to back,
 /// or one that ends exactly where the captured bytes do.
-pub(super) const RESYNC_CHAIN: ChainRule = ChainRule {
+const RESYNC_CHAIN: ChainRule = ChainRule {
     min_frames: 2,
     min_frames_at_end: 1,
 };
 
 /// The evidence needed at an arbitrary offset, once no segment start worked.
-pub(super) const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
+const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
     min_frames: 3,
     min_frames_at_end: 2,
 };
 
 /// The declared payload length believed of a frame found without knowing the framing; a
 /// resync also believes up to `--max-message`.
-pub(crate) const PLAUSIBLE_LEN: u64 = 1 << 24;
+pub(super) const PLAUSIBLE_LEN: u64 = 1 << 24;
 
 /// Bytes a probe holds per side before deciding the connection is not WebSocket.
-pub(crate) const PROBE_LIMIT: usize = 16 * 1024;
+const PROBE_LIMIT: usize = 16 * 1024;
 
 /// Plausible frames in a row that make a connection WebSocket without a handshake.
-pub(crate) const PROBE_CHAIN: ChainRule = ChainRule {
+const PROBE_CHAIN: ChainRule = ChainRule {
     min_frames: 3,
     min_frames_at_end: 2,
 };
@@ -185,6 +187,53 @@ impl FrameHunt {
         let cut = self.buf.len().saturating_sub(keep);
         self.buf.drain(..cut);
         self.starts.clear();
+    }
+}
+
+/// The first bytes of each side of a TCP connection nobody said is WebSocket (A to B and B to
+/// A: which side is the client is not known yet), held while looking for frames in them.
+#[derive(Debug, Default)]
+pub struct Probe {
+    sides: [FrameHunt; 2],
+}
+
+/// What a probe concluded from the bytes so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    /// No chain of frames yet; more bytes will tell.
+    Undecided,
+    /// A side sent over [`PROBE_LIMIT`] bytes without a chain of frames.
+    NotWebSocket,
+    /// A chain of frames: masked ones are the client's.
+    WebSocket { a_is_client: bool },
+}
+
+impl Probe {
+    /// Holds one side's bytes and looks for a chain of frames in them.
+    pub fn push(&mut self, from_a: bool, bytes: &[u8]) -> ProbeVerdict {
+        let side = &mut self.sides[usize::from(!from_a)];
+        if side.len() + bytes.len() > PROBE_LIMIT {
+            return ProbeVerdict::NotWebSocket;
+        }
+        side.push(bytes);
+        for masked in [true, false] {
+            let rule = Plausible {
+                masked: Some(masked),
+                rsv1_allowed: true,
+                max_len: PLAUSIBLE_LEN,
+            };
+            if let ChainScan::Found(_) = side.scan(&rule, &PROBE_CHAIN) {
+                return ProbeVerdict::WebSocket {
+                    a_is_client: masked == from_a,
+                };
+            }
+        }
+        ProbeVerdict::Undecided
+    }
+
+    /// What each side sent: A to B, then B to A.
+    pub fn into_sides(self) -> [FrameHunt; 2] {
+        self.sides
     }
 }
 
