@@ -124,6 +124,7 @@ impl HalfStream {
     }
 
     /// Takes one segment of this direction. `deliver` receives what is now in order.
+    #[inline]
     pub fn push(
         &mut self,
         seq: u32,
@@ -139,6 +140,9 @@ impl HalfStream {
     /// Takes one segment whose payload the snapshot length cut after `payload`: `cut` more
     /// bytes follow on the wire. They are delivered as [`Chunk::Cut`] in their place.
     #[allow(clippy::too_many_arguments)]
+    // The analyzer calls this and `acked` once per packet: inlined there, as they were before
+    // this file left tcp.rs.
+    #[inline]
     pub fn push_cut(
         &mut self,
         seq: u32,
@@ -346,6 +350,7 @@ impl HalfStream {
     /// The other side acknowledged up to `ack`. Bytes it acknowledges that the capture never
     /// showed were lost by the capture, not the network: declare them a gap now rather than
     /// holding later data until the connection ends.
+    #[inline]
     pub fn acked(&mut self, ack: u32, deliver: &mut impl FnMut(Chunk<'_>)) {
         let Some(next) = self.next_seq else { return };
         // Acknowledging the FIN does not acknowledge data.
