@@ -14,6 +14,13 @@
 //! out through an [`event::EventSink`]; every handler of a connection's bytes gets a
 //! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings. [`run`]
 //! drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`].
+//!
+//! Words used throughout: a *TCP connection* (a flow, as the JSON names it: both directions of
+//! one pair of endpoints, [`tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
+//! from when it is picked up mid-stream, it is a *WebSocket session* ([`ws::WsSession`]), whose
+//! frames make up *messages*. A session's *directions* are client to server and server to
+//! client ([`event::Direction`], [`event::PerDir`]); a connection's *sides* A and B are its two
+//! endpoints before it is known which one is the client.
 
 #![deny(unsafe_code)]
 

@@ -22,12 +22,12 @@ use crate::event::{
 };
 use crate::http::exchange::{HttpOutcome, HttpSide, HttpState, after_head, count_give_up};
 use crate::ws::resync::{Probe, ProbeVerdict};
-use crate::ws::{Scratch, WsConnection};
+use crate::ws::{Scratch, WsSession};
 
 #[derive(Debug)]
 enum Mode {
     Http(Box<HttpState>),
-    WebSocket(Box<WsConnection>),
+    WebSocket(Box<WsSession>),
     /// No handshake seen and nobody said what this is: frames are looked for.
     Probe(Box<Probe>),
     /// No byte yet: HTTP is expected.
@@ -76,7 +76,7 @@ impl Session {
         Session {
             summarise: start == SessionStart::WebSocket,
             mode: match start {
-                SessionStart::WebSocket => Mode::WebSocket(Box::new(WsConnection::midstream())),
+                SessionStart::WebSocket => Mode::WebSocket(Box::new(WsSession::midstream())),
                 SessionStart::Probe => Mode::Probe(Box::default()),
             },
             fresh: false,
@@ -118,7 +118,7 @@ impl Session {
         let Mode::Probe(probe) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
             return;
         };
-        self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
+        self.mode = Mode::WebSocket(Box::new(WsSession::midstream()));
         self.summarise = true;
         let [a_to_b, b_to_a] = probe.into_sides();
         let (client, server) = if client_is_a {
@@ -207,7 +207,7 @@ impl Session {
             bytes_cut: ctx.bytes_cut,
         };
         count_give_up(reason, dir, extra, true, spoke_http, &mut ctx);
-        self.mode = Mode::WebSocket(Box::new(WsConnection::midstream()));
+        self.mode = Mode::WebSocket(Box::new(WsSession::midstream()));
         self.summarise = true;
         self.picked_up = true;
         self.skip_heads = PerDir::new(true, true);
@@ -400,8 +400,7 @@ the first copy was kept",
                         else {
                             return;
                         };
-                        self.mode =
-                            Mode::WebSocket(Box::new(WsConnection::new(upgrade.negotiated)));
+                        self.mode = Mode::WebSocket(Box::new(WsSession::new(upgrade.negotiated)));
                         self.handshake = Some(upgrade);
                         self.summarise = true;
                         // Frames the server sent in the 101's own segment, then anything the

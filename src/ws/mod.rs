@@ -103,18 +103,19 @@ impl DirState {
     }
 }
 
-/// An upgraded connection: both directions and their shared close handshake.
+/// A WebSocket session: the upgraded TCP connection's two directions and their shared close
+/// handshake.
 #[derive(Debug)]
-pub struct WsConnection {
+pub struct WsSession {
     decoders: PerDir<FrameDecoder>,
     dirs: PerDir<DirState>,
     close: CloseTrack,
     counters: FlowCounters,
 }
 
-impl WsConnection {
-    pub fn new(negotiated: Negotiated) -> WsConnection {
-        WsConnection {
+impl WsSession {
+    pub fn new(negotiated: Negotiated) -> WsSession {
+        WsSession {
             decoders: PerDir::new(FrameDecoder::new(), FrameDecoder::new()),
             dirs: PerDir::new(
                 DirState::new(Direction::ClientToServer, negotiated),
@@ -136,8 +137,8 @@ impl WsConnection {
 
     /// A connection whose handshake was not seen: framing, extensions and the deflate
     /// context are unknown, so both directions start by looking for frames.
-    pub fn midstream() -> WsConnection {
-        let mut ws = WsConnection::new(Negotiated {
+    pub fn midstream() -> WsSession {
+        let mut ws = WsSession::new(Negotiated {
             deflate: Some(DeflateParams::default()),
         });
         for state in ws.dirs.iter_mut() {

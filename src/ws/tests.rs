@@ -129,7 +129,7 @@ fn no_context_takeover_inflates_again_after_lost_bytes() {
     let negotiated = Negotiated::from_server_extensions(&[
         "permessage-deflate; server_no_context_takeover".into(),
     ]);
-    let mut ws = WsConnection::new(negotiated);
+    let mut ws = WsSession::new(negotiated);
     let mut scratch = Scratch::default();
     let dir = Direction::ServerToClient;
     let half = frames[0].len() / 2;
