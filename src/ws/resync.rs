@@ -202,7 +202,7 @@ pub struct Probe {
 pub enum ProbeVerdict {
     /// No chain of frames yet; more bytes will tell.
     Undecided,
-    /// A side sent over [`PROBE_LIMIT`] bytes without a chain of frames.
+    /// A side sent over `PROBE_LIMIT` (16 KiB) without a chain of frames.
     NotWebSocket,
     /// A chain of frames: masked ones are the client's.
     WebSocket { a_is_client: bool },
