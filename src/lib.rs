@@ -1,30 +1,62 @@
 //! wsnoop: a passive WebSocket traffic analyzer.
 //!
-//! Data flows one way through one module per stage:
+//! Data flows one way through one folder per stage, one file per concern in each:
 //!
 //! ```text
-//! capture  -> decode   -> tcp          -> session             -> ws / frame   -> event -> output
-//! libpcap     link/IP/    reassembly      HTTP upgrade          RFC 6455        what     JSON Lines
-//! files/live  TCP views   per direction   (handshake module)    frames          happened or text
+//! capture    -> net/            -> session/         -> http/              -> ws/              -> event/   -> output/
+//! libpcap       link, segment,     a TCP connection:   the HTTP/1.1         a WebSocket         what       JSON Lines,
+//! files/live    defrag; tcp/:      HTTP until it       exchange, upgrade    session: frames,    happened   text,
+//!               flow key,          upgrades, then      handshake, its       messages, close,               summary
+//!               reassembly         WebSocket           rules, give-ups      resync
 //! ```
 //!
-//! [`analyzer::Analyzer`] ties decode, tcp, session and ws together: packets go in, events
-//! come out through an [`event::EventSink`]. [`run`] drives an analyzer from a
-//! [`capture::Source`] to an [`output::OutputSink`].
+//! [`analyzer::Analyzer`] ties net, session, http and ws together: packets go in, events come
+//! out through an [`event::EventSink`]; every handler of a connection's bytes gets a
+//! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings. [`run`]
+//! drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`].
+//!
+//! Words used throughout: a *TCP connection* (a flow, as the JSON names it: both directions of
+//! one pair of endpoints, [`tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
+//! from when it is picked up mid-stream, it is a *WebSocket session* ([`ws::WsSession`]), whose
+//! frames make up *messages*. A session's *directions* are client to server and server to
+//! client ([`event::Direction`], [`event::PerDir`]); a connection's *sides* A and B are its two
+//! endpoints before it is known which one is the client.
+
+#![deny(unsafe_code)]
 
 pub mod analyzer;
 pub mod anomaly;
+// libpcap's FILE, poll(2) and pipe(2).
+#[allow(unsafe_code)]
 pub mod capture;
-pub mod decode;
+pub mod context;
 pub mod diagnose;
 pub mod event;
-pub mod frame;
-pub mod handshake;
+mod ffi;
+pub mod http;
+pub mod net;
 pub mod output;
 pub mod parallel;
 pub mod session;
-pub mod tcp;
 pub mod ws;
+
+// The paths from before the stages had folders, kept so that callers still resolve.
+pub use http::handshake;
+pub use net::tcp;
+
+/// Link, IP and TCP decoding, at its path from before `net/` had a file per concern.
+pub mod decode {
+    pub use crate::net::defrag::{Datagram, Defragmenter};
+    pub use crate::net::link::{LinkType, UnsupportedLinkType};
+    pub use crate::net::segment::{Cut, Skip, TcpFlags, TcpSegment, decode};
+}
+
+/// The frame parser and the chain scan of the resync heuristics, at their path from before
+/// `ws/` had a file per concern.
+pub mod frame {
+    pub use crate::ws::frame::*;
+    pub use crate::ws::resync::{ChainRule, ChainScan, Plausible, scan_chain};
+}
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@ use clap::Parser;
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
-use wsnoop::output::{ColorChoice, JsonWriter, OutputSink, Quiet, TextWriter};
+use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
 use wsnoop::parallel::{self, Format};
 use wsnoop::tcp::ReassemblyLimits;
 use wsnoop::ws::WsOptions;
@@ -190,6 +190,13 @@ struct DiagnoseArgs {
     /// Findings as JSON Lines.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -14,6 +14,8 @@ use crate::event::{
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
+use Direction::{ClientToServer as C2S, ServerToClient as S2C};
+
 /// Binary payloads in base64: the engine checks once whether the CPU has AVX2.
 static BASE64: LazyLock<Simd> = LazyLock::new(|| Simd::standard(general_purpose::PAD));
 
@@ -471,24 +473,24 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
         w,
         ",\"duration\":{:.9},\"frames_c2s\":{},\"frames_s2c\":{},\"messages_c2s\":{},\"messages_s2c\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"pings\":{},\"pongs\":{},\"ping_rtt\":",
         e.ts.seconds_since(e.start).max(0.0),
-        c.frames[0],
-        c.frames[1],
-        c.messages[0],
-        c.messages[1],
-        c.bytes[0],
-        c.bytes[1],
+        c.frames[C2S],
+        c.frames[S2C],
+        c.messages[C2S],
+        c.messages[S2C],
+        c.bytes[C2S],
+        c.bytes[S2C],
         c.pings,
         c.pongs
     )?;
-    match c.ping_rtt() {
+    match e.ping_rtt {
         Some(rtt) => write!(w, "{rtt:.9}")?,
         None => w.write_all(b"null")?,
     }
     write!(w, ",\"longest_silence\":{:.6}", c.longest_silence)?;
     w.write_all(b",\"close_code_c2s\":")?;
-    opt_u16(w, c.close_codes[0])?;
+    opt_u16(w, c.close_codes[C2S])?;
     w.write_all(b",\"close_code_s2c\":")?;
-    opt_u16(w, c.close_codes[1])?;
+    opt_u16(w, c.close_codes[S2C])?;
     write!(
         w,
         ",\"bytes_cut_c2s\":{},\"bytes_cut_s2c\":{}",

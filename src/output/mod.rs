@@ -4,13 +4,15 @@
 //! returning it from every event, so the pipeline's inner loops stay free of error plumbing;
 //! the caller checks [`OutputSink::error`] between packets.
 
+mod escape;
 mod json;
+mod summary;
 mod text;
 
 use std::io;
 
 pub use json::JsonWriter;
-pub use text::{ColorChoice, TextWriter};
+pub use text::TextWriter;
 
 use crate::event::{EventSink, Timestamp};
 

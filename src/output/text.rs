@@ -3,31 +3,23 @@
 
 use std::io::{self, Write};
 
+use super::escape::escaped;
+use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
-use crate::frame::Opcode;
+
+use crate::ws::frame::Opcode;
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-/// Rows kept for `--summary`; a capture with more connections says how many were left out.
-const SUMMARY_ROWS: usize = 100_000;
-
 pub struct TextWriter<W: Write> {
     out: Out<W>,
     /// `--summary`: one row per connection, printed as a table at the end.
-    summary: Option<Vec<String>>,
-    summary_dropped: u64,
+    summary: Option<Summary>,
     precision: TsPrecision,
     color: bool,
     /// Local time of day for `clock_secs`, cached: most events share their second.
@@ -53,7 +45,6 @@ impl<W: Write> TextWriter<W> {
         TextWriter {
             out: Out::new(w),
             summary: None,
-            summary_dropped: 0,
             precision,
             color,
             clock_secs: i64::MIN,
@@ -76,73 +67,22 @@ impl<W: Write> TextWriter<W> {
 
     /// Collects each connection's summary and prints them as a table when flushed.
     pub fn with_summary(mut self) -> Self {
-        self.summary = Some(Vec::new());
+        self.summary = Some(Summary::default());
         self
     }
 
     fn flow(&mut self, e: &FlowEvent<'_>) -> io::Result<()> {
-        let Some(rows) = &mut self.summary else {
-            return Ok(());
-        };
-        if rows.len() >= SUMMARY_ROWS {
-            self.summary_dropped += 1;
-            return Ok(());
+        match &mut self.summary {
+            Some(summary) => summary.add(e),
+            None => Ok(()),
         }
-        let c = e.counters;
-        let code = |c: Option<u16>| c.map_or("-".to_string(), |c| c.to_string());
-        let mut uri = Vec::new();
-        escaped(&mut uri, e.uri.unwrap_or("-"))?;
-        rows.push(format!(
-            "{:>5}  {:<22} {:<22} {:>6} {:>9.3} {:>7} {:>7} {:>10} {:>10} {:>5} {:>9} {:>5} {:>5}  {:<11} {}",
-            e.flow.id,
-            e.flow.client.to_string(),
-            e.flow.server.to_string(),
-            e.status.map_or("-".to_string(), |s| s.to_string()),
-            e.ts.seconds_since(e.start).max(0.0),
-            c.frames[0],
-            c.frames[1],
-            c.bytes[0],
-            c.bytes[1],
-            c.pings,
-            c.ping_rtt().map_or("-".to_string(), |r| format!("{:.2}ms", r * 1e3)),
-            code(c.close_codes[0]),
-            code(c.close_codes[1]),
-            e.end.name(),
-            String::from_utf8_lossy(&uri)
-        ));
-        Ok(())
     }
 
     fn write_summary(&mut self) -> io::Result<()> {
-        let Some(rows) = self.summary.take() else {
-            return Ok(());
-        };
-        let w = &mut self.out.w;
-        writeln!(
-            w,
-            "{:>5}  {:<22} {:<22} {:>6} {:>9} {:>7} {:>7} {:>10} {:>10} {:>5} {:>9} {:>5} {:>5}  {:<11} uri",
-            "flow",
-            "client",
-            "server",
-            "status",
-            "duration",
-            "fr_c2s",
-            "fr_s2c",
-            "bytes_c2s",
-            "bytes_s2c",
-            "pings",
-            "ping_rtt",
-            "cc_c",
-            "cc_s",
-            "end"
-        )?;
-        for row in &rows {
-            writeln!(w, "{row}")?;
+        match self.summary.take() {
+            Some(summary) => summary.write(&mut self.out.w),
+            None => Ok(()),
         }
-        if self.summary_dropped > 0 {
-            writeln!(w, "({} more connections not shown)", self.summary_dropped)?;
-        }
-        Ok(())
     }
 
     fn paint(&mut self, style: &Style, text: &str) -> io::Result<()> {
@@ -345,44 +285,12 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, truncated: bool) -> io::Res
     Ok(())
 }
 
-/// Writes `s` with every control and bidirectional-formatting character escaped.
-fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escape = c.is_control()
-            || c == '"'
-            || c == '\\'
-            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-        if !escape {
-            continue;
-        }
-        w.write_all(&s.as_bytes()[start..i])?;
-        match c {
-            '\n' => w.write_all(b"\\n")?,
-            '\r' => w.write_all(b"\\r")?,
-            '\t' => w.write_all(b"\\t")?,
-            '"' => w.write_all(b"\\\"")?,
-            '\\' => w.write_all(b"\\\\")?,
-            c if (c as u32) < 0x100 => write!(w, "\\x{:02x}", c as u32)?,
-            c => write!(w, "\\u{{{:04x}}}", c as u32)?,
-        }
-        start = i + c.len_utf8();
-    }
-    w.write_all(&s.as_bytes()[start..])
-}
-
 /// HH:MM:SS in local time, as tcpdump prints it.
 fn local_clock(secs: i64) -> [u8; 8] {
-    let t = secs as libc::time_t;
-    // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid initial value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    let (h, m, s) = if ok {
-        (tm.tm_hour, tm.tm_min, tm.tm_sec)
-    } else {
+    let (h, m, s) = crate::ffi::local_hms(secs).unwrap_or_else(|| {
         let day = secs.rem_euclid(86_400) as i32;
         (day / 3600, day / 60 % 60, day % 60)
-    };
+    });
     let digit = |v: i32| b'0' + (v.clamp(0, 9) as u8);
     [
         digit(h / 10),
@@ -427,20 +335,5 @@ impl<W: Write> OutputSink for TextWriter<W> {
         let result = self.write_summary();
         self.out.record(result);
         self.out.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_controls_are_escaped() {
-        let mut out = Vec::new();
-        escaped(&mut out, "a\x1b[2Jb\u{202E}c\"\n\u{85}").unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "a\\x1b[2Jb\\u{202e}c\\\"\\n\\x85"
-        );
     }
 }

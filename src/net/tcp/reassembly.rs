@@ -5,73 +5,8 @@
 //! fills; bytes seen twice (retransmissions, overlaps) are delivered once, the first copy
 //! winning, as most operating systems do. Sequence numbers wrap.
 
-use std::net::SocketAddr;
-
-use crate::decode::TcpFlags;
 use crate::event::Timestamp;
-
-/// A connection's identity regardless of direction: the lower endpoint first. Packed as
-/// integers, so hashing it (once per packet) is a few multiplications; addresses are pairs of
-/// u64 rather than u128, whose 16-byte alignment would pad every table entry holding a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FlowKey {
-    low_ip: (u64, u64),
-    high_ip: (u64, u64),
-    low_port: u16,
-    high_port: u16,
-    v6: bool,
-}
-
-fn endpoint_bits(addr: SocketAddr) -> (u128, u16) {
-    match addr {
-        SocketAddr::V4(a) => (u128::from(a.ip().to_bits()), a.port()),
-        SocketAddr::V6(a) => (a.ip().to_bits(), a.port()),
-    }
-}
-
-/// Split so that the pairs order as the u128 does.
-fn split(ip: u128) -> (u64, u64) {
-    ((ip >> 64) as u64, ip as u64)
-}
-
-fn join((high, low): (u64, u64)) -> u128 {
-    (u128::from(high) << 64) | u128::from(low)
-}
-
-impl FlowKey {
-    /// Returns the key and whether `src` is the key's first endpoint ("side A").
-    pub fn new(src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
-        let (s, d) = (endpoint_bits(src), endpoint_bits(dst));
-        let v6 = src.is_ipv6();
-        let src_first = s <= d;
-        let (low, high) = if src_first { (s, d) } else { (d, s) };
-        let key = FlowKey {
-            low_ip: split(low.0),
-            high_ip: split(high.0),
-            low_port: low.1,
-            high_port: high.1,
-            v6,
-        };
-        (key, src_first)
-    }
-
-    fn addr(&self, ip: (u64, u64), port: u16) -> SocketAddr {
-        let ip = join(ip);
-        if self.v6 {
-            SocketAddr::new(std::net::Ipv6Addr::from_bits(ip).into(), port)
-        } else {
-            SocketAddr::new(std::net::Ipv4Addr::from_bits(ip as u32).into(), port)
-        }
-    }
-
-    pub fn side_a(&self) -> SocketAddr {
-        self.addr(self.low_ip, self.low_port)
-    }
-
-    pub fn side_b(&self) -> SocketAddr {
-        self.addr(self.high_ip, self.high_port)
-    }
-}
+use crate::net::segment::TcpFlags;
 
 /// What a direction's reassembler hands on, in stream order.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,7 +42,7 @@ impl Default for ReassemblyLimits {
 }
 
 #[derive(Debug)]
-struct HeldSegment {
+pub(super) struct HeldSegment {
     seq: u32,
     bytes: Vec<u8>,
     /// Bytes after `bytes` that the snapshot length cut.
@@ -160,7 +95,7 @@ pub struct HalfStream {
     next_seq: Option<u32>,
     fin_seq: Option<u32>,
     fin_delivered: bool,
-    held: Vec<HeldSegment>,
+    pub(super) held: Vec<HeldSegment>,
     held_bytes: usize,
     recent: Option<Recent>,
     /// The receiver acknowledged up to here, beyond what the capture showed. Only a sign of
@@ -172,7 +107,7 @@ pub struct HalfStream {
 }
 
 /// Packets a hole the receiver acknowledged may stay open before it is called lost.
-const ACKED_HOLE_PATIENCE: u8 = 16;
+pub(super) const ACKED_HOLE_PATIENCE: u8 = 16;
 
 /// Signed distance from `base` to `seq`, valid while the two are within 2^31 of each other.
 fn seq_offset(seq: u32, base: u32) -> i64 {
@@ -189,6 +124,7 @@ impl HalfStream {
     }
 
     /// Takes one segment of this direction. `deliver` receives what is now in order.
+    #[inline]
     pub fn push(
         &mut self,
         seq: u32,
@@ -204,6 +140,9 @@ impl HalfStream {
     /// Takes one segment whose payload the snapshot length cut after `payload`: `cut` more
     /// bytes follow on the wire. They are delivered as [`Chunk::Cut`] in their place.
     #[allow(clippy::too_many_arguments)]
+    // The analyzer calls this and `acked` once per packet: inlined there, as they were before
+    // this file left tcp.rs.
+    #[inline]
     pub fn push_cut(
         &mut self,
         seq: u32,
@@ -411,6 +350,7 @@ impl HalfStream {
     /// The other side acknowledged up to `ack`. Bytes it acknowledges that the capture never
     /// showed were lost by the capture, not the network: declare them a gap now rather than
     /// holding later data until the connection ends.
+    #[inline]
     pub fn acked(&mut self, ack: u32, deliver: &mut impl FnMut(Chunk<'_>)) {
         let Some(next) = self.next_seq else { return };
         // Acknowledging the FIN does not acknowledge data.
@@ -498,302 +438,5 @@ impl HalfStream {
             self.skip_to_earliest_held(deliver);
         }
         self.maybe_fin(deliver);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Pushes one plain data segment.
-    fn data(s: &mut HalfStream, seq: u32, payload: &[u8], sink: &mut impl FnMut(Chunk<'_>)) {
-        let limits = ReassemblyLimits::default();
-        s.push(
-            seq,
-            TcpFlags::default(),
-            payload,
-            Timestamp::default(),
-            limits,
-            sink,
-        );
-    }
-
-    /// A chunk as the tests compare it: data without its timestamp.
-    fn show(chunk: &Chunk<'_>) -> String {
-        match chunk {
-            Chunk::Data(bytes, _) => format!("Data({bytes:?})"),
-            other => format!("{other:?}"),
-        }
-    }
-
-    fn collect(stream: &mut HalfStream, segments: &[(u32, &[u8])]) -> (Vec<u8>, Vec<u64>) {
-        let mut bytes = Vec::new();
-        let mut gaps = Vec::new();
-        let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d, _) => bytes.extend_from_slice(d),
-            Chunk::Gap(n) => gaps.push(n),
-            Chunk::Fin | Chunk::Conflict(_) | Chunk::Cut(_) => {}
-        };
-        for &(seq, payload) in segments {
-            stream.push(
-                seq,
-                TcpFlags::default(),
-                payload,
-                Timestamp::default(),
-                ReassemblyLimits::default(),
-                &mut sink,
-            );
-        }
-        stream.flush(&mut sink);
-        (bytes, gaps)
-    }
-
-    #[test]
-    fn reorders_and_drops_duplicates_across_wraparound() {
-        let base = u32::MAX - 3;
-        let segs: [(u32, &[u8]); 5] = [
-            (base, b"ab"),
-            (base.wrapping_add(5), b"fgh"),
-            (base.wrapping_add(2), b"cde"),
-            (base.wrapping_add(1), b"bcd"),
-            (base.wrapping_add(5), b"fg"),
-        ];
-        let (bytes, gaps) = collect(&mut HalfStream::default(), &segs);
-        assert_eq!(bytes, b"abcdefgh");
-        assert!(gaps.is_empty());
-    }
-
-    #[test]
-    fn flow_keys_are_the_same_both_ways() {
-        for (a, b) in [
-            ("10.0.0.1:40000", "10.0.0.2:8080"),
-            ("[::1]:9004", "[::1]:51510"),
-            ("[2001:db8::1]:443", "[2001:db8::2]:50000"),
-        ] {
-            let (a, b): (SocketAddr, SocketAddr) = (a.parse().unwrap(), b.parse().unwrap());
-            let (k1, a_first) = FlowKey::new(a, b);
-            let (k2, b_first) = FlowKey::new(b, a);
-            assert_eq!(k1, k2);
-            assert_ne!(a_first, b_first);
-            let (first, second) = if a_first { (a, b) } else { (b, a) };
-            assert_eq!((k1.side_a(), k1.side_b()), (first, second));
-        }
-    }
-
-    #[test]
-    fn a_hole_that_never_fills_is_a_gap() {
-        let (bytes, gaps) = collect(&mut HalfStream::default(), &[(100, b"ab"), (110, b"xyz")]);
-        assert_eq!(bytes, b"abxyz");
-        assert_eq!(gaps, [8]);
-    }
-
-    #[test]
-    fn a_hole_the_receiver_acknowledged_becomes_a_gap() {
-        let mut s = HalfStream::default();
-        let mut events = Vec::new();
-        let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        data(&mut s, 100, b"ab", &mut sink);
-        data(&mut s, 110, b"xyz", &mut sink);
-        s.acked(101, &mut sink); // nothing new
-        s.acked(105, &mut sink); // 102..105 may still come: the held data starts at 110
-        s.acked(113, &mut sink); // the receiver has 102..110 and the capture has 110..113,
-        // but captures reorder: the hole is given a few more packets to fill
-        for _ in 0..ACKED_HOLE_PATIENCE {
-            s.acked(113, &mut sink);
-        }
-        s.acked(120, &mut sink); // acked, never seen, nothing after them yet
-        s.flush(&mut sink); // the connection ended without them
-        assert_eq!(
-            events,
-            [
-                "Data([97, 98])",
-                "Gap(8)",
-                "Data([120, 121, 122])",
-                "Gap(7)"
-            ]
-        );
-    }
-
-    #[test]
-    fn conflicting_retransmissions_are_reported_and_the_first_copy_wins() {
-        let mut s = HalfStream::default();
-        let mut events = Vec::new();
-        let limits = ReassemblyLimits::default();
-        let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        let base = u32::MAX - 2; // across wraparound
-        data(&mut s, base, b"abcd", &mut sink);
-        data(&mut s, base, b"abcd", &mut sink); // same bytes: quiet
-        s.push(
-            base.wrapping_add(2),
-            TcpFlags::default(),
-            b"XdEF",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
-        s.push(
-            base.wrapping_add(10),
-            TcpFlags::default(),
-            b"jk",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
-        s.push(
-            base.wrapping_add(9),
-            TcpFlags::default(),
-            b"iJk",
-            Timestamp::default(),
-            limits,
-            &mut sink,
-        );
-        assert_eq!(
-            events,
-            [
-                "Data([97, 98, 99, 100])",
-                "Conflict(2)",
-                "Data([69, 70])",
-                "Conflict(2)",
-            ]
-        );
-    }
-
-    #[test]
-    fn an_ack_before_its_data_loses_nothing() {
-        let mut s = HalfStream::default();
-        let mut events = Vec::new();
-        let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        data(&mut s, 100, b"ab", &mut sink);
-        s.acked(105, &mut sink); // the capture shows the ACK first
-        data(&mut s, 102, b"cde", &mut sink);
-        s.flush(&mut sink);
-        assert_eq!(events, ["Data([97, 98])", "Data([99, 100, 101])"]);
-    }
-
-    #[test]
-    fn fin_comes_after_all_data() {
-        let mut s = HalfStream::default();
-        let mut events = Vec::new();
-        let limits = ReassemblyLimits::default();
-        let syn = TcpFlags {
-            syn: true,
-            ..Default::default()
-        };
-        let fin = TcpFlags {
-            fin: true,
-            ack: true,
-            ..Default::default()
-        };
-        let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        s.push(999, syn, b"", Timestamp::default(), limits, &mut sink);
-        s.push(1003, fin, b"d", Timestamp::default(), limits, &mut sink);
-        data(&mut s, 1000, b"abc", &mut sink);
-        assert_eq!(events, ["Data([97, 98, 99])", "Data([100])", "Fin"]);
-    }
-
-    /// Segments cut by the snapshot length: each one's captured start, then its cut, in
-    /// stream order, out of order too; the FIN counts the cut bytes; a retransmission of a
-    /// cut segment brings nothing new.
-    #[test]
-    fn cut_segments_are_delivered_in_place() {
-        let mut s = HalfStream::default();
-        let mut events = Vec::new();
-        let limits = ReassemblyLimits::default();
-        let ts = Timestamp::default();
-        let plain = TcpFlags::default();
-        let fin = TcpFlags {
-            fin: true,
-            ..TcpFlags::default()
-        };
-        let mut sink = |c: Chunk<'_>| events.push(show(&c));
-        let base = u32::MAX - 4; // across wraparound
-        s.push_cut(base, plain, b"ab", 3, ts, limits, &mut sink); // ab + 3 cut
-        s.push_cut(base.wrapping_add(9), plain, b"j", 2, ts, limits, &mut sink); // ahead: held
-        s.push_cut(base.wrapping_add(5), plain, b"fg", 2, ts, limits, &mut sink); // fills
-        s.push_cut(base, plain, b"ab", 3, ts, limits, &mut sink); // retransmitted
-        s.push_cut(base.wrapping_add(12), fin, b"", 4, ts, limits, &mut sink); // header only
-        s.flush(&mut sink);
-        assert_eq!(
-            events,
-            [
-                "Data([97, 98])",
-                "Cut(3)",
-                "Data([102, 103])",
-                "Cut(2)",
-                "Data([106])",
-                "Cut(2)",
-                "Cut(4)",
-                "Fin",
-            ]
-        );
-        assert!(s.held.is_empty());
-    }
-
-    /// Segments of a stream, each cut after a random length, delivered in a scrambled order
-    /// with retransmissions: every byte comes out once, in place, as itself or as part of a
-    /// cut; cuts cover exactly the bytes no copy captured; nothing is a gap.
-    #[test]
-    fn cuts_in_any_order_keep_every_byte_in_place() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
-        };
-        for round in 0..200 {
-            let stream: Vec<u8> = (0..2000).map(|i| (i * 7 + round) as u8).collect();
-            let base = u32::MAX - 700; // across wraparound
-            // (offset, captured, cut)
-            let mut segments = Vec::new();
-            let mut at = 0;
-            while at < stream.len() {
-                let len = (1 + next(300)).min(stream.len() - at);
-                let captured = if next(3) == 0 { len } else { next(len + 1) };
-                segments.push((at, captured, len - captured));
-                at += len;
-            }
-            let mut order: Vec<usize> = (0..segments.len()).collect();
-            for _ in 0..segments.len() / 3 {
-                order.push(next(segments.len()));
-            }
-            for i in (1..order.len()).rev() {
-                order.swap(i, next(i + 1));
-            }
-            // The first segment first: the stream starts there.
-            let first = order.iter().position(|&i| i == 0).unwrap();
-            order.swap(0, first);
-            let mut out: Vec<Option<u8>> = Vec::new();
-            let mut gaps = 0;
-            let mut half = HalfStream::default();
-            let mut sink = |c: Chunk<'_>| match c {
-                Chunk::Data(d, _) => out.extend(d.iter().map(|&b| Some(b))),
-                Chunk::Cut(n) => out.extend((0..n).map(|_| None)),
-                Chunk::Gap(_) => gaps += 1,
-                Chunk::Fin | Chunk::Conflict(_) => {}
-            };
-            for &i in &order {
-                let (offset, captured, cut) = segments[i];
-                half.push_cut(
-                    base.wrapping_add(offset as u32),
-                    TcpFlags::default(),
-                    &stream[offset..offset + captured],
-                    cut as u32,
-                    Timestamp::default(),
-                    ReassemblyLimits::default(),
-                    &mut sink,
-                );
-            }
-            half.flush(&mut sink);
-            assert_eq!(gaps, 0, "round {round}");
-            let want: Vec<Option<u8>> = segments
-                .iter()
-                .flat_map(|&(offset, captured, cut)| {
-                    let kept = stream[offset..offset + captured].iter().map(|&b| Some(b));
-                    kept.chain(std::iter::repeat_n(None, cut))
-                })
-                .collect();
-            assert_eq!(out, want, "round {round}");
-        }
     }
 }

@@ -302,103 +302,6 @@ impl FrameDecoder {
     }
 }
 
-/// What a frame header must look like to be believed when looking for frames in bytes whose
-/// framing is unknown: after a gap in the stream, or on a connection picked up mid-stream.
-#[derive(Clone, Copy, Debug)]
-pub struct Plausible {
-    /// Whether frames must be masked (client) or not (server); `None` accepts either.
-    pub masked: Option<bool>,
-    /// RSV1 may start a data message (permessage-deflate negotiated or possibly so).
-    pub rsv1_allowed: bool,
-    /// Larger declared payloads are not believed.
-    pub max_len: u64,
-}
-
-impl Plausible {
-    pub fn accepts(&self, h: &FrameHeader) -> bool {
-        let rsv_ok = h.rsv == 0
-            || (h.rsv == 4
-                && self.rsv1_allowed
-                && matches!(h.opcode, Opcode::Text | Opcode::Binary));
-        let control_ok = !h.opcode.is_control() || (h.fin && h.len <= 125);
-        // An empty continuation that does not end its message carries nothing: legal, but
-        // no sender makes one, while every run of zero bytes in a payload reads as a chain of
-        // them.
-        let empty_fragment = h.opcode == Opcode::Continuation && !h.fin && h.len == 0;
-        !empty_fragment
-            && !matches!(h.opcode, Opcode::Reserved(_))
-            && rsv_ok
-            && control_ok
-            && h.minimal_length
-            && !h.length_msb_set
-            && h.len <= self.max_len
-            && self.masked.is_none_or(|m| m == h.mask.is_some())
-    }
-}
-
-/// How much evidence confirms that frames start at an offset.
-#[derive(Clone, Copy, Debug)]
-pub struct ChainRule {
-    /// Plausible frames back to back, each header exactly where the previous frame ends.
-    pub min_frames: usize,
-    /// Fewer frames also confirm when the last one ends exactly at the end of the data.
-    pub min_frames_at_end: usize,
-}
-
-/// What a scan for a chain of frames found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChainScan {
-    /// A confirmed chain starts here.
-    Found(usize),
-    /// The first offset not ruled out starts plausible frames that run past the data: more
-    /// bytes will tell.
-    Undecided(usize),
-    /// Every offset offered was ruled out.
-    None,
-}
-
-/// Whether a chain of plausible frames starts at `offset`: `Some(true)` confirmed,
-/// `Some(false)` ruled out, `None` when the data ends first.
-fn chain_at(buf: &[u8], offset: usize, rule: &Plausible, chain: &ChainRule) -> Option<bool> {
-    let mut pos = offset;
-    let mut frames = 0;
-    loop {
-        let h = FrameHeader::parse(buf.get(pos..)?)?;
-        if !rule.accepts(&h) {
-            return Some(false);
-        }
-        frames += 1;
-        let end = (pos + usize::from(h.header_len))
-            .saturating_add(usize::try_from(h.len).unwrap_or(usize::MAX));
-        if frames >= chain.min_frames || (end == buf.len() && frames >= chain.min_frames_at_end) {
-            return Some(true);
-        }
-        if end >= buf.len() {
-            return None;
-        }
-        pos = end;
-    }
-}
-
-/// Tries `offsets` in order and reports the first that is not ruled out. Callers offer TCP
-/// segment starts first: senders usually begin frames there, and random bytes that happen to
-/// parse as frames are far rarer at a few chosen offsets than at every one.
-pub fn scan_chain(
-    buf: &[u8],
-    offsets: impl IntoIterator<Item = usize>,
-    rule: &Plausible,
-    chain: &ChainRule,
-) -> ChainScan {
-    for offset in offsets {
-        match chain_at(buf, offset, rule, chain) {
-            Some(true) => return ChainScan::Found(offset),
-            Some(false) => {}
-            None => return ChainScan::Undecided(offset),
-        }
-    }
-    ChainScan::None
-}
-
 /// XORs `data` with the masking key, starting `phase` bytes into the key's cycle.
 /// Works eight bytes at a time; the compiler vectorises the inner loop.
 pub fn unmask(data: &mut [u8], key: [u8; 4], phase: usize) {
@@ -424,7 +327,7 @@ pub fn unmask(data: &mut [u8], key: [u8; 4], phase: usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[derive(Default)]
@@ -445,7 +348,12 @@ mod tests {
         }
     }
 
-    fn encode(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    pub(in crate::ws) fn encode(
+        fin: bool,
+        opcode: u8,
+        mask: Option<[u8; 4]>,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut out = vec![(u8::from(fin) << 7) | opcode];
         let mask_bit = if mask.is_some() { 0x80 } else { 0 };
         match payload.len() {
@@ -521,52 +429,6 @@ mod tests {
         assert!(h.length_msb_set);
         assert_eq!(h.len, 0x8000_0000_0000_0001);
         assert_eq!(FrameHeader::parse(&[0x82, 127, 0]), None);
-    }
-
-    #[test]
-    fn finds_a_chain_after_garbage() {
-        let rule = Plausible {
-            masked: Some(true),
-            rsv1_allowed: false,
-            max_len: 1 << 20,
-        };
-        let two = ChainRule {
-            min_frames: 2,
-            min_frames_at_end: 1,
-        };
-        let mut buf = vec![0x47, 0x17, 0xff, 0x03]; // the tail of a lost frame
-        let start = buf.len();
-        buf.extend(encode(true, 1, Some([1, 2, 3, 4]), b"hello"));
-        buf.extend(encode(true, 2, Some([5, 6, 7, 8]), b"world"));
-        assert_eq!(
-            scan_chain(&buf, 0..buf.len(), &rule, &two),
-            ChainScan::Found(start)
-        );
-        // One frame that ends exactly at the end of the data also confirms.
-        assert_eq!(
-            scan_chain(&buf[..start + 11], 0..start + 11, &rule, &two),
-            ChainScan::Found(start)
-        );
-        // A frame that runs past the data leaves the question open.
-        assert_eq!(
-            scan_chain(&buf[..start + 8], [start], &rule, &two),
-            ChainScan::Undecided(start)
-        );
-        // Unmasked frames are not a client's.
-        let server = encode(true, 1, None, b"hi");
-        assert_eq!(scan_chain(&server, [0], &rule, &two), ChainScan::None);
-        // Zero bytes (a payload's run of them after a gap) are no chain of empty fragments;
-        // the frame after them is found.
-        let server_rule = Plausible {
-            masked: Some(false),
-            ..rule
-        };
-        let mut zeros = vec![0u8; 64];
-        zeros.extend(encode(true, 2, None, b"after"));
-        assert_eq!(
-            scan_chain(&zeros, 0..zeros.len(), &server_rule, &two),
-            ChainScan::Found(64)
-        );
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! What the pipeline reports. Events borrow from the analyzer's state and live only for the
 //! duration of one [`EventSink::event`] call, so emitting one costs no allocation.
 
+mod counters;
+
 use std::net::SocketAddr;
 
-use crate::frame::FrameHeader;
-use crate::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
+pub use counters::FlowCounters;
+
+use crate::http::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
+use crate::ws::frame::FrameHeader;
 
 /// Capture time: seconds since the Unix epoch and nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,11 +38,49 @@ impl Direction {
         }
     }
 
+    #[inline]
     pub fn index(self) -> usize {
         match self {
             Direction::ClientToServer => 0,
             Direction::ServerToClient => 1,
         }
+    }
+}
+
+/// One value per direction of a WebSocket session, indexed by [`Direction`]. Per-direction
+/// state uses it rather than a `[T; 2]`, whose index could as well mean side A and side B of a
+/// TCP connection whose client is not known yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerDir<T>([T; 2]);
+
+impl<T> PerDir<T> {
+    pub const fn new(c2s: T, s2c: T) -> PerDir<T> {
+        PerDir([c2s, s2c])
+    }
+
+    /// Client to server first.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        self.0.iter_mut()
+    }
+}
+
+impl<T> std::ops::Index<Direction> for PerDir<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, dir: Direction) -> &T {
+        &self.0[dir.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<Direction> for PerDir<T> {
+    #[inline]
+    fn index_mut(&mut self, dir: Direction) -> &mut T {
+        &mut self.0[dir.index()]
     }
 }
 
@@ -205,7 +247,9 @@ pub struct FlowEvent<'a> {
     pub extensions: &'a [String],
     /// The handshake response's status; None when no response was seen.
     pub status: Option<u16>,
-    pub counters: &'a crate::ws::FlowCounters,
+    pub counters: &'a FlowCounters,
+    /// The median seconds from a ping to the pong that echoed it ([`FlowCounters::ping_rtt`]).
+    pub ping_rtt: Option<f64>,
     /// Payload bytes the capture's snapshot length cut off each direction's packets (index 0:
     /// client to server).
     pub bytes_cut: [u64; 2],
@@ -228,10 +272,10 @@ impl PayloadKind {
         match bytes {
             [0x16, 0x03, 0x00..=0x04, ..] => PayloadKind::Tls,
             [b'S', b'S', b'H', b'-', ..] => PayloadKind::Ssh,
-            b if crate::handshake::looks_like_response_start(b) && b.len() >= 5 => {
+            b if crate::http::handshake::looks_like_response_start(b) && b.len() >= 5 => {
                 PayloadKind::HttpResponse
             }
-            b if crate::handshake::looks_like_request_start(b) => PayloadKind::HttpRequest,
+            b if crate::http::handshake::looks_like_request_start(b) => PayloadKind::HttpRequest,
             _ => PayloadKind::Other,
         }
     }

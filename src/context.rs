@@ -1,0 +1,85 @@
+//! What every handler of a connection's bytes is given besides its own state: the event sink,
+//! the options that shape events and the run's counters.
+
+use crate::anomaly::{AnomalyKind, Cause};
+use crate::event::{AnomalyEvent, Direction, Event, EventSink, FlowMeta, Timestamp};
+use crate::http::give_up::GiveUps;
+
+/// Options that shape events.
+#[derive(Clone, Copy, Debug)]
+pub struct WsOptions {
+    /// Payload bytes kept per frame or message event.
+    pub max_payload: usize,
+    /// Stop emitting frame events after this many (`-c`).
+    pub max_frames: Option<u64>,
+    /// A message larger than this, after decompression, is cut and reported.
+    pub max_message: u64,
+    pub show_frames: bool,
+    pub show_messages: bool,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            max_payload: 4096,
+            max_frames: None,
+            max_message: 16 << 20,
+            show_frames: true,
+            show_messages: true,
+        }
+    }
+}
+
+/// Counters the analyzer reports at the end of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WsStats {
+    pub handshakes: u64,
+    pub upgrades: u64,
+    pub frames: u64,
+    pub frames_emitted: u64,
+    pub messages: u64,
+    pub anomalies: u64,
+    /// Connections the HTTP layer gave up on, and why.
+    pub http_given_up: GiveUps,
+}
+
+/// Everything the direction's handlers need besides their own state.
+pub struct Context<'a> {
+    pub ts: Timestamp,
+    pub flow: &'a FlowMeta,
+    pub sink: &'a mut dyn EventSink,
+    pub options: &'a WsOptions,
+    pub stats: &'a mut WsStats,
+    /// Why the bytes being handled are what they are: `Traffic` for captured bytes; for
+    /// missing ones, whether the capture lost them or its snapshot length cut them. What is
+    /// reported while handling them is a consequence of that.
+    pub cause: Cause,
+    /// Payload bytes the snapshot length cut off each direction's packets (index 0: client to
+    /// server), for the connection's summary: set when the session ends, zeros before.
+    pub bytes_cut: [u64; 2],
+}
+
+impl Context<'_> {
+    /// Reports an anomaly of the bytes being handled ([`Context::cause`]).
+    pub fn anomaly(&mut self, dir: Option<Direction>, kind: AnomalyKind, detail: &str) {
+        self.anomaly_caused(dir, kind, self.cause, detail);
+    }
+
+    pub fn anomaly_caused(
+        &mut self,
+        dir: Option<Direction>,
+        kind: AnomalyKind,
+        cause: Cause,
+        detail: &str,
+    ) {
+        self.stats.anomalies += 1;
+        self.sink.event(&Event::Anomaly(AnomalyEvent {
+            ts: self.ts,
+            flow: self.flow,
+            dir,
+            kind,
+            cause,
+            detail,
+        }));
+    }
+}

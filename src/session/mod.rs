@@ -1,0 +1,418 @@
+//! One connection's application layer: HTTP/1.1 until a WebSocket upgrade succeeds, then
+//! frames in both directions.
+//!
+//! Ordinary keep-alive requests may precede the upgrade; their bodies are skipped by length or
+//! by chunks. A connection that is not HTTP, or whose HTTP wsnoop cannot follow (bodies
+//! delimited by close, heads over 64 KiB, broken chunk framing, lost bytes), is given up at
+//! once, so its bytes cost nothing more, and the reason is counted ([`GiveUp`]). When the
+//! connection meant to become WebSocket (an upgrade request, a 101, a `--ws-port`), or its HTTP
+//! broke, an `http_abandoned` anomaly says why; one that meant WebSocket is then decoded
+//! mid-stream, as if its handshake had not been captured, so its frames are not lost.
+
+use std::collections::VecDeque;
+
+pub use crate::http::exchange::Upgrade;
+pub use crate::http::give_up::{GiveUp, GiveUps};
+pub use crate::http::rules::extension_name;
+
+use crate::anomaly::AnomalyKind;
+use crate::context::Context;
+use crate::event::{
+    Direction, EndReason, Event, FlowCounters, FlowEvent, FlowMeta, PerDir, Timestamp,
+};
+use crate::http::exchange::{HttpOutcome, HttpSide, HttpState, after_head, count_give_up};
+use crate::ws::resync::{Probe, ProbeVerdict};
+use crate::ws::{Scratch, WsSession};
+
+#[derive(Debug)]
+enum Mode {
+    Http(Box<HttpState>),
+    WebSocket(Box<WsSession>),
+    /// No handshake seen and nobody said what this is: frames are looked for.
+    Probe(Box<Probe>),
+    /// No byte yet: HTTP is expected.
+    Fresh,
+    /// Not (or no longer) something wsnoop decodes.
+    Ignored,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    mode: Mode,
+    /// No byte has been handed to the session yet.
+    fresh: bool,
+    /// The opening handshake, upgraded or refused; None mid-stream.
+    handshake: Option<Box<Upgrade>>,
+    /// The connection is to be summarised when it ends (a handshake was tried, or frames
+    /// were found without one).
+    summarise: bool,
+    /// The user said the server's port is WebSocket (`--ws-port`), though it speaks HTTP first.
+    ws_port: bool,
+    /// Per direction: picked up after the HTTP layer gave up, and
+    /// no byte yet that is not a head: a complete head at the start of a segment is skipped,
+    /// so the frames right behind it in the same segment are found.
+    skip_heads: PerDir<bool>,
+    /// Decoded mid-stream after the HTTP layer gave up on it.
+    picked_up: bool,
+}
+
+/// How a session begins when the handshake was not seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStart {
+    /// The user said this port is WebSocket (`--ws-port`).
+    WebSocket,
+    /// Look for frames; give up if they do not appear.
+    Probe,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn start(start: SessionStart) -> Self {
+        Session {
+            summarise: start == SessionStart::WebSocket,
+            mode: match start {
+                SessionStart::WebSocket => Mode::WebSocket(Box::new(WsSession::midstream())),
+                SessionStart::Probe => Mode::Probe(Box::default()),
+            },
+            fresh: false,
+            handshake: None,
+            ws_port: false,
+            skip_heads: PerDir::new(false, false),
+            picked_up: false,
+        }
+    }
+
+    /// True until the first byte arrives: the moment to decide how to decode.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Holds a probing session's bytes of one side; once one side's bytes parse as a chain of
+    /// frames, returns whether side A is the client (masked frames are the client's).
+    pub fn probe(&mut self, from_a: bool, bytes: &[u8]) -> Option<bool> {
+        let Mode::Probe(probe) = &mut self.mode else {
+            return None;
+        };
+        match probe.push(from_a, bytes) {
+            ProbeVerdict::Undecided => None,
+            ProbeVerdict::NotWebSocket => {
+                self.mode = Mode::Ignored;
+                None
+            }
+            ProbeVerdict::WebSocket { a_is_client } => Some(a_is_client),
+        }
+    }
+
+    /// After a probe succeeded: decodes what it held, as a mid-stream WebSocket connection.
+    pub fn replay_probe(
+        &mut self,
+        client_is_a: bool,
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        let Mode::Probe(probe) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
+            return;
+        };
+        self.mode = Mode::WebSocket(Box::new(WsSession::midstream()));
+        self.summarise = true;
+        let [a_to_b, b_to_a] = probe.into_sides();
+        let (client, server) = if client_is_a {
+            (a_to_b, b_to_a)
+        } else {
+            (b_to_a, a_to_b)
+        };
+        for segment in client.segments() {
+            self.data(Direction::ClientToServer, segment, scratch, ctx);
+        }
+        for segment in server.segments() {
+            self.data(Direction::ServerToClient, segment, scratch, ctx);
+        }
+    }
+
+    pub fn new() -> Self {
+        Session {
+            fresh: true,
+            handshake: None,
+            summarise: false,
+            ws_port: false,
+            skip_heads: PerDir::new(false, false),
+            picked_up: false,
+            // Nothing is allocated until the first byte: most connections of a SYN flood or a
+            // port scan never carry one.
+            mode: Mode::Fresh,
+        }
+    }
+
+    pub fn is_ignored(&self) -> bool {
+        matches!(self.mode, Mode::Ignored)
+    }
+
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.mode, Mode::WebSocket(_))
+    }
+
+    pub fn ignore(&mut self) {
+        self.mode = Mode::Ignored;
+    }
+
+    /// The server's port is one the user named WebSocket: if the HTTP layer gives up on this
+    /// connection, it is reported and its frames looked for.
+    pub fn expect_websocket(&mut self) {
+        self.ws_port = true;
+    }
+
+    /// The HTTP layer stops following the connection: counts why, reports it when the
+    /// connection meant WebSocket or its HTTP broke, and then, when it meant WebSocket, looks
+    /// for its frames mid-stream (beginning with the client's bytes held for the upgrade).
+    fn give_up(
+        &mut self,
+        reason: GiveUp,
+        dir: Direction,
+        extra: &str,
+        input: &[u8],
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        let http = match std::mem::replace(&mut self.mode, Mode::Ignored) {
+            Mode::Http(http) => Some(http),
+            Mode::Fresh => None,
+            other => {
+                self.mode = other;
+                return;
+            }
+        };
+        let intent = self.ws_port || http.as_ref().is_some_and(|h| h.intent);
+        let spoke_http = http.as_ref().is_some_and(|h| h.heads > 0);
+        if !intent {
+            count_give_up(reason, dir, extra, false, spoke_http, ctx);
+            return;
+        }
+        // From here on the connection is decoded as one whose handshake was not captured.
+        let flow = FlowMeta {
+            midstream: true,
+            ..*ctx.flow
+        };
+        let mut ctx = Context {
+            ts: ctx.ts,
+            flow: &flow,
+            sink: &mut *ctx.sink,
+            options: ctx.options,
+            stats: &mut *ctx.stats,
+            cause: ctx.cause,
+            bytes_cut: ctx.bytes_cut,
+        };
+        count_give_up(reason, dir, extra, true, spoke_http, &mut ctx);
+        self.mode = Mode::WebSocket(Box::new(WsSession::midstream()));
+        self.summarise = true;
+        self.picked_up = true;
+        self.skip_heads = PerDir::new(true, true);
+        if let Some(http) = http {
+            self.replay_early(&http, scratch, &mut ctx);
+        }
+        // Frames may follow in the same bytes: a mid-stream decoder skips what is not one.
+        if !input.is_empty() {
+            self.data(dir, input, scratch, &mut ctx);
+        }
+    }
+
+    /// The HTTP layer gave up on the connection and its frames are looked for: its events are
+    /// mid-stream ones from then on.
+    pub fn picked_up(&self) -> bool {
+        self.picked_up
+    }
+
+    /// Once the connection is WebSocket: what the client sent while its upgrade awaited the
+    /// response, with the gap it may have had.
+    fn replay_early(&mut self, http: &HttpState, scratch: &mut Scratch, ctx: &mut Context<'_>) {
+        let early = &http.early_client_bytes[..];
+        let (before, after) = match http.early_gap {
+            Some((at, _)) => early.split_at(at.min(early.len())),
+            None => (early, &[][..]),
+        };
+        if !before.is_empty() {
+            self.data(Direction::ClientToServer, before, scratch, ctx);
+        }
+        if let Some((_, lost)) = http.early_gap {
+            self.gap(Direction::ClientToServer, lost, scratch, ctx);
+        }
+        if !after.is_empty() {
+            self.data(Direction::ClientToServer, after, scratch, ctx);
+        }
+    }
+
+    /// Bytes of one direction arrived twice with different content.
+    pub fn conflict(&mut self, dir: Direction, bytes: u64, ctx: &mut Context<'_>) {
+        if let Mode::WebSocket(_) = self.mode {
+            ctx.anomaly(
+                Some(dir),
+                AnomalyKind::TcpOverlapConflict,
+                &format!(
+                    "{bytes} bytes of the {} stream were retransmitted with different content; \
+the first copy was kept",
+                    dir.name()
+                ),
+            );
+        }
+    }
+
+    /// Bytes of one direction were lost.
+    pub fn gap(&mut self, dir: Direction, lost: u64, scratch: &mut Scratch, ctx: &mut Context<'_>) {
+        match &mut self.mode {
+            Mode::WebSocket(ws) => ws.gap(dir, lost, ctx),
+            // Client bytes lost after an upgrade request are frames (or, if the upgrade is
+            // refused, a next request): the response decides, so wait for it.
+            Mode::Http(http)
+                if dir == Direction::ClientToServer
+                    && http.awaiting_upgrade
+                    && http.early_gap.is_none() =>
+            {
+                http.early_gap = Some((http.early_client_bytes.len(), lost));
+            }
+            // An HTTP exchange cannot be followed across a hole. A head the hole cut short
+            // may still show that the connection meant WebSocket (a snapshot length that cut
+            // the request after its Upgrade line).
+            Mode::Http(http) => {
+                http.note_partial_heads();
+                let extra = format!(", {lost} bytes lost");
+                self.give_up(GiveUp::Gap, dir, &extra, &[], scratch, ctx);
+            }
+            Mode::Fresh => {
+                let extra = format!(", {lost} bytes lost");
+                self.give_up(GiveUp::Gap, dir, &extra, &[], scratch, ctx);
+            }
+            Mode::Probe(_) => self.mode = Mode::Ignored,
+            Mode::Ignored => {}
+        }
+    }
+
+    /// The connection is over: reports the close handshake and the connection's summary, then
+    /// frees the session's buffers. Only the first call does anything.
+    pub fn end(&mut self, how: EndReason, start: Timestamp, ctx: &mut Context<'_>) {
+        let mut mode = std::mem::replace(&mut self.mode, Mode::Ignored);
+        let no_counters = FlowCounters::default();
+        let (counters, unanswered) = match &mut mode {
+            Mode::WebSocket(ws) => {
+                ws.end_report(how, ctx);
+                (ws.counters(), None)
+            }
+            // An upgrade request that never got a response.
+            Mode::Http(http) => (
+                {
+                    // The connection ended inside a head too large to hold.
+                    if let HttpSide::HeadTail(tail) = &http.client {
+                        let intent = self.ws_port || http.intent || tail.upgrade;
+                        let (dir, reason) = (Direction::ClientToServer, GiveUp::HeadTooLarge);
+                        count_give_up(reason, dir, ", cut by the end", intent, true, ctx);
+                    }
+                    &no_counters
+                },
+                http.pending
+                    .iter()
+                    .find_map(|p| p.upgrade.as_ref().map(|(request, _)| request.uri.as_str())),
+            ),
+            _ => (&no_counters, None),
+        };
+        if !(self.summarise || unanswered.is_some()) {
+            return;
+        }
+        self.summarise = false;
+        let handshake = self.handshake.as_deref();
+        let uri = handshake
+            .map(|h| h.request.uri.as_str())
+            .filter(|u| !u.is_empty())
+            .or(unanswered);
+        ctx.sink.event(&Event::Flow(FlowEvent {
+            ts: ctx.ts,
+            flow: ctx.flow,
+            start,
+            uri,
+            protocol: handshake.and_then(|h| h.response.protocol.as_deref()),
+            extensions: handshake.map_or(&[], |h| &h.response.extensions[..]),
+            status: handshake.map(|h| h.response.status),
+            counters,
+            ping_rtt: counters.ping_rtt(),
+            bytes_cut: ctx.bytes_cut,
+            end: how,
+        }));
+    }
+
+    /// In-order bytes of one direction.
+    pub fn data(
+        &mut self,
+        dir: Direction,
+        input: &[u8],
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        self.fresh = false;
+        if let Mode::Fresh = self.mode {
+            self.mode = Mode::Http(Box::new(HttpState {
+                client: HttpSide::Head,
+                server: HttpSide::Head,
+                request_head: Vec::new(),
+                response_head: Vec::new(),
+                pending: VecDeque::new(),
+                early_client_bytes: Vec::new(),
+                early_gap: None,
+                awaiting_upgrade: false,
+                intent: false,
+                heads: 0,
+                refused: None,
+            }));
+        }
+        match &mut self.mode {
+            Mode::WebSocket(ws) => {
+                let skip = &mut self.skip_heads[dir];
+                let input = if *skip {
+                    *skip = false;
+                    after_head(dir, input)
+                } else {
+                    input
+                };
+                ws.feed(dir, input, scratch, ctx)
+            }
+            Mode::Ignored | Mode::Probe(_) | Mode::Fresh => {}
+            Mode::Http(http) => {
+                let next = match dir {
+                    Direction::ClientToServer => http.client_data(input, ctx),
+                    Direction::ServerToClient => http.server_data(input, ctx),
+                };
+                // An upgrade answered with something other than a switch to WebSocket.
+                if let Some(refused) = http.refused.take() {
+                    self.handshake = Some(refused);
+                    self.summarise = true;
+                }
+                match next {
+                    HttpOutcome::Continue => {}
+                    HttpOutcome::GiveUp(reason) => {
+                        self.give_up(reason, dir, "", input, scratch, ctx);
+                    }
+                    HttpOutcome::Upgraded {
+                        upgrade,
+                        server_rest,
+                    } => {
+                        let Mode::Http(http) = std::mem::replace(&mut self.mode, Mode::Ignored)
+                        else {
+                            return;
+                        };
+                        self.mode = Mode::WebSocket(Box::new(WsSession::new(upgrade.negotiated)));
+                        self.handshake = Some(upgrade);
+                        self.summarise = true;
+                        // Frames the server sent in the 101's own segment, then anything the
+                        // client sent before it saw the 101.
+                        self.data(Direction::ServerToClient, &server_rest, scratch, ctx);
+                        self.replay_early(&http, scratch, ctx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

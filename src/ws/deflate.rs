@@ -1,0 +1,57 @@
+//! permessage-deflate (RFC 7692): inflating each direction's compressed messages.
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+/// The tail RFC 7692 7.2.2 strips from every compressed message; inflating needs it back.
+pub(super) const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+#[derive(Debug)]
+pub(super) struct Inflater {
+    /// Made at the direction's first compressed message, so connections that negotiate
+    /// permessage-deflate but never use it cost nothing.
+    pub(super) z: Option<Decompress>,
+    /// The sender's LZ77 window (max_window_bits), which bounds the decompressor's memory.
+    pub(super) window_bits: u8,
+    /// The sender resets its compressor after each message (no_context_takeover).
+    pub(super) reset_each_message: bool,
+    /// Earlier output was lost, so later messages that refer back to it cannot be inflated.
+    pub(super) context_lost: bool,
+    /// The loss was reported (once per direction).
+    pub(super) loss_reported: bool,
+    /// The sender ended the deflate stream with a final block; the next message starts anew.
+    pub(super) stream_ended: bool,
+}
+
+/// Inflates `input`, handing output to `on_output` in pieces; `on_output` returns false to stop.
+/// Returns an error description if the data is not valid deflate.
+pub(super) fn inflate(
+    inflater: &mut Inflater,
+    mut input: &[u8],
+    out: &mut [u8],
+    mut on_output: impl FnMut(&[u8]) -> bool,
+) -> Option<String> {
+    let bits = inflater.window_bits;
+    let z = inflater
+        .z
+        .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+    loop {
+        let (in_before, out_before) = (z.total_in(), z.total_out());
+        let status = match z.decompress(input, out, FlushDecompress::Sync) {
+            Ok(status) => status,
+            Err(e) => return Some(format!("inflating failed: {e}")),
+        };
+        let consumed = (z.total_in() - in_before) as usize;
+        let produced = (z.total_out() - out_before) as usize;
+        input = &input[consumed.min(input.len())..];
+        if produced > 0 && !on_output(&out[..produced]) {
+            return None;
+        }
+        if status == Status::StreamEnd {
+            inflater.stream_ended = true;
+            return None;
+        }
+        if (input.is_empty() && produced < out.len()) || (consumed == 0 && produced == 0) {
+            return None;
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! WebSocket semantics on top of the frame parser (RFC 6455, RFC 7692): per direction, what to
+//! keep of each frame, messages reassembled from fragments and inflated, UTF-8 checked as it
+//! streams, the close handshake, and every rule a frame breaks.
+
+mod close;
+mod deflate;
+mod extensions;
+pub mod frame;
+mod message;
+pub mod resync;
+mod utf8;
+mod visitor;
+
+pub use crate::context::{Context, WsOptions, WsStats};
+pub use crate::event::FlowCounters;
+pub use extensions::{DeflateParams, Negotiated};
+pub use resync::FrameHunt;
+
+use crate::anomaly::{AnomalyKind, Cause};
+use crate::event::{CloseEvent, Direction, EndReason, Event, PerDir, Timestamp};
+use close::CloseTrack;
+use deflate::Inflater;
+use frame::FrameDecoder;
+use message::Message;
+use resync::Resync;
+use resync::{PLAUSIBLE_LEN, Plausible};
+use visitor::Visitor;
+
+/// Buffers shared by every connection, so decoding allocates nothing once they have grown.
+pub struct Scratch {
+    pub unmask: Vec<u8>,
+    inflate: Box<[u8]>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            unmask: Vec::new(),
+            inflate: vec![0; 64 * 1024].into_boxed_slice(),
+        }
+    }
+}
+
+/// One direction of an upgraded connection.
+#[derive(Debug)]
+struct DirState {
+    dir: Direction,
+    deflate: Option<Inflater>,
+    /// Framing is unknown (after a gap, or mid-stream): bytes wait here until a chain of
+    /// plausible frames shows where frames start.
+    resync: Option<Resync>,
+    /// Framing resumed after lost bytes: continuations of a message not seen may follow.
+    orphans_expected: bool,
+    close_sent: bool,
+    frame_kept: Vec<u8>,
+    keep_limit: usize,
+    /// The frame's real last up-to-3 payload bytes, wherever they were in the frame.
+    tail: [u8; 3],
+    tail_len: usize,
+    /// Bytes of a UTF-8 character that began at the end of the previous frame of this message.
+    carry: [u8; 3],
+    carry_len: usize,
+    /// Reused to join `carry` to a frame's bytes for display.
+    display: Vec<u8>,
+    message: Option<Message>,
+    message_kept: Vec<u8>,
+}
+
+impl DirState {
+    fn new(dir: Direction, negotiated: Negotiated) -> DirState {
+        let deflate = negotiated.deflate.map(|p| Inflater {
+            z: None,
+            window_bits: match dir {
+                Direction::ClientToServer => p.client_max_window_bits,
+                Direction::ServerToClient => p.server_max_window_bits,
+            }
+            .unwrap_or(15)
+            .clamp(9, 15),
+            reset_each_message: match dir {
+                Direction::ClientToServer => p.client_no_context_takeover,
+                Direction::ServerToClient => p.server_no_context_takeover,
+            },
+            context_lost: false,
+            loss_reported: false,
+            stream_ended: false,
+        });
+        DirState {
+            dir,
+            deflate,
+            resync: None,
+            orphans_expected: false,
+            close_sent: false,
+            frame_kept: Vec::new(),
+            keep_limit: 0,
+            tail: [0; 3],
+            tail_len: 0,
+            carry: [0; 3],
+            carry_len: 0,
+            display: Vec::new(),
+            message: None,
+            message_kept: Vec::new(),
+        }
+    }
+}
+
+/// A WebSocket session: the upgraded TCP connection's two directions and their shared close
+/// handshake.
+#[derive(Debug)]
+pub struct WsSession {
+    decoders: PerDir<FrameDecoder>,
+    dirs: PerDir<DirState>,
+    close: CloseTrack,
+    counters: FlowCounters,
+}
+
+impl WsSession {
+    pub fn new(negotiated: Negotiated) -> WsSession {
+        WsSession {
+            decoders: PerDir::new(FrameDecoder::new(), FrameDecoder::new()),
+            dirs: PerDir::new(
+                DirState::new(Direction::ClientToServer, negotiated),
+                DirState::new(Direction::ServerToClient, negotiated),
+            ),
+            close: CloseTrack::default(),
+            counters: FlowCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &FlowCounters {
+        &self.counters
+    }
+
+    /// The upgrade happened at `ts`: silence is counted from here.
+    pub fn started_at(&mut self, ts: Timestamp) {
+        self.counters.activity(ts);
+    }
+
+    /// A connection whose handshake was not seen: framing, extensions and the deflate
+    /// context are unknown, so both directions start by looking for frames.
+    pub fn midstream() -> WsSession {
+        let mut ws = WsSession::new(Negotiated {
+            deflate: Some(DeflateParams::default()),
+        });
+        for state in ws.dirs.iter_mut() {
+            state.resync = Some(Resync::default());
+            state.orphans_expected = true;
+            if let Some(inflater) = &mut state.deflate {
+                // Earlier messages may have filled the window; inflating later ones would
+                // invent text, so compressed messages are reported undecodable.
+                inflater.context_lost = true;
+            }
+        }
+        ws
+    }
+
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        input: &[u8],
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        let state = &mut self.dirs[dir];
+        let resumed;
+        let input = match &mut state.resync {
+            None => input,
+            Some(resync) => {
+                let rule = Plausible {
+                    masked: Some(dir == Direction::ClientToServer),
+                    rsv1_allowed: state.deflate.is_some(),
+                    max_len: ctx.options.max_message.max(PLAUSIBLE_LEN),
+                };
+                let Some(bytes) = resync.push(input, &rule) else {
+                    return;
+                };
+                state.resync = None;
+                resumed = bytes;
+                &resumed[..]
+            }
+        };
+        let mut visitor = Visitor {
+            state: &mut self.dirs[dir],
+            close: &mut self.close,
+            counters: &mut self.counters,
+            inflate_buf: &mut scratch.inflate,
+            ctx,
+        };
+        self.decoders[dir].feed(input, &mut scratch.unmask, &mut visitor);
+    }
+
+    /// Bytes of `dir` were never captured: what was in progress is reported incomplete and
+    /// the direction looks for the next frame in what follows.
+    /// Bytes the snapshot length cut (`ctx.cause` says so) are reported by whoever knows the
+    /// snapshot length; they are handled the same way.
+    pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
+        if ctx.cause != Cause::Snaplen {
+            ctx.anomaly(
+                Some(dir),
+                AnomalyKind::TcpGap,
+                &format!(
+                    "{lost} bytes of the {} stream were not captured",
+                    dir.name()
+                ),
+            );
+        }
+        if self.dirs[dir].resync.is_some() {
+            self.dirs[dir].resync = Some(Resync::default());
+            self.dirs[dir].orphans_expected = true;
+            return;
+        }
+        self.decoders[dir].reset();
+        let mut visitor = Visitor {
+            state: &mut self.dirs[dir],
+            close: &mut self.close,
+            counters: &mut self.counters,
+            inflate_buf: &mut [],
+            ctx,
+        };
+        visitor.abandon_message();
+        visitor.lose_context(if visitor.ctx.cause == Cause::Snaplen {
+            "the snapshot length cut bytes of a compressed stream"
+        } else {
+            "bytes of a compressed stream were lost"
+        });
+        self.dirs[dir].resync = Some(Resync::default());
+        self.dirs[dir].orphans_expected = true;
+    }
+
+    /// The connection ended: report what was left unfinished and the close handshake.
+    pub fn end_report(&mut self, how: EndReason, ctx: &mut Context<'_>) {
+        self.counters.end_at(ctx.ts);
+        // A capture that stops inside a frame did not see its end; a peer that closes inside
+        // one did not send it.
+        let (cause, ended) = if how == EndReason::CaptureEnd {
+            (Cause::Gap, "the capture ended")
+        } else {
+            (ctx.cause, "the connection ended")
+        };
+        for (decoder, state) in self.decoders.iter().zip(self.dirs.iter()) {
+            if state.resync.is_some() {
+                continue;
+            }
+            if let Some((header, remaining)) = decoder.current_frame() {
+                let detail = format!(
+                    "{ended} {remaining} bytes before the end of a {} frame",
+                    header.opcode.name()
+                );
+                ctx.anomaly_caused(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    cause,
+                    &detail,
+                );
+            } else if !decoder.at_frame_boundary() {
+                ctx.anomaly_caused(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    cause,
+                    &format!("{ended} inside a frame header"),
+                );
+            } else if state.message.is_some() {
+                ctx.anomaly_caused(
+                    Some(state.dir),
+                    AnomalyKind::IncompleteFrame,
+                    cause,
+                    &format!("{ended} inside a fragmented message"),
+                );
+            }
+        }
+        let first = self.close.first.as_ref();
+        let replied = self.close.reply.is_some();
+        ctx.sink.event(&Event::Close(CloseEvent {
+            ts: ctx.ts,
+            flow: ctx.flow,
+            initiator: first.map(|f| f.0),
+            code: first.and_then(|f| f.1),
+            reason: first.map(|f| f.2.as_str()),
+            reply_code: self.close.reply.flatten(),
+            replied,
+            clean: first.is_some() && replied && how == EndReason::Fin,
+            end: how,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,332 @@
+//! Finding frames in bytes whose framing is unknown: after a gap, on a connection picked up
+//! mid-stream, or on one nobody said is WebSocket (the probe). Every heuristic and limit of
+//! that search is here: what a believable header looks like, how many frames in a row confirm
+//! one, and how many bytes are held while looking.
+
+use super::frame::{FrameHeader, Opcode};
+
+/// Bytes held while looking for the next frame after a gap or on a connection picked up
+/// mid-stream.
+const RESYNC_BUFFER: usize = 64 * 1024;
+
+/// The evidence that frames resume at a segment start after a gap: two frames back to back,
+/// or one that ends exactly where the captured bytes do.
+const RESYNC_CHAIN: ChainRule = ChainRule {
+    min_frames: 2,
+    min_frames_at_end: 1,
+};
+
+/// The evidence needed at an arbitrary offset, once no segment start worked.
+const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
+    min_frames: 3,
+    min_frames_at_end: 2,
+};
+
+/// The declared payload length believed of a frame found without knowing the framing; a
+/// resync also believes up to `--max-message`.
+pub(super) const PLAUSIBLE_LEN: u64 = 1 << 24;
+
+/// Bytes a probe holds per side before deciding the connection is not WebSocket.
+const PROBE_LIMIT: usize = 16 * 1024;
+
+/// Plausible frames in a row that make a connection WebSocket without a handshake.
+const PROBE_CHAIN: ChainRule = ChainRule {
+    min_frames: 3,
+    min_frames_at_end: 2,
+};
+
+/// What a frame header must look like to be believed when looking for frames in bytes whose
+/// framing is unknown: after a gap in the stream, or on a connection picked up mid-stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Plausible {
+    /// Whether frames must be masked (client) or not (server); `None` accepts either.
+    pub masked: Option<bool>,
+    /// RSV1 may start a data message (permessage-deflate negotiated or possibly so).
+    pub rsv1_allowed: bool,
+    /// Larger declared payloads are not believed.
+    pub max_len: u64,
+}
+
+impl Plausible {
+    pub fn accepts(&self, h: &FrameHeader) -> bool {
+        let rsv_ok = h.rsv == 0
+            || (h.rsv == 4
+                && self.rsv1_allowed
+                && matches!(h.opcode, Opcode::Text | Opcode::Binary));
+        let control_ok = !h.opcode.is_control() || (h.fin && h.len <= 125);
+        // An empty continuation that does not end its message carries nothing: legal, but
+        // no sender makes one, while every run of zero bytes in a payload reads as a chain of
+        // them.
+        let empty_fragment = h.opcode == Opcode::Continuation && !h.fin && h.len == 0;
+        !empty_fragment
+            && !matches!(h.opcode, Opcode::Reserved(_))
+            && rsv_ok
+            && control_ok
+            && h.minimal_length
+            && !h.length_msb_set
+            && h.len <= self.max_len
+            && self.masked.is_none_or(|m| m == h.mask.is_some())
+    }
+}
+
+/// How much evidence confirms that frames start at an offset.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainRule {
+    /// Plausible frames back to back, each header exactly where the previous frame ends.
+    pub min_frames: usize,
+    /// Fewer frames also confirm when the last one ends exactly at the end of the data.
+    pub min_frames_at_end: usize,
+}
+
+/// What a scan for a chain of frames found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainScan {
+    /// A confirmed chain starts here.
+    Found(usize),
+    /// The first offset not ruled out starts plausible frames that run past the data: more
+    /// bytes will tell.
+    Undecided(usize),
+    /// Every offset offered was ruled out.
+    None,
+}
+
+/// Whether a chain of plausible frames starts at `offset`: `Some(true)` confirmed,
+/// `Some(false)` ruled out, `None` when the data ends first.
+fn chain_at(buf: &[u8], offset: usize, rule: &Plausible, chain: &ChainRule) -> Option<bool> {
+    let mut pos = offset;
+    let mut frames = 0;
+    loop {
+        let h = FrameHeader::parse(buf.get(pos..)?)?;
+        if !rule.accepts(&h) {
+            return Some(false);
+        }
+        frames += 1;
+        let end = (pos + usize::from(h.header_len))
+            .saturating_add(usize::try_from(h.len).unwrap_or(usize::MAX));
+        if frames >= chain.min_frames || (end == buf.len() && frames >= chain.min_frames_at_end) {
+            return Some(true);
+        }
+        if end >= buf.len() {
+            return None;
+        }
+        pos = end;
+    }
+}
+
+/// Tries `offsets` in order and reports the first that is not ruled out. Callers offer TCP
+/// segment starts first: senders usually begin frames there, and random bytes that happen to
+/// parse as frames are far rarer at a few chosen offsets than at every one.
+pub fn scan_chain(
+    buf: &[u8],
+    offsets: impl IntoIterator<Item = usize>,
+    rule: &Plausible,
+    chain: &ChainRule,
+) -> ChainScan {
+    for offset in offsets {
+        match chain_at(buf, offset, rule, chain) {
+            Some(true) => return ChainScan::Found(offset),
+            Some(false) => {}
+            None => return ChainScan::Undecided(offset),
+        }
+    }
+    ChainScan::None
+}
+
+/// Bytes whose framing is unknown, with the offsets where TCP segments began in them.
+#[derive(Debug, Default)]
+pub struct FrameHunt {
+    buf: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl FrameHunt {
+    /// Segment starts remembered; later ones are still scanned, just not first.
+    const MAX_STARTS: usize = 256;
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Appends one TCP segment's bytes.
+    pub fn push(&mut self, segment: &[u8]) {
+        if self.starts.len() < Self::MAX_STARTS {
+            self.starts.push(self.buf.len());
+        }
+        self.buf.extend_from_slice(segment);
+    }
+
+    /// Looks for frames at segment starts.
+    pub fn scan(&self, rule: &Plausible, chain: &ChainRule) -> ChainScan {
+        scan_chain(&self.buf, self.starts.iter().copied(), rule, chain)
+    }
+
+    /// Looks for frames at every offset.
+    pub fn scan_everywhere(&self, rule: &Plausible, chain: &ChainRule) -> ChainScan {
+        scan_chain(&self.buf, 0..self.buf.len(), rule, chain)
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// The bytes as the segments they arrived in.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        let ends = self.starts.iter().skip(1).copied().chain([self.buf.len()]);
+        self.starts
+            .iter()
+            .zip(ends)
+            .map(|(&start, end)| &self.buf[start..end])
+    }
+
+    /// Keeps only the last bytes, which may hold the start of a header.
+    pub(super) fn keep_tail(&mut self, keep: usize) {
+        let cut = self.buf.len().saturating_sub(keep);
+        self.buf.drain(..cut);
+        self.starts.clear();
+    }
+}
+
+/// The first bytes of each side of a TCP connection nobody said is WebSocket (A to B and B to
+/// A: which side is the client is not known yet), held while looking for frames in them.
+#[derive(Debug, Default)]
+pub struct Probe {
+    sides: [FrameHunt; 2],
+}
+
+/// What a probe concluded from the bytes so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    /// No chain of frames yet; more bytes will tell.
+    Undecided,
+    /// A side sent over `PROBE_LIMIT` (16 KiB) without a chain of frames.
+    NotWebSocket,
+    /// A chain of frames: masked ones are the client's.
+    WebSocket { a_is_client: bool },
+}
+
+impl Probe {
+    /// Holds one side's bytes and looks for a chain of frames in them.
+    pub fn push(&mut self, from_a: bool, bytes: &[u8]) -> ProbeVerdict {
+        let side = &mut self.sides[usize::from(!from_a)];
+        if side.len() + bytes.len() > PROBE_LIMIT {
+            return ProbeVerdict::NotWebSocket;
+        }
+        side.push(bytes);
+        for masked in [true, false] {
+            let rule = Plausible {
+                masked: Some(masked),
+                rsv1_allowed: true,
+                max_len: PLAUSIBLE_LEN,
+            };
+            if let ChainScan::Found(_) = side.scan(&rule, &PROBE_CHAIN) {
+                return ProbeVerdict::WebSocket {
+                    a_is_client: masked == from_a,
+                };
+            }
+        }
+        ProbeVerdict::Undecided
+    }
+
+    /// What each side sent: A to B, then B to A.
+    pub fn into_sides(self) -> [FrameHunt; 2] {
+        self.sides
+    }
+}
+
+/// Looking for where frames resume in one direction.
+#[derive(Debug, Default)]
+pub(super) struct Resync {
+    hunt: FrameHunt,
+}
+
+impl Resync {
+    /// Adds one segment's bytes; once frames are found, returns all bytes from the first frame.
+    pub(super) fn push(&mut self, mut input: &[u8], rule: &Plausible) -> Option<Vec<u8>> {
+        while !input.is_empty() {
+            let room = RESYNC_BUFFER.saturating_sub(self.hunt.len()).max(1);
+            let (now, later) = input.split_at(room.min(input.len()));
+            input = later;
+            self.hunt.push(now);
+            let full = self.hunt.len() >= RESYNC_BUFFER;
+            let start = match self.hunt.scan(rule, &RESYNC_CHAIN) {
+                ChainScan::Found(offset) => Some(offset),
+                // A frame too long to confirm within the buffer: believe its header.
+                ChainScan::Undecided(offset) if full => Some(offset),
+                ChainScan::None if full => {
+                    match self.hunt.scan_everywhere(rule, &RESYNC_CHAIN_ANYWHERE) {
+                        ChainScan::Found(offset) => Some(offset),
+                        _ => {
+                            // Nothing here starts a frame; keep what may hold a header's start.
+                            self.hunt.keep_tail(13);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(start) = start {
+                let mut bytes = std::mem::take(&mut self.hunt).into_bytes();
+                bytes.drain(..start);
+                bytes.extend_from_slice(input);
+                return Some(bytes);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::tests::encode;
+    use super::*;
+
+    #[test]
+    fn finds_a_chain_after_garbage() {
+        let rule = Plausible {
+            masked: Some(true),
+            rsv1_allowed: false,
+            max_len: 1 << 20,
+        };
+        let two = ChainRule {
+            min_frames: 2,
+            min_frames_at_end: 1,
+        };
+        let mut buf = vec![0x47, 0x17, 0xff, 0x03]; // the tail of a lost frame
+        let start = buf.len();
+        buf.extend(encode(true, 1, Some([1, 2, 3, 4]), b"hello"));
+        buf.extend(encode(true, 2, Some([5, 6, 7, 8]), b"world"));
+        assert_eq!(
+            scan_chain(&buf, 0..buf.len(), &rule, &two),
+            ChainScan::Found(start)
+        );
+        // One frame that ends exactly at the end of the data also confirms.
+        assert_eq!(
+            scan_chain(&buf[..start + 11], 0..start + 11, &rule, &two),
+            ChainScan::Found(start)
+        );
+        // A frame that runs past the data leaves the question open.
+        assert_eq!(
+            scan_chain(&buf[..start + 8], [start], &rule, &two),
+            ChainScan::Undecided(start)
+        );
+        // Unmasked frames are not a client's.
+        let server = encode(true, 1, None, b"hi");
+        assert_eq!(scan_chain(&server, [0], &rule, &two), ChainScan::None);
+        // Zero bytes (a payload's run of them after a gap) are no chain of empty fragments;
+        // the frame after them is found.
+        let server_rule = Plausible {
+            masked: Some(false),
+            ..rule
+        };
+        let mut zeros = vec![0u8; 64];
+        zeros.extend(encode(true, 2, None, b"after"));
+        assert_eq!(
+            scan_chain(&zeros, 0..zeros.len(), &server_rule, &two),
+            ChainScan::Found(64)
+        );
+    }
+}

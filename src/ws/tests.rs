@@ -1,0 +1,144 @@
+use super::deflate::DEFLATE_TAIL;
+use super::utf8::{Utf8Check, incomplete_utf8_suffix, text_payload};
+use super::*;
+use crate::event::{FlowMeta, Payload};
+
+#[test]
+fn utf8_suffixes() {
+    assert_eq!(incomplete_utf8_suffix(b"abc"), b"");
+    assert_eq!(incomplete_utf8_suffix("é".as_bytes()), b"");
+    assert_eq!(incomplete_utf8_suffix(&"é".as_bytes()[..1]), &[0xC3]);
+    let smile = "😀".as_bytes();
+    assert_eq!(incomplete_utf8_suffix(&smile[..3]), &smile[..3]);
+    assert_eq!(incomplete_utf8_suffix(&smile[1..4]), b"");
+}
+
+#[test]
+fn text_split_inside_a_character() {
+    let word = "wörld".as_bytes(); // ö is 2 bytes at 1..3
+    let mut display = Vec::new();
+    let Payload::Text(first) = text_payload(&word[..2], &[], &mut display) else {
+        panic!()
+    };
+    assert_eq!(first, "w");
+    let mut display = Vec::new();
+    let Payload::Text(second) = text_payload(&word[2..], &word[1..2], &mut display) else {
+        panic!()
+    };
+    assert_eq!(second, "örld");
+    let mut display = Vec::new();
+    assert!(matches!(
+        text_payload(b"\xff\xfe", &[], &mut display),
+        Payload::Data(_)
+    ));
+}
+
+#[test]
+fn utf8_check_across_every_split() {
+    let text = "añ€😀z".as_bytes();
+    for a in 0..=text.len() {
+        for b in a..=text.len() {
+            let mut check = Utf8Check::default();
+            check.feed(&text[..a]);
+            check.feed(&text[a..b]);
+            check.feed(&text[b..]);
+            assert!(check.is_complete_and_valid(), "{a} {b}");
+        }
+    }
+    let mut cut = Utf8Check::default();
+    cut.feed(&text[..4]); // "añ" and the first byte of "€"
+    assert!(!cut.is_complete_and_valid() && cut.is_valid_so_far());
+    let mut bad = Utf8Check::default();
+    bad.feed(b"a\xed\xa0\x80"); // an encoded surrogate
+    assert!(!bad.is_valid_so_far());
+}
+
+#[test]
+fn negotiated_parameters() {
+    let n = Negotiated::from_server_extensions(&[
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=10".into(),
+    ]);
+    let p = n.deflate.unwrap();
+    assert!(p.server_no_context_takeover && !p.client_no_context_takeover);
+    assert_eq!(p.client_max_window_bits, Some(10));
+    assert_eq!(
+        Negotiated::from_server_extensions(&["x-foo".into()]).deflate,
+        None
+    );
+}
+
+/// A sender without context takeover compresses each message afresh: bytes lost inside
+/// one (a gap, a cut) leave the inflater mid-stream, and the next message must inflate
+/// from a clean state, not fail as if the peer had sent garbage.
+#[test]
+fn no_context_takeover_inflates_again_after_lost_bytes() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let text = |seed: u32| -> String {
+        let mut x = seed;
+        (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                char::from(b'a' + (x >> 16) as u8 % 26)
+            })
+            .collect()
+    };
+    let frame = |message: &str| -> Vec<u8> {
+        let mut z = Compress::new(Compression::default(), false);
+        let mut out = Vec::with_capacity(message.len() + 64);
+        z.compress_vec(message.as_bytes(), &mut out, FlushCompress::Sync)
+            .unwrap();
+        assert_eq!(out[out.len() - 4..], DEFLATE_TAIL);
+        out.truncate(out.len() - 4);
+        let mut f = vec![0xc1, 126];
+        f.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        f.extend_from_slice(&out);
+        f
+    };
+    let messages = [text(1), text(2), text(3)];
+    let frames: Vec<Vec<u8>> = messages.iter().map(|m| frame(m)).collect();
+    let flow = FlowMeta {
+        id: 0,
+        client: "127.0.0.1:40000".parse().unwrap(),
+        server: "127.0.0.1:9000".parse().unwrap(),
+        midstream: false,
+    };
+    let options = WsOptions {
+        max_payload: 1 << 20,
+        ..WsOptions::default()
+    };
+    let mut stats = WsStats::default();
+    let mut got: Vec<String> = Vec::new();
+    let mut anomalies: Vec<String> = Vec::new();
+    let mut sink = |e: &Event<'_>| match e {
+        Event::Message(m) => match m.payload {
+            Payload::Text(t) if !m.incomplete => got.push(t.to_string()),
+            _ => {}
+        },
+        Event::Anomaly(a) => anomalies.push(a.kind.name().to_string()),
+        _ => {}
+    };
+    let mut ctx = Context {
+        ts: Timestamp::default(),
+        flow: &flow,
+        sink: &mut sink,
+        options: &options,
+        stats: &mut stats,
+        cause: Cause::Traffic,
+        bytes_cut: [0; 2],
+    };
+    let negotiated = Negotiated::from_server_extensions(&[
+        "permessage-deflate; server_no_context_takeover".into(),
+    ]);
+    let mut ws = WsSession::new(negotiated);
+    let mut scratch = Scratch::default();
+    let dir = Direction::ServerToClient;
+    let half = frames[0].len() / 2;
+    ws.feed(dir, &frames[0][..half], &mut scratch, &mut ctx);
+    ctx.cause = Cause::Snaplen;
+    ws.gap(dir, (frames[0].len() - half) as u64, &mut ctx);
+    ctx.cause = Cause::Traffic;
+    let rest: Vec<u8> = frames[1..].concat();
+    ws.feed(dir, &rest, &mut scratch, &mut ctx);
+    assert!(anomalies.is_empty(), "{anomalies:?}");
+    assert_eq!(got, &messages[1..]);
+}
