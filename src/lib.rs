@@ -13,7 +13,9 @@
 //! [`analyzer::Analyzer`] ties net, session, http and ws together: packets go in, events come
 //! out through an [`event::EventSink`]; every handler of a connection's bytes gets a
 //! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings. [`run`]
-//! drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`].
+//! drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`]. The values that
+//! stages and events share (a frame header, the handshake's heads) are in [`wire`], which uses
+//! nothing else of the crate's.
 //!
 //! Words used throughout: a *TCP connection* (a flow, as the JSON names it: both directions of
 //! one pair of endpoints, [`tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
@@ -38,6 +40,7 @@ pub mod net;
 pub mod output;
 pub mod parallel;
 pub mod session;
+pub mod wire;
 pub mod ws;
 
 // The paths from before the stages had folders, kept so that callers still resolve.

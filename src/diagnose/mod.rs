@@ -276,7 +276,7 @@ impl EventSink for Diagnoser {
 impl Diagnoser {
     /// An http_abandoned anomaly, bucketed by the reason that begins its detail.
     fn http_abandoned(&mut self, detail: &str, flow: &FlowMeta, ts: Timestamp) {
-        let reason = crate::http::give_up::GiveUp::ALL
+        let reason = crate::context::GiveUp::ALL
             .iter()
             .map(|r| r.name())
             .find(|name| detail.split(':').next() == Some(*name))

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 
 pub use counters::FlowCounters;
 
-use crate::http::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
-use crate::ws::frame::FrameHeader;
+use crate::wire::frame::FrameHeader;
+use crate::wire::http::{
+    AcceptVerdict, UpgradeRequest, UpgradeResponse, looks_like_request_start,
+    looks_like_response_start,
+};
 
 /// Capture time: seconds since the Unix epoch and nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -272,10 +275,8 @@ impl PayloadKind {
         match bytes {
             [0x16, 0x03, 0x00..=0x04, ..] => PayloadKind::Tls,
             [b'S', b'S', b'H', b'-', ..] => PayloadKind::Ssh,
-            b if crate::http::handshake::looks_like_response_start(b) && b.len() >= 5 => {
-                PayloadKind::HttpResponse
-            }
-            b if crate::http::handshake::looks_like_request_start(b) => PayloadKind::HttpRequest,
+            b if looks_like_response_start(b) && b.len() >= 5 => PayloadKind::HttpResponse,
+            b if looks_like_request_start(b) => PayloadKind::HttpRequest,
             _ => PayloadKind::Other,
         }
     }

@@ -4,13 +4,13 @@
 
 use std::collections::VecDeque;
 
-use super::give_up::GiveUp;
 use super::handshake::{
     self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
 };
 use super::rules::check_handshake;
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
+use crate::context::GiveUp;
 use crate::event::{Direction, Event, HandshakeEvent, Timestamp};
 use crate::ws::Negotiated;
 

@@ -5,6 +5,10 @@ use base64::Engine;
 use sha1::{Digest, Sha1};
 
 pub use super::head::HeadError;
+pub use crate::wire::http::{
+    AcceptVerdict, BodyLength, UpgradeRequest, UpgradeResponse, looks_like_request_start,
+    looks_like_response_start,
+};
 
 use super::head;
 
@@ -15,70 +19,6 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 pub const MAX_HEAD_LEN: usize = 64 * 1024;
 
 const MAX_HEADERS: usize = 96;
-
-/// How many body bytes follow a head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BodyLength {
-    #[default]
-    None,
-    Fixed(u64),
-    Chunked,
-    /// A response without length: the body runs until the connection closes.
-    UntilClose,
-}
-
-/// An HTTP request head, with the fields a WebSocket upgrade uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpgradeRequest {
-    pub method: String,
-    pub uri: String,
-    pub host: Option<String>,
-    pub origin: Option<String>,
-    pub user_agent: Option<String>,
-    pub key: Option<String>,
-    pub version: Option<String>,
-    pub protocols: Vec<String>,
-    pub extensions: Vec<String>,
-    /// `Upgrade: websocket` is present (case-insensitive token).
-    pub upgrade_websocket: bool,
-    /// `Connection` lists the `upgrade` token.
-    pub connection_upgrade: bool,
-    pub body: BodyLength,
-    /// What httparse refused in this head, in words, when it had to be parsed leniently.
-    pub malformed: Option<String>,
-}
-
-/// An HTTP response head.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpgradeResponse {
-    pub status: u16,
-    pub reason: String,
-    pub accept: Option<String>,
-    pub protocol: Option<String>,
-    pub extensions: Vec<String>,
-    pub upgrade_websocket: bool,
-    pub body: BodyLength,
-    /// As in [`UpgradeRequest`].
-    pub malformed: Option<String>,
-}
-
-/// The verdict on Sec-WebSocket-Accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptVerdict {
-    Ok,
-    Mismatch,
-    Missing,
-}
-
-impl AcceptVerdict {
-    pub fn name(self) -> &'static str {
-        match self {
-            AcceptVerdict::Ok => "ok",
-            AcceptVerdict::Mismatch => "mismatch",
-            AcceptVerdict::Missing => "missing",
-        }
-    }
-}
 
 /// The Sec-WebSocket-Accept value a server must send for `key`.
 pub fn expected_accept(key: &str) -> String {
@@ -101,28 +41,6 @@ pub fn key_is_valid(key: &str) -> bool {
     base64::engine::general_purpose::STANDARD
         .decode(key.trim())
         .is_ok_and(|raw| raw.len() == 16)
-}
-
-/// True when `bytes` can be the start of an HTTP/1.x request: an uppercase method token and a
-/// space. Used to decide, from a connection's first bytes, whether to follow it at all.
-pub fn looks_like_request_start(bytes: &[u8]) -> bool {
-    let token_len = bytes
-        .iter()
-        .take(16)
-        .take_while(|b| b.is_ascii_uppercase())
-        .count();
-    match bytes.get(token_len) {
-        Some(b' ') => token_len >= 3,
-        None => token_len == bytes.len() && bytes.len() < 16,
-        _ => false,
-    }
-}
-
-/// True when `bytes` can be the start of an HTTP/1.x response.
-pub fn looks_like_response_start(bytes: &[u8]) -> bool {
-    let prefix = b"HTTP/1.";
-    let n = bytes.len().min(prefix.len());
-    bytes[..n] == prefix[..n]
 }
 
 fn text(value: &[u8]) -> String {

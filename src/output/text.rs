@@ -11,7 +11,7 @@ use crate::event::{
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
-use crate::ws::frame::Opcode;
+use crate::wire::frame::Opcode;
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;

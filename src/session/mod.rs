@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 
+pub use crate::context::{GiveUp, GiveUps};
 pub use crate::http::exchange::Upgrade;
-pub use crate::http::give_up::{GiveUp, GiveUps};
 pub use crate::http::rules::extension_name;
 
 use crate::anomaly::AnomalyKind;

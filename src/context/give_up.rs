@@ -1,4 +1,6 @@
-//! Why the HTTP layer stops following a connection, and how often it did.
+//! Why the HTTP layer stops following a connection, and how often it did: a value the HTTP
+//! stage returns and the run's counters ([`WsStats`](super::WsStats)) count, kept here with the
+//! counters so that counting them needs nothing of the HTTP stage.
 
 /// Why the HTTP layer stopped following a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -7,7 +9,7 @@ pub enum GiveUp {
     NotHttp,
     /// A head whose start line is not HTTP even to the lenient parser.
     MalformedHead,
-    /// A head over [`MAX_HEAD_LEN`](super::handshake::MAX_HEAD_LEN).
+    /// A head over `MAX_HEAD_LEN` (`http::handshake`, 64 KiB).
     HeadTooLarge,
     /// A chunked body whose chunk sizes or line ends are broken.
     BadChunkedBody,
@@ -15,7 +17,7 @@ pub enum GiveUp {
     BodyUntilClose,
     /// More than `MAX_PENDING_REQUESTS` (32) requests without their responses.
     TooManyPipelined,
-    /// The client sent over [`MAX_HEAD_LEN`](super::handshake::MAX_HEAD_LEN) bytes after an upgrade request, before its response.
+    /// The client sent over `MAX_HEAD_LEN` (`http::handshake`, 64 KiB) bytes after an upgrade request, before its response.
     EarlyClientBytes,
     /// A final response to no captured request.
     ResponseWithoutRequest,

@@ -1,9 +1,13 @@
 //! What every handler of a connection's bytes is given besides its own state: the event sink,
-//! the options that shape events and the run's counters.
+//! the options that shape events and the run's counters, among them why the HTTP stage gave up
+//! on connections.
+
+pub mod give_up;
+
+pub use give_up::{GiveUp, GiveUps};
 
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{AnomalyEvent, Direction, Event, EventSink, FlowMeta, Timestamp};
-use crate::http::give_up::GiveUps;
 
 /// Options that shape events.
 #[derive(Clone, Copy, Debug)]
