@@ -1,7 +1,9 @@
-//! The C calls the library makes outside libpcap's bindings, kept here so that the rest of
-//! the crate denies `unsafe` code.
+//! The C calls the library makes outside libpcap's bindings, each behind a small safe
+//! function, kept here so that this is the one module of the crate that allows `unsafe` code.
 
 #![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
 
 /// Hours, minutes and seconds of `secs` since the epoch in the local time zone, or None when
 /// the C library cannot convert it.
@@ -12,4 +14,19 @@ pub(crate) fn local_hms(secs: i64) -> Option<(i32, i32, i32)> {
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     ok.then_some((tm.tm_hour, tm.tm_min, tm.tm_sec))
+}
+
+/// Waits until `fd` has something to read or `timeout_ms` passes, or a signal comes.
+pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, which poll only writes revents of; a descriptor that is not
+    // open is reported in revents, not undefined behaviour. The caller's stays open while the
+    // capture lives.
+    unsafe {
+        libc::poll(&mut pfd, 1, timeout_ms);
+    }
 }

@@ -28,12 +28,11 @@
 
 pub mod analyzer;
 pub mod anomaly;
-// libpcap's FILE, poll(2) and pipe(2).
-#[allow(unsafe_code)]
 pub mod capture;
 pub mod context;
 pub mod diagnose;
 pub mod event;
+// The one module that allows `unsafe`: C calls behind safe functions.
 mod ffi;
 pub mod http;
 pub mod net;

@@ -414,7 +414,7 @@ impl Source {
     /// cuts the wait short (poll is never restarted), so a stop request is seen at once.
     pub fn wait_for_packets(&self) {
         if let Some(fd) = self.live_fd {
-            wait_readable(fd, IDLE_WAIT_MS);
+            crate::ffi::wait_readable(fd, IDLE_WAIT_MS);
         }
     }
 
@@ -428,19 +428,6 @@ impl Source {
             }),
             Handle::File(_) => None,
         }
-    }
-}
-
-/// Waits until `fd` has something to read or `timeout_ms` passes, or a signal comes.
-fn wait_readable(fd: RawFd, timeout_ms: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, and the descriptor stays open while the capture lives.
-    unsafe {
-        libc::poll(&mut pfd, 1, timeout_ms);
     }
 }
 
