@@ -15,7 +15,7 @@
 //!   length-prefixed packets with time steps, through `analyzer::Analyzer` into a JSON, text or
 //!   diagnose sink, then `finish`; JSON output must be one JSON object per line.
 //! - `pcap_file`: the input as a capture file (pcap, pcapng, anything): written to a temp
-//!   file, opened with `capture::Source::open_file` (read by src/capture/file.rs) and run
+//!   file, opened with `capture::Source::open_file` (read by src/capture/file/) and run
 //!   with `wsnoop::run` into the JSON writer, whose every line must be a JSON object.
 #![allow(dead_code)]
 
