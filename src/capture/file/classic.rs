@@ -7,8 +7,8 @@ use pcap_parser::{
 
 use super::buffer::u32_at;
 use super::{CaptureError, FileReader, MAX_BLOCK, Record, Step, parse_error};
-use crate::decode::LinkType;
 use crate::event::Timestamp;
+use crate::net::link::LinkType;
 
 impl FileReader {
     pub(super) fn pcap_record(

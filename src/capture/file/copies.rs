@@ -1,7 +1,7 @@
 //! Copies of one packet that two interfaces of a pcapng file both captured.
 
-use crate::decode::LinkType;
 use crate::event::Timestamp;
+use crate::net::link::LinkType;
 
 /// The IP packet inside a link-layer frame (its start, as far as a copy on another interface
 /// would share it).

@@ -19,8 +19,8 @@ use pcap_parser::nom;
 use pcap_parser::{PcapError, parse_pcap_header};
 
 use super::CaptureError;
-use crate::decode::{LinkType, UnsupportedLinkType};
 use crate::event::Timestamp;
+use crate::net::link::{LinkType, UnsupportedLinkType};
 
 mod buffer;
 mod classic;

@@ -15,8 +15,8 @@ use super::{
     CaptureError, FileReader, Format, MAX_BLOCK, MAX_INTERFACES, MAX_PENDING_SECRETS, Record, Step,
     parse_error,
 };
-use crate::decode::LinkType;
 use crate::event::Timestamp;
+use crate::net::link::LinkType;
 
 pub(super) const SHB: u32 = 0x0A0D_0D0A;
 pub(super) const IDB: u32 = 1;
