@@ -24,7 +24,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Every kind src/diagnose.rs can report.
+/// Every kind src/diagnose/ can report.
 const KINDS: &[&str] = &[
     "port_closed",
     "no_answer",

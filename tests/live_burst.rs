@@ -13,7 +13,7 @@
 //! wsnoop dropped 14 158 and 14 161 of some 14 440 packets that the filter passed, and the test
 //! failed; tcpdump, and wsnoop with its ring of packed blocks now, dropped none. At `-B 4096`
 //! both drop, wsnoop somewhat more than tcpdump (4728 against 4364) as its blocks are handed
-//! over after 100 ms, not 1000 ms: see `LIVE_READ_TIMEOUT_MS` in src/capture.rs.
+//! over after 100 ms, not 1000 ms: see `LIVE_READ_TIMEOUT_MS` in src/capture/mod.rs.
 //!
 //! Needs root (CI runs as root); skips itself otherwise. Every wait is bounded, and no
 //! assertion is on timing beyond "printed before the sender closed".
