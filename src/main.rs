@@ -80,13 +80,12 @@ struct Cli {
     #[arg(long)]
     summary: bool,
 
-    /// Decode with this many threads, as many as CPUs is best: the one reading the capture and
-    /// N-1 workers, connections shared out among them (each connection's events stay in order;
-    /// events of different connections interleave differently than with one thread). Not
-    /// with -c or --summary.
-    #[arg(long, value_name = "N", default_value_t = 1,
+    /// Decode with this many threads [default: as many as CPUs]: the one reading the capture
+    /// and N-1 workers, connections shared out among them; the output is the same whatever N
+    /// (1 asks for one thread). With -c or --summary the run uses one thread.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
-    threads: u16,
+    threads: Option<u16>,
 
     /// Decode everything but print no events: only the counts at the end, on stderr.
     #[arg(short = 'q', long)]
@@ -317,9 +316,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let duration = seconds(cli.source.duration, "--duration")?;
-    if cli.threads > 1 && (cli.count.is_some() || cli.summary) {
-        bail!("--threads works without -c and --summary");
-    }
+    // -c counts frames across all connections and --summary collects every connection's row:
+    // both are one thread's work (the output would be the same, only slower to get right).
+    let threads = if cli.count.is_some() || cli.summary {
+        1
+    } else {
+        cli.threads
+            .map_or_else(parallel::default_threads, usize::from)
+    };
     install_signal_handlers();
     let mut source = open_source(
         cli.source.read.as_deref(),
@@ -383,7 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         on_drops: &mut on_drops,
         drop_report_interval: Duration::from_secs(5),
     };
-    let (end, stats) = if cli.threads > 1 {
+    let (end, stats) = if threads > 1 {
         let format = if cli.quiet {
             Format::Quiet
         } else if cli.json {
@@ -394,7 +398,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 color,
             }
         };
-        let threads = usize::from(cli.threads);
         parallel::run(
             &mut source,
             &options,

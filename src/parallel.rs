@@ -1,15 +1,21 @@
-//! `--threads N`: connections shared out among N decoders, the reading thread and N-1 workers.
+//! `--threads N`: connections shared out among N decoders, the reading thread and N-1 workers,
+//! with the output one thread would write, byte for byte.
 //!
-//! One reader (the calling thread) reads packets, decodes them to TCP, numbers connections and
-//! gives each new connection to a decoder: to itself for a share that leaves it as busy as a
-//! worker (see [`reader_share`]), to the worker threads in turn for the rest. Segments of a
-//! worker's connections are handed over in batches; the reader's own are decoded at once,
-//! without a copy.
-//! Every decoder runs its own [`Analyzer`] and writes its events into a buffer that a writer
-//! thread copies to the output. A connection lives on one decoder, so its events keep their
-//! order; connection numbers come from the reader, so they stay in order of first packet.
+//! One reader (the calling thread) reads packets, decodes them to TCP and keeps the flow
+//! table: it numbers connections, sweeps, evicts, with the rules of [`crate::analyzer`]
+//! ([`sweep_due`], [`eviction_victims`]). Each connection lives on one decoder: the reader
+//! itself for a share that leaves it as busy as a worker (see [`reader_share`]), the worker
+//! threads in turn for the rest. Every decoder runs an [`Analyzer`] that the reader's table
+//! places segments in ([`Analyzer::placed_segment`]); what only the decoder knows (whether a
+//! connection is finished: its FINs delivered, its session given up) the reader asks for and
+//! waits: at a fresh SYN on known endpoints and at each sweep, rare in capture time.
+//!
+//! Every packet has a number. Decoders write their events into buffers marked with the
+//! packet, the step ([`Step`]) and the connection they belong to, and say how far they have
+//! got; a writer thread merges the buffers in that order, which is one thread's.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +23,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 use std::time::Instant;
 
-use crate::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, Stats};
+use crate::analyzer::{
+    Analyzer, AnalyzerOptions, Place, Stats, Step, SweepPlan, eviction_victims, sweep_due,
+};
 use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
 use crate::decode::{self, Cut, Defragmenter, Skip, TcpFlags, TcpSegment};
 use crate::event::{Event, EventSink, Timestamp};
@@ -27,6 +35,13 @@ use crate::{DRAIN_LIMIT, RunControl, RunEnd, RunError};
 
 /// The most decoding threads a run uses; more would only cost memory and switches.
 pub const MAX_THREADS: u16 = 256;
+
+/// Threads when the user names none: one per CPU, within [`MAX_THREADS`].
+pub fn default_threads() -> usize {
+    thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, usize::from(MAX_THREADS))
+}
 
 /// A batch is handed over when it holds this many payload bytes or segments.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -60,40 +75,84 @@ pub enum Format {
     Quiet,
 }
 
-/// One segment, its payload in the batch's byte buffer.
-struct Segment {
-    ts: Timestamp,
-    id: u64,
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    start: usize,
-    len: usize,
-    cut: Option<Cut>,
+/// Where output belongs in one thread's order: the packet's number, the step, the connection
+/// (see [`mark`]). A decoder's output only ever goes forward in this order.
+type Mark = u128;
+
+/// Packs a mark; connection numbers below 2^56 (one thread would need years to pass it).
+fn mark(packet: u64, step: Step, id: u64) -> Mark {
+    (u128::from(packet) << 64) | (u128::from(step as u8) << 56) | u128::from(id & ((1 << 56) - 1))
+}
+
+/// The end of the capture, after every packet.
+const FINISH_PACKET: u64 = u64::MAX;
+/// A decoder with nothing new to write still says how far it got after this many batches:
+/// until it does, the writer holds every other decoder's output.
+const PROGRESS_EVERY: u32 = 4;
+/// The reader hands every worker its batch at least this often (in packets), full or not, so
+/// that a worker with quiet connections holds no one up for long.
+const EPOCH_PACKETS: u64 = 8192;
+
+/// One step for a worker, its payload (if any) in the batch's byte buffer.
+enum Op {
+    Segment {
+        packet: u64,
+        ts: Timestamp,
+        place: Place,
+        src: SocketAddr,
+        dst: SocketAddr,
+        seq: u32,
+        ack: u32,
+        flags: TcpFlags,
+        start: usize,
+        len: usize,
+        cut: Option<Cut>,
+    },
+    Evict {
+        packet: u64,
+        ts: Timestamp,
+        victims: Vec<(u64, FlowKey)>,
+    },
+}
+
+/// What the reader waits for, after a batch's steps.
+enum Request {
+    Sweep { packet: u64, ts: Timestamp },
+    Finished(FlowKey),
+}
+
+enum Reply {
+    /// The connections the sweep removed.
+    Swept(Vec<FlowKey>),
+    Finished(bool),
 }
 
 struct Batch {
-    segments: Vec<Segment>,
+    ops: Vec<Op>,
     bytes: Vec<u8>,
+    /// Every step marked before this is in this batch or an earlier one.
+    through: Mark,
+    request: Option<Request>,
 }
 
 impl Default for Batch {
     /// Room for a full batch from the start: batches circulate, and growing them would copy.
     fn default() -> Self {
         Batch {
-            segments: Vec::with_capacity(BATCH_SEGMENTS),
+            ops: Vec::with_capacity(BATCH_SEGMENTS),
             bytes: Vec::with_capacity(BATCH_BYTES + MAX_SEGMENT),
+            through: 0,
+            request: None,
         }
     }
 }
 
 impl Batch {
-    fn push(&mut self, ts: Timestamp, id: u64, seg: &TcpSegment<'_>) {
-        self.segments.push(Segment {
+    fn push(&mut self, packet: u64, ts: Timestamp, place: Place, seg: &TcpSegment<'_>) {
+        self.ops.push(Op::Segment {
+            packet,
             ts,
-            id,
+            place,
             src: seg.src,
             dst: seg.dst,
             seq: seg.seq,
@@ -107,21 +166,24 @@ impl Batch {
     }
 
     fn is_full(&self) -> bool {
-        self.bytes.len() >= BATCH_BYTES || self.segments.len() >= BATCH_SEGMENTS
-    }
-
-    fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.bytes.len() >= BATCH_BYTES || self.ops.len() >= BATCH_SEGMENTS
     }
 }
 
-/// What the reader remembers of a connection to number it as [`Analyzer`] would.
-struct Identity {
+/// The reader's flow table entry: what it needs to number, sweep and evict as the analyzer
+/// would. The rest of the connection is on its decoder.
+struct Entry {
     id: u64,
-    decoder: Decoder,
-    fin: [bool; 2],
-    rst: bool,
-    last_secs: i64,
+    last_seen: Timestamp,
+    owner: Owner,
+}
+
+/// Which thread decodes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Reader,
+    /// A worker's index: u16 keeps the reader's table entries small.
+    Worker(u16),
 }
 
 /// The share of connections the reader decodes itself, so that with `threads` decoders on as
@@ -135,107 +197,6 @@ fn reader_share(format: Format, threads: usize) -> f64 {
     };
     let workers = threads.max(2) as f64 - 1.0;
     ((1.0 - workers * read_cost) / (workers + 1.0)).max(0.0)
-}
-
-/// Which thread decodes a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Decoder {
-    Reader,
-    /// A worker's index: u16 keeps the reader's table entries small.
-    Worker(u16),
-}
-
-/// Connection numbers in order of first packet, with the analyzer's rules: a fresh SYN on
-/// endpoints whose connection ended starts a new one. Bounded like the flow table.
-struct Identities {
-    map: HashMap<FlowKey, Identity, foldhash::fast::RandomState>,
-    next: u64,
-    limits: FlowLimits,
-    last_sweep: i64,
-    workers: usize,
-    next_worker: usize,
-    reader_share: f64,
-    reader_taken: u64,
-}
-
-/// How long a finished connection's number is kept for its last ACKs, as in the analyzer.
-const FINISHED_LINGER_SECS: i64 = 10;
-
-impl Identities {
-    fn new(limits: FlowLimits, workers: usize, reader_share: f64) -> Self {
-        Identities {
-            map: HashMap::default(),
-            next: 0,
-            limits,
-            last_sweep: i64::MIN,
-            workers: workers.max(1),
-            next_worker: 0,
-            reader_share,
-            reader_taken: 0,
-        }
-    }
-
-    /// The connection's number and decoder.
-    fn number(
-        &mut self,
-        key: FlowKey,
-        from_a: bool,
-        flags: TcpFlags,
-        ts: Timestamp,
-    ) -> (u64, Decoder) {
-        if ts.secs >= self.last_sweep.saturating_add(5) {
-            self.last_sweep = ts.secs;
-            let timeout = self.limits.idle_timeout_secs;
-            self.map.retain(|_, e| {
-                let idle = ts.secs.saturating_sub(e.last_secs);
-                let finished = e.rst || e.fin == [true, true];
-                idle < timeout && !(finished && idle >= FINISHED_LINGER_SECS)
-            });
-        }
-        if self.map.len() >= self.limits.max_flows && !self.map.contains_key(&key) {
-            let mut ages: Vec<i64> = self.map.values().map(|e| e.last_secs).collect();
-            let count = (ages.len() / 10).max(1);
-            let (_, &mut cutoff, _) = ages.select_nth_unstable(count - 1);
-            self.map.retain(|_, e| e.last_secs > cutoff);
-        }
-        let fresh_syn = flags.syn && !flags.ack;
-        let fresh = |id, decoder| Identity {
-            id,
-            decoder,
-            fin: [false; 2],
-            rst: false,
-            last_secs: ts.secs,
-        };
-        let entry = match self.map.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                let entry = e.into_mut();
-                if fresh_syn && (entry.rst || entry.fin == [true, true]) {
-                    // The same decoder: it reports the finished connection before the new one.
-                    *entry = fresh(self.next, entry.decoder);
-                    self.next += 1;
-                }
-                entry
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let id = self.next;
-                self.next += 1;
-                // The reader's count follows its share of all connections so far, evenly.
-                let decoder = if (self.reader_taken as f64) < self.reader_share * (id + 1) as f64 {
-                    self.reader_taken += 1;
-                    Decoder::Reader
-                } else {
-                    let worker = self.next_worker;
-                    self.next_worker = (worker + 1) % self.workers;
-                    Decoder::Worker(u16::try_from(worker).unwrap_or(u16::MAX))
-                };
-                e.insert(fresh(id, decoder))
-            }
-        };
-        entry.fin[usize::from(!from_a)] |= flags.fin;
-        entry.rst |= flags.rst;
-        entry.last_secs = ts.secs;
-        (entry.id, entry.decoder)
-    }
 }
 
 /// A worker's sink: events written into a buffer the writer thread takes.
@@ -286,57 +247,325 @@ impl EventSink for WorkerSink {
     }
 }
 
-/// Output of one worker, tagged so the writer can give the buffer back to it.
-type Output = (usize, Vec<u8>);
+/// A decoder's sink: the worker sink, with a mark wherever the output's place changes.
+struct Marked<'a> {
+    sink: WorkerSink,
+    /// The place of the events to come, set by whoever drives the analyzer (also from inside
+    /// a sweep, through its marker).
+    next: &'a Cell<Mark>,
+    current: Mark,
+    /// (place, end offset in the buffer): the bytes since the previous entry belong there.
+    marks: Vec<(Mark, usize)>,
+}
 
-#[allow(clippy::too_many_arguments)]
+impl<'a> Marked<'a> {
+    fn new(format: Format, next: &'a Cell<Mark>) -> Self {
+        Marked {
+            sink: WorkerSink::new(format),
+            next,
+            current: 0,
+            marks: Vec::new(),
+        }
+    }
+
+    fn close_mark(&mut self) {
+        let len = self.sink.pending();
+        if len > self.marks.last().map_or(0, |m| m.1) {
+            self.marks.push((self.current, len));
+        }
+    }
+
+    /// What was written since the last call, and its marks; `spare` becomes the buffer.
+    fn take(&mut self, spare: Vec<u8>) -> (Vec<u8>, Vec<(Mark, usize)>) {
+        self.close_mark();
+        (self.sink.take(spare), std::mem::take(&mut self.marks))
+    }
+}
+
+impl EventSink for Marked<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        let next = self.next.get();
+        if next != self.current {
+            self.close_mark();
+            self.current = next;
+        }
+        self.sink.event(event);
+    }
+}
+
+/// A decoder's output and how far it has got: it will write nothing more before `progress`.
+struct Chunk {
+    source: usize,
+    bytes: Vec<u8>,
+    marks: Vec<(Mark, usize)>,
+    progress: Mark,
+}
+
+/// Runs a sweep on a decoder's connections and says which it removed.
+fn sweep_shard(
+    analyzer: &mut Analyzer,
+    packet: u64,
+    ts: Timestamp,
+    sink: &mut Marked<'_>,
+) -> Vec<FlowKey> {
+    let plan: SweepPlan = analyzer.sweep_plan(ts);
+    let next = sink.next;
+    analyzer.apply_sweep(&plan, ts, sink, &mut |step, id| {
+        next.set(mark(packet, step, id))
+    });
+    plan.linger
+        .iter()
+        .chain(&plan.timed_out)
+        .map(|&(_, key)| key)
+        .collect()
+}
+
+fn evict_shard(
+    analyzer: &mut Analyzer,
+    packet: u64,
+    ts: Timestamp,
+    victims: &[(u64, FlowKey)],
+    sink: &mut Marked<'_>,
+) {
+    let next = sink.next;
+    analyzer.apply_evict(victims, ts, sink, &mut |step, id| {
+        next.set(mark(packet, step, id))
+    });
+}
+
+fn finish_shard(analyzer: &mut Analyzer, sink: &mut Marked<'_>) {
+    let next = sink.next;
+    analyzer.finish_marked(sink, &mut |step, id| {
+        next.set(mark(FINISH_PACKET, step, id))
+    });
+}
+
+/// The channels of one worker.
+struct WorkerEnds {
+    batches: Receiver<Batch>,
+    empties: SyncSender<Batch>,
+    replies: SyncSender<Reply>,
+    output: Option<SyncSender<Chunk>>,
+    spares: Receiver<Vec<u8>>,
+}
+
 fn worker(
     index: usize,
     options: AnalyzerOptions,
     format: Format,
-    batches: Receiver<Batch>,
-    empties: SyncSender<Batch>,
-    output: SyncSender<Output>,
-    spares: Receiver<Vec<u8>>,
+    ends: WorkerEnds,
     output_chunk: usize,
 ) -> Stats {
     let mut analyzer = Analyzer::new(options);
-    let mut sink = WorkerSink::new(format);
-    for mut batch in batches {
-        for s in &batch.segments {
-            let seg = TcpSegment {
-                src: s.src,
-                dst: s.dst,
-                seq: s.seq,
-                ack: s.ack,
-                flags: s.flags,
-                payload: &batch.bytes[s.start..s.start + s.len],
-                cut: s.cut,
-            };
-            analyzer.numbered_segment(s.ts, &seg, s.id, &mut sink);
+    let next = Cell::new(0);
+    let mut sink = Marked::new(format, &next);
+    let mut unreported = 0u32;
+    let mut progress = 0;
+    for mut batch in ends.batches {
+        for op in &mut batch.ops {
+            match op {
+                Op::Segment {
+                    packet,
+                    ts,
+                    place,
+                    src,
+                    dst,
+                    seq,
+                    ack,
+                    flags,
+                    start,
+                    len,
+                    cut,
+                } => {
+                    let seg = TcpSegment {
+                        src: *src,
+                        dst: *dst,
+                        seq: *seq,
+                        ack: *ack,
+                        flags: *flags,
+                        payload: &batch.bytes[*start..*start + *len],
+                        cut: *cut,
+                    };
+                    next.set(mark(*packet, Step::Packet, 0));
+                    analyzer.placed_segment(*ts, &seg, *place, &mut sink);
+                }
+                Op::Evict {
+                    packet,
+                    ts,
+                    victims,
+                } => evict_shard(&mut analyzer, *packet, *ts, victims, &mut sink),
+            }
         }
-        if sink.pending() >= output_chunk.max(1) {
-            let spare = spares.try_recv().unwrap_or_default();
-            if output.send((index, sink.take(spare))).is_err() {
+        match batch.request.take() {
+            None => {}
+            Some(Request::Sweep { packet, ts }) => {
+                let removed = sweep_shard(&mut analyzer, packet, ts, &mut sink);
+                let _ = ends.replies.send(Reply::Swept(removed));
+            }
+            Some(Request::Finished(key)) => {
+                let _ = ends
+                    .replies
+                    .send(Reply::Finished(analyzer.is_finished(&key)));
+            }
+        }
+        progress = progress.max(batch.through);
+        unreported += 1;
+        if let Some(output) = &ends.output
+            && (sink.sink.pending() >= output_chunk.max(1) || unreported >= PROGRESS_EVERY)
+        {
+            unreported = 0;
+            let spare = ends.spares.try_recv().unwrap_or_default();
+            let (bytes, marks) = sink.take(spare);
+            let chunk = Chunk {
+                source: index,
+                bytes,
+                marks,
+                progress,
+            };
+            if output.send(chunk).is_err() {
                 break;
             }
         }
-        batch.segments.clear();
+        batch.ops.clear();
         batch.bytes.clear();
+        batch.through = 0;
         // The reader may be gone already: then the batch is simply dropped.
-        let _ = empties.try_send(batch);
+        let _ = ends.empties.try_send(batch);
     }
-    analyzer.finish(&mut sink);
-    let written = sink.take(Vec::new());
-    if !written.is_empty() {
-        let _ = output.send((index, written));
+    finish_shard(&mut analyzer, &mut sink);
+    if let Some(output) = &ends.output {
+        let (bytes, marks) = sink.take(Vec::new());
+        let _ = output.send(Chunk {
+            source: index,
+            bytes,
+            marks,
+            progress: Mark::MAX,
+        });
     }
     analyzer.stats()
 }
 
+/// One decoder's chunks, waiting to be written in order.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<(Chunk, usize, usize)>,
+    progress: Mark,
+}
+
+impl Queue {
+    /// The place of the next bytes to write, if any wait.
+    fn head(&self) -> Option<Mark> {
+        self.chunks.front().map(|(c, i, _)| c.marks[*i].0)
+    }
+}
+
+/// Writes every decoder's output in one thread's order: the smallest mark first, once no
+/// decoder can still write anything before it.
+fn writer(
+    sources: usize,
+    output: Receiver<Chunk>,
+    spares: Vec<SyncSender<Vec<u8>>>,
+    mut out: Box<dyn Write + Send>,
+    live: bool,
+    reader_gone: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut queues: Vec<Queue> = (0..sources).map(|_| Queue::default()).collect();
+    let write = |queues: &mut Vec<Queue>,
+                 out: &mut Box<dyn Write + Send>,
+                 all: bool|
+     -> std::io::Result<()> {
+        let bound = if all {
+            Mark::MAX
+        } else {
+            queues.iter().map(|q| q.progress).min().unwrap_or(Mark::MAX)
+        };
+        loop {
+            let Some((source, _)) = queues
+                .iter()
+                .enumerate()
+                .filter_map(|(i, q)| q.head().map(|m| (i, m)))
+                .filter(|&(_, m)| all || m < bound)
+                .min_by_key(|&(_, m)| m)
+            else {
+                return Ok(());
+            };
+            let q = &mut queues[source];
+            let Some((chunk, index, start)) = q.chunks.front_mut() else {
+                return Ok(());
+            };
+            let end = chunk.marks[*index].1;
+            out.write_all(&chunk.bytes[*start..end])?;
+            *start = end;
+            *index += 1;
+            if *index == chunk.marks.len() {
+                let Some((mut chunk, _, _)) = q.chunks.pop_front() else {
+                    return Ok(());
+                };
+                chunk.bytes.clear();
+                let _ = spares[source].try_send(chunk.bytes);
+            }
+        }
+    };
+    let result = (|| {
+        for chunk in &output {
+            let q = &mut queues[chunk.source];
+            q.progress = q.progress.max(chunk.progress);
+            if chunk.marks.is_empty() {
+                let mut bytes = chunk.bytes;
+                bytes.clear();
+                let _ = spares[chunk.source].try_send(bytes);
+            } else {
+                q.chunks.push_back((chunk, 0, 0));
+            }
+            write(&mut queues, &mut out, false)?;
+            if live {
+                out.flush()?;
+            }
+        }
+        write(&mut queues, &mut out, true)?;
+        out.flush()
+    })();
+    if result.is_err() {
+        reader_gone.store(true, Ordering::Relaxed);
+        // Keep taking chunks so that no decoder waits on a writer that stopped.
+        for _ in &output {}
+    }
+    result
+}
+
+/// The reader's side of the workers: their batches filling, and the channels.
+struct Workers {
+    filling: Vec<Batch>,
+    senders: Vec<SyncSender<Batch>>,
+    empties: Vec<Receiver<Batch>>,
+    replies: Vec<Receiver<Reply>>,
+}
+
+impl Workers {
+    /// Hands worker `i` its batch, with every step before `through`.
+    fn send(&mut self, i: usize, through: Mark, request: Option<Request>) {
+        let fresh = self.empties[i].try_recv().unwrap_or_default();
+        let mut full = std::mem::replace(&mut self.filling[i], fresh);
+        full.through = through;
+        full.request = request;
+        let _ = self.senders[i].send(full);
+    }
+
+    fn send_all(&mut self, through: Mark) {
+        for i in 0..self.filling.len() {
+            self.send(i, through, None);
+        }
+    }
+
+    /// Asks worker `i`, once it has done every step before `through`, and waits.
+    fn ask(&mut self, i: usize, through: Mark, request: Request) -> Option<Reply> {
+        self.send(i, through, Some(request));
+        self.replies[i].recv().ok()
+    }
+}
+
 /// Reads `source` to its end with `threads` decoders (the reader and `threads - 1` workers),
-/// writing their events to `out`. Returns how the run ended and the counts (connections numbered
-/// by the reader).
+/// writing their events to `out` as one thread would. Returns how the run ended and the counts.
 pub fn run(
     source: &mut Source,
     options: &AnalyzerOptions,
@@ -349,9 +578,10 @@ pub fn run(
     let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
     let threads = threads.clamp(2, usize::from(MAX_THREADS));
     let workers = threads - 1;
-    // Output buffers are tagged with their decoder: the workers, then the reader.
+    let printing = !matches!(format, Format::Quiet);
+    // Output is tagged with its decoder: the workers, then the reader.
     let reader_tag = workers;
-    let (output_tx, output_rx) = sync_channel::<Output>((workers + 1) * CHUNKS_IN_FLIGHT);
+    let (output_tx, output_rx) = sync_channel::<Chunk>((workers + 1) * CHUNKS_IN_FLIGHT);
     let mut spare_txs = Vec::new();
     let mut spare_rxs = Vec::new();
     for _ in 0..=workers {
@@ -363,86 +593,83 @@ pub fn run(
     let reader_gone = AtomicBool::new(false);
     let mut stats = Stats::default();
     let share = reader_share(format, threads);
-    let mut identities = Identities::new(options.flows, workers, share);
+    let limits = options.flows;
+    // Decoders hold what the reader's table places in them: they never sweep or evict.
+    let mut shard_options = options.clone();
+    shard_options.flows.max_flows = usize::MAX;
+    let mut own = Analyzer::new(shard_options.clone());
+    let own_next = Cell::new(0);
+    let mut own_sink = Marked::new(format, &own_next);
+    let mut table: HashMap<FlowKey, Entry, foldhash::fast::RandomState> = HashMap::default();
+    let mut next_id = 0u64;
+    let mut reader_taken = 0u64;
+    let mut next_worker = 0usize;
+    let mut last_sweep = i64::MIN;
     let mut defrag = Defragmenter::default();
-    // --max-flows bounds all decoders together: each tracks its share of the connections.
-    let with_share = |share: f64| {
-        let mut options = options.clone();
-        options.flows.max_flows = ((options.flows.max_flows as f64 * share).ceil() as usize).max(1);
-        options
-    };
-    let worker_options = with_share((1.0 - share) / workers as f64);
-    let mut own = Analyzer::new(with_share(share));
-    let mut own_sink = WorkerSink::new(format);
     let started = Instant::now();
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
         let reader_gone = &reader_gone;
         // A thread the system refuses ends the run before it reads anything.
         let mut spawn_error = None;
-        let writer = thread::Builder::new().spawn_scoped(scope, move || -> std::io::Result<()> {
-            // Chunks are whole batches' events: written as they are, no second buffer.
-            let mut out = out;
-            for (decoder, mut chunk) in output_rx {
-                if let Err(e) = out
-                    .write_all(&chunk)
-                    .and_then(|()| if live { out.flush() } else { Ok(()) })
-                {
-                    reader_gone.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-                chunk.clear();
-                let _ = spare_txs[decoder].try_send(chunk);
-            }
-            out.flush()
-        });
-        let writer = writer.map_err(|e| spawn_error = Some(e)).ok();
-        let mut senders = Vec::new();
-        let mut empties = Vec::new();
+        let writer = if printing {
+            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
+                writer(workers + 1, output_rx, spare_txs, out, live, reader_gone)
+            });
+            spawned.map_err(|e| spawn_error = Some(e)).ok()
+        } else {
+            drop(output_rx);
+            None
+        };
+        let mut pool = Workers {
+            filling: Vec::new(),
+            senders: Vec::new(),
+            empties: Vec::new(),
+            replies: Vec::new(),
+        };
         let mut handles = Vec::new();
         for (index, spares) in spare_rxs.into_iter().enumerate() {
-            let (batch_tx, batch_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
-            let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
-            let output = output_tx.clone();
-            let options = worker_options.clone();
             if spawn_error.is_some() {
                 break;
             }
+            let (batch_tx, batch_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+            let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
+            let (reply_tx, reply_rx) = sync_channel::<Reply>(1);
+            let ends = WorkerEnds {
+                batches: batch_rx,
+                empties: empty_tx,
+                replies: reply_tx,
+                output: printing.then(|| output_tx.clone()),
+                spares,
+            };
+            let options = shard_options.clone();
             let spawned = thread::Builder::new().spawn_scoped(scope, move || {
-                worker(
-                    index,
-                    options,
-                    format,
-                    batch_rx,
-                    empty_tx,
-                    output,
-                    spares,
-                    output_chunk,
-                )
+                worker(index, options, format, ends, output_chunk)
             });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => spawn_error = Some(e),
             }
-            senders.push(batch_tx);
-            empties.push(empty_rx);
+            pool.filling.push(Batch::default());
+            pool.senders.push(batch_tx);
+            pool.empties.push(empty_rx);
+            pool.replies.push(reply_rx);
         }
-        // The reader's events go out when enough wait, when the capture is quiet, and at the end.
-        let hand_over_own = |own_sink: &mut WorkerSink, at_least: usize| {
-            if own_sink.pending() >= at_least.max(1) {
+        // The reader's own events, marked, with how far it has got.
+        let hand_over_own = |own_sink: &mut Marked<'_>, progress: Mark| {
+            if printing {
                 let spare = reader_spares.try_recv().unwrap_or_default();
-                let _ = output_tx.send((reader_tag, own_sink.take(spare)));
+                let (bytes, marks) = own_sink.take(spare);
+                let _ = output_tx.send(Chunk {
+                    source: reader_tag,
+                    bytes,
+                    marks,
+                    progress,
+                });
             }
         };
-        let mut filling: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
-        let send = |i: usize,
-                    filling: &mut Vec<Batch>,
-                    senders: &Vec<SyncSender<Batch>>,
-                    empties: &Vec<Receiver<Batch>>| {
-            let fresh = empties[i].try_recv().unwrap_or_default();
-            let full = std::mem::replace(&mut filling[i], fresh);
-            let _ = senders[i].send(full);
-        };
+        let mut packet: u64 = 0;
+        let mut epoch_start: u64 = 0;
         // As in the single-threaded run: a stop request first drains what the kernel captured.
         let mut stopped_at: Option<Instant> = None;
         let end = loop {
@@ -462,7 +689,7 @@ pub fn run(
             {
                 break Ok(RunEnd::Duration);
             }
-            let packet = match source.next_packet() {
+            let packet_read = match source.next_packet() {
                 Ok(Next::Packet(p)) => p,
                 Ok(Next::End) => break Ok(RunEnd::EndOfInput),
                 Ok(Next::Idle)
@@ -472,12 +699,11 @@ pub fn run(
                 }
                 Ok(Next::Idle) => {
                     // Live and quiet: hand over what waits, so events appear as they happen.
-                    for i in 0..workers {
-                        if !filling[i].is_empty() {
-                            send(i, &mut filling, &senders, &empties);
-                        }
+                    if packet > epoch_start {
+                        epoch_start = packet;
+                        pool.send_all(mark(packet, Step::Linger, 0));
+                        hand_over_own(&mut own_sink, mark(packet, Step::Linger, 0));
                     }
-                    hand_over_own(&mut own_sink, 1);
                     source.wait_for_packets();
                     continue;
                 }
@@ -485,61 +711,161 @@ pub fn run(
                 Err(e) => break Err(RunError::from(e)),
             };
             stats.packets += 1;
-            let (ts, data, link) = (packet.ts, packet.data, packet.link);
-            let mut route = |seg: &TcpSegment<'_>, filling: &mut Vec<Batch>| {
-                let (key, from_a) = FlowKey::new(seg.src, seg.dst);
-                match identities.number(key, from_a, seg.flags, ts) {
-                    (id, Decoder::Reader) => {
-                        own.numbered_segment(ts, seg, id, &mut own_sink);
-                        None
+            let (ts, data, link) = (packet_read.ts, packet_read.data, packet_read.link);
+            let here = mark(packet, Step::Linger, 0);
+            if sweep_due(last_sweep, ts) {
+                last_sweep = ts.secs;
+                defrag.expire(ts);
+                for i in 0..workers {
+                    pool.send(i, here, Some(Request::Sweep { packet, ts }));
+                }
+                for key in sweep_shard(&mut own, packet, ts, &mut own_sink) {
+                    table.remove(&key);
+                }
+                for i in 0..workers {
+                    if let Ok(Reply::Swept(keys)) = pool.replies[i].recv() {
+                        for key in keys {
+                            table.remove(&key);
+                        }
                     }
-                    (id, Decoder::Worker(i)) => {
-                        let i = usize::from(i);
-                        filling[i].push(ts, id, seg);
-                        filling[i].is_full().then_some(i)
+                }
+            }
+            let mut full = false;
+            let mut route =
+                |seg: &TcpSegment<'_>, pool: &mut Workers, own_sink: &mut Marked<'_>| {
+                    let (key, _) = FlowKey::new(seg.src, seg.dst);
+                    if table.len() >= limits.max_flows && !table.contains_key(&key) {
+                        let entries = table.iter().map(|(k, e)| (e.last_seen, e.id, *k)).collect();
+                        let victims = eviction_victims(entries);
+                        let mut per_worker: Vec<Vec<(u64, FlowKey)>> = vec![Vec::new(); workers];
+                        let mut mine = Vec::new();
+                        for &(id, k) in &victims {
+                            match table.remove(&k).map(|e| e.owner) {
+                                Some(Owner::Reader) => mine.push((id, k)),
+                                Some(Owner::Worker(i)) => per_worker[usize::from(i)].push((id, k)),
+                                None => {}
+                            }
+                        }
+                        if !mine.is_empty() {
+                            evict_shard(&mut own, packet, ts, &mine, own_sink);
+                        }
+                        for (i, victims) in per_worker.into_iter().enumerate() {
+                            if !victims.is_empty() {
+                                pool.filling[i].ops.push(Op::Evict {
+                                    packet,
+                                    ts,
+                                    victims,
+                                });
+                            }
+                        }
                     }
-                }
-            };
-            let full = match decode::decode(link, data) {
-                Ok(seg) => route(&seg, &mut filling),
-                Err(Skip::NotTcp) => {
-                    stats.skipped_not_tcp += 1;
-                    None
-                }
-                Err(Skip::Malformed) => {
-                    stats.skipped_malformed += 1;
-                    None
-                }
+                    let new_syn = seg.flags.syn && !seg.flags.ack;
+                    let (owner, place) = match table.get_mut(&key) {
+                        Some(e) if !new_syn => {
+                            e.last_seen = ts;
+                            (e.owner, Place::Continue)
+                        }
+                        Some(e) => {
+                            // A fresh SYN on known endpoints: a new connection only if the old one
+                            // is finished, which its decoder knows once it has caught up.
+                            let owner = e.owner;
+                            let finished = match owner {
+                                Owner::Reader => own.is_finished(&key),
+                                Owner::Worker(i) => matches!(
+                                    pool.ask(usize::from(i), here, Request::Finished(key)),
+                                    Some(Reply::Finished(true))
+                                ),
+                            };
+                            let place = if finished {
+                                next_id += 1;
+                                Place::Start(next_id - 1)
+                            } else {
+                                Place::Continue
+                            };
+                            if let Some(e) = table.get_mut(&key) {
+                                e.last_seen = ts;
+                                if let Place::Start(id) = place {
+                                    e.id = id;
+                                }
+                            }
+                            (owner, place)
+                        }
+                        None => {
+                            let id = next_id;
+                            next_id += 1;
+                            // The reader's count follows its share of all connections so far.
+                            let owner = if (reader_taken as f64) < share * (id + 1) as f64 {
+                                reader_taken += 1;
+                                Owner::Reader
+                            } else {
+                                let worker = next_worker;
+                                next_worker = (worker + 1) % workers;
+                                Owner::Worker(u16::try_from(worker).unwrap_or(u16::MAX))
+                            };
+                            table.insert(
+                                key,
+                                Entry {
+                                    id,
+                                    last_seen: ts,
+                                    owner,
+                                },
+                            );
+                            (owner, Place::Start(id))
+                        }
+                    };
+                    match owner {
+                        Owner::Reader => {
+                            own_next.set(mark(packet, Step::Packet, 0));
+                            own.placed_segment(ts, seg, place, own_sink);
+                        }
+                        Owner::Worker(i) => {
+                            let batch = &mut pool.filling[usize::from(i)];
+                            batch.push(packet, ts, place, seg);
+                            full |= batch.is_full();
+                        }
+                    }
+                };
+            match decode::decode(link, data) {
+                Ok(seg) => route(&seg, &mut pool, &mut own_sink),
+                Err(Skip::NotTcp) => stats.skipped_not_tcp += 1,
+                Err(Skip::Malformed) => stats.skipped_malformed += 1,
                 Err(Skip::CutHeader) => {
                     stats.skipped_cut_header += 1;
                     stats.snaplen = stats.snaplen.max(data.len() as u32);
-                    None
                 }
                 Err(Skip::Fragment) => {
                     stats.fragments += 1;
-                    let mut full = None;
                     if let Some(datagram) = defrag.add(link, data, ts) {
-                        if let Some(seg) = datagram.segment() {
-                            full = route(&seg, &mut filling);
+                        match datagram.segment() {
+                            Some(seg) => route(&seg, &mut pool, &mut own_sink),
+                            None => stats.skipped_not_tcp += 1,
                         }
                         defrag.recycle(datagram);
                     }
-                    full
                 }
-            };
-            if let Some(i) = full {
-                send(i, &mut filling, &senders, &empties);
             }
-            hand_over_own(&mut own_sink, output_chunk);
+            packet += 1;
+            // Every worker gets its batch when one is full, so none falls far behind the
+            // others and the writer holds little.
+            if full
+                || packet - epoch_start >= EPOCH_PACKETS
+                || own_sink.sink.pending() >= output_chunk
+            {
+                epoch_start = packet;
+                let through = mark(packet, Step::Linger, 0);
+                pool.send_all(through);
+                hand_over_own(&mut own_sink, through);
+            }
         };
-        for (i, batch) in filling.into_iter().enumerate() {
-            if !batch.is_empty() {
-                let _ = senders[i].send(batch);
+        // Fewer workers than asked for when the system refused one.
+        for i in 0..pool.filling.len() {
+            if !pool.filling[i].ops.is_empty() {
+                pool.send(i, mark(packet, Step::Linger, 0), None);
             }
         }
-        drop(senders);
-        own.finish(&mut own_sink);
-        hand_over_own(&mut own_sink, 1);
+        drop(pool);
+        finish_shard(&mut own, &mut own_sink);
+        hand_over_own(&mut own_sink, Mark::MAX);
         drop(output_tx);
         let mut worker_stats: Vec<Stats> = handles
             .into_iter()
@@ -551,22 +877,8 @@ pub fn run(
     });
     let _ = source.flush_savefile();
     for w in &worker_stats {
-        stats.tcp_packets += w.tcp_packets;
-        stats.evicted += w.evicted;
-        stats.timed_out += w.timed_out;
-        stats.truncated_packets += w.truncated_packets;
-        stats.bytes_cut += w.bytes_cut;
-        stats.snaplen = stats.snaplen.max(w.snaplen);
-        let (a, b) = (&mut stats.ws, &w.ws);
-        a.handshakes += b.handshakes;
-        a.upgrades += b.upgrades;
-        a.frames += b.frames;
-        a.frames_emitted += b.frames_emitted;
-        a.messages += b.messages;
-        a.anomalies += b.anomalies;
-        a.http_given_up.add(&b.http_given_up);
+        stats += w;
     }
-    stats.connections = identities.next;
     let end = end?;
     match write_error {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok((RunEnd::OutputClosed, stats)),
