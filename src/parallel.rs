@@ -57,8 +57,9 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// (`benches/run.sh`), then tuned there for the shortest runs with 2 CPUs.
 const READ_COST_QUIET: f64 = 0.9;
 const READ_COST_PRINTING: f64 = 0.55;
-/// Reading a file, a decoder hands its events to the writer thread once this many bytes wait:
-/// every handover wakes the writer. Live, events go out after every batch.
+/// Reading a file, a decoder hands its events to the writer thread once this many bytes wait
+/// (or after [`PROGRESS_EVERY`] batches): every handover wakes the writer. Live, events go out
+/// after every batch.
 const OUTPUT_CHUNK: usize = 1 << 20;
 /// Output chunks waiting for the writer, and spare buffers, per decoder.
 const CHUNKS_IN_FLIGHT: usize = 2;
@@ -349,12 +350,13 @@ struct WorkerEnds {
     spares: Receiver<Vec<u8>>,
 }
 
+/// `live`: every batch's events go out at once, so they appear as they happen.
 fn worker(
     index: usize,
     options: AnalyzerOptions,
     format: Format,
     ends: WorkerEnds,
-    output_chunk: usize,
+    live: bool,
 ) -> Stats {
     let mut analyzer = Analyzer::new(options);
     let next = Cell::new(0);
@@ -411,7 +413,7 @@ fn worker(
         progress = progress.max(batch.through);
         unreported += 1;
         if let Some(output) = &ends.output
-            && (sink.sink.pending() >= output_chunk.max(1) || unreported >= PROGRESS_EVERY)
+            && (live || sink.sink.pending() >= OUTPUT_CHUNK || unreported >= PROGRESS_EVERY)
         {
             unreported = 0;
             let spare = ends.spares.try_recv().unwrap_or_default();
@@ -445,17 +447,101 @@ fn worker(
     analyzer.stats()
 }
 
-/// One decoder's chunks, waiting to be written in order.
+/// One decoder's chunks, waiting to be written in order: the first chunk's next mark and
+/// where its bytes start.
 #[derive(Default)]
 struct Queue {
-    chunks: VecDeque<(Chunk, usize, usize)>,
+    chunks: VecDeque<Chunk>,
+    cursor: Cursor,
     progress: Mark,
 }
 
-impl Queue {
-    /// The place of the next bytes to write, if any wait.
-    fn head(&self) -> Option<Mark> {
-        self.chunks.front().map(|(c, i, _)| c.marks[*i].0)
+/// A place in a queue: which chunk, which of its marks, from which byte.
+#[derive(Clone, Copy, Default)]
+struct Cursor {
+    chunk: usize,
+    mark: usize,
+    start: usize,
+}
+
+/// The most pieces one write(2) takes (IOV_MAX on Linux).
+const MAX_PIECES: usize = 1024;
+
+/// Writes what every decoder has handed over, in one thread's order, up to `bound`: the
+/// smallest mark first. Pieces go out together with writev, not copied into one buffer.
+fn write_merged(
+    queues: &mut [Queue],
+    out: &mut dyn Write,
+    bound: Mark,
+    pieces: &mut Vec<(usize, usize, usize, usize)>,
+    spares: &[SyncSender<Vec<u8>>],
+) -> std::io::Result<()> {
+    loop {
+        pieces.clear();
+        let mut cursors: Vec<Cursor> = queues.iter().map(|q| q.cursor).collect();
+        while pieces.len() < MAX_PIECES {
+            let head = |i: usize| {
+                let c = cursors[i];
+                queues[i]
+                    .chunks
+                    .get(c.chunk)
+                    .map(|chunk| chunk.marks[c.mark].0)
+            };
+            let Some((source, _)) = (0..queues.len())
+                .filter_map(|i| head(i).map(|m| (i, m)))
+                .filter(|&(_, m)| m < bound)
+                .min_by_key(|&(_, m)| m)
+            else {
+                break;
+            };
+            let c = &mut cursors[source];
+            let chunk = &queues[source].chunks[c.chunk];
+            let end = chunk.marks[c.mark].1;
+            match pieces.last_mut() {
+                // The same decoder's next bytes: one piece.
+                Some(last) if last.0 == source && last.1 == c.chunk && last.3 == c.start => {
+                    last.3 = end;
+                }
+                _ => pieces.push((source, c.chunk, c.start, end)),
+            }
+            c.start = end;
+            c.mark += 1;
+            if c.mark == chunk.marks.len() {
+                *c = Cursor {
+                    chunk: c.chunk + 1,
+                    mark: 0,
+                    start: 0,
+                };
+            }
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let mut slices: Vec<std::io::IoSlice<'_>> = pieces
+            .iter()
+            .map(|&(q, chunk, start, end)| {
+                std::io::IoSlice::new(&queues[q].chunks[chunk].bytes[start..end])
+            })
+            .collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match out.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for ((q, c), spare) in queues.iter_mut().zip(cursors).zip(spares) {
+            q.cursor = c;
+            q.cursor.chunk = 0;
+            // Written chunks go back to their decoder to be filled again.
+            for chunk in q.chunks.drain(..c.chunk) {
+                let mut bytes = chunk.bytes;
+                bytes.clear();
+                let _ = spare.try_send(bytes);
+            }
+        }
     }
 }
 
@@ -470,59 +556,26 @@ fn writer(
     reader_gone: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut queues: Vec<Queue> = (0..sources).map(|_| Queue::default()).collect();
-    let write = |queues: &mut Vec<Queue>,
-                 out: &mut Box<dyn Write + Send>,
-                 all: bool|
-     -> std::io::Result<()> {
-        let bound = if all {
-            Mark::MAX
-        } else {
-            queues.iter().map(|q| q.progress).min().unwrap_or(Mark::MAX)
-        };
-        loop {
-            let Some((source, _)) = queues
-                .iter()
-                .enumerate()
-                .filter_map(|(i, q)| q.head().map(|m| (i, m)))
-                .filter(|&(_, m)| all || m < bound)
-                .min_by_key(|&(_, m)| m)
-            else {
-                return Ok(());
-            };
-            let q = &mut queues[source];
-            let Some((chunk, index, start)) = q.chunks.front_mut() else {
-                return Ok(());
-            };
-            let end = chunk.marks[*index].1;
-            out.write_all(&chunk.bytes[*start..end])?;
-            *start = end;
-            *index += 1;
-            if *index == chunk.marks.len() {
-                let Some((mut chunk, _, _)) = q.chunks.pop_front() else {
-                    return Ok(());
-                };
-                chunk.bytes.clear();
-                let _ = spares[source].try_send(chunk.bytes);
-            }
-        }
-    };
+    let mut pieces = Vec::with_capacity(MAX_PIECES);
     let result = (|| {
         for chunk in &output {
-            let q = &mut queues[chunk.source];
+            let source = chunk.source;
+            let q = &mut queues[source];
             q.progress = q.progress.max(chunk.progress);
             if chunk.marks.is_empty() {
                 let mut bytes = chunk.bytes;
                 bytes.clear();
-                let _ = spares[chunk.source].try_send(bytes);
+                let _ = spares[source].try_send(bytes);
             } else {
-                q.chunks.push_back((chunk, 0, 0));
+                q.chunks.push_back(chunk);
             }
-            write(&mut queues, &mut out, false)?;
+            let bound = queues.iter().map(|q| q.progress).min().unwrap_or(Mark::MAX);
+            write_merged(&mut queues, &mut *out, bound, &mut pieces, &spares)?;
             if live {
                 out.flush()?;
             }
         }
-        write(&mut queues, &mut out, true)?;
+        write_merged(&mut queues, &mut *out, Mark::MAX, &mut pieces, &spares)?;
         out.flush()
     })();
     if result.is_err() {
@@ -575,7 +628,6 @@ pub fn run(
     control: RunControl<'_>,
 ) -> Result<(RunEnd, Stats), RunError> {
     let live = source.is_live();
-    let output_chunk = if live { 1 } else { OUTPUT_CHUNK };
     let threads = threads.clamp(2, usize::from(MAX_THREADS));
     let workers = threads - 1;
     let printing = !matches!(format, Format::Quiet);
@@ -643,9 +695,8 @@ pub fn run(
                 spares,
             };
             let options = shard_options.clone();
-            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
-                worker(index, options, format, ends, output_chunk)
-            });
+            let spawned = thread::Builder::new()
+                .spawn_scoped(scope, move || worker(index, options, format, ends, live));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => spawn_error = Some(e),
@@ -670,6 +721,7 @@ pub fn run(
         };
         let mut packet: u64 = 0;
         let mut epoch_start: u64 = 0;
+        let mut own_unreported = 0u32;
         // As in the single-threaded run: a stop request first drains what the kernel captured.
         let mut stopped_at: Option<Instant> = None;
         let end = loop {
@@ -849,12 +901,20 @@ pub fn run(
             // others and the writer holds little.
             if full
                 || packet - epoch_start >= EPOCH_PACKETS
-                || own_sink.sink.pending() >= output_chunk
+                || own_sink.sink.pending() >= OUTPUT_CHUNK
             {
                 epoch_start = packet;
                 let through = mark(packet, Step::Linger, 0);
                 pool.send_all(through);
-                hand_over_own(&mut own_sink, through);
+                // Like a worker's: when much waits, or now and then to say how far it got.
+                own_unreported += 1;
+                if live
+                    || own_sink.sink.pending() >= OUTPUT_CHUNK
+                    || own_unreported >= PROGRESS_EVERY
+                {
+                    own_unreported = 0;
+                    hand_over_own(&mut own_sink, through);
+                }
             }
         };
         // Fewer workers than asked for when the system refused one.
