@@ -185,18 +185,24 @@ pub fn sweep_due(last_sweep: i64, now: Timestamp) -> bool {
     now.secs >= last_sweep.saturating_add(SWEEP_INTERVAL_SECS)
 }
 
-/// The connections evicted to make room in a full table of `(last_seen, id, key)`: the
-/// longest-idle tenth, ties broken by connection number so the choice never depends on the
-/// table's order; returned in connection order.
-pub fn eviction_victims(mut entries: Vec<(Timestamp, u64, FlowKey)>) -> Vec<(u64, FlowKey)> {
-    if entries.is_empty() {
+/// The connections evicted to make room in a full table, given as `(last_seen, id, key)`:
+/// the longest-idle tenth, ties broken by connection number so the choice never depends on
+/// the table's order; returned in connection order. Two passes over the table keep this
+/// small: the cutoff from the ages alone, then the victims' keys.
+pub fn eviction_victims(
+    entries: impl Iterator<Item = (Timestamp, u64, FlowKey)> + Clone,
+) -> Vec<(u64, FlowKey)> {
+    let mut ages: Vec<(Timestamp, u64)> = entries.clone().map(|(ts, id, _)| (ts, id)).collect();
+    if ages.is_empty() {
         return Vec::new();
     }
-    let count = (entries.len() / 10).max(1);
-    entries.select_nth_unstable_by_key(count - 1, |&(ts, id, _)| (ts, id));
-    let mut victims: Vec<(u64, FlowKey)> = entries[..count]
-        .iter()
-        .map(|&(_, id, key)| (id, key))
+    let count = (ages.len() / 10).max(1);
+    let (_, &mut cutoff, _) = ages.select_nth_unstable(count - 1);
+    drop(ages);
+    // (last_seen, id) is unique: exactly `count` entries are at or before the cutoff.
+    let mut victims: Vec<(u64, FlowKey)> = entries
+        .filter(|&(ts, id, _)| (ts, id) <= cutoff)
+        .map(|(_, id, key)| (id, key))
         .collect();
     victims.sort_unstable();
     victims
@@ -645,11 +651,7 @@ impl Analyzer {
 
     /// Makes room for a new connection by ending the longest-idle tenth of the table.
     fn evict(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
-        let entries = self
-            .flows
-            .iter()
-            .map(|(k, c)| (c.last_seen, c.app.id, *k))
-            .collect();
+        let entries = self.flows.iter().map(|(k, c)| (c.last_seen, c.app.id, *k));
         let victims = eviction_victims(entries);
         self.apply_evict(&victims, now, sink, &mut |_, _| {});
     }
@@ -929,5 +931,72 @@ in the flow's bytes_cut_{}",
             }
             None => self.session.ignore(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> FlowKey {
+        let a: std::net::SocketAddr = ([10, 0, 0, 1], port).into();
+        let b: std::net::SocketAddr = ([10, 0, 0, 2], 80).into();
+        FlowKey::new(a, b).0
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp { secs, nanos: 0 }
+    }
+
+    /// A tenth of the table (at least one), the longest idle; among equally idle ones the
+    /// lowest numbers, whatever order the table lists them in.
+    #[test]
+    fn eviction_takes_the_longest_idle_tenth_ties_by_number() {
+        let mut entries: Vec<(Timestamp, u64, FlowKey)> = (0..25u16)
+            .map(|i| {
+                (
+                    at(if i % 2 == 0 { 5 } else { 9 }),
+                    u64::from(i),
+                    key(1000 + i),
+                )
+            })
+            .collect();
+        entries.reverse();
+        let victims = eviction_victims(entries.iter().copied());
+        assert_eq!(
+            victims,
+            vec![(0, key(1000)), (2, key(1002))],
+            "25 entries: 2 victims, the idle ones with the lowest numbers"
+        );
+        entries.rotate_left(7);
+        assert_eq!(eviction_victims(entries.iter().copied()), victims);
+        let one = [(at(3), 7, key(1))];
+        assert_eq!(eviction_victims(one.iter().copied()), vec![(7, key(1))]);
+        assert!(eviction_victims(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn stats_add_every_counter_and_keep_the_largest_snapshot_length() {
+        let mut a = Stats {
+            packets: 1,
+            evicted: 2,
+            snaplen: 96,
+            ..Stats::default()
+        };
+        a.ws.frames = 3;
+        let mut b = Stats {
+            packets: 10,
+            timed_out: 4,
+            snaplen: 64,
+            ..Stats::default()
+        };
+        b.ws.frames = 5;
+        b.ws.http_given_up.reported = 1;
+        a += b;
+        assert_eq!(
+            (a.packets, a.evicted, a.timed_out, a.snaplen, a.ws.frames),
+            (11, 2, 4, 96, 8)
+        );
+        assert_eq!(a.ws.http_given_up.reported, 1);
     }
 }

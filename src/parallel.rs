@@ -787,7 +787,7 @@ pub fn run(
                 |seg: &TcpSegment<'_>, pool: &mut Workers, own_sink: &mut Marked<'_>| {
                     let (key, _) = FlowKey::new(seg.src, seg.dst);
                     if table.len() >= limits.max_flows && !table.contains_key(&key) {
-                        let entries = table.iter().map(|(k, e)| (e.last_seen, e.id, *k)).collect();
+                        let entries = table.iter().map(|(k, e)| (e.last_seen, e.id, *k));
                         let victims = eviction_victims(entries);
                         let mut per_worker: Vec<Vec<(u64, FlowKey)>> = vec![Vec::new(); workers];
                         let mut mine = Vec::new();
