@@ -82,7 +82,7 @@ struct Cli {
 
     /// Decode with this many threads [default: as many as CPUs]: the one reading the capture
     /// and N-1 workers, connections shared out among them; the output is the same whatever N
-    /// (1 asks for one thread). With -c or --summary the run uses one thread.
+    /// (1 asks for one thread). With -c the run uses one thread.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
     threads: Option<u16>,
@@ -316,9 +316,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let duration = seconds(cli.source.duration, "--duration")?;
-    // -c counts frames across all connections and --summary collects every connection's row:
-    // both are one thread's work (the output would be the same, only slower to get right).
-    let threads = if cli.count.is_some() || cli.summary {
+    // -c stops at the packet where one thread's frame count reaches N, and its counts are
+    // those of the packets read until then: one thread's work.
+    let threads = if cli.count.is_some() {
         1
     } else {
         cli.threads
@@ -396,6 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Format::Text {
                 precision: source.precision(),
                 color,
+                summary: cli.summary,
             }
         };
         parallel::run(

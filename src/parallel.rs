@@ -28,9 +28,11 @@ use crate::analyzer::{
 };
 use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
 use crate::decode::{self, Cut, Defragmenter, Skip, TcpFlags, TcpSegment};
-use crate::event::{Event, EventSink, Timestamp};
+use crate::event::{EndReason, Event, EventSink, FlowEvent, FlowMeta, Timestamp};
+use crate::output::OutputSink;
 use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
+use crate::ws::FlowCounters;
 use crate::{DRAIN_LIMIT, RunControl, RunEnd, RunError};
 
 /// The most decoding threads a run uses; more would only cost memory and switches.
@@ -71,6 +73,8 @@ pub enum Format {
     Text {
         precision: TsPrecision,
         color: bool,
+        /// `--summary`: the table of every connection at the end.
+        summary: bool,
     },
     /// `-q`: nothing.
     Quiet,
@@ -211,9 +215,9 @@ impl WorkerSink {
     fn new(format: Format) -> Self {
         match format {
             Format::Json(p) => WorkerSink::Json(JsonWriter::new(Vec::new(), p)),
-            Format::Text { precision, color } => {
-                WorkerSink::Text(TextWriter::new(Vec::new(), precision, color))
-            }
+            Format::Text {
+                precision, color, ..
+            } => WorkerSink::Text(TextWriter::new(Vec::new(), precision, color)),
             Format::Quiet => WorkerSink::Quiet,
         }
     }
@@ -257,15 +261,82 @@ struct Marked<'a> {
     current: Mark,
     /// (place, end offset in the buffer): the bytes since the previous entry belong there.
     marks: Vec<(Mark, usize)>,
+    /// `--summary`: every connection's flow event, kept for the table at the end.
+    flows: Option<Vec<(Mark, OwnedFlow)>>,
+}
+
+/// A flow event, owned: one per WebSocket connection, for `--summary`.
+struct OwnedFlow {
+    ts: Timestamp,
+    flow: FlowMeta,
+    start: Timestamp,
+    uri: Option<String>,
+    protocol: Option<String>,
+    extensions: Vec<String>,
+    status: Option<u16>,
+    counters: FlowCounters,
+    bytes_cut: [u64; 2],
+    end: EndReason,
+}
+
+impl OwnedFlow {
+    fn of(e: &FlowEvent<'_>) -> Self {
+        OwnedFlow {
+            ts: e.ts,
+            flow: *e.flow,
+            start: e.start,
+            uri: e.uri.map(str::to_string),
+            protocol: e.protocol.map(str::to_string),
+            extensions: e.extensions.to_vec(),
+            status: e.status,
+            counters: e.counters.clone(),
+            bytes_cut: e.bytes_cut,
+            end: e.end,
+        }
+    }
+
+    fn event(&self) -> Event<'_> {
+        Event::Flow(FlowEvent {
+            ts: self.ts,
+            flow: &self.flow,
+            start: self.start,
+            uri: self.uri.as_deref(),
+            protocol: self.protocol.as_deref(),
+            extensions: &self.extensions,
+            status: self.status,
+            counters: &self.counters,
+            bytes_cut: self.bytes_cut,
+            end: self.end,
+        })
+    }
+}
+
+/// The `--summary` table of every decoder's connections, in one thread's order.
+fn summary_table(
+    mut flows: Vec<(Mark, OwnedFlow)>,
+    precision: TsPrecision,
+    color: bool,
+) -> std::io::Result<Vec<u8>> {
+    flows.sort_by_key(|f| f.0);
+    let mut table = TextWriter::new(Vec::new(), precision, color).with_summary();
+    for (_, flow) in &flows {
+        table.event(&flow.event());
+    }
+    // The decoders printed the events; only the table is wanted from this writer.
+    table.get_mut().clear();
+    table.finish()?;
+    Ok(std::mem::take(table.get_mut()))
 }
 
 impl<'a> Marked<'a> {
     fn new(format: Format, next: &'a Cell<Mark>) -> Self {
+        let summary = matches!(format, Format::Text { summary: true, .. });
         Marked {
             sink: WorkerSink::new(format),
             next,
             current: 0,
             marks: Vec::new(),
+            flows: summary.then(Vec::new),
         }
     }
 
@@ -289,6 +360,9 @@ impl EventSink for Marked<'_> {
         if next != self.current {
             self.close_mark();
             self.current = next;
+        }
+        if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
+            flows.push((next, OwnedFlow::of(flow)));
         }
         self.sink.event(event);
     }
@@ -357,7 +431,7 @@ fn worker(
     format: Format,
     ends: WorkerEnds,
     live: bool,
-) -> Stats {
+) -> (Stats, Vec<(Mark, OwnedFlow)>) {
     let mut analyzer = Analyzer::new(options);
     let next = Cell::new(0);
     let mut sink = Marked::new(format, &next);
@@ -444,7 +518,7 @@ fn worker(
             progress: Mark::MAX,
         });
     }
-    analyzer.stats()
+    (analyzer.stats(), sink.flows.take().unwrap_or_default())
 }
 
 /// One decoder's chunks, waiting to be written in order: the first chunk's next mark and
@@ -926,12 +1000,37 @@ pub fn run(
         drop(pool);
         finish_shard(&mut own, &mut own_sink);
         hand_over_own(&mut own_sink, Mark::MAX);
-        drop(output_tx);
-        let mut worker_stats: Vec<Stats> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect();
+        let mut flows = own_sink.flows.take().unwrap_or_default();
+        let mut worker_stats: Vec<Stats> = Vec::new();
+        for handle in handles {
+            let (stats, more) = handle.join().unwrap_or_default();
+            worker_stats.push(stats);
+            flows.extend(more);
+        }
         worker_stats.push(own.stats());
+        // As one thread: the table ends a run that read its input, not one that failed or
+        // whose reader went away.
+        if let Format::Text {
+            precision,
+            color,
+            summary: true,
+        } = format
+            && matches!(
+                end,
+                Ok(RunEnd::EndOfInput | RunEnd::Interrupted | RunEnd::Duration)
+            )
+            && let Ok(bytes) = summary_table(flows, precision, color)
+            && !bytes.is_empty()
+        {
+            let len = bytes.len();
+            let _ = output_tx.send(Chunk {
+                source: reader_tag,
+                bytes,
+                marks: vec![(Mark::MAX - 1, len)],
+                progress: Mark::MAX,
+            });
+        }
+        drop(output_tx);
         let write_error = writer.and_then(|w| w.join().ok()).and_then(Result::err);
         (end, worker_stats, write_error)
     });

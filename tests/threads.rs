@@ -88,9 +88,10 @@ fn every_fixture_is_byte_identical_with_threads() {
     captures(&common::fixtures_dir(), &mut all);
     all.sort();
     assert!(all.len() >= 90, "{} captures found", all.len());
-    let variants: [&[&str]; 5] = [
+    let variants: [&[&str]; 6] = [
         &["--json"],
         &["--show", "all"],
+        &["--summary", "--max-flows", "4"],
         &["-q"],
         &["--json", "--max-flows", "1", "--idle-timeout", "1"],
         &["--show", "all", "--max-flows", "3", "--idle-timeout", "2"],
@@ -106,8 +107,8 @@ fn every_fixture_is_byte_identical_with_threads() {
     assert!(printed > all.len() * 3, "{printed} runs printed something");
 }
 
-/// `-c` and `--summary` give what one thread gives, with any `--threads` (they are one
-/// thread's work), and `--threads` is accepted with them.
+/// `-c` (one thread's work: the run uses one thread) and `--summary` (the table merged from
+/// every decoder's connections) give what one thread gives, with any `--threads`.
 #[test]
 fn count_and_summary_work_with_threads() {
     for name in ["node-ws.pcap", "concurrent.pcap", "chromium-deflate.pcap"] {
@@ -325,6 +326,7 @@ fn timeouts_and_reused_ports_are_the_same_with_threads() {
         &["--json", "--idle-timeout", "3"][..],
         &["--json", "--idle-timeout", "12", "--max-flows", "2"],
         &["--show", "all", "--idle-timeout", "1"],
+        &["--summary", "--idle-timeout", "2", "--max-flows", "3"],
         &["-q", "--idle-timeout", "5", "--max-flows", "3"],
     ] {
         let one = same_for_all(&path, args, &[2, 3, 5]);
@@ -405,7 +407,7 @@ proptest! {
         max_flows in 1usize..12,
         idle in 1i64..30,
         threads in 2usize..6,
-        form in 0usize..3,
+        form in 0usize..4,
     ) {
         let mut packets = Vec::new();
         for &(index, shift, secs) in &pieces {
@@ -418,7 +420,7 @@ proptest! {
         write_pcap(&path, packets);
         let (max_flows, idle) = (max_flows.to_string(), idle.to_string());
         let mut args = vec!["--max-flows", &max_flows, "--idle-timeout", &idle];
-        args.push(["--json", "-q", "--show"][form]);
+        args.push(["--json", "-q", "--show", "--summary"][form]);
         if form == 2 {
             args.push("all");
         }
