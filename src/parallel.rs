@@ -733,6 +733,8 @@ pub fn run(
     let mut last_sweep = i64::MIN;
     let mut defrag = Defragmenter::default();
     let started = Instant::now();
+    let mut last_drop_check = Instant::now();
+    let mut drops_reported = 0u32;
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
         let reader_gone = &reader_gone;
@@ -971,6 +973,16 @@ pub fn run(
                 }
             }
             packet += 1;
+            // As in the single-threaded run: the kernel's drops, said while capturing.
+            if live && last_drop_check.elapsed() >= control.drop_report_interval {
+                last_drop_check = Instant::now();
+                if let Some(live_stats) = source.live_stats()
+                    && live_stats.dropped > drops_reported
+                {
+                    drops_reported = live_stats.dropped;
+                    (control.on_drops)(live_stats);
+                }
+            }
             // Every worker gets its batch when one is full, so none falls far behind the
             // others and the writer holds little.
             if full
