@@ -189,6 +189,12 @@ struct DiagnoseArgs {
     /// Findings as JSON Lines.
     #[arg(long)]
     json: bool,
+
+    /// Decode with this many threads [default: as many as CPUs]; the findings are the same
+    /// whatever N.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    threads: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -495,7 +501,6 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         report_connections: true,
         ..AnalyzerOptions::default()
     };
-    let mut analyzer = Analyzer::new(options);
     let mut diagnoser = Diagnoser::new(
         args.ports.clone(),
         DiagnoseOptions {
@@ -505,18 +510,23 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     let mut on_drops = |s: capture::LiveStats| {
         say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
-    wsnoop::run(
-        &mut source,
-        &mut analyzer,
-        &mut diagnoser,
-        RunControl {
-            stop: &STOP,
-            duration,
-            on_drops: &mut on_drops,
-            drop_report_interval: Duration::from_secs(5),
-        },
-    )?;
-    let findings = diagnoser.findings(&analyzer.stats());
+    let control = RunControl {
+        stop: &STOP,
+        duration,
+        on_drops: &mut on_drops,
+        drop_report_interval: Duration::from_secs(5),
+    };
+    let threads = args
+        .threads
+        .map_or_else(parallel::default_threads, usize::from);
+    let stats = if threads > 1 {
+        parallel::run_events(&mut source, &options, threads, &mut diagnoser, control)?.1
+    } else {
+        let mut analyzer = Analyzer::new(options);
+        wsnoop::run(&mut source, &mut analyzer, &mut diagnoser, control)?;
+        analyzer.stats()
+    };
+    let findings = diagnoser.findings(&stats);
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let mut out = io::BufWriter::new(stdout.lock());

@@ -26,9 +26,15 @@ use std::time::Instant;
 use crate::analyzer::{
     Analyzer, AnalyzerOptions, Place, Stats, Step, SweepPlan, eviction_victims, sweep_due,
 };
+use crate::anomaly::{AnomalyKind, Cause};
 use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
 use crate::decode::{self, Cut, Defragmenter, Skip, TcpFlags, TcpSegment};
-use crate::event::{EndReason, Event, EventSink, FlowEvent, FlowMeta, Timestamp};
+use crate::event::{
+    AnomalyEvent, CloseEvent, CloseInfo, ConnectionEvent, Direction, EndReason, Event, EventSink,
+    FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload, TcpSummary, Timestamp,
+};
+use crate::frame::FrameHeader;
+use crate::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
 use crate::output::OutputSink;
 use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
@@ -78,6 +84,8 @@ pub enum Format {
     },
     /// `-q`: nothing.
     Quiet,
+    /// Events for a sink that takes events, not bytes (`wsnoop diagnose`): see [`run_events`].
+    Events,
 }
 
 /// Where output belongs in one thread's order: the packet's number, the step, the connection
@@ -198,7 +206,7 @@ enum Owner {
 fn reader_share(format: Format, threads: usize) -> f64 {
     let read_cost = match format {
         Format::Quiet => READ_COST_QUIET,
-        Format::Json(_) | Format::Text { .. } => READ_COST_PRINTING,
+        Format::Json(_) | Format::Text { .. } | Format::Events => READ_COST_PRINTING,
     };
     let workers = threads.max(2) as f64 - 1.0;
     ((1.0 - workers * read_cost) / (workers + 1.0)).max(0.0)
@@ -218,7 +226,7 @@ impl WorkerSink {
             Format::Text {
                 precision, color, ..
             } => WorkerSink::Text(TextWriter::new(Vec::new(), precision, color)),
-            Format::Quiet => WorkerSink::Quiet,
+            Format::Quiet | Format::Events => WorkerSink::Quiet,
         }
     }
 
@@ -263,6 +271,304 @@ struct Marked<'a> {
     marks: Vec<(Mark, usize)>,
     /// `--summary`: every connection's flow event, kept for the table at the end.
     flows: Option<Vec<(Mark, OwnedFlow)>>,
+    /// [`Format::Events`]: the events themselves, their strings and payloads in `arena`.
+    events: Option<Vec<(Mark, OwnedEvent)>>,
+    arena: Vec<u8>,
+}
+
+/// Where a string or payload of an owned event sits in its chunk's arena.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+/// A payload: text or data, in the arena.
+#[derive(Clone, Copy, Debug)]
+struct OwnedPayload {
+    text: bool,
+    span: Span,
+}
+
+/// An event, owned, to be handed to another thread's sink. Strings and payloads go into the
+/// chunk's arena, so that a frame costs no allocation.
+enum OwnedEvent {
+    Connection {
+        flow: FlowMeta,
+        tcp: TcpSummary,
+        end: EndReason,
+    },
+    Flow(Box<OwnedFlow>),
+    Handshake {
+        ts: Timestamp,
+        flow: FlowMeta,
+        heads: Box<(UpgradeRequest, UpgradeResponse)>,
+        accept: AcceptVerdict,
+        upgraded: bool,
+        latency: f64,
+    },
+    Frame {
+        ts: Timestamp,
+        flow: FlowMeta,
+        dir: Direction,
+        header: FrameHeader,
+        payload: OwnedPayload,
+        truncated: bool,
+        close: Option<(Option<u16>, Span)>,
+    },
+    Message {
+        ts: Timestamp,
+        flow: FlowMeta,
+        dir: Direction,
+        text: bool,
+        len: u64,
+        wire_len: u64,
+        frames: u64,
+        compressed: bool,
+        payload: OwnedPayload,
+        truncated: bool,
+        incomplete: bool,
+        undecodable: bool,
+    },
+    Close {
+        ts: Timestamp,
+        flow: FlowMeta,
+        initiator: Option<Direction>,
+        code: Option<u16>,
+        reason: Option<Span>,
+        reply_code: Option<u16>,
+        replied: bool,
+        clean: bool,
+        end: EndReason,
+    },
+    Anomaly {
+        ts: Timestamp,
+        flow: FlowMeta,
+        dir: Option<Direction>,
+        kind: AnomalyKind,
+        cause: Cause,
+        detail: Span,
+    },
+}
+
+fn keep(arena: &mut Vec<u8>, bytes: &[u8]) -> Span {
+    let start = arena.len();
+    arena.extend_from_slice(bytes);
+    Span {
+        start,
+        len: bytes.len(),
+    }
+}
+
+fn keep_payload(arena: &mut Vec<u8>, payload: &Payload<'_>) -> OwnedPayload {
+    match payload {
+        Payload::Text(t) => OwnedPayload {
+            text: true,
+            span: keep(arena, t.as_bytes()),
+        },
+        Payload::Data(d) => OwnedPayload {
+            text: false,
+            span: keep(arena, d),
+        },
+    }
+}
+
+fn bytes_at(arena: &[u8], span: Span) -> &[u8] {
+    arena
+        .get(span.start..span.start + span.len)
+        .unwrap_or_default()
+}
+
+/// Text kept from a `&str`: always UTF-8.
+fn str_at(arena: &[u8], span: Span) -> &str {
+    std::str::from_utf8(bytes_at(arena, span)).unwrap_or_default()
+}
+
+fn payload_at(arena: &[u8], p: OwnedPayload) -> Payload<'_> {
+    if p.text {
+        Payload::Text(str_at(arena, p.span))
+    } else {
+        Payload::Data(bytes_at(arena, p.span))
+    }
+}
+
+impl OwnedEvent {
+    fn of(event: &Event<'_>, arena: &mut Vec<u8>) -> Self {
+        match event {
+            Event::Connection(e) => OwnedEvent::Connection {
+                flow: *e.flow,
+                tcp: e.tcp.clone(),
+                end: e.end,
+            },
+            Event::Flow(e) => OwnedEvent::Flow(Box::new(OwnedFlow::of(e))),
+            Event::Handshake(e) => OwnedEvent::Handshake {
+                ts: e.ts,
+                flow: *e.flow,
+                heads: Box::new((e.request.clone(), e.response.clone())),
+                accept: e.accept,
+                upgraded: e.upgraded,
+                latency: e.latency,
+            },
+            Event::Frame(e) => OwnedEvent::Frame {
+                ts: e.ts,
+                flow: *e.flow,
+                dir: e.dir,
+                header: *e.header,
+                payload: keep_payload(arena, &e.payload),
+                truncated: e.truncated,
+                close: e
+                    .close
+                    .as_ref()
+                    .map(|c| (c.code, keep(arena, c.reason.as_bytes()))),
+            },
+            Event::Message(e) => OwnedEvent::Message {
+                ts: e.ts,
+                flow: *e.flow,
+                dir: e.dir,
+                text: e.text,
+                len: e.len,
+                wire_len: e.wire_len,
+                frames: e.frames,
+                compressed: e.compressed,
+                payload: keep_payload(arena, &e.payload),
+                truncated: e.truncated,
+                incomplete: e.incomplete,
+                undecodable: e.undecodable,
+            },
+            Event::Close(e) => OwnedEvent::Close {
+                ts: e.ts,
+                flow: *e.flow,
+                initiator: e.initiator,
+                code: e.code,
+                reason: e.reason.map(|r| keep(arena, r.as_bytes())),
+                reply_code: e.reply_code,
+                replied: e.replied,
+                clean: e.clean,
+                end: e.end,
+            },
+            Event::Anomaly(e) => OwnedEvent::Anomaly {
+                ts: e.ts,
+                flow: *e.flow,
+                dir: e.dir,
+                kind: e.kind,
+                cause: e.cause,
+                detail: keep(arena, e.detail.as_bytes()),
+            },
+        }
+    }
+
+    /// Hands the event, as it was, to `sink`.
+    fn deliver(&self, arena: &[u8], sink: &mut dyn EventSink) {
+        match self {
+            OwnedEvent::Connection { flow, tcp, end } => {
+                sink.event(&Event::Connection(ConnectionEvent {
+                    flow,
+                    tcp,
+                    end: *end,
+                }))
+            }
+            OwnedEvent::Flow(f) => sink.event(&f.event()),
+            OwnedEvent::Handshake {
+                ts,
+                flow,
+                heads,
+                accept,
+                upgraded,
+                latency,
+            } => sink.event(&Event::Handshake(HandshakeEvent {
+                ts: *ts,
+                flow,
+                request: &heads.0,
+                response: &heads.1,
+                accept: *accept,
+                upgraded: *upgraded,
+                latency: *latency,
+            })),
+            OwnedEvent::Frame {
+                ts,
+                flow,
+                dir,
+                header,
+                payload,
+                truncated,
+                close,
+            } => sink.event(&Event::Frame(FrameEvent {
+                ts: *ts,
+                flow,
+                dir: *dir,
+                header,
+                payload: payload_at(arena, *payload),
+                truncated: *truncated,
+                close: close.map(|(code, reason)| CloseInfo {
+                    code,
+                    reason: str_at(arena, reason),
+                }),
+            })),
+            OwnedEvent::Message {
+                ts,
+                flow,
+                dir,
+                text,
+                len,
+                wire_len,
+                frames,
+                compressed,
+                payload,
+                truncated,
+                incomplete,
+                undecodable,
+            } => sink.event(&Event::Message(MessageEvent {
+                ts: *ts,
+                flow,
+                dir: *dir,
+                text: *text,
+                len: *len,
+                wire_len: *wire_len,
+                frames: *frames,
+                compressed: *compressed,
+                payload: payload_at(arena, *payload),
+                truncated: *truncated,
+                incomplete: *incomplete,
+                undecodable: *undecodable,
+            })),
+            OwnedEvent::Close {
+                ts,
+                flow,
+                initiator,
+                code,
+                reason,
+                reply_code,
+                replied,
+                clean,
+                end,
+            } => sink.event(&Event::Close(CloseEvent {
+                ts: *ts,
+                flow,
+                initiator: *initiator,
+                code: *code,
+                reason: reason.map(|r| str_at(arena, r)),
+                reply_code: *reply_code,
+                replied: *replied,
+                clean: *clean,
+                end: *end,
+            })),
+            OwnedEvent::Anomaly {
+                ts,
+                flow,
+                dir,
+                kind,
+                cause,
+                detail,
+            } => sink.event(&Event::Anomaly(AnomalyEvent {
+                ts: *ts,
+                flow,
+                dir: *dir,
+                kind: *kind,
+                cause: *cause,
+                detail: str_at(arena, *detail),
+            })),
+        }
+    }
 }
 
 /// A flow event, owned: one per WebSocket connection, for `--summary`.
@@ -337,6 +643,8 @@ impl<'a> Marked<'a> {
             current: 0,
             marks: Vec::new(),
             flows: summary.then(Vec::new),
+            events: matches!(format, Format::Events).then(Vec::new),
+            arena: Vec::new(),
         }
     }
 
@@ -347,10 +655,27 @@ impl<'a> Marked<'a> {
         }
     }
 
-    /// What was written since the last call, and its marks; `spare` becomes the buffer.
-    fn take(&mut self, spare: Vec<u8>) -> (Vec<u8>, Vec<(Mark, usize)>) {
+    /// What waits to be handed over, roughly in bytes.
+    fn pending(&self) -> usize {
+        self.sink.pending()
+            + self.arena.len()
+            + self
+                .events
+                .as_ref()
+                .map_or(0, |e| e.len() * std::mem::size_of::<(Mark, OwnedEvent)>())
+    }
+
+    /// What was written since the last call, marked; `spare` becomes the buffer.
+    fn take(&mut self, source: usize, spare: Vec<u8>, progress: Mark) -> Chunk {
         self.close_mark();
-        (self.sink.take(spare), std::mem::take(&mut self.marks))
+        Chunk {
+            source,
+            bytes: self.sink.take(spare),
+            marks: std::mem::take(&mut self.marks),
+            events: self.events.as_mut().map(std::mem::take).unwrap_or_default(),
+            arena: std::mem::take(&mut self.arena),
+            progress,
+        }
     }
 }
 
@@ -360,6 +685,10 @@ impl EventSink for Marked<'_> {
         if next != self.current {
             self.close_mark();
             self.current = next;
+        }
+        if let Some(events) = &mut self.events {
+            events.push((next, OwnedEvent::of(event, &mut self.arena)));
+            return;
         }
         if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
             flows.push((next, OwnedFlow::of(flow)));
@@ -373,6 +702,9 @@ struct Chunk {
     source: usize,
     bytes: Vec<u8>,
     marks: Vec<(Mark, usize)>,
+    /// [`Format::Events`]: the events instead of bytes.
+    events: Vec<(Mark, OwnedEvent)>,
+    arena: Vec<u8>,
     progress: Mark,
 }
 
@@ -487,18 +819,11 @@ fn worker(
         progress = progress.max(batch.through);
         unreported += 1;
         if let Some(output) = &ends.output
-            && (live || sink.sink.pending() >= OUTPUT_CHUNK || unreported >= PROGRESS_EVERY)
+            && (live || sink.pending() >= OUTPUT_CHUNK || unreported >= PROGRESS_EVERY)
         {
             unreported = 0;
             let spare = ends.spares.try_recv().unwrap_or_default();
-            let (bytes, marks) = sink.take(spare);
-            let chunk = Chunk {
-                source: index,
-                bytes,
-                marks,
-                progress,
-            };
-            if output.send(chunk).is_err() {
+            if output.send(sink.take(index, spare, progress)).is_err() {
                 break;
             }
         }
@@ -510,13 +835,7 @@ fn worker(
     }
     finish_shard(&mut analyzer, &mut sink);
     if let Some(output) = &ends.output {
-        let (bytes, marks) = sink.take(Vec::new());
-        let _ = output.send(Chunk {
-            source: index,
-            bytes,
-            marks,
-            progress: Mark::MAX,
-        });
+        let _ = output.send(sink.take(index, Vec::new(), Mark::MAX));
     }
     (analyzer.stats(), sink.flows.take().unwrap_or_default())
 }
@@ -660,6 +979,60 @@ fn writer(
     result
 }
 
+/// One decoder's events waiting for the sink: the first chunk's next event.
+#[derive(Default)]
+struct EventQueue {
+    chunks: VecDeque<Chunk>,
+    next: usize,
+    progress: Mark,
+}
+
+/// Hands every decoder's events to `sink` in one thread's order, up to `bound`.
+fn deliver_merged(queues: &mut [EventQueue], sink: &mut dyn EventSink, bound: Mark) {
+    loop {
+        let Some((source, _)) = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.chunks.front().map(|c| (i, c.events[q.next].0)))
+            .filter(|&(_, m)| m < bound)
+            .min_by_key(|&(_, m)| m)
+        else {
+            return;
+        };
+        let q = &mut queues[source];
+        let Some(chunk) = q.chunks.front() else {
+            return;
+        };
+        chunk.events[q.next].1.deliver(&chunk.arena, sink);
+        q.next += 1;
+        if q.next == chunk.events.len() {
+            q.chunks.pop_front();
+            q.next = 0;
+        }
+    }
+}
+
+/// [`writer`] for a sink that takes events.
+fn event_writer(sources: usize, output: Receiver<Chunk>, sink: &mut (dyn EventSink + Send)) {
+    let mut queues: Vec<EventQueue> = (0..sources).map(|_| EventQueue::default()).collect();
+    for chunk in &output {
+        let q = &mut queues[chunk.source];
+        q.progress = q.progress.max(chunk.progress);
+        if !chunk.events.is_empty() {
+            q.chunks.push_back(chunk);
+        }
+        let bound = queues.iter().map(|q| q.progress).min().unwrap_or(Mark::MAX);
+        deliver_merged(&mut queues, sink, bound);
+    }
+    deliver_merged(&mut queues, sink, Mark::MAX);
+}
+
+/// Where a threaded run's output goes.
+enum Output<'s> {
+    Bytes(Box<dyn Write + Send>),
+    Events(&'s mut (dyn EventSink + Send)),
+}
+
 /// The reader's side of the workers: their batches filling, and the channels.
 struct Workers {
     filling: Vec<Batch>,
@@ -699,6 +1072,43 @@ pub fn run(
     threads: usize,
     format: Format,
     out: Box<dyn Write + Send>,
+    control: RunControl<'_>,
+) -> Result<(RunEnd, Stats), RunError> {
+    run_to(
+        source,
+        options,
+        threads,
+        format,
+        Output::Bytes(out),
+        control,
+    )
+}
+
+/// [`run`] for a sink that takes events (`wsnoop diagnose`): it gets them in one thread's
+/// order, on the writer thread.
+pub fn run_events(
+    source: &mut Source,
+    options: &AnalyzerOptions,
+    threads: usize,
+    sink: &mut (dyn EventSink + Send),
+    control: RunControl<'_>,
+) -> Result<(RunEnd, Stats), RunError> {
+    run_to(
+        source,
+        options,
+        threads,
+        Format::Events,
+        Output::Events(sink),
+        control,
+    )
+}
+
+fn run_to(
+    source: &mut Source,
+    options: &AnalyzerOptions,
+    threads: usize,
+    format: Format,
+    out: Output<'_>,
     control: RunControl<'_>,
 ) -> Result<(RunEnd, Stats), RunError> {
     let live = source.is_live();
@@ -741,8 +1151,14 @@ pub fn run(
         // A thread the system refuses ends the run before it reads anything.
         let mut spawn_error = None;
         let writer = if printing {
-            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
-                writer(workers + 1, output_rx, spare_txs, out, live, reader_gone)
+            let spawned = thread::Builder::new().spawn_scoped(scope, move || match out {
+                Output::Bytes(out) => {
+                    writer(workers + 1, output_rx, spare_txs, out, live, reader_gone)
+                }
+                Output::Events(sink) => {
+                    event_writer(workers + 1, output_rx, sink);
+                    Ok(())
+                }
             });
             spawned.map_err(|e| spawn_error = Some(e)).ok()
         } else {
@@ -786,13 +1202,7 @@ pub fn run(
         let hand_over_own = |own_sink: &mut Marked<'_>, progress: Mark| {
             if printing {
                 let spare = reader_spares.try_recv().unwrap_or_default();
-                let (bytes, marks) = own_sink.take(spare);
-                let _ = output_tx.send(Chunk {
-                    source: reader_tag,
-                    bytes,
-                    marks,
-                    progress,
-                });
+                let _ = output_tx.send(own_sink.take(reader_tag, spare, progress));
             }
         };
         let mut packet: u64 = 0;
@@ -985,19 +1395,13 @@ pub fn run(
             }
             // Every worker gets its batch when one is full, so none falls far behind the
             // others and the writer holds little.
-            if full
-                || packet - epoch_start >= EPOCH_PACKETS
-                || own_sink.sink.pending() >= OUTPUT_CHUNK
-            {
+            if full || packet - epoch_start >= EPOCH_PACKETS || own_sink.pending() >= OUTPUT_CHUNK {
                 epoch_start = packet;
                 let through = mark(packet, Step::Linger, 0);
                 pool.send_all(through);
                 // Like a worker's: when much waits, or now and then to say how far it got.
                 own_unreported += 1;
-                if live
-                    || own_sink.sink.pending() >= OUTPUT_CHUNK
-                    || own_unreported >= PROGRESS_EVERY
-                {
+                if live || own_sink.pending() >= OUTPUT_CHUNK || own_unreported >= PROGRESS_EVERY {
                     own_unreported = 0;
                     hand_over_own(&mut own_sink, through);
                 }
@@ -1039,6 +1443,8 @@ pub fn run(
                 source: reader_tag,
                 bytes,
                 marks: vec![(Mark::MAX - 1, len)],
+                events: Vec::new(),
+                arena: Vec::new(),
                 progress: Mark::MAX,
             });
         }

@@ -107,6 +107,50 @@ fn every_fixture_is_byte_identical_with_threads() {
     assert!(printed > all.len() * 3, "{printed} runs printed something");
 }
 
+/// `wsnoop diagnose`'s findings, text and JSON, and its exit status.
+fn diagnose(capture: &Path, json: bool, threads: usize) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsnoop"))
+        .arg("diagnose")
+        .arg("-r")
+        .arg(capture)
+        .args(json.then_some("--json"))
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .expect("wsnoop runs");
+    Run {
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status.code(),
+    }
+}
+
+/// The diagnoser takes events, not bytes: with threads it gets them in one thread's order,
+/// and says the same, on every fixture (fixtures/diagnose/ has one of each problem).
+#[test]
+fn diagnose_is_byte_identical_with_threads() {
+    let mut all = Vec::new();
+    captures(&common::fixtures_dir(), &mut all);
+    all.sort();
+    let mut troubled = 0;
+    for capture in &all {
+        for json in [false, true] {
+            // A damaged file ends with an error and no findings, the same with threads.
+            let one = diagnose(capture, json, 1);
+            troubled += usize::from(one.status == Some(1));
+            for threads in [2, 3, 5] {
+                assert_eq!(
+                    one,
+                    diagnose(capture, json, threads),
+                    "{} diagnose (json: {json}) with {threads} threads",
+                    capture.display()
+                );
+            }
+        }
+    }
+    // Findings that matter, not only "healthy", were compared.
+    assert!(troubled >= 20, "{troubled} runs found trouble");
+}
+
 /// `-c` (one thread's work: the run uses one thread) and `--summary` (the table merged from
 /// every decoder's connections) give what one thread gives, with any `--threads`.
 #[test]
@@ -331,6 +375,16 @@ fn timeouts_and_reused_ports_are_the_same_with_threads() {
     ] {
         let one = same_for_all(&path, args, &[2, 3, 5]);
         assert_eq!(one.status, Some(0), "{args:?}: {}", one.stderr);
+    }
+    for json in [false, true] {
+        let one = diagnose(&path, json, 1);
+        for threads in [2, 3, 5] {
+            assert_eq!(
+                one,
+                diagnose(&path, json, threads),
+                "diagnose, {threads} threads"
+            );
+        }
     }
 }
 
