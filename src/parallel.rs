@@ -189,6 +189,22 @@ struct Entry {
     id: u64,
     last_seen: Timestamp,
     owner: Owner,
+    /// A FIN routed per direction (side A -> B, B -> A), an RST: a connection can only be
+    /// finished once FINs went both ways or an RST came (a half's FIN is delivered only after
+    /// its FIN was seen; only an RST closes it otherwise), so without them no one is asked.
+    fin: [bool; 2],
+    rst: bool,
+}
+
+impl Entry {
+    fn may_be_finished(&self) -> bool {
+        self.rst || self.fin == [true, true]
+    }
+
+    fn note(&mut self, from_a: bool, flags: TcpFlags) {
+        self.fin[usize::from(!from_a)] |= flags.fin;
+        self.rst |= flags.rst;
+    }
 }
 
 /// Which thread decodes a connection.
@@ -1271,7 +1287,7 @@ fn run_to(
             let mut full = false;
             let mut route =
                 |seg: &TcpSegment<'_>, pool: &mut Workers, own_sink: &mut Marked<'_>| {
-                    let (key, _) = FlowKey::new(seg.src, seg.dst);
+                    let (key, from_a) = FlowKey::new(seg.src, seg.dst);
                     if table.len() >= limits.max_flows && !table.contains_key(&key) {
                         let entries = table.iter().map(|(k, e)| (e.last_seen, e.id, *k));
                         let victims = eviction_victims(entries);
@@ -1299,8 +1315,9 @@ fn run_to(
                     }
                     let new_syn = seg.flags.syn && !seg.flags.ack;
                     let (owner, place) = match table.get_mut(&key) {
-                        Some(e) if !new_syn => {
+                        Some(e) if !(new_syn && e.may_be_finished()) => {
                             e.last_seen = ts;
+                            e.note(from_a, seg.flags);
                             (e.owner, Place::Continue)
                         }
                         Some(e) => {
@@ -1324,7 +1341,10 @@ fn run_to(
                                 e.last_seen = ts;
                                 if let Place::Start(id) = place {
                                     e.id = id;
+                                    e.fin = [false; 2];
+                                    e.rst = false;
                                 }
+                                e.note(from_a, seg.flags);
                             }
                             (owner, place)
                         }
@@ -1340,14 +1360,15 @@ fn run_to(
                                 next_worker = (worker + 1) % workers;
                                 Owner::Worker(u16::try_from(worker).unwrap_or(u16::MAX))
                             };
-                            table.insert(
-                                key,
-                                Entry {
-                                    id,
-                                    last_seen: ts,
-                                    owner,
-                                },
-                            );
+                            let mut entry = Entry {
+                                id,
+                                last_seen: ts,
+                                owner,
+                                fin: [false; 2],
+                                rst: false,
+                            };
+                            entry.note(from_a, seg.flags);
+                            table.insert(key, entry);
                             (owner, Place::Start(id))
                         }
                     };
