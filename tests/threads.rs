@@ -388,6 +388,38 @@ fn timeouts_and_reused_ports_are_the_same_with_threads() {
     }
 }
 
+/// A finished connection, then its client's SYN 300 times, then the whole session again on the
+/// same ports: the first SYN starts a second connection and the rest, and the second session,
+/// continue it (a fresh SYN on an unfinished connection is a retransmission); with threads
+/// the reader asks the decoder only while the connection may be over.
+#[test]
+fn repeated_syns_on_known_endpoints_are_the_same_with_threads() {
+    let node = source(0);
+    let mut packets = copy(&node, 0, 0);
+    for k in 0..300 {
+        packets.extend(copy(&node[..1], 0, 2000 + k));
+    }
+    packets.extend(copy(&node, 0, 3000));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("syns.pcap");
+    write_pcap(&path, packets);
+    let quiet = same_for_all(&path, &["-q"], &[2, 3, 5]);
+    assert!(
+        quiet
+            .stderr
+            .contains(" 2 connections, 2 handshakes (2 upgraded)"),
+        "{}",
+        quiet.stderr
+    );
+    for args in [
+        &["--json"][..],
+        &["--summary"],
+        &["--json", "--idle-timeout", "1"],
+    ] {
+        same_for_all(&path, args, &[2, 3, 5]);
+    }
+}
+
 /// A change to the list of packets of a random capture.
 #[derive(Clone, Debug)]
 enum Edit {
