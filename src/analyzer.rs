@@ -180,6 +180,18 @@ pub struct SweepPlan {
     pub timed_out: Vec<(u64, FlowKey)>,
 }
 
+/// Whether a sweep can list a connection idle for `idle` seconds (see
+/// [`Analyzer::sweep_plan`]): a finished one lingers [`CLOSED_LINGER_SECS`], an unfinished one
+/// times out. `may_be_finished`: false when it surely is not.
+pub fn sweep_may_list(idle: i64, may_be_finished: bool, limits: &FlowLimits) -> bool {
+    let timeout = limits.idle_timeout_secs;
+    if may_be_finished {
+        idle >= timeout.min(CLOSED_LINGER_SECS)
+    } else {
+        idle >= timeout
+    }
+}
+
 /// True when a sweep is due at `now`.
 pub fn sweep_due(last_sweep: i64, now: Timestamp) -> bool {
     now.secs >= last_sweep.saturating_add(SWEEP_INTERVAL_SECS)

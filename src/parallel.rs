@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use crate::analyzer::{
     Analyzer, AnalyzerOptions, Place, Stats, Step, SweepPlan, eviction_victims, sweep_due,
+    sweep_may_list,
 };
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
@@ -1270,14 +1271,28 @@ fn run_to(
             if sweep_due(last_sweep, ts) {
                 last_sweep = ts.secs;
                 defrag.expire(ts);
-                for i in 0..workers {
-                    pool.send(i, here, Some(Request::Sweep { packet, ts }));
+                // A worker none of whose connections the sweep can list is not asked: a clock
+                // that jumps at every packet costs no round trip per packet.
+                let mut asked = vec![false; pool.filling.len()];
+                for e in table.values() {
+                    if let Owner::Worker(i) = e.owner
+                        && let idle = ts.secs.saturating_sub(e.last_seen.secs)
+                        && sweep_may_list(idle, e.may_be_finished(), &limits)
+                        && let Some(a) = asked.get_mut(usize::from(i))
+                    {
+                        *a = true;
+                    }
+                }
+                for (i, &ask) in asked.iter().enumerate() {
+                    if ask {
+                        pool.send(i, here, Some(Request::Sweep { packet, ts }));
+                    }
                 }
                 for key in sweep_shard(&mut own, packet, ts, &mut own_sink) {
                     table.remove(&key);
                 }
-                for i in 0..workers {
-                    if let Ok(Reply::Swept(keys)) = pool.replies[i].recv() {
+                for (i, &ask) in asked.iter().enumerate() {
+                    if ask && let Ok(Reply::Swept(keys)) = pool.replies[i].recv() {
                         for key in keys {
                             table.remove(&key);
                         }
