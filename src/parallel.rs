@@ -21,14 +21,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
-use std::time::Instant;
 
 use crate::analyzer::{
     Analyzer, AnalyzerOptions, Place, Stats, Step, SweepPlan, eviction_victims, sweep_due,
     sweep_may_list,
 };
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::capture::{LIVE_DELIVERY_LIMIT, Next, Source};
+use crate::capture::Source;
 use crate::decode::{self, Cut, Defragmenter, Skip, TcpFlags, TcpSegment};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, ConnectionEvent, Direction, EndReason, Event, EventSink,
@@ -40,7 +39,7 @@ use crate::output::OutputSink;
 use crate::output::{JsonWriter, TextWriter, TsPrecision};
 use crate::tcp::FlowKey;
 use crate::ws::FlowCounters;
-use crate::{DRAIN_LIMIT, RunControl, RunEnd, RunError};
+use crate::{RunControl, RunEnd, RunError, Turn, read_loop};
 
 /// The most decoding threads a run uses; more would only cost memory and switches.
 pub const MAX_THREADS: u16 = 256;
@@ -1159,9 +1158,7 @@ fn run_to(
     let mut next_worker = 0usize;
     let mut last_sweep = i64::MIN;
     let mut defrag = Defragmenter::default();
-    let started = Instant::now();
-    let mut last_drop_check = Instant::now();
-    let mut drops_reported = 0u32;
+    let mut control = control;
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
         let reader_gone = &reader_gone;
@@ -1225,45 +1222,28 @@ fn run_to(
         let mut packet: u64 = 0;
         let mut epoch_start: u64 = 0;
         let mut own_unreported = 0u32;
-        // As in the single-threaded run: a stop request first drains what the kernel captured.
-        let mut stopped_at: Option<Instant> = None;
-        let end = loop {
-            if let Some(e) = spawn_error.take() {
-                break Err(RunError::Threads(e));
-            }
-            if control.stop.load(Ordering::Relaxed)
-                && (!live || stopped_at.get_or_insert_with(Instant::now).elapsed() >= DRAIN_LIMIT)
-            {
-                break Ok(RunEnd::Interrupted);
-            }
-            if reader_gone.load(Ordering::Relaxed) {
-                break Ok(RunEnd::OutputClosed);
-            }
-            if let Some(d) = control.duration
-                && started.elapsed() >= d
-            {
-                break Ok(RunEnd::Duration);
-            }
-            let packet_read = match source.next_packet() {
-                Ok(Next::Packet(p)) => p,
-                Ok(Next::End) => break Ok(RunEnd::EndOfInput),
-                Ok(Next::Idle)
-                    if stopped_at.is_some_and(|at| at.elapsed() >= LIVE_DELIVERY_LIMIT) =>
-                {
-                    break Ok(RunEnd::Interrupted);
+        // The run loop is one thread's (crate::read_loop); each turn is the reader's here.
+        let mut turn = |turn: Turn<'_>| -> Result<Option<RunEnd>, RunError> {
+            let packet_read = match turn {
+                Turn::Check => {
+                    if let Some(e) = spawn_error.take() {
+                        return Err(RunError::Threads(e));
+                    }
+                    return Ok(reader_gone
+                        .load(Ordering::Relaxed)
+                        .then_some(RunEnd::OutputClosed));
                 }
-                Ok(Next::Idle) => {
+                Turn::After => return Ok(None),
+                Turn::Idle => {
                     // Live and quiet: hand over what waits, so events appear as they happen.
                     if packet > epoch_start {
                         epoch_start = packet;
                         pool.send_all(mark(packet, Step::Linger, 0));
                         hand_over_own(&mut own_sink, mark(packet, Step::Linger, 0));
                     }
-                    source.wait_for_packets();
-                    continue;
+                    return Ok(None);
                 }
-                Err(_) if control.stop.load(Ordering::Relaxed) => break Ok(RunEnd::Interrupted),
-                Err(e) => break Err(RunError::from(e)),
+                Turn::Packet(p) => p,
             };
             stats.packets += 1;
             let (ts, data, link) = (packet_read.ts, packet_read.data, packet_read.link);
@@ -1419,16 +1399,6 @@ fn run_to(
                 }
             }
             packet += 1;
-            // As in the single-threaded run: the kernel's drops, said while capturing.
-            if live && last_drop_check.elapsed() >= control.drop_report_interval {
-                last_drop_check = Instant::now();
-                if let Some(live_stats) = source.live_stats()
-                    && live_stats.dropped > drops_reported
-                {
-                    drops_reported = live_stats.dropped;
-                    (control.on_drops)(live_stats);
-                }
-            }
             // Every worker gets its batch when one is full, so none falls far behind the
             // others and the writer holds little.
             if full || packet - epoch_start >= EPOCH_PACKETS || own_sink.pending() >= OUTPUT_CHUNK {
@@ -1442,7 +1412,9 @@ fn run_to(
                     hand_over_own(&mut own_sink, through);
                 }
             }
+            Ok(None)
         };
+        let end = read_loop(source, &mut control, &mut turn);
         // Fewer workers than asked for when the system refused one.
         for i in 0..pool.filling.len() {
             if !pool.filling[i].ops.is_empty() {
