@@ -113,7 +113,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         *bytes_cut += o.bytes_cut;
         *snaplen = (*snaplen).max(o.snaplen);
         *skipped_cut_header += o.skipped_cut_header;
-        add_ws(ws, &o.ws);
+        *ws += &o.ws;
     }
 }
 
@@ -123,25 +123,33 @@ impl std::ops::AddAssign for Stats {
     }
 }
 
-/// WsStats lives in ws.rs, which another change is moving: the sum is written here, every
-/// field named so that a new one does not compile until it is added.
-fn add_ws(a: &mut WsStats, b: &WsStats) {
-    let WsStats {
-        handshakes,
-        upgrades,
-        frames,
-        frames_emitted,
-        messages,
-        anomalies,
-        http_given_up,
-    } = a;
-    *handshakes += b.handshakes;
-    *upgrades += b.upgrades;
-    *frames += b.frames;
-    *frames_emitted += b.frames_emitted;
-    *messages += b.messages;
-    *anomalies += b.anomalies;
-    http_given_up.add(&b.http_given_up);
+/// Written here: ws.rs is being moved by another change. Every field is named, so that a new
+/// one does not compile until it is added.
+impl std::ops::AddAssign<&WsStats> for WsStats {
+    fn add_assign(&mut self, b: &WsStats) {
+        let WsStats {
+            handshakes,
+            upgrades,
+            frames,
+            frames_emitted,
+            messages,
+            anomalies,
+            http_given_up,
+        } = self;
+        *handshakes += b.handshakes;
+        *upgrades += b.upgrades;
+        *frames += b.frames;
+        *frames_emitted += b.frames_emitted;
+        *messages += b.messages;
+        *anomalies += b.anomalies;
+        *http_given_up += &b.http_given_up;
+    }
+}
+
+impl std::ops::AddAssign<&crate::session::GiveUps> for crate::session::GiveUps {
+    fn add_assign(&mut self, b: &crate::session::GiveUps) {
+        self.add(b);
+    }
 }
 
 /// What the flow table decided about a segment's connection (see [`Analyzer::placed_segment`]).
