@@ -200,6 +200,12 @@ pub fn sweep_may_list(idle: i64, may_be_finished: bool, limits: &FlowLimits) -> 
     }
 }
 
+/// Whether a segment on endpoints the table holds starts a new connection there: a fresh SYN
+/// on a finished connection does. `finished` is asked only for a fresh SYN.
+pub fn starts_again(flags: crate::decode::TcpFlags, finished: impl FnOnce() -> bool) -> bool {
+    flags.syn && !flags.ack && finished()
+}
+
 /// True when a sweep is due at `now`.
 pub fn sweep_due(last_sweep: i64, now: Timestamp) -> bool {
     now.secs >= last_sweep.saturating_add(SWEEP_INTERVAL_SECS)
@@ -515,7 +521,6 @@ impl Analyzer {
         sink: &mut dyn EventSink,
     ) {
         let (key, from_a) = FlowKey::new(seg.src, seg.dst);
-        let new_syn = seg.flags.syn && !seg.flags.ack;
         if place.is_none()
             && self.flows.len() >= self.options.flows.max_flows
             && !self.flows.contains_key(&key)
@@ -530,7 +535,7 @@ impl Analyzer {
                 let restart = match place {
                     Some(Place::Start(id)) => Some(id),
                     Some(Place::Continue) => None,
-                    None => (new_syn && conn.is_finished()).then_some(self.next_id),
+                    None => starts_again(seg.flags, || conn.is_finished()).then_some(self.next_id),
                 };
                 if let Some(id) = restart {
                     if !conn.is_finished() {

@@ -23,8 +23,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use crate::analyzer::{
-    Analyzer, AnalyzerOptions, Place, Stats, Step, SweepPlan, eviction_victims, sweep_due,
-    sweep_may_list,
+    Analyzer, AnalyzerOptions, Place, Stats, Step, SweepPlan, eviction_victims, starts_again,
+    sweep_due, sweep_may_list,
 };
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::capture::Source;
@@ -1308,39 +1308,33 @@ fn run_to(
                             }
                         }
                     }
-                    let new_syn = seg.flags.syn && !seg.flags.ack;
                     let (owner, place) = match table.get_mut(&key) {
-                        Some(e) if !(new_syn && e.may_be_finished()) => {
-                            e.last_seen = ts;
-                            e.note(from_a, seg.flags);
-                            (e.owner, Place::Continue)
-                        }
                         Some(e) => {
-                            // A fresh SYN on known endpoints: a new connection only if the old one
-                            // is finished, which its decoder knows once it has caught up.
                             let owner = e.owner;
-                            let finished = match owner {
-                                Owner::Reader => own.is_finished(&key),
-                                Owner::Worker(i) => matches!(
-                                    pool.ask(usize::from(i), here, Request::Finished(key)),
-                                    Some(Reply::Finished(true))
-                                ),
-                            };
-                            let place = if finished {
+                            // The analyzer's rule; whether the connection is finished its decoder
+                            // knows once it has caught up, asked only when it may be.
+                            let may_be_finished = e.may_be_finished();
+                            let restart = starts_again(seg.flags, || {
+                                may_be_finished
+                                    && match owner {
+                                        Owner::Reader => own.is_finished(&key),
+                                        Owner::Worker(i) => matches!(
+                                            pool.ask(usize::from(i), here, Request::Finished(key)),
+                                            Some(Reply::Finished(true))
+                                        ),
+                                    }
+                            });
+                            e.last_seen = ts;
+                            let place = if restart {
+                                e.id = next_id;
                                 next_id += 1;
-                                Place::Start(next_id - 1)
+                                e.fin = [false; 2];
+                                e.rst = false;
+                                Place::Start(e.id)
                             } else {
                                 Place::Continue
                             };
-                            if let Some(e) = table.get_mut(&key) {
-                                e.last_seen = ts;
-                                if let Place::Start(id) = place {
-                                    e.id = id;
-                                    e.fin = [false; 2];
-                                    e.rst = false;
-                                }
-                                e.note(from_a, seg.flags);
-                            }
+                            e.note(from_a, seg.flags);
                             (owner, place)
                         }
                         None => {
