@@ -92,6 +92,160 @@ impl Stats {
     }
 }
 
+impl std::ops::AddAssign<&Stats> for Stats {
+    /// Counts of separate parts of one run (the reader's and each decoder's) made one: sums,
+    /// but the snapshot length is the largest seen.
+    fn add_assign(&mut self, o: &Stats) {
+        let Stats {
+            packets,
+            tcp_packets,
+            skipped_not_tcp,
+            skipped_malformed,
+            fragments,
+            connections,
+            evicted,
+            timed_out,
+            truncated_packets,
+            bytes_cut,
+            snaplen,
+            skipped_cut_header,
+            skipped_link_type,
+            ws,
+        } = self;
+        *packets += o.packets;
+        *tcp_packets += o.tcp_packets;
+        *skipped_not_tcp += o.skipped_not_tcp;
+        *skipped_malformed += o.skipped_malformed;
+        *fragments += o.fragments;
+        *connections += o.connections;
+        *evicted += o.evicted;
+        *timed_out += o.timed_out;
+        *truncated_packets += o.truncated_packets;
+        *bytes_cut += o.bytes_cut;
+        *snaplen = (*snaplen).max(o.snaplen);
+        *skipped_cut_header += o.skipped_cut_header;
+        *skipped_link_type += o.skipped_link_type;
+        *ws += &o.ws;
+    }
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        *self += &o;
+    }
+}
+
+/// Written here: ws.rs is being moved by another change. Every field is named, so that a new
+/// one does not compile until it is added.
+impl std::ops::AddAssign<&WsStats> for WsStats {
+    fn add_assign(&mut self, b: &WsStats) {
+        let WsStats {
+            handshakes,
+            upgrades,
+            frames,
+            frames_emitted,
+            messages,
+            anomalies,
+            http_given_up,
+        } = self;
+        *handshakes += b.handshakes;
+        *upgrades += b.upgrades;
+        *frames += b.frames;
+        *frames_emitted += b.frames_emitted;
+        *messages += b.messages;
+        *anomalies += b.anomalies;
+        *http_given_up += &b.http_given_up;
+    }
+}
+
+impl std::ops::AddAssign<&crate::session::GiveUps> for crate::session::GiveUps {
+    fn add_assign(&mut self, b: &crate::session::GiveUps) {
+        self.add(b);
+    }
+}
+
+/// What the flow table decided about a segment's connection (see [`Analyzer::placed_segment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// It continues the connection the table holds for its endpoints.
+    Continue,
+    /// It starts connection number `id`: a new entry, or a restart of a finished one.
+    Start(u64),
+}
+
+/// Where the events of one step of a sweep, an eviction or the end of the capture belong:
+/// one thread emits them in this order (the step, then the connection number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// A finished connection leaves after lingering (reports only).
+    Linger = 0,
+    /// An idle connection is ended.
+    TimeoutEnd = 1,
+    TimeoutRemove = 2,
+    /// A connection is evicted to make room.
+    EvictEnd = 3,
+    EvictRemove = 4,
+    /// The packet itself.
+    Packet = 5,
+}
+
+/// Told before each connection's part of a multi-connection step; one thread ignores it.
+pub type Marker<'m> = &'m mut dyn FnMut(Step, u64);
+
+/// What one sweep does, decided from the table: connections to drop after lingering, and
+/// idle ones to end; each in connection order.
+#[derive(Debug, Default)]
+pub struct SweepPlan {
+    pub linger: Vec<(u64, FlowKey)>,
+    pub timed_out: Vec<(u64, FlowKey)>,
+}
+
+/// Whether a sweep can list a connection idle for `idle` seconds (see
+/// [`Analyzer::sweep_plan`]): a finished one lingers [`CLOSED_LINGER_SECS`], an unfinished one
+/// times out. `may_be_finished`: false when it surely is not.
+pub fn sweep_may_list(idle: i64, may_be_finished: bool, limits: &FlowLimits) -> bool {
+    let timeout = limits.idle_timeout_secs;
+    if may_be_finished {
+        idle >= timeout.min(CLOSED_LINGER_SECS)
+    } else {
+        idle >= timeout
+    }
+}
+
+/// Whether a segment on endpoints the table holds starts a new connection there: a fresh SYN
+/// on a finished connection does. `finished` is asked only for a fresh SYN.
+pub fn starts_again(flags: crate::decode::TcpFlags, finished: impl FnOnce() -> bool) -> bool {
+    flags.syn && !flags.ack && finished()
+}
+
+/// True when a sweep is due at `now`.
+pub fn sweep_due(last_sweep: i64, now: Timestamp) -> bool {
+    now.secs >= last_sweep.saturating_add(SWEEP_INTERVAL_SECS)
+}
+
+/// The connections evicted to make room in a full table, given as `(last_seen, id, key)`:
+/// the longest-idle tenth, ties broken by connection number so the choice never depends on
+/// the table's order; returned in connection order. Two passes over the table keep this
+/// small: the cutoff from the ages alone, then the victims' keys.
+pub fn eviction_victims(
+    entries: impl Iterator<Item = (Timestamp, u64, FlowKey)> + Clone,
+) -> Vec<(u64, FlowKey)> {
+    let mut ages: Vec<(Timestamp, u64)> = entries.clone().map(|(ts, id, _)| (ts, id)).collect();
+    if ages.is_empty() {
+        return Vec::new();
+    }
+    let count = (ages.len() / 10).max(1);
+    let (_, &mut cutoff, _) = ages.select_nth_unstable(count - 1);
+    drop(ages);
+    // (last_seen, id) is unique: exactly `count` entries are at or before the cutoff.
+    let mut victims: Vec<(u64, FlowKey)> = entries
+        .filter(|&(ts, id, _)| (ts, id) <= cutoff)
+        .map(|(_, id, key)| (id, key))
+        .collect();
+    victims.sort_unstable();
+    victims
+}
+
 /// The application half of a connection: who is the client, and the session.
 #[derive(Debug)]
 struct App {
@@ -347,50 +501,55 @@ impl Analyzer {
         }
     }
 
-    /// A segment decoded elsewhere (the parallel reader), with the connection number that
-    /// reader gave it: connection identity is the reader's, so numbers stay in first-packet
-    /// order across workers.
-    pub fn numbered_segment(
+    /// A segment whose connection a flow table elsewhere (the parallel reader's) placed: this
+    /// analyzer then holds a share of the connections and never sweeps or evicts on its own.
+    pub fn placed_segment(
         &mut self,
         ts: Timestamp,
         seg: &TcpSegment<'_>,
-        id: u64,
+        place: Place,
         sink: &mut dyn EventSink,
     ) {
-        if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
-            self.sweep(ts, sink);
-        }
         self.stats.tcp_packets += 1;
-        self.segment_numbered(ts, seg, Some(id), sink);
+        self.segment_placed(ts, seg, Some(place), sink);
+    }
+
+    /// Whether the connection on these endpoints is finished: a fresh SYN on them starts
+    /// another one.
+    pub fn is_finished(&self, key: &FlowKey) -> bool {
+        self.flows.get(key).is_some_and(|c| c.is_finished())
     }
 
     fn segment(&mut self, ts: Timestamp, seg: &TcpSegment<'_>, sink: &mut dyn EventSink) {
-        self.segment_numbered(ts, seg, None, sink);
+        self.segment_placed(ts, seg, None, sink);
     }
 
-    fn segment_numbered(
+    /// `place`: what another table decided, or None to decide here.
+    fn segment_placed(
         &mut self,
         ts: Timestamp,
         seg: &TcpSegment<'_>,
-        given_id: Option<u64>,
+        place: Option<Place>,
         sink: &mut dyn EventSink,
     ) {
         let (key, from_a) = FlowKey::new(seg.src, seg.dst);
-        let new_syn = seg.flags.syn && !seg.flags.ack;
-        if self.flows.len() >= self.options.flows.max_flows && !self.flows.contains_key(&key) {
+        if place.is_none()
+            && self.flows.len() >= self.options.flows.max_flows
+            && !self.flows.contains_key(&key)
+        {
             self.evict(ts, sink);
         }
         // One hash lookup per packet: the entry either continues a connection or starts one.
         let conn = match self.flows.entry(key) {
             Entry::Occupied(entry) => {
                 let conn = entry.into_mut();
-                // A fresh SYN on a finished connection's endpoints starts a new connection, or
-                // the reader that numbers connections says this is another one.
-                let restart = match given_id {
-                    Some(id) => id != conn.app.id,
-                    None => new_syn && conn.is_finished(),
+                // A fresh SYN on a finished connection's endpoints starts a new connection.
+                let restart = match place {
+                    Some(Place::Start(id)) => Some(id),
+                    Some(Place::Continue) => None,
+                    None => starts_again(seg.flags, || conn.is_finished()).then_some(self.next_id),
                 };
-                if restart {
+                if let Some(id) = restart {
                     if !conn.is_finished() {
                         let mut env = Env {
                             ts,
@@ -404,7 +563,6 @@ impl Analyzer {
                     if self.options.report_connections {
                         conn.report(sink);
                     }
-                    let id = given_id.unwrap_or(self.next_id);
                     **conn = Self::new_connection(id, key, ts, self.options.report_connections);
                     self.next_id = self.next_id.max(id + 1);
                     self.stats.connections += 1;
@@ -412,7 +570,12 @@ impl Analyzer {
                 conn
             }
             Entry::Vacant(entry) => {
-                let id = given_id.unwrap_or(self.next_id);
+                let id = match place {
+                    Some(Place::Start(id)) => id,
+                    // The placing table knows a connection this one does not: cannot happen,
+                    // but a number is better than a panic.
+                    _ => self.next_id,
+                };
                 let conn = entry.insert(Box::new(Self::new_connection(
                     id,
                     key,
@@ -479,54 +642,82 @@ impl Analyzer {
     fn sweep(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
         self.last_sweep = now.secs;
         self.defrag.expire(now);
+        let plan = self.sweep_plan(now);
+        self.apply_sweep(&plan, now, sink, &mut |_, _| {});
+    }
+
+    /// What a sweep at `now` does to the connections this analyzer holds.
+    pub fn sweep_plan(&self, now: Timestamp) -> SweepPlan {
         let idle_limit = self.options.flows.idle_timeout_secs;
-        let report = self.options.report_connections;
-        let mut timed_out: Vec<(u64, FlowKey)> = Vec::new();
-        self.flows.retain(|key, conn| {
+        let mut plan = SweepPlan::default();
+        for (key, conn) in &self.flows {
             let idle = now.secs.saturating_sub(conn.last_seen.secs);
             if conn.is_finished() {
-                let keep = idle < CLOSED_LINGER_SECS;
-                if !keep && report {
-                    conn.report(sink);
+                if idle >= CLOSED_LINGER_SECS {
+                    plan.linger.push((conn.app.id, *key));
                 }
-                return keep;
+            } else if idle >= idle_limit {
+                plan.timed_out.push((conn.app.id, *key));
             }
-            if idle >= idle_limit {
-                timed_out.push((conn.app.id, *key));
-            }
-            true
-        });
-        timed_out.sort_unstable();
-        self.stats.timed_out += timed_out.len() as u64;
-        self.end_connections(&timed_out, EndReason::Timeout, now, sink);
-        self.remove_connections(&timed_out, sink);
+        }
+        plan.linger.sort_unstable();
+        plan.timed_out.sort_unstable();
+        plan
+    }
+
+    /// Carries out a sweep: the lingering leave, then the idle are ended, then they leave.
+    pub fn apply_sweep(
+        &mut self,
+        plan: &SweepPlan,
+        now: Timestamp,
+        sink: &mut dyn EventSink,
+        mark: Marker<'_>,
+    ) {
+        self.remove_connections(&plan.linger, sink, Step::Linger, mark);
+        self.stats.timed_out += plan.timed_out.len() as u64;
+        self.end_connections(
+            &plan.timed_out,
+            EndReason::Timeout,
+            now,
+            sink,
+            Step::TimeoutEnd,
+            mark,
+        );
+        self.remove_connections(&plan.timed_out, sink, Step::TimeoutRemove, mark);
     }
 
     /// Makes room for a new connection by ending the longest-idle tenth of the table.
     fn evict(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
-        // Two passes keep this small: the cutoff from the ages alone, then the victims' keys.
-        let count = (self.flows.len() / 10).max(1);
-        let mut ages: Vec<Timestamp> = self.flows.values().map(|c| c.last_seen).collect();
-        let (_, &mut cutoff, _) = ages.select_nth_unstable(count - 1);
-        drop(ages);
-        let mut victims: Vec<(u64, FlowKey)> = self
-            .flows
-            .iter()
-            .filter(|(_, c)| c.last_seen <= cutoff)
-            .take(count)
-            .map(|(k, c)| (c.app.id, *k))
-            .collect();
-        victims.sort_unstable();
-        self.stats.evicted += victims.len() as u64;
-        self.end_connections(&victims, EndReason::Evicted, now, sink);
-        self.remove_connections(&victims, sink);
+        let entries = self.flows.iter().map(|(k, c)| (c.last_seen, c.app.id, *k));
+        let victims = eviction_victims(entries);
+        self.apply_evict(&victims, now, sink, &mut |_, _| {});
     }
 
-    fn remove_connections(&mut self, keys: &[(u64, FlowKey)], sink: &mut dyn EventSink) {
-        for (_, key) in keys {
-            if let Some(conn) = self.flows.remove(key)
+    /// Ends and removes `victims` (in connection order), chosen by [`eviction_victims`].
+    pub fn apply_evict(
+        &mut self,
+        victims: &[(u64, FlowKey)],
+        now: Timestamp,
+        sink: &mut dyn EventSink,
+        mark: Marker<'_>,
+    ) {
+        self.stats.evicted += victims.len() as u64;
+        self.end_connections(victims, EndReason::Evicted, now, sink, Step::EvictEnd, mark);
+        self.remove_connections(victims, sink, Step::EvictRemove, mark);
+    }
+
+    fn remove_connections(
+        &mut self,
+        keys: &[(u64, FlowKey)],
+        sink: &mut dyn EventSink,
+        step: Step,
+        mark: Marker<'_>,
+    ) {
+        for &(id, key) in keys {
+            if let Some(conn) = self.flows.remove(&key)
                 && self.options.report_connections
             {
+                mark(step, id);
                 conn.report(sink);
             }
         }
@@ -538,14 +729,17 @@ impl Analyzer {
         how: EndReason,
         now: Timestamp,
         sink: &mut dyn EventSink,
+        step: Step,
+        mark: Marker<'_>,
     ) {
-        for (_, key) in keys {
-            let Some(conn) = self.flows.get_mut(key) else {
+        for &(id, key) in keys {
+            let Some(conn) = self.flows.get_mut(&key) else {
                 continue;
             };
             if conn.closed {
                 continue;
             }
+            mark(step, id);
             let mut env = Env {
                 ts: if how == EndReason::CaptureEnd {
                     conn.last_seen
@@ -563,6 +757,12 @@ impl Analyzer {
 
     /// The capture ended: deliver what every connection still holds, in connection order.
     pub fn finish(&mut self, sink: &mut dyn EventSink) {
+        self.finish_marked(sink, &mut |_, _| {});
+    }
+
+    /// [`Analyzer::finish`], telling `mark` whose events follow: the ends are
+    /// [`Step::TimeoutEnd`]'s place, the reports [`Step::TimeoutRemove`]'s.
+    pub fn finish_marked(&mut self, sink: &mut dyn EventSink, mark: Marker<'_>) {
         let mut open: Vec<(u64, FlowKey)> = self
             .flows
             .iter()
@@ -570,12 +770,19 @@ impl Analyzer {
             .map(|(k, c)| (c.app.id, *k))
             .collect();
         open.sort_unstable();
-        self.end_connections(&open, EndReason::CaptureEnd, Timestamp::default(), sink);
+        self.end_connections(
+            &open,
+            EndReason::CaptureEnd,
+            Timestamp::default(),
+            sink,
+            Step::TimeoutEnd,
+            mark,
+        );
         if self.options.report_connections {
             let mut all: Vec<(u64, FlowKey)> =
                 self.flows.iter().map(|(k, c)| (c.app.id, *k)).collect();
             all.sort_unstable();
-            self.remove_connections(&all, sink);
+            self.remove_connections(&all, sink, Step::TimeoutRemove, mark);
         }
     }
 }
@@ -761,5 +968,72 @@ in the flow's bytes_cut_{}",
             }
             None => self.session.ignore(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> FlowKey {
+        let a: std::net::SocketAddr = ([10, 0, 0, 1], port).into();
+        let b: std::net::SocketAddr = ([10, 0, 0, 2], 80).into();
+        FlowKey::new(a, b).0
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp { secs, nanos: 0 }
+    }
+
+    /// A tenth of the table (at least one), the longest idle; among equally idle ones the
+    /// lowest numbers, whatever order the table lists them in.
+    #[test]
+    fn eviction_takes_the_longest_idle_tenth_ties_by_number() {
+        let mut entries: Vec<(Timestamp, u64, FlowKey)> = (0..25u16)
+            .map(|i| {
+                (
+                    at(if i % 2 == 0 { 5 } else { 9 }),
+                    u64::from(i),
+                    key(1000 + i),
+                )
+            })
+            .collect();
+        entries.reverse();
+        let victims = eviction_victims(entries.iter().copied());
+        assert_eq!(
+            victims,
+            vec![(0, key(1000)), (2, key(1002))],
+            "25 entries: 2 victims, the idle ones with the lowest numbers"
+        );
+        entries.rotate_left(7);
+        assert_eq!(eviction_victims(entries.iter().copied()), victims);
+        let one = [(at(3), 7, key(1))];
+        assert_eq!(eviction_victims(one.iter().copied()), vec![(7, key(1))]);
+        assert!(eviction_victims(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn stats_add_every_counter_and_keep_the_largest_snapshot_length() {
+        let mut a = Stats {
+            packets: 1,
+            evicted: 2,
+            snaplen: 96,
+            ..Stats::default()
+        };
+        a.ws.frames = 3;
+        let mut b = Stats {
+            packets: 10,
+            timed_out: 4,
+            snaplen: 64,
+            ..Stats::default()
+        };
+        b.ws.frames = 5;
+        b.ws.http_given_up.reported = 1;
+        a += b;
+        assert_eq!(
+            (a.packets, a.evicted, a.timed_out, a.snaplen, a.ws.frames),
+            (11, 2, 4, 96, 8)
+        );
+        assert_eq!(a.ws.http_given_up.reported, 1);
     }
 }

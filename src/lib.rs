@@ -117,13 +117,26 @@ fn output_end(sink: &mut dyn OutputSink) -> Result<Option<RunEnd>, RunError> {
     }
 }
 
-/// Reads `source` to its end (or until a limit or a stop request), feeding `analyzer` and
-/// writing its events to `sink`. Live output is flushed as events happen.
-pub fn run(
+/// One turn of [`read_loop`], for whoever drives the analysis.
+pub(crate) enum Turn<'p> {
+    /// Before each read: a reason to end the run now (`-c` reached, output gone).
+    Check,
+    Packet(capture::Packet<'p>),
+    /// Live and nothing captured, or a pipe used up for now: what waits to be written should
+    /// go out.
+    Idle,
+    /// After each read (a packet, or nothing): a reason to end (output failed).
+    After,
+}
+
+/// The one run loop, for one thread and for `--threads`: reads `source` until its end, a
+/// stop request (live, after draining what the kernel captured), `--duration` or a reason
+/// `turn` gives; reports the kernel's drops while capturing. A capture error comes back as
+/// [`RunError::Capture`], after everything read before it was handed to `turn`.
+pub(crate) fn read_loop(
     source: &mut Source,
-    analyzer: &mut Analyzer,
-    sink: &mut dyn OutputSink,
-    control: RunControl<'_>,
+    control: &mut RunControl<'_>,
+    turn: &mut dyn FnMut(Turn<'_>) -> Result<Option<RunEnd>, RunError>,
 ) -> Result<RunEnd, RunError> {
     let started = Instant::now();
     let live = source.is_live();
@@ -132,63 +145,51 @@ pub fn run(
     let stream = source.is_stream();
     let mut last_drop_check = Instant::now();
     let mut drops_reported = 0u32;
-    let mut unflushed = false;
     // Live, a stop request first drains what the kernel already captured, so Ctrl-C loses
     // nothing that the kernel captured before it: until the capture is quiet once the kernel
     // has handed over every block it had started, or DRAIN_LIMIT after the request.
     let mut stopped_at: Option<Instant> = None;
-    let end = loop {
+    loop {
         if control.stop.load(Ordering::Relaxed) {
             if !live {
-                break RunEnd::Interrupted;
+                return Ok(RunEnd::Interrupted);
             }
             if stopped_at.get_or_insert_with(Instant::now).elapsed() >= DRAIN_LIMIT {
-                break RunEnd::Interrupted;
+                return Ok(RunEnd::Interrupted);
             }
         }
-        if analyzer.is_done() {
-            break RunEnd::FrameLimit;
+        if let Some(end) = turn(Turn::Check)? {
+            return Ok(end);
         }
         if let Some(d) = control.duration
             && started.elapsed() >= d
         {
-            break RunEnd::Duration;
+            return Ok(RunEnd::Duration);
         }
         let next = match source.next_packet() {
             Ok(next) => next,
             // A signal interrupts a blocking read; that is a stop, not a failure.
-            Err(_) if control.stop.load(Ordering::Relaxed) => break RunEnd::Interrupted,
-            Err(e) => {
-                // A damaged file still yields everything before the damage.
-                analyzer.finish(&mut *sink);
-                let _ = sink.flush();
-                return Err(e.into());
-            }
+            Err(_) if control.stop.load(Ordering::Relaxed) => return Ok(RunEnd::Interrupted),
+            Err(e) => return Err(e.into()),
         };
         match next {
-            Next::End => break RunEnd::EndOfInput,
+            Next::End => return Ok(RunEnd::EndOfInput),
             Next::Idle => {
                 if stopped_at.is_some_and(|at| at.elapsed() >= capture::LIVE_DELIVERY_LIMIT) {
-                    break RunEnd::Interrupted;
+                    return Ok(RunEnd::Interrupted);
                 }
+                turn(Turn::Idle)?;
                 source.wait_for_packets();
             }
             Next::Packet(packet) => {
-                analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
-                // Live, each event is written as it happens: a flush of an empty buffer costs
-                // no system call.
-                unflushed = live || (stream && source.input_waits());
+                turn(Turn::Packet(packet))?;
+                if stream && source.input_waits() {
+                    turn(Turn::Idle)?;
+                }
             }
         }
-        if let Some(end) = output_end(sink)? {
-            break end;
-        }
-        if unflushed {
-            unflushed = false;
-            if sink.flush().is_err() {
-                output_end(sink)?;
-                break RunEnd::OutputClosed;
-            }
+        if let Some(end) = turn(Turn::After)? {
+            return Ok(end);
         }
         if live && last_drop_check.elapsed() >= control.drop_report_interval {
             last_drop_check = Instant::now();
@@ -199,6 +200,53 @@ pub fn run(
                 (control.on_drops)(stats);
             }
         }
+    }
+}
+
+/// Reads `source` to its end (or until a limit or a stop request), feeding `analyzer` and
+/// writing its events to `sink`. Live output is flushed as events happen.
+pub fn run(
+    source: &mut Source,
+    analyzer: &mut Analyzer,
+    sink: &mut dyn OutputSink,
+    mut control: RunControl<'_>,
+) -> Result<RunEnd, RunError> {
+    let live = source.is_live();
+    let mut unflushed = false;
+    let read = read_loop(source, &mut control, &mut |turn| {
+        match turn {
+            Turn::Check => return Ok(analyzer.is_done().then_some(RunEnd::FrameLimit)),
+            Turn::Packet(packet) => {
+                analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
+                // Live, each event is written as it happens: a flush of an empty buffer costs
+                // no system call.
+                unflushed = live;
+            }
+            Turn::Idle => unflushed = true,
+            Turn::After => {
+                if let Some(end) = output_end(sink)? {
+                    return Ok(Some(end));
+                }
+                if unflushed {
+                    unflushed = false;
+                    if sink.flush().is_err() {
+                        output_end(sink)?;
+                        return Ok(Some(RunEnd::OutputClosed));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    });
+    let end = match read {
+        Ok(end) => end,
+        Err(RunError::Capture(e)) => {
+            // A damaged file still yields everything before the damage.
+            analyzer.finish(&mut *sink);
+            let _ = sink.flush();
+            return Err(e.into());
+        }
+        Err(e) => return Err(e),
     };
     // After -c, nothing more is printed; after the reader left, nothing can be.
     if !matches!(end, RunEnd::OutputClosed | RunEnd::FrameLimit) {

@@ -80,13 +80,12 @@ struct Cli {
     #[arg(long)]
     summary: bool,
 
-    /// Decode with this many threads, as many as CPUs is best: the one reading the capture and
-    /// N-1 workers, connections shared out among them (each connection's events stay in order;
-    /// events of different connections interleave differently than with one thread). Not
-    /// with -c or --summary.
-    #[arg(long, value_name = "N", default_value_t = 1,
+    /// Decode with this many threads [default: as many as CPUs]: the one reading the capture
+    /// and N-1 workers, connections shared out among them; the output is the same whatever N
+    /// (1 asks for one thread). With -c the run uses one thread.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
-    threads: u16,
+    threads: Option<u16>,
 
     /// Decode everything but print no events: only the counts at the end, on stderr.
     #[arg(short = 'q', long)]
@@ -190,6 +189,12 @@ struct DiagnoseArgs {
     /// Findings as JSON Lines.
     #[arg(long)]
     json: bool,
+
+    /// Decode with this many threads [default: as many as CPUs]; the findings are the same
+    /// whatever N.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    threads: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -328,9 +333,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let duration = seconds(cli.source.duration, "--duration")?;
-    if cli.threads > 1 && (cli.count.is_some() || cli.summary) {
-        bail!("--threads works without -c and --summary");
-    }
+    // -c stops at the packet where one thread's frame count reaches N, and its counts are
+    // those of the packets read until then: one thread's work.
+    let threads = if cli.count.is_some() {
+        1
+    } else {
+        cli.threads
+            .map_or_else(parallel::default_threads, usize::from)
+    };
     install_signal_handlers();
     let mut source = open_source(
         cli.source.read.as_deref(),
@@ -394,7 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         on_drops: &mut on_drops,
         drop_report_interval: Duration::from_secs(5),
     };
-    let (end, stats) = if cli.threads > 1 {
+    let (end, stats) = if threads > 1 {
         let format = if cli.quiet {
             Format::Quiet
         } else if cli.json {
@@ -403,9 +413,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Format::Text {
                 precision: source.precision(),
                 color,
+                summary: cli.summary,
             }
         };
-        let threads = usize::from(cli.threads);
         parallel::run(
             &mut source,
             &options,
@@ -506,7 +516,6 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         report_connections: true,
         ..AnalyzerOptions::default()
     };
-    let mut analyzer = Analyzer::new(options);
     let mut diagnoser = Diagnoser::new(
         args.ports.clone(),
         DiagnoseOptions {
@@ -516,18 +525,23 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     let mut on_drops = |s: capture::LiveStats| {
         say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
     };
-    wsnoop::run(
-        &mut source,
-        &mut analyzer,
-        &mut diagnoser,
-        RunControl {
-            stop: &STOP,
-            duration,
-            on_drops: &mut on_drops,
-            drop_report_interval: Duration::from_secs(5),
-        },
-    )?;
-    let mut stats = analyzer.stats();
+    let control = RunControl {
+        stop: &STOP,
+        duration,
+        on_drops: &mut on_drops,
+        drop_report_interval: Duration::from_secs(5),
+    };
+    let threads = args
+        .threads
+        .map_or_else(parallel::default_threads, usize::from);
+    let stats = if threads > 1 {
+        parallel::run_events(&mut source, &options, threads, &mut diagnoser, control)?.1
+    } else {
+        let mut analyzer = Analyzer::new(options);
+        wsnoop::run(&mut source, &mut analyzer, &mut diagnoser, control)?;
+        analyzer.stats()
+    };
+    let mut stats = stats;
     if let Some(file) = source.file_stats() {
         stats.add_file(&file);
     }
