@@ -147,6 +147,7 @@ impl std::ops::AddAssign<&WsStats> for WsStats {
             messages,
             anomalies,
             http_given_up,
+            probes_given_up,
         } = self;
         *handshakes += b.handshakes;
         *upgrades += b.upgrades;
@@ -155,6 +156,7 @@ impl std::ops::AddAssign<&WsStats> for WsStats {
         *messages += b.messages;
         *anomalies += b.anomalies;
         *http_given_up += &b.http_given_up;
+        *probes_given_up += b.probes_given_up;
     }
 }
 
@@ -866,6 +868,12 @@ impl App {
         }
     }
 
+    /// Bytes lost before the client is known: a probe cannot look across the hole.
+    fn give_up_probe(&mut self, env: &mut Env<'_>) {
+        env.stats.probes_given_up += u64::from(self.session.is_probing());
+        self.session.ignore();
+    }
+
     fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, env: &mut Env<'_>) {
         match chunk {
             Chunk::Data(bytes, ts) => {
@@ -880,6 +888,7 @@ impl App {
                 if self.client_is_a.is_none() {
                     // Orientation unknown: a probing session decides from both directions.
                     let Some(client_is_a) = self.session.probe(from_a, bytes) else {
+                        env.stats.probes_given_up += u64::from(self.session.is_ignored());
                         return;
                     };
                     self.set_client(client_is_a, true);
@@ -902,7 +911,7 @@ impl App {
             }
             Chunk::Gap(lost) => {
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) else {
-                    self.session.ignore();
+                    self.give_up_probe(env);
                     return;
                 };
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
@@ -916,7 +925,7 @@ impl App {
                     return;
                 }
                 let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) else {
-                    self.session.ignore();
+                    self.give_up_probe(env);
                     return;
                 };
                 let dir = direction(from_a, client_is_a);

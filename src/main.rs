@@ -291,6 +291,14 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
     if let Some(skipped) = skipped_packets(stats) {
         let _ = writeln!(err, "{skipped}");
     }
+    if stats.ws.probes_given_up > 0 {
+        let _ = writeln!(
+            err,
+            "{} connections without a captured handshake probed for WebSocket frames and given up \
+(no chain of frames in their first 16 KiB, or bytes lost before one)",
+            stats.ws.probes_given_up
+        );
+    }
     let given_up = &stats.ws.http_given_up;
     if given_up.total() > 0 {
         let _ = writeln!(
@@ -514,6 +522,12 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
             ..WsOptions::default()
         },
         report_connections: true,
+        // As the main command does: sessions already open when the capture began are
+        // diagnosed too.
+        midstream: MidstreamOptions {
+            ws_ports: Vec::new(),
+            heuristics: true,
+        },
         ..AnalyzerOptions::default()
     };
     let mut diagnoser = Diagnoser::new(

@@ -118,3 +118,56 @@ fn a_gone_stderr_reader_changes_no_exit_code() {
         assert_eq!(status.code(), Some(want), "wsnoop {args:?}");
     }
 }
+
+/// A TCP segment of a connection already open when the capture began (no SYN).
+fn midstream_segment(seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+        .tcp(40000, 5432, seq, 65535)
+        .ack(1)
+        .psh()
+        .write(&mut p, payload)
+        .expect("building a TCP segment");
+    p
+}
+
+/// A connection picked up mid-stream whose first 16 KiB hold no chain of WebSocket frames is
+/// given up, and said to be: in the counts and in diagnose. The bytes are text that no frame
+/// header makes plausible (ASCII letters: opcode nibbles 1 and 2 are the only valid ones).
+#[test]
+fn a_probe_given_up_is_counted() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("probe.pcap");
+    let chunk = [b'x'; 1400];
+    let packets: Vec<Vec<u8>> = (0..14u32)
+        .map(|i| midstream_segment(1000 + i * 1400, &chunk))
+        .collect();
+    write_pcap(&path, &packets);
+    let out = Command::new(common::wsnoop_bin())
+        .arg("-r")
+        .arg(&path)
+        .arg("-q")
+        .output()
+        .expect("running wsnoop");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 connections without a captured handshake probed for WebSocket frames and given up"
+        ),
+        "{stderr}"
+    );
+    let out = Command::new(common::wsnoop_bin())
+        .args(["diagnose", "-r"])
+        .arg(&path)
+        .output()
+        .expect("running wsnoop diagnose");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "(1 connection without a captured handshake looked for WebSocket frames in vain)"
+        ),
+        "{stdout}"
+    );
+}

@@ -45,6 +45,9 @@ pub struct WsStats {
     pub anomalies: u64,
     /// Connections the HTTP layer gave up on, and why.
     pub http_given_up: GiveUps,
+    /// Connections without a captured handshake that were probed for frames and given up:
+    /// no chain of frames within the probe's limit, or bytes lost before one was found.
+    pub probes_given_up: u64,
 }
 
 /// Everything the direction's handlers need besides their own state.

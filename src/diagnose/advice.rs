@@ -390,8 +390,15 @@ which stream and why.",
                     .take(5)
                     .map(|(n, p)| format!("port {p} ({})", plural(*n, "connection", "connections")))
                     .collect();
+                let probed = match stats.ws.probes_given_up {
+                    0 => String::new(),
+                    n => format!(
+                        " ({} without a captured handshake looked for WebSocket frames in vain)",
+                        plural(n, "connection", "connections")
+                    ),
+                };
                 format!(
-                    "{} packets, {} on {}, none of them WebSocket",
+                    "{} packets, {} on {}, none of them WebSocket{probed}",
                     stats.packets,
                     plural(self.connections, "TCP connection", "TCP connections"),
                     top.join(", ")

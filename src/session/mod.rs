@@ -152,6 +152,11 @@ impl Session {
         matches!(self.mode, Mode::Ignored)
     }
 
+    /// Looking for frames in a connection whose handshake was not captured.
+    pub fn is_probing(&self) -> bool {
+        matches!(self.mode, Mode::Probe(_))
+    }
+
     pub fn is_websocket(&self) -> bool {
         matches!(self.mode, Mode::WebSocket(_))
     }
