@@ -332,6 +332,24 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
     }
 }
 
+/// Kernel drops while capturing: a drop can explain a missing frame.
+fn say_drops(s: capture::LiveStats) {
+    say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
+}
+
+/// How every run stops: Ctrl-C or SIGTERM, `--duration`; drops are said every 5 s at most.
+fn run_control(
+    duration: Option<Duration>,
+    on_drops: &mut dyn FnMut(capture::LiveStats),
+) -> RunControl<'_> {
+    RunControl {
+        stop: &STOP,
+        duration,
+        on_drops,
+        drop_report_interval: Duration::from_secs(5),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.list_interfaces {
         let mut out = io::stdout().lock();
@@ -403,15 +421,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let stdout = io::stdout();
     let color = use_color(cli.source.color, stdout.is_terminal());
-    let mut on_drops = |s: capture::LiveStats| {
-        say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
-    };
-    let control = RunControl {
-        stop: &STOP,
-        duration,
-        on_drops: &mut on_drops,
-        drop_report_interval: Duration::from_secs(5),
-    };
+    let mut on_drops = say_drops;
+    let control = run_control(duration, &mut on_drops);
     let (end, stats) = if threads > 1 {
         let format = if cli.quiet {
             Format::Quiet
@@ -536,15 +547,8 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
             idle_secs: args.idle,
         },
     );
-    let mut on_drops = |s: capture::LiveStats| {
-        say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
-    };
-    let control = RunControl {
-        stop: &STOP,
-        duration,
-        on_drops: &mut on_drops,
-        drop_report_interval: Duration::from_secs(5),
-    };
+    let mut on_drops = say_drops;
+    let control = run_control(duration, &mut on_drops);
     let threads = args
         .threads
         .map_or_else(parallel::default_threads, usize::from);

@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -31,6 +30,7 @@ use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::{Bytes, Message};
 
+use common::lines_of;
 use common::netns::{Netns, enter_netns, is_root, run_ok};
 
 const WSNOOP: &str = env!("CARGO_BIN_EXE_wsnoop");
@@ -61,20 +61,6 @@ struct Wsnoop {
     stdout: Vec<String>,
     stderr_lines: Receiver<String>,
     stderr: Vec<String>,
-}
-
-/// Sends each line of `from` on a channel, as it comes.
-fn lines_of(from: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 struct Finished {

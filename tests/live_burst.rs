@@ -23,7 +23,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -40,6 +39,7 @@ use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use common::lines_of;
 use common::netns::{Netns, is_root};
 
 /// Clients in the burst: enough that immediate mode's ring (256 slots at `-B 65536` on `any`)
@@ -55,20 +55,6 @@ const PORT: u16 = 9311;
 const CLOSE_REASON: &str = "bye";
 /// The longest any one wait lasts.
 const WAIT: Duration = Duration::from_secs(15);
-
-/// Sends each line of `from` on a channel, as it comes.
-fn lines_of(from: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// A capture program in the namespace; killed on drop unless it already ended.
 struct Capture {

@@ -101,3 +101,18 @@ pub fn parse_json_lines(text: &str, what: &str) -> Vec<Value> {
         })
         .collect()
 }
+
+/// Sends each line of `from` on a channel, as it comes (a child's stdout or stderr).
+pub fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
