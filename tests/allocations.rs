@@ -2,9 +2,6 @@
 //! a hundred frames and one of ten thousand; once buffers have grown, more frames cost no
 //! allocation at all. The same for pings and pongs, and for a session's close handshake.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use base64::Engine;
 use etherparse::PacketBuilder;
 use sha1::{Digest, Sha1};
@@ -13,27 +10,8 @@ use wsnoop::decode::LinkType;
 use wsnoop::event::Timestamp;
 use wsnoop::output::{JsonWriter, TsPrecision};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
 const SERVER: [u8; 4] = [10, 0, 0, 2];
@@ -156,17 +134,11 @@ Sec-WebSocket-Accept: {accept}\r\n\r\n"
     packets
 }
 
-/// The counter is global: each test holds its turn while it builds packets and measures.
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Allocations made while analysing `packets` and writing every event as JSON.
 fn allocations_for(packets: &[Vec<u8>]) -> usize {
     let mut analyzer = Analyzer::new(AnalyzerOptions::default());
     let mut sink = JsonWriter::new(std::io::sink(), TsPrecision::Micro);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting::allocations();
     for (i, packet) in packets.iter().enumerate() {
         let ts = Timestamp {
             secs: 1_700_000_000,
@@ -174,7 +146,7 @@ fn allocations_for(packets: &[Vec<u8>]) -> usize {
         };
         analyzer.packet(LinkType::Ethernet, ts, packet, &mut sink);
     }
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = counting::allocations();
     assert_eq!(analyzer.stats().ws.frames as usize, packets.len() - 5);
     after - before
 }
@@ -183,7 +155,7 @@ fn allocations_for(packets: &[Vec<u8>]) -> usize {
 /// samples, so both sessions have more pongs than that: beyond it, a ping must cost nothing.
 #[test]
 fn pings_and_closes_do_not_allocate() {
-    let _turn = turn();
+    let _turn = counting::turn();
     let few = allocations_for(&session_of(1100, Round::PingPong, true));
     let many = allocations_for(&session_of(10_000, Round::PingPong, true));
     eprintln!("allocations: {few} for 2,202 ping, pong and close frames, {many} for 20,002");
@@ -196,7 +168,7 @@ fn pings_and_closes_do_not_allocate() {
 
 #[test]
 fn frames_do_not_allocate() {
-    let _turn = turn();
+    let _turn = counting::turn();
     let small = session(100);
     let large = session(10_000);
     let few = allocations_for(&small);

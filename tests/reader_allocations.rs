@@ -3,33 +3,11 @@
 //! packet options, copies of each packet on the second interface, a BPF filter); past the
 //! first packets, more packets cost no allocation at all. A pcap file the same.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use etherparse::PacketBuilder;
 use wsnoop::capture::{Next, Source};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
 /// An IPv4 TCP segment, its payload numbered.
 fn ip_packet(i: u32) -> Vec<u8> {
@@ -116,7 +94,7 @@ fn allocations_reading(bytes: &[u8]) -> (usize, u64) {
     let mut before = 0;
     loop {
         if handed_on == 10 {
-            before = ALLOCATIONS.load(Ordering::Relaxed);
+            before = counting::allocations();
         }
         match source.next_packet().expect("reads") {
             Next::Packet(p) => {
@@ -127,11 +105,12 @@ fn allocations_reading(bytes: &[u8]) -> (usize, u64) {
             Next::Idle => {}
         }
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before, handed_on)
+    (counting::allocations() - before, handed_on)
 }
 
 #[test]
 fn reading_a_packet_allocates_nothing() {
+    let _turn = counting::turn();
     for (what, small, large) in [
         ("pcapng", pcapng(200), pcapng(20_000)),
         ("pcap", pcap(200), pcap(20_000)),
