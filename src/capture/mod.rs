@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use pcap::{Active, Capture, Device, Linktype, Precision, Savefile};
 
 use crate::event::Timestamp;
+use crate::event::TsPrecision;
 use crate::net::link::{LinkType, UnsupportedLinkType};
-use crate::output::TsPrecision;
 
 pub use file::{FileStats, MAX_BLOCK};
 

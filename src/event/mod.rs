@@ -13,6 +13,14 @@ use crate::wire::http::{
     looks_like_response_start,
 };
 
+/// The sub-second precision a capture's timestamps are written with: 6 digits for
+/// microsecond captures, 9 for nanosecond ones. The capture says which; the writers follow it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsPrecision {
+    Micro,
+    Nano,
+}
+
 /// Capture time: seconds since the Unix epoch and nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp {

@@ -46,13 +46,7 @@ impl OutputSink for Quiet {
     }
 }
 
-/// Formats capture timestamps with the capture's sub-second precision: 6 digits for
-/// microsecond captures, 9 for nanosecond ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TsPrecision {
-    Micro,
-    Nano,
-}
+pub use crate::event::TsPrecision;
 
 impl TsPrecision {
     fn write_fraction(self, w: &mut impl io::Write, ts: Timestamp) -> io::Result<()> {
