@@ -18,7 +18,7 @@
 # and prints the bound the documented limits imply:
 #   base + max_flows x (bytes per tracked flow, measured from flood - flood10k)
 #        + M x 2 x max_ooo
-# With --threads N every run uses `wsnoop --threads N` (the decoders share --max-flows out; the
+# Every run uses `wsnoop --threads N`, 1 unless --threads says (the decoders share --max-flows out; the
 # reader's table of connection numbers adds to the bytes per tracked flow).
 set -euo pipefail
 
@@ -63,8 +63,8 @@ declare -A KB
 measure() { # NAME FILE [wsnoop options...]
     local name=$1 file=$2
     shift 2
-    local threads=()
-    [[ $THREADS -gt 1 ]] && threads=(--threads "$THREADS")
+    # Always said: without it wsnoop would use one decoder per CPU.
+    local threads=(--threads "$THREADS")
     /usr/bin/time -f '%e %M' -o "$TMP/t" "$WSNOOP" -r "$file" -q "${threads[@]}" "$@" 2> "$TMP/err"
     read -r wall kb < "$TMP/t"
     KB[$name]=$kb

@@ -3,7 +3,7 @@
 #
 #   benches/run.sh [--size MB] [--connections N] [--seed S] [--deflate PCT] [--runs R]
 #                  [--big MB] [--no-big] [--no-tshark] [--no-build] [--no-hyperfine]
-#                  [--threads N]   (wsnoop --threads N for every wsnoop command)
+#                  [--threads N]   (wsnoop --threads N for every wsnoop command; default: its own)
 #
 # Builds release, generates a ~200 MB capture of 500 interleaved WebSocket connections (cached
 # in $BENCH_DIR, default /tmp/wsnoop-bench), then times, best of R (default 3) after a warm-up:
@@ -40,10 +40,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-# wsnoop's --threads for every wsnoop command (1: the default, single-threaded path).
-THREADS=${THREADS:-1}
+# wsnoop's --threads for every wsnoop command; without --threads, wsnoop's default (one
+# decoder per CPU).
 THREAD_ARGS=""
-[[ $THREADS -gt 1 ]] && THREAD_ARGS=" --threads $THREADS"
+[[ -n ${THREADS:-} ]] && THREAD_ARGS=" --threads $THREADS"
 
 # Targets of issue 6.
 TARGET_TSHARK_RATIO=30   # tshark / wsnoop --json, at least
