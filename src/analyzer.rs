@@ -9,15 +9,18 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::decode::{self, Defragmenter, LinkType, Skip, TcpSegment};
+use crate::context::{Context, WsOptions, WsStats};
 use crate::event::{
     ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, TcpSummary,
     Timestamp,
 };
-use crate::handshake;
+use crate::net::defrag::Defragmenter;
+use crate::net::link::LinkType;
+use crate::net::segment::{self, Skip, TcpFlags, TcpSegment};
+use crate::net::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
 use crate::session::{Session, SessionStart};
-use crate::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
-use crate::ws::{Context, Scratch, WsOptions, WsStats};
+use crate::wire::http::{looks_like_request_start, looks_like_response_start};
+use crate::ws::Scratch;
 
 /// How long a closed connection's entry lingers to absorb its last ACKs, in capture time.
 const CLOSED_LINGER_SECS: i64 = 10;
@@ -160,8 +163,8 @@ impl std::ops::AddAssign<&WsStats> for WsStats {
     }
 }
 
-impl std::ops::AddAssign<&crate::session::GiveUps> for crate::session::GiveUps {
-    fn add_assign(&mut self, b: &crate::session::GiveUps) {
+impl std::ops::AddAssign<&crate::context::GiveUps> for crate::context::GiveUps {
+    fn add_assign(&mut self, b: &crate::context::GiveUps) {
         self.add(b);
     }
 }
@@ -216,7 +219,7 @@ pub fn sweep_may_list(idle: i64, may_be_finished: bool, limits: &FlowLimits) -> 
 
 /// Whether a segment on endpoints the table holds starts a new connection there: a fresh SYN
 /// on a finished connection does. `finished` is asked only for a fresh SYN.
-pub fn starts_again(flags: crate::decode::TcpFlags, finished: impl FnOnce() -> bool) -> bool {
+pub fn starts_again(flags: TcpFlags, finished: impl FnOnce() -> bool) -> bool {
     flags.syn && !flags.ack && finished()
 }
 
@@ -454,7 +457,7 @@ impl Analyzer {
         if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
             self.sweep(ts, sink);
         }
-        match decode::decode(link, data) {
+        match segment::decode(link, data) {
             Ok(segment) => {
                 self.stats.tcp_packets += 1;
                 self.segment(ts, &segment, sink);
@@ -835,9 +838,9 @@ impl App {
             |addr: std::net::SocketAddr| options.midstream.ws_ports.contains(&addr.port());
         let (a, b) = (self.key.side_a(), self.key.side_b());
         if self.client_is_a.is_none() {
-            if handshake::looks_like_request_start(bytes) {
+            if looks_like_request_start(bytes) {
                 self.set_client(from_a, false);
-            } else if handshake::looks_like_response_start(bytes) {
+            } else if looks_like_response_start(bytes) {
                 self.set_client(!from_a, false);
             } else if ws_port(b) != ws_port(a) {
                 self.set_client(ws_port(b), true);
@@ -852,9 +855,9 @@ impl App {
             // port the user named makes them WebSocket.
             let client_sent = from_a == self.client_is_a.unwrap_or(true);
             let speaks_http = if client_sent {
-                handshake::looks_like_request_start(bytes)
+                looks_like_request_start(bytes)
             } else {
-                handshake::looks_like_response_start(bytes)
+                looks_like_response_start(bytes)
             };
             if !speaks_http && ws_port(flow.server) {
                 self.midstream = true;
