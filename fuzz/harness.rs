@@ -5,9 +5,9 @@
 //! crash the fuzzer found stays a test on stable Rust, with no libFuzzer.
 //!
 //! Targets:
-//! - `frame_decoder`: bytes fed in random chunks through `frame::FrameDecoder`; the events must
+//! - `frame_decoder`: bytes fed in random chunks through `ws::frame::FrameDecoder`; the events must
 //!   be those of one whole feed, every frame's payload the unmasked bytes where its header
-//!   says, and `frame::scan_chain` may only confirm chains of plausible frames.
+//!   says, and `ws::resync::scan_chain` may only confirm chains of plausible frames.
 //! - `handshake`: `handshake::parse_request` / `parse_response` on two parts of the input; a
 //!   complete head must parse the same from its own bytes, and its prefixes as incomplete (the
 //!   session parses a head again as each segment adds to it).
@@ -25,16 +25,18 @@ use std::time::Duration;
 
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions};
 use wsnoop::capture::Source;
-use wsnoop::decode::LinkType;
+use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{DiagnoseOptions, Diagnoser};
-use wsnoop::event::{EventSink, Timestamp};
-use wsnoop::frame::{
-    ChainRule, ChainScan, FrameDecoder, FrameHeader, FrameVisitor, Plausible, scan_chain,
-};
-use wsnoop::handshake;
-use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter, TsPrecision};
-use wsnoop::tcp::ReassemblyLimits;
-use wsnoop::ws::{Negotiated, WsOptions};
+use wsnoop::event::{EventSink, Timestamp, TsPrecision};
+use wsnoop::http::handshake;
+use wsnoop::net::link::LinkType;
+use wsnoop::net::tcp::ReassemblyLimits;
+use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
+use wsnoop::wire::frame::FrameHeader;
+use wsnoop::wire::http::{looks_like_request_start, looks_like_response_start};
+use wsnoop::ws::Negotiated;
+use wsnoop::ws::frame::{FrameDecoder, FrameVisitor};
+use wsnoop::ws::resync::{ChainRule, ChainScan, Plausible, scan_chain};
 
 // ---------------------------------------------------------------------------------------------
 // frame_decoder
@@ -226,8 +228,8 @@ pub fn handshake(data: &[u8]) {
     let (request, response) = rest.split_at(split);
     let method = METHODS[usize::from(control) % METHODS.len()];
 
-    let _ = handshake::looks_like_request_start(request);
-    let _ = handshake::looks_like_response_start(response);
+    let _ = looks_like_request_start(request);
+    let _ = looks_like_response_start(response);
     let req = check_head(request, control, handshake::parse_request);
     let resp = check_head(response, control, |b| handshake::parse_response(b, method));
     if let Some(req) = &req
@@ -240,7 +242,7 @@ pub fn handshake(data: &[u8]) {
     if let Some(resp) = &resp {
         let _ = Negotiated::from_server_extensions(&resp.extensions);
         for ext in &resp.extensions {
-            let _ = wsnoop::session::extension_name(ext);
+            let _ = wsnoop::http::rules::extension_name(ext);
         }
     }
     if let (Some(req), Some(resp)) = (&req, &resp) {

@@ -9,15 +9,18 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::decode::{self, Defragmenter, LinkType, Skip, TcpSegment};
+use crate::context::{Context, WsOptions, WsStats};
 use crate::event::{
     ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, TcpSummary,
     Timestamp,
 };
-use crate::handshake;
+use crate::net::defrag::Defragmenter;
+use crate::net::link::LinkType;
+use crate::net::segment::{self, Skip, TcpFlags, TcpSegment};
+use crate::net::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
 use crate::session::{Session, SessionStart};
-use crate::tcp::{Chunk, FlowKey, HalfStream, ReassemblyLimits};
-use crate::ws::{Context, Scratch, WsOptions, WsStats};
+use crate::wire::http::{looks_like_request_start, looks_like_response_start};
+use crate::ws::Scratch;
 
 /// How long a closed connection's entry lingers to absorb its last ACKs, in capture time.
 const CLOSED_LINGER_SECS: i64 = 10;
@@ -160,8 +163,8 @@ impl std::ops::AddAssign<&WsStats> for WsStats {
     }
 }
 
-impl std::ops::AddAssign<&crate::session::GiveUps> for crate::session::GiveUps {
-    fn add_assign(&mut self, b: &crate::session::GiveUps) {
+impl std::ops::AddAssign<&crate::context::GiveUps> for crate::context::GiveUps {
+    fn add_assign(&mut self, b: &crate::context::GiveUps) {
         self.add(b);
     }
 }
@@ -216,7 +219,7 @@ pub fn sweep_may_list(idle: i64, may_be_finished: bool, limits: &FlowLimits) -> 
 
 /// Whether a segment on endpoints the table holds starts a new connection there: a fresh SYN
 /// on a finished connection does. `finished` is asked only for a fresh SYN.
-pub fn starts_again(flags: crate::decode::TcpFlags, finished: impl FnOnce() -> bool) -> bool {
+pub fn starts_again(flags: TcpFlags, finished: impl FnOnce() -> bool) -> bool {
     flags.syn && !flags.ack && finished()
 }
 
@@ -257,8 +260,6 @@ struct App {
     client_is_a: Option<bool>,
     /// The handshake was not captured: the connection was recognised from its frames.
     midstream: bool,
-    /// FIN delivered, per direction of side A -> B and B -> A.
-    fins: [bool; 2],
     first_seen: Timestamp,
     /// The session decoded WebSocket at some point.
     was_websocket: bool,
@@ -301,16 +302,21 @@ struct Connection {
     /// Index 0 carries bytes from side A to side B.
     halves: [HalfStream; 2],
     app: App,
-    closed: bool,
     last_seen: Timestamp,
     /// Kept only for `wsnoop diagnose`, which reports every connection.
     facts: Option<Box<SideFacts>>,
+    /// Why the connection was closed (RST, eviction, timeout, the capture's end), once it is.
     end: Option<EndReason>,
 }
 
 impl Connection {
+    /// Closed: nothing more of it is delivered, its session has ended.
+    fn closed(&self) -> bool {
+        self.end.is_some()
+    }
+
     fn is_finished(&self) -> bool {
-        self.closed || self.halves.iter().all(HalfStream::is_finished)
+        self.closed() || self.halves.iter().all(HalfStream::is_finished)
     }
 
     fn note(&mut self, seg: &TcpSegment<'_>, from_a: bool) {
@@ -454,7 +460,7 @@ impl Analyzer {
         if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
             self.sweep(ts, sink);
         }
-        match decode::decode(link, data) {
+        match segment::decode(link, data) {
             Ok(segment) => {
                 self.stats.tcp_packets += 1;
                 self.segment(ts, &segment, sink);
@@ -490,13 +496,11 @@ impl Analyzer {
                 key,
                 client_is_a: None,
                 midstream: false,
-                fins: [false; 2],
                 first_seen: ts,
                 was_websocket: false,
                 cuts: None,
                 session: Session::new(),
             },
-            closed: false,
             last_seen: ts,
             facts: facts.then(Box::default),
             end: None,
@@ -603,7 +607,7 @@ impl Analyzer {
             conn.app
                 .set_client(if seg.flags.ack { !from_a } else { from_a }, false);
         }
-        if conn.closed {
+        if conn.closed() {
             return;
         }
         let mut env = Env {
@@ -621,6 +625,9 @@ impl Analyzer {
         };
         let app = &mut conn.app;
         if !app.session.is_ignored() {
+            // A half's FIN is delivered once, as its last chunk; the other half does not move
+            // while one delivers, so whether its FIN came is known before.
+            let peer_finished = peer.is_finished();
             half.push_cut(
                 seg.seq,
                 seg.flags,
@@ -628,10 +635,13 @@ impl Analyzer {
                 seg.cut.map_or(0, |c| c.bytes),
                 ts,
                 self.options.reassembly,
-                &mut |chunk| app.chunk(from_a, chunk, &mut env),
+                &mut |chunk| app.chunk(from_a, chunk, peer_finished, &mut env),
             );
             if seg.flags.ack && !app.session.is_ignored() {
-                peer.acked(seg.ack, &mut |chunk| app.chunk(!from_a, chunk, &mut env));
+                let half_finished = half.is_finished();
+                peer.acked(seg.ack, &mut |chunk| {
+                    app.chunk(!from_a, chunk, half_finished, &mut env)
+                });
             }
         }
         if seg.flags.rst {
@@ -738,7 +748,7 @@ impl Analyzer {
             let Some(conn) = self.flows.get_mut(&key) else {
                 continue;
             };
-            if conn.closed {
+            if conn.closed() {
                 continue;
             }
             mark(step, id);
@@ -768,7 +778,7 @@ impl Analyzer {
         let mut open: Vec<(u64, FlowKey)> = self
             .flows
             .iter()
-            .filter(|(_, c)| !c.closed)
+            .filter(|(_, c)| !c.closed())
             .map(|(k, c)| (c.app.id, *k))
             .collect();
         open.sort_unstable();
@@ -791,12 +801,13 @@ impl Analyzer {
 
 impl Connection {
     fn close(&mut self, how: EndReason, env: &mut Env<'_>) {
-        self.closed = true;
         self.end.get_or_insert(how);
         let app = &mut self.app;
-        for (i, half) in self.halves.iter_mut().enumerate() {
-            half.flush(&mut |chunk| app.chunk(i == 0, chunk, env));
-        }
+        let [a_to_b, b_to_a] = &mut self.halves;
+        let b_finished = b_to_a.is_finished();
+        a_to_b.flush(&mut |chunk| app.chunk(true, chunk, b_finished, env));
+        let a_finished = a_to_b.is_finished();
+        b_to_a.flush(&mut |chunk| app.chunk(false, chunk, a_finished, env));
         app.end(how, env);
     }
 }
@@ -835,9 +846,9 @@ impl App {
             |addr: std::net::SocketAddr| options.midstream.ws_ports.contains(&addr.port());
         let (a, b) = (self.key.side_a(), self.key.side_b());
         if self.client_is_a.is_none() {
-            if handshake::looks_like_request_start(bytes) {
+            if looks_like_request_start(bytes) {
                 self.set_client(from_a, false);
-            } else if handshake::looks_like_response_start(bytes) {
+            } else if looks_like_response_start(bytes) {
                 self.set_client(!from_a, false);
             } else if ws_port(b) != ws_port(a) {
                 self.set_client(ws_port(b), true);
@@ -852,9 +863,9 @@ impl App {
             // port the user named makes them WebSocket.
             let client_sent = from_a == self.client_is_a.unwrap_or(true);
             let speaks_http = if client_sent {
-                handshake::looks_like_request_start(bytes)
+                looks_like_request_start(bytes)
             } else {
-                handshake::looks_like_response_start(bytes)
+                looks_like_response_start(bytes)
             };
             if !speaks_http && ws_port(flow.server) {
                 self.midstream = true;
@@ -874,7 +885,9 @@ impl App {
         self.session.ignore();
     }
 
-    fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, env: &mut Env<'_>) {
+    /// One chunk of the half from side A (`from_a`) or B; `peer_finished`: the other half
+    /// has delivered its FIN.
+    fn chunk(&mut self, from_a: bool, chunk: Chunk<'_>, peer_finished: bool, env: &mut Env<'_>) {
         match chunk {
             Chunk::Data(bytes, ts) => {
                 // Bytes held out of order carry the time their segment was captured.
@@ -957,8 +970,7 @@ in the flow's bytes_cut_{}",
                 }
             }
             Chunk::Fin => {
-                self.fins[usize::from(!from_a)] = true;
-                if self.fins == [true, true] {
+                if peer_finished {
                     self.end(EndReason::Fin, env);
                 }
             }

@@ -18,7 +18,7 @@
 //! nothing else of the crate's.
 //!
 //! Words used throughout: a *TCP connection* (a flow, as the JSON names it: both directions of
-//! one pair of endpoints, [`tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
+//! one pair of endpoints, [`net::tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
 //! from when it is picked up mid-stream, it is a *WebSocket session* ([`ws::WsSession`]), whose
 //! frames make up *messages*. A session's *directions* are client to server and server to
 //! client ([`event::Direction`], [`event::PerDir`]); a connection's *sides* A and B are its two
@@ -41,24 +41,6 @@ pub mod parallel;
 pub mod session;
 pub mod wire;
 pub mod ws;
-
-// The paths from before the stages had folders, kept so that callers still resolve.
-pub use http::handshake;
-pub use net::tcp;
-
-/// Link, IP and TCP decoding, at its path from before `net/` had a file per concern.
-pub mod decode {
-    pub use crate::net::defrag::{Datagram, Defragmenter};
-    pub use crate::net::link::{LinkType, UnsupportedLinkType};
-    pub use crate::net::segment::{Cut, Skip, TcpFlags, TcpSegment, decode};
-}
-
-/// The frame parser and the chain scan of the resync heuristics, at their path from before
-/// `ws/` had a file per concern.
-pub mod frame {
-    pub use crate::ws::frame::*;
-    pub use crate::ws::resync::{ChainRule, ChainScan, Plausible, scan_chain};
-}
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

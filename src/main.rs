@@ -11,11 +11,11 @@ use clap::Parser;
 
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
 use wsnoop::capture::{self, LiveOptions, Source};
+use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
+use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
 use wsnoop::parallel::{self, Format};
-use wsnoop::tcp::ReassemblyLimits;
-use wsnoop::ws::WsOptions;
 use wsnoop::{RunControl, RunEnd};
 
 /// A line on stderr. Unlike `eprintln!`, which panics when stderr is a pipe whose reader has

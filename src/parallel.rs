@@ -28,17 +28,18 @@ use crate::analyzer::{
 };
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::capture::Source;
-use crate::decode::{self, Cut, Defragmenter, Skip, TcpFlags, TcpSegment};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, ConnectionEvent, Direction, EndReason, Event, EventSink,
-    FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload, TcpSummary, Timestamp,
+    FlowCounters, FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload,
+    TcpSummary, Timestamp, TsPrecision,
 };
-use crate::frame::FrameHeader;
-use crate::handshake::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
+use crate::net::defrag::Defragmenter;
+use crate::net::segment::{self, Cut, Skip, TcpFlags, TcpSegment};
+use crate::net::tcp::FlowKey;
 use crate::output::OutputSink;
-use crate::output::{JsonWriter, TextWriter, TsPrecision};
-use crate::tcp::FlowKey;
-use crate::ws::FlowCounters;
+use crate::output::{JsonWriter, TextWriter};
+use crate::wire::frame::FrameHeader;
+use crate::wire::http::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
 use crate::{RunControl, RunEnd, RunError, Turn, read_loop};
 
 /// The most decoding threads a run uses; more would only cost memory and switches.
@@ -1377,7 +1378,7 @@ fn run_to(
                         }
                     }
                 };
-            match decode::decode(link, data) {
+            match segment::decode(link, data) {
                 Ok(seg) => route(&seg, &mut pool, &mut own_sink),
                 Err(Skip::NotTcp) => stats.skipped_not_tcp += 1,
                 Err(Skip::Malformed) => stats.skipped_malformed += 1,

@@ -6,9 +6,9 @@ use base64::Engine;
 use etherparse::PacketBuilder;
 use sha1::{Digest, Sha1};
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions};
-use wsnoop::decode::LinkType;
-use wsnoop::event::Timestamp;
-use wsnoop::output::{JsonWriter, TsPrecision};
+use wsnoop::event::{Timestamp, TsPrecision};
+use wsnoop::net::link::LinkType;
+use wsnoop::output::JsonWriter;
 
 #[path = "common/counting.rs"]
 mod counting;

@@ -8,7 +8,7 @@
 //! 2. TCP reassembly: a random stream, segmented, with duplicates, overlapping retransmissions
 //!    and reordering within a window, sequence numbers wrapping past 2^32, with ACKs of what
 //!    was seen: `HalfStream` delivers exactly the stream, no gap, FIN last.
-//! 3. Robustness: random and mutated inputs to the frame decoder, `HalfStream`, `decode::decode`
+//! 3. Robustness: random and mutated inputs to the frame decoder, `HalfStream`, `segment::decode`
 //!    (every link type), the HTTP head parsers and the whole `Analyzer` (random packets,
 //!    generated WebSocket sessions with damage, and mutated packets of the real fixtures) never
 //!    panic, and the JSON output stays valid JSON Lines.
@@ -28,13 +28,16 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions};
-use wsnoop::decode::{self, LinkType, TcpFlags};
-use wsnoop::event::{Event, EventSink, Timestamp};
-use wsnoop::frame::{FrameDecoder, FrameHeader, FrameVisitor, Opcode, unmask};
-use wsnoop::handshake;
-use wsnoop::output::{JsonWriter, TextWriter, TsPrecision};
-use wsnoop::tcp::{Chunk, HalfStream, ReassemblyLimits};
-use wsnoop::ws::WsOptions;
+use wsnoop::context::WsOptions;
+use wsnoop::event::{Event, EventSink, Timestamp, TsPrecision};
+use wsnoop::http::handshake;
+use wsnoop::net::link::LinkType;
+use wsnoop::net::segment::{self, TcpFlags};
+use wsnoop::net::tcp::{Chunk, HalfStream, ReassemblyLimits};
+use wsnoop::output::{JsonWriter, TextWriter};
+use wsnoop::wire::frame::{FrameHeader, Opcode};
+use wsnoop::wire::http::{looks_like_request_start, looks_like_response_start};
+use wsnoop::ws::frame::{FrameDecoder, FrameVisitor, unmask};
 
 /// `cases` per property, times `$WSNOOP_PROPTEST_SCALE` (default 1) for longer hunts.
 fn config(cases: u32) -> ProptestConfig {
@@ -1040,13 +1043,13 @@ impl PacketBytes {
 proptest! {
     #![proptest_config(config(1024))]
 
-    /// decode::decode on random and damaged packets, as every link type: no panic, and a
+    /// segment::decode on random and damaged packets, as every link type: no panic, and a
     /// segment's payload is inside the packet.
     #[test]
     fn decode_takes_any_packet(input in packet_bytes()) {
         let data = input.bytes();
         for link in LINKS {
-            if let Ok(segment) = decode::decode(link, &data) {
+            if let Ok(segment) = segment::decode(link, &data) {
                 let range = data.as_ptr_range();
                 let p = segment.payload.as_ptr_range();
                 prop_assert!(
@@ -1171,8 +1174,8 @@ proptest! {
         let text = String::from_utf8_lossy(&buf);
         let _ = handshake::key_is_valid(&text);
         let _ = handshake::expected_accept(&text);
-        let _ = handshake::looks_like_request_start(&buf);
-        let _ = handshake::looks_like_response_start(&buf);
+        let _ = looks_like_request_start(&buf);
+        let _ = looks_like_response_start(&buf);
     }
 }
 

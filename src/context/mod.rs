@@ -2,7 +2,7 @@
 //! the options that shape events and the run's counters, among them why the HTTP stage gave up
 //! on connections.
 
-pub mod give_up;
+mod give_up;
 
 pub use give_up::{GiveUp, GiveUps};
 

@@ -4,14 +4,16 @@
 
 use std::collections::VecDeque;
 
-use super::handshake::{
-    self, AcceptVerdict, BodyLength, MAX_HEAD_LEN, UpgradeRequest, UpgradeResponse,
-};
+use super::handshake::{self, MAX_HEAD_LEN};
 use super::rules::check_handshake;
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
 use crate::context::GiveUp;
 use crate::event::{Direction, Event, HandshakeEvent, Timestamp};
+use crate::wire::http::{
+    AcceptVerdict, BodyLength, UpgradeRequest, UpgradeResponse, looks_like_request_start,
+    looks_like_response_start,
+};
 use crate::ws::Negotiated;
 
 /// Requests may be pipelined; more unanswered than this and the connection is not followed.
@@ -361,7 +363,7 @@ impl HttpState {
                 }
                 continue;
             }
-            if self.request_head.is_empty() && !handshake::looks_like_request_start(input) {
+            if self.request_head.is_empty() && !looks_like_request_start(input) {
                 return HttpOutcome::GiveUp(GiveUp::NotHttp);
             }
             let held = self.request_head.len();
@@ -418,7 +420,7 @@ impl HttpState {
                 }
                 continue;
             }
-            if self.response_head.is_empty() && !handshake::looks_like_response_start(input) {
+            if self.response_head.is_empty() && !looks_like_response_start(input) {
                 return HttpOutcome::GiveUp(GiveUp::NotHttp);
             }
             // With no request seen (the capture began between request and response), a GET

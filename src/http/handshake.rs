@@ -5,10 +5,7 @@ use base64::Engine;
 use sha1::{Digest, Sha1};
 
 pub use super::head::HeadError;
-pub use crate::wire::http::{
-    AcceptVerdict, BodyLength, UpgradeRequest, UpgradeResponse, looks_like_request_start,
-    looks_like_response_start,
-};
+use crate::wire::http::{AcceptVerdict, BodyLength, UpgradeRequest, UpgradeResponse};
 
 use super::head;
 
@@ -252,6 +249,7 @@ fn is_upgrade_websocket(name: &[u8], value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::http::{looks_like_request_start, looks_like_response_start};
 
     #[test]
     fn rfc6455_accept_example() {

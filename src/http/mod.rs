@@ -5,6 +5,3 @@ pub mod exchange;
 pub mod handshake;
 mod head;
 pub mod rules;
-
-// Where the give-up reasons were before they moved next to the counters that count them.
-pub use crate::context::give_up;

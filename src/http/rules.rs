@@ -1,10 +1,11 @@
 //! The opening handshake's rules (RFC 6455 4.1, 4.2.2): what a request and its 101 must say
 //! of each other.
 
-use super::handshake::{self, AcceptVerdict, UpgradeRequest, UpgradeResponse};
+use super::handshake;
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
 use crate::event::Direction;
+use crate::wire::http::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
 
 /// Anomalies of the opening handshake itself.
 pub(crate) fn check_handshake(

@@ -46,7 +46,7 @@ impl OutputSink for Quiet {
     }
 }
 
-pub use crate::event::TsPrecision;
+use crate::event::TsPrecision;
 
 impl TsPrecision {
     fn write_fraction(self, w: &mut impl io::Write, ts: Timestamp) -> io::Result<()> {

@@ -11,9 +11,8 @@
 
 use std::collections::VecDeque;
 
-pub use crate::context::{GiveUp, GiveUps};
-pub use crate::http::exchange::Upgrade;
-pub use crate::http::rules::extension_name;
+use crate::context::GiveUp;
+use crate::http::exchange::Upgrade;
 
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;

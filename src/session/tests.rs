@@ -17,8 +17,8 @@ fn skip_all(body: &[u8], piece: usize) -> (Result<bool, GiveUp>, usize) {
 }
 
 use crate::anomaly::Cause;
+use crate::context::{WsOptions, WsStats};
 use crate::event::Payload;
-use crate::ws::{WsOptions, WsStats};
 
 enum Step<'a> {
     Data(Direction, &'a [u8]),

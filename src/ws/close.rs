@@ -3,10 +3,10 @@
 
 use std::borrow::Cow;
 
-use super::frame::FrameHeader;
 use crate::anomaly::{AnomalyKind, close_code_is_valid};
 use crate::context::Context;
 use crate::event::{Direction, Timestamp};
+use crate::wire::frame::FrameHeader;
 
 /// The close frames seen on a connection.
 #[derive(Debug, Default)]

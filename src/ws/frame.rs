@@ -5,7 +5,7 @@
 //! payload. Payload bytes are handed to a [`FrameVisitor`] as they arrive, unmasked, so what
 //! to keep of them is the caller's policy, not the parser's.
 
-pub use crate::wire::frame::{FrameHeader, Opcode};
+use crate::wire::frame::FrameHeader;
 
 /// Receives what the decoder finds, in stream order.
 pub trait FrameVisitor {
@@ -183,6 +183,7 @@ pub fn unmask(data: &mut [u8], key: [u8; 4], phase: usize) {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::wire::frame::Opcode;
 
     #[derive(Default)]
     struct Collect {

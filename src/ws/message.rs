@@ -3,12 +3,12 @@
 
 use super::DirState;
 use super::deflate::{DEFLATE_TAIL, inflate};
-use super::frame::{FrameHeader, Opcode};
 use super::utf8::Utf8Check;
 use super::visitor::Visitor;
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::context::WsOptions;
 use crate::event::{Event, MessageEvent, Payload};
+use crate::wire::frame::{FrameHeader, Opcode};
 
 #[derive(Debug, Default)]
 pub(super) struct Message {

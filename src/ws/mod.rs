@@ -11,10 +11,10 @@ pub mod resync;
 mod utf8;
 mod visitor;
 
-pub use crate::context::{Context, WsOptions, WsStats};
-pub use crate::event::FlowCounters;
 pub use extensions::{DeflateParams, Negotiated};
-pub use resync::FrameHunt;
+
+use crate::context::Context;
+use crate::event::FlowCounters;
 
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{CloseEvent, Direction, EndReason, Event, PerDir, Timestamp};

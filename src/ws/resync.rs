@@ -3,7 +3,7 @@
 //! that search is here: what a believable header looks like, how many frames in a row confirm
 //! one, and how many bytes are held while looking.
 
-use super::frame::{FrameHeader, Opcode};
+use crate::wire::frame::{FrameHeader, Opcode};
 
 /// Bytes held while looking for the next frame after a gap or on a connection picked up
 /// mid-stream.

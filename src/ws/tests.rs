@@ -1,6 +1,7 @@
 use super::deflate::DEFLATE_TAIL;
 use super::utf8::{Utf8Check, incomplete_utf8_suffix, text_payload};
 use super::*;
+use crate::context::{WsOptions, WsStats};
 use crate::event::{FlowMeta, Payload};
 
 #[test]

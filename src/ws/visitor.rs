@@ -3,11 +3,12 @@
 
 use super::DirState;
 use super::close::{CloseTrack, check_close};
-use super::frame::{FrameHeader, FrameVisitor, Opcode};
+use super::frame::FrameVisitor;
 use super::utf8::{incomplete_utf8_suffix, text_payload};
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
 use crate::event::{CloseInfo, Direction, Event, FlowCounters, FrameEvent, Payload};
+use crate::wire::frame::{FrameHeader, Opcode};
 
 /// RFC 6455 5.5: control frame payloads are at most 125 bytes; that much is always kept so a
 /// close code and reason survive even `--max-payload 0`.

@@ -115,6 +115,7 @@ fn seq_offset(seq: u32, base: u32) -> i64 {
 }
 
 impl HalfStream {
+    #[inline]
     pub fn is_finished(&self) -> bool {
         self.fin_delivered
     }
