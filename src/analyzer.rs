@@ -138,37 +138,6 @@ impl std::ops::AddAssign for Stats {
     }
 }
 
-/// Written here: ws.rs is being moved by another change. Every field is named, so that a new
-/// one does not compile until it is added.
-impl std::ops::AddAssign<&WsStats> for WsStats {
-    fn add_assign(&mut self, b: &WsStats) {
-        let WsStats {
-            handshakes,
-            upgrades,
-            frames,
-            frames_emitted,
-            messages,
-            anomalies,
-            http_given_up,
-            probes_given_up,
-        } = self;
-        *handshakes += b.handshakes;
-        *upgrades += b.upgrades;
-        *frames += b.frames;
-        *frames_emitted += b.frames_emitted;
-        *messages += b.messages;
-        *anomalies += b.anomalies;
-        *http_given_up += &b.http_given_up;
-        *probes_given_up += b.probes_given_up;
-    }
-}
-
-impl std::ops::AddAssign<&crate::context::GiveUps> for crate::context::GiveUps {
-    fn add_assign(&mut self, b: &crate::context::GiveUps) {
-        self.add(b);
-    }
-}
-
 /// What the flow table decided about a segment's connection (see [`Analyzer::placed_segment`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {

@@ -114,13 +114,6 @@ impl GiveUps {
         self.counts.iter().sum()
     }
 
-    pub fn add(&mut self, other: &GiveUps) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts) {
-            *a += b;
-        }
-        self.reported += other.reported;
-    }
-
     /// "gap 2, not_http 1": the reasons seen, most frequent first.
     pub fn summary(&self) -> String {
         let mut seen: Vec<(u64, &str)> = GiveUp::ALL
@@ -133,5 +126,14 @@ impl GiveUps {
             .map(|(n, name)| format!("{name} {n}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+impl std::ops::AddAssign<&GiveUps> for GiveUps {
+    fn add_assign(&mut self, other: &GiveUps) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.reported += other.reported;
     }
 }

@@ -90,3 +90,28 @@ impl Context<'_> {
         }));
     }
 }
+
+/// The counts of separate decoders of one run made one. Every field is named, so that a new one
+/// does not compile until it is added here.
+impl std::ops::AddAssign<&WsStats> for WsStats {
+    fn add_assign(&mut self, b: &WsStats) {
+        let WsStats {
+            handshakes,
+            upgrades,
+            frames,
+            frames_emitted,
+            messages,
+            anomalies,
+            http_given_up,
+            probes_given_up,
+        } = self;
+        *handshakes += b.handshakes;
+        *upgrades += b.upgrades;
+        *frames += b.frames;
+        *frames_emitted += b.frames_emitted;
+        *messages += b.messages;
+        *anomalies += b.anomalies;
+        *http_given_up += &b.http_given_up;
+        *probes_given_up += b.probes_given_up;
+    }
+}
