@@ -47,6 +47,16 @@ fn cut_ipv4_packet() -> Vec<u8> {
     p
 }
 
+/// `wsnoop BEFORE CAPTURE AFTER`, to its end.
+fn wsnoop(before: &[&str], capture: &Path, after: &[&str]) -> std::process::Output {
+    Command::new(common::wsnoop_bin())
+        .args(before)
+        .arg(capture)
+        .args(after)
+        .output()
+        .expect("running wsnoop")
+}
+
 fn three_udp_two_cut() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("skipped.pcap");
@@ -64,12 +74,7 @@ fn three_udp_two_cut() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn skipped_packets_are_counted_by_reason() {
     let (_dir, path) = three_udp_two_cut();
-    let out = Command::new(common::wsnoop_bin())
-        .arg("-r")
-        .arg(&path)
-        .arg("-q")
-        .output()
-        .expect("running wsnoop");
+    let out = wsnoop(&["-r"], &path, &["-q"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -77,12 +82,7 @@ fn skipped_packets_are_counted_by_reason() {
         "{stderr}"
     );
 
-    let out = Command::new(common::wsnoop_bin())
-        .arg("diagnose")
-        .arg("-r")
-        .arg(&path)
-        .output()
-        .expect("running wsnoop diagnose");
+    let out = wsnoop(&["diagnose", "-r"], &path, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let line = stdout
@@ -144,12 +144,7 @@ fn a_probe_given_up_is_counted() {
         .map(|i| midstream_segment(1000 + i * 1400, &chunk))
         .collect();
     write_pcap(&path, &packets);
-    let out = Command::new(common::wsnoop_bin())
-        .arg("-r")
-        .arg(&path)
-        .arg("-q")
-        .output()
-        .expect("running wsnoop");
+    let out = wsnoop(&["-r"], &path, &["-q"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -158,11 +153,7 @@ fn a_probe_given_up_is_counted() {
         ),
         "{stderr}"
     );
-    let out = Command::new(common::wsnoop_bin())
-        .args(["diagnose", "-r"])
-        .arg(&path)
-        .output()
-        .expect("running wsnoop diagnose");
+    let out = wsnoop(&["diagnose", "-r"], &path, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(
