@@ -39,11 +39,11 @@ pub(super) struct Cuts {
     /// The captured length of the last packet cut.
     pub(super) snaplen: u32,
     /// Each direction's first cut was reported; later ones are only counted.
-    pub(super) reported: [bool; 2],
+    reported: [bool; 2],
 }
 
 impl App {
-    pub(super) fn bytes_cut(&self) -> [u64; 2] {
+    fn bytes_cut(&self) -> [u64; 2] {
         self.cuts.as_ref().map_or([0; 2], |c| c.bytes)
     }
 }
@@ -51,12 +51,12 @@ impl App {
 /// TCP facts per side (index 0: side A), for connection events.
 #[derive(Debug, Default)]
 pub(super) struct SideFacts {
-    pub(super) syns: [u32; 2],
-    pub(super) synacks: [u32; 2],
-    pub(super) rst: [bool; 2],
-    pub(super) fin: [bool; 2],
-    pub(super) bytes: [u64; 2],
-    pub(super) first_payload: [Option<PayloadKind>; 2],
+    syns: [u32; 2],
+    synacks: [u32; 2],
+    rst: [bool; 2],
+    fin: [bool; 2],
+    bytes: [u64; 2],
+    first_payload: [Option<PayloadKind>; 2],
 }
 
 #[derive(Debug)]
@@ -178,7 +178,7 @@ impl App {
 
     /// The connection as events name it, once the client is known. Made on demand rather
     /// than stored: a flow table entry stays small.
-    pub(super) fn flow(&self) -> Option<FlowMeta> {
+    fn flow(&self) -> Option<FlowMeta> {
         let client_is_a = self.client_is_a?;
         let (a, b) = (self.key.side_a(), self.key.side_b());
         let (client, server) = if client_is_a { (a, b) } else { (b, a) };
@@ -191,7 +191,7 @@ impl App {
     }
 
     /// Decides, from a connection's first bytes, who is the client and how to decode it.
-    pub(super) fn orient(&mut self, from_a: bool, bytes: &[u8], options: &AnalyzerOptions) {
+    fn orient(&mut self, from_a: bool, bytes: &[u8], options: &AnalyzerOptions) {
         let ws_port =
             |addr: std::net::SocketAddr| options.midstream.ws_ports.contains(&addr.port());
         let (a, b) = (self.key.side_a(), self.key.side_b());
@@ -230,7 +230,7 @@ impl App {
     }
 
     /// Bytes lost before the client is known: a probe cannot look across the hole.
-    pub(super) fn give_up_probe(&mut self, env: &mut Env<'_>) {
+    fn give_up_probe(&mut self, env: &mut Env<'_>) {
         env.stats.probes_given_up += u64::from(self.session.is_probing());
         self.session.ignore();
     }
@@ -334,7 +334,7 @@ in the flow's bytes_cut_{}",
     }
 
     /// Ends the session; it reports only once, however often the connection is ended.
-    pub(super) fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
+    fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
         match self.flow() {
             Some(flow) => {
                 let mut ctx = env.context(&flow);
