@@ -89,7 +89,7 @@ TABLE=$((MAX_FLOWS * PER_FLOW))
 HELD=$((HALF * 2 * MAX_OOO))
 # With --threads, segments wait in batches between the reader and each worker: at most 11
 # batches per worker (4 queued, 1 being decoded, 1 filling, 5 returned for reuse), each with
-# room for 320 KiB of payload and 2048 segment records (about 240 KiB); src/parallel.rs.
+# room for 320 KiB of payload and 2048 segment records (about 240 KiB); src/parallel/mod.rs.
 PIPELINE=0
 [[ $THREADS -gt 1 ]] && PIPELINE=$(((THREADS - 1) * 11 * (320 + 240) * 1024))
 BOUND=$((BASE + TABLE + HELD + PIPELINE))

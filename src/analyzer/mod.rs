@@ -1,0 +1,444 @@
+//! The pipeline's middle: packets in, events out. Decodes each packet, finds its connection,
+//! reassembles the direction's bytes and hands them to the connection's session.
+//!
+//! Memory is bounded whatever the input: the flow table has a maximum size (the longest-idle
+//! connections are evicted to make room), idle connections time out in capture time, each
+//! direction's out-of-order buffer has a budget, and IP fragments wait only so long.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use crate::anomaly::Cause;
+use crate::context::{Context, WsStats};
+use crate::event::{EndReason, EventSink, FlowMeta, Timestamp};
+use crate::net::defrag::Defragmenter;
+use crate::net::link::LinkType;
+use crate::net::segment::{self, Skip, TcpSegment};
+use crate::net::tcp::{FlowKey, HalfStream};
+use crate::session::Session;
+use crate::ws::Scratch;
+
+mod connection;
+mod rules;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use connection::{App, Connection};
+use rules::{CLOSED_LINGER_SECS, SWEEP_INTERVAL_SECS};
+pub use rules::{
+    Marker, Place, Step, SweepPlan, eviction_victims, starts_again, sweep_due, sweep_may_list,
+};
+pub use stats::{AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
+
+pub struct Analyzer {
+    options: AnalyzerOptions,
+    /// Boxed: the table's slots stay small, so growing it (when old and new tables live at
+    /// once) costs little, and a connection never moves.
+    flows: HashMap<FlowKey, Box<Connection>, foldhash::fast::RandomState>,
+    defrag: Defragmenter,
+    next_id: u64,
+    scratch: Scratch,
+    stats: Stats,
+    last_sweep: i64,
+}
+
+/// What a chunk handler needs from the analyzer, borrowed apart from the flow table.
+struct Env<'a> {
+    ts: Timestamp,
+    sink: &'a mut dyn EventSink,
+    options: &'a AnalyzerOptions,
+    stats: &'a mut WsStats,
+    scratch: &'a mut Scratch,
+}
+
+impl Env<'_> {
+    fn context<'e>(&'e mut self, flow: &'e FlowMeta) -> Context<'e> {
+        self.context_and_scratch(flow).0
+    }
+
+    /// A session's context and the shared buffers, borrowed together.
+    fn context_and_scratch<'e>(&'e mut self, flow: &'e FlowMeta) -> (Context<'e>, &'e mut Scratch) {
+        let ctx = Context {
+            ts: self.ts,
+            flow,
+            sink: &mut *self.sink,
+            options: &self.options.ws,
+            stats: &mut *self.stats,
+            cause: Cause::Traffic,
+            bytes_cut: [0; 2],
+        };
+        (ctx, &mut *self.scratch)
+    }
+}
+
+impl Analyzer {
+    pub fn new(options: AnalyzerOptions) -> Self {
+        Analyzer {
+            options,
+            flows: HashMap::default(),
+            defrag: Defragmenter::default(),
+            next_id: 0,
+            scratch: Scratch::default(),
+            stats: Stats::default(),
+            last_sweep: i64::MIN,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// True once `-c` frames have been emitted: reading further cannot change the output.
+    pub fn is_done(&self) -> bool {
+        self.options
+            .ws
+            .max_frames
+            .is_some_and(|max| self.stats.ws.frames_emitted >= max)
+    }
+
+    /// One captured packet. The link type comes with each packet: a pcapng file may hold
+    /// interfaces of several link types.
+    pub fn packet(&mut self, link: LinkType, ts: Timestamp, data: &[u8], sink: &mut dyn EventSink) {
+        self.stats.packets += 1;
+        if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
+            self.sweep(ts, sink);
+        }
+        match segment::decode(link, data) {
+            Ok(segment) => {
+                self.stats.tcp_packets += 1;
+                self.segment(ts, &segment, sink);
+            }
+            Err(Skip::NotTcp) => self.stats.skipped_not_tcp += 1,
+            Err(Skip::Malformed) => self.stats.skipped_malformed += 1,
+            Err(Skip::CutHeader) => {
+                self.stats.skipped_cut_header += 1;
+                self.stats.snaplen = self.stats.snaplen.max(data.len() as u32);
+            }
+            Err(Skip::Fragment) => {
+                self.stats.fragments += 1;
+                let Some(datagram) = self.defrag.add(link, data, ts) else {
+                    return;
+                };
+                match datagram.segment() {
+                    Some(segment) => {
+                        self.stats.tcp_packets += 1;
+                        self.segment(ts, &segment, sink);
+                    }
+                    None => self.stats.skipped_not_tcp += 1,
+                }
+                self.defrag.recycle(datagram);
+            }
+        }
+    }
+
+    fn new_connection(id: u64, key: FlowKey, ts: Timestamp, facts: bool) -> Connection {
+        Connection {
+            halves: [HalfStream::default(), HalfStream::default()],
+            app: App {
+                id,
+                key,
+                client_is_a: None,
+                midstream: false,
+                first_seen: ts,
+                was_websocket: false,
+                cuts: None,
+                session: Session::new(),
+            },
+            last_seen: ts,
+            facts: facts.then(Box::default),
+            end: None,
+        }
+    }
+
+    /// A segment whose connection a flow table elsewhere (the parallel reader's) placed: this
+    /// analyzer then holds a share of the connections and never sweeps or evicts on its own.
+    pub fn placed_segment(
+        &mut self,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        place: Place,
+        sink: &mut dyn EventSink,
+    ) {
+        self.stats.tcp_packets += 1;
+        self.segment_placed(ts, seg, Some(place), sink);
+    }
+
+    /// Whether the connection on these endpoints is finished: a fresh SYN on them starts
+    /// another one.
+    pub fn is_finished(&self, key: &FlowKey) -> bool {
+        self.flows.get(key).is_some_and(|c| c.is_finished())
+    }
+
+    fn segment(&mut self, ts: Timestamp, seg: &TcpSegment<'_>, sink: &mut dyn EventSink) {
+        self.segment_placed(ts, seg, None, sink);
+    }
+
+    /// `place`: what another table decided, or None to decide here.
+    fn segment_placed(
+        &mut self,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        place: Option<Place>,
+        sink: &mut dyn EventSink,
+    ) {
+        let (key, from_a) = FlowKey::new(seg.src, seg.dst);
+        if place.is_none()
+            && self.flows.len() >= self.options.flows.max_flows
+            && !self.flows.contains_key(&key)
+        {
+            self.evict(ts, sink);
+        }
+        // One hash lookup per packet: the entry either continues a connection or starts one.
+        let conn = match self.flows.entry(key) {
+            Entry::Occupied(entry) => {
+                let conn = entry.into_mut();
+                // A fresh SYN on a finished connection's endpoints starts a new connection.
+                let restart = match place {
+                    Some(Place::Start(id)) => Some(id),
+                    Some(Place::Continue) => None,
+                    None => starts_again(seg.flags, || conn.is_finished()).then_some(self.next_id),
+                };
+                if let Some(id) = restart {
+                    if !conn.is_finished() {
+                        let mut env = Env {
+                            ts,
+                            sink: &mut *sink,
+                            options: &self.options,
+                            stats: &mut self.stats.ws,
+                            scratch: &mut self.scratch,
+                        };
+                        conn.close(EndReason::Evicted, &mut env);
+                    }
+                    if self.options.report_connections {
+                        conn.report(sink);
+                    }
+                    **conn = Self::new_connection(id, key, ts, self.options.report_connections);
+                    self.next_id = self.next_id.max(id + 1);
+                    self.stats.connections += 1;
+                }
+                conn
+            }
+            Entry::Vacant(entry) => {
+                let id = match place {
+                    Some(Place::Start(id)) => id,
+                    // The placing table knows a connection this one does not: cannot happen,
+                    // but a number is better than a panic.
+                    _ => self.next_id,
+                };
+                let conn = entry.insert(Box::new(Self::new_connection(
+                    id,
+                    key,
+                    ts,
+                    self.options.report_connections,
+                )));
+                self.next_id = self.next_id.max(id + 1);
+                self.stats.connections += 1;
+                conn
+            }
+        };
+        conn.last_seen = ts;
+        conn.note(seg, from_a);
+        if let Some(cut) = seg.cut {
+            self.stats.truncated_packets += 1;
+            self.stats.bytes_cut += u64::from(cut.bytes);
+            self.stats.snaplen = self.stats.snaplen.max(cut.snaplen);
+            let cuts = conn.app.cuts.get_or_insert_with(Box::default);
+            cuts.bytes[usize::from(!from_a)] += u64::from(cut.bytes);
+            cuts.snaplen = cut.snaplen;
+        }
+        if seg.flags.syn && conn.app.client_is_a.is_none() {
+            conn.app
+                .set_client(if seg.flags.ack { !from_a } else { from_a }, false);
+        }
+        if conn.closed() {
+            return;
+        }
+        let mut env = Env {
+            ts,
+            sink,
+            options: &self.options,
+            stats: &mut self.stats.ws,
+            scratch: &mut self.scratch,
+        };
+        let [a_to_b, b_to_a] = &mut conn.halves;
+        let (half, peer) = if from_a {
+            (a_to_b, b_to_a)
+        } else {
+            (b_to_a, a_to_b)
+        };
+        let app = &mut conn.app;
+        if !app.session.is_ignored() {
+            // A half's FIN is delivered once, as its last chunk; the other half does not move
+            // while one delivers, so whether its FIN came is known before.
+            let peer_finished = peer.is_finished();
+            half.push_cut(
+                seg.seq,
+                seg.flags,
+                seg.payload,
+                seg.cut.map_or(0, |c| c.bytes),
+                ts,
+                self.options.reassembly,
+                &mut |chunk| app.chunk(from_a, chunk, peer_finished, &mut env),
+            );
+            if seg.flags.ack && !app.session.is_ignored() {
+                let half_finished = half.is_finished();
+                peer.acked(seg.ack, &mut |chunk| {
+                    app.chunk(!from_a, chunk, half_finished, &mut env)
+                });
+            }
+        }
+        if seg.flags.rst {
+            conn.close(EndReason::Rst, &mut env);
+        }
+    }
+
+    /// Ends idle connections, drops long-closed ones and stale IP fragments, so the tables
+    /// stay as small as the live traffic.
+    fn sweep(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
+        self.last_sweep = now.secs;
+        self.defrag.expire(now);
+        let plan = self.sweep_plan(now);
+        self.apply_sweep(&plan, now, sink, &mut |_, _| {});
+    }
+
+    /// What a sweep at `now` does to the connections this analyzer holds.
+    pub fn sweep_plan(&self, now: Timestamp) -> SweepPlan {
+        let idle_limit = self.options.flows.idle_timeout_secs;
+        let mut plan = SweepPlan::default();
+        for (key, conn) in &self.flows {
+            let idle = now.secs.saturating_sub(conn.last_seen.secs);
+            if conn.is_finished() {
+                if idle >= CLOSED_LINGER_SECS {
+                    plan.linger.push((conn.app.id, *key));
+                }
+            } else if idle >= idle_limit {
+                plan.timed_out.push((conn.app.id, *key));
+            }
+        }
+        plan.linger.sort_unstable();
+        plan.timed_out.sort_unstable();
+        plan
+    }
+
+    /// Carries out a sweep: the lingering leave, then the idle are ended, then they leave.
+    pub fn apply_sweep(
+        &mut self,
+        plan: &SweepPlan,
+        now: Timestamp,
+        sink: &mut dyn EventSink,
+        mark: Marker<'_>,
+    ) {
+        self.remove_connections(&plan.linger, sink, Step::Linger, mark);
+        self.stats.timed_out += plan.timed_out.len() as u64;
+        self.end_connections(
+            &plan.timed_out,
+            EndReason::Timeout,
+            now,
+            sink,
+            Step::TimeoutEnd,
+            mark,
+        );
+        self.remove_connections(&plan.timed_out, sink, Step::TimeoutRemove, mark);
+    }
+
+    /// Makes room for a new connection by ending the longest-idle tenth of the table.
+    fn evict(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
+        let entries = self.flows.iter().map(|(k, c)| (c.last_seen, c.app.id, *k));
+        let victims = eviction_victims(entries);
+        self.apply_evict(&victims, now, sink, &mut |_, _| {});
+    }
+
+    /// Ends and removes `victims` (in connection order), chosen by [`eviction_victims`].
+    pub fn apply_evict(
+        &mut self,
+        victims: &[(u64, FlowKey)],
+        now: Timestamp,
+        sink: &mut dyn EventSink,
+        mark: Marker<'_>,
+    ) {
+        self.stats.evicted += victims.len() as u64;
+        self.end_connections(victims, EndReason::Evicted, now, sink, Step::EvictEnd, mark);
+        self.remove_connections(victims, sink, Step::EvictRemove, mark);
+    }
+
+    fn remove_connections(
+        &mut self,
+        keys: &[(u64, FlowKey)],
+        sink: &mut dyn EventSink,
+        step: Step,
+        mark: Marker<'_>,
+    ) {
+        for &(id, key) in keys {
+            if let Some(conn) = self.flows.remove(&key)
+                && self.options.report_connections
+            {
+                mark(step, id);
+                conn.report(sink);
+            }
+        }
+    }
+
+    fn end_connections(
+        &mut self,
+        keys: &[(u64, FlowKey)],
+        how: EndReason,
+        now: Timestamp,
+        sink: &mut dyn EventSink,
+        step: Step,
+        mark: Marker<'_>,
+    ) {
+        for &(id, key) in keys {
+            let Some(conn) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            if conn.closed() {
+                continue;
+            }
+            mark(step, id);
+            let mut env = Env {
+                ts: if how == EndReason::CaptureEnd {
+                    conn.last_seen
+                } else {
+                    now
+                },
+                sink: &mut *sink,
+                options: &self.options,
+                stats: &mut self.stats.ws,
+                scratch: &mut self.scratch,
+            };
+            conn.close(how, &mut env);
+        }
+    }
+
+    /// The capture ended: deliver what every connection still holds, in connection order.
+    pub fn finish(&mut self, sink: &mut dyn EventSink) {
+        self.finish_marked(sink, &mut |_, _| {});
+    }
+
+    /// [`Analyzer::finish`], telling `mark` whose events follow: the ends are
+    /// [`Step::TimeoutEnd`]'s place, the reports [`Step::TimeoutRemove`]'s.
+    pub fn finish_marked(&mut self, sink: &mut dyn EventSink, mark: Marker<'_>) {
+        let mut open: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(_, c)| !c.closed())
+            .map(|(k, c)| (c.app.id, *k))
+            .collect();
+        open.sort_unstable();
+        self.end_connections(
+            &open,
+            EndReason::CaptureEnd,
+            Timestamp::default(),
+            sink,
+            Step::TimeoutEnd,
+            mark,
+        );
+        if self.options.report_connections {
+            let mut all: Vec<(u64, FlowKey)> =
+                self.flows.iter().map(|(k, c)| (c.app.id, *k)).collect();
+            all.sort_unstable();
+            self.remove_connections(&all, sink, Step::TimeoutRemove, mark);
+        }
+    }
+}

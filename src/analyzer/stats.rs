@@ -1,0 +1,115 @@
+//! What the analyzer is told (its options and limits) and what it counts.
+
+use crate::context::{WsOptions, WsStats};
+use crate::net::tcp::ReassemblyLimits;
+
+/// Limits on the flow table.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowLimits {
+    /// Connections tracked at once; beyond it the longest-idle are evicted.
+    pub max_flows: usize,
+    /// A connection with no packet for this long, in capture time, is ended.
+    pub idle_timeout_secs: i64,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_flows: 100_000,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// How to recognise WebSocket connections whose handshake was not captured.
+#[derive(Clone, Debug, Default)]
+pub struct MidstreamOptions {
+    /// Server ports whose connections are WebSocket regardless (Wireshark's Decode As).
+    pub ws_ports: Vec<u16>,
+    /// Recognise connections whose bytes parse as a chain of valid frames.
+    pub heuristics: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AnalyzerOptions {
+    pub ws: WsOptions,
+    pub reassembly: ReassemblyLimits,
+    pub flows: FlowLimits,
+    pub midstream: MidstreamOptions,
+    /// Emit a connection event for every TCP connection as it leaves the table.
+    pub report_connections: bool,
+}
+
+/// Counts reported at the end of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets: u64,
+    pub tcp_packets: u64,
+    pub skipped_not_tcp: u64,
+    pub skipped_malformed: u64,
+    pub fragments: u64,
+    pub connections: u64,
+    pub evicted: u64,
+    pub timed_out: u64,
+    /// TCP packets the snapshot length cut short, the payload bytes it cut off them, and the
+    /// largest captured length of such a packet: the snapshot length, as far as it shows.
+    pub truncated_packets: u64,
+    pub bytes_cut: u64,
+    pub snaplen: u32,
+    /// Packets the snapshot length cut inside their TCP header: their bytes are gaps.
+    pub skipped_cut_header: u64,
+    /// Packets of capture-file interfaces whose link type wsnoop does not decode: the reader
+    /// skips them before the analyzer, and [`Stats::add_file`] counts them here.
+    pub skipped_link_type: u64,
+    pub ws: WsStats,
+}
+
+impl Stats {
+    /// What the capture-file reader skipped before the analyzer saw a packet.
+    pub fn add_file(&mut self, file: &crate::capture::FileStats) {
+        self.skipped_link_type += file.unsupported_link_packets;
+    }
+}
+
+impl std::ops::AddAssign<&Stats> for Stats {
+    /// Counts of separate parts of one run (the reader's and each decoder's) made one: sums,
+    /// but the snapshot length is the largest seen.
+    fn add_assign(&mut self, o: &Stats) {
+        let Stats {
+            packets,
+            tcp_packets,
+            skipped_not_tcp,
+            skipped_malformed,
+            fragments,
+            connections,
+            evicted,
+            timed_out,
+            truncated_packets,
+            bytes_cut,
+            snaplen,
+            skipped_cut_header,
+            skipped_link_type,
+            ws,
+        } = self;
+        *packets += o.packets;
+        *tcp_packets += o.tcp_packets;
+        *skipped_not_tcp += o.skipped_not_tcp;
+        *skipped_malformed += o.skipped_malformed;
+        *fragments += o.fragments;
+        *connections += o.connections;
+        *evicted += o.evicted;
+        *timed_out += o.timed_out;
+        *truncated_packets += o.truncated_packets;
+        *bytes_cut += o.bytes_cut;
+        *snaplen = (*snaplen).max(o.snaplen);
+        *skipped_cut_header += o.skipped_cut_header;
+        *skipped_link_type += o.skipped_link_type;
+        *ws += &o.ws;
+    }
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        *self += &o;
+    }
+}

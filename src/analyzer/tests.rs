@@ -1,0 +1,63 @@
+use super::*;
+
+fn key(port: u16) -> FlowKey {
+    let a: std::net::SocketAddr = ([10, 0, 0, 1], port).into();
+    let b: std::net::SocketAddr = ([10, 0, 0, 2], 80).into();
+    FlowKey::new(a, b).0
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp { secs, nanos: 0 }
+}
+
+/// A tenth of the table (at least one), the longest idle; among equally idle ones the
+/// lowest numbers, whatever order the table lists them in.
+#[test]
+fn eviction_takes_the_longest_idle_tenth_ties_by_number() {
+    let mut entries: Vec<(Timestamp, u64, FlowKey)> = (0..25u16)
+        .map(|i| {
+            (
+                at(if i % 2 == 0 { 5 } else { 9 }),
+                u64::from(i),
+                key(1000 + i),
+            )
+        })
+        .collect();
+    entries.reverse();
+    let victims = eviction_victims(entries.iter().copied());
+    assert_eq!(
+        victims,
+        vec![(0, key(1000)), (2, key(1002))],
+        "25 entries: 2 victims, the idle ones with the lowest numbers"
+    );
+    entries.rotate_left(7);
+    assert_eq!(eviction_victims(entries.iter().copied()), victims);
+    let one = [(at(3), 7, key(1))];
+    assert_eq!(eviction_victims(one.iter().copied()), vec![(7, key(1))]);
+    assert!(eviction_victims(std::iter::empty()).is_empty());
+}
+
+#[test]
+fn stats_add_every_counter_and_keep_the_largest_snapshot_length() {
+    let mut a = Stats {
+        packets: 1,
+        evicted: 2,
+        snaplen: 96,
+        ..Stats::default()
+    };
+    a.ws.frames = 3;
+    let mut b = Stats {
+        packets: 10,
+        timed_out: 4,
+        snaplen: 64,
+        ..Stats::default()
+    };
+    b.ws.frames = 5;
+    b.ws.http_given_up.reported = 1;
+    a += b;
+    assert_eq!(
+        (a.packets, a.evicted, a.timed_out, a.snaplen, a.ws.frames),
+        (11, 2, 4, 96, 8)
+    );
+    assert_eq!(a.ws.http_given_up.reported, 1);
+}

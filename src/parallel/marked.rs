@@ -1,0 +1,189 @@
+//! A decoder's sink, which marks where each event belongs in one thread's order, and the
+//! steps a decoder takes on its share of the connections (sweep, evict, finish) under those marks.
+
+use std::cell::Cell;
+
+use crate::analyzer::{Analyzer, SweepPlan};
+use crate::event::{Event, EventSink, Timestamp};
+use crate::net::tcp::FlowKey;
+use crate::output::{JsonWriter, TextWriter};
+
+use super::owned::{OwnedEvent, OwnedFlow};
+use super::{FINISH_PACKET, Format, Mark, mark};
+
+/// A worker's sink: events written into a buffer the writer thread takes.
+enum WorkerSink {
+    Json(JsonWriter<Vec<u8>>),
+    Text(TextWriter<Vec<u8>>),
+    Quiet,
+}
+
+impl WorkerSink {
+    fn new(format: Format) -> Self {
+        match format {
+            Format::Json(p) => WorkerSink::Json(JsonWriter::new(Vec::new(), p)),
+            Format::Text {
+                precision, color, ..
+            } => WorkerSink::Text(TextWriter::new(Vec::new(), precision, color)),
+            Format::Quiet | Format::Events => WorkerSink::Quiet,
+        }
+    }
+
+    /// Bytes written since the last [`WorkerSink::take`].
+    fn pending(&self) -> usize {
+        match self {
+            WorkerSink::Json(w) => w.get_ref().len(),
+            WorkerSink::Text(w) => w.get_ref().len(),
+            WorkerSink::Quiet => 0,
+        }
+    }
+
+    /// What was written since the last call, swapped for `spare` (a buffer the writer thread
+    /// gave back), so buffers circulate instead of being allocated per batch.
+    fn take(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        match self {
+            WorkerSink::Json(w) => std::mem::replace(w.get_mut(), spare),
+            WorkerSink::Text(w) => std::mem::replace(w.get_mut(), spare),
+            WorkerSink::Quiet => Vec::new(),
+        }
+    }
+}
+
+impl EventSink for WorkerSink {
+    fn event(&mut self, event: &Event<'_>) {
+        match self {
+            WorkerSink::Json(w) => w.event(event),
+            WorkerSink::Text(w) => w.event(event),
+            WorkerSink::Quiet => {}
+        }
+    }
+}
+
+/// A decoder's sink: the worker sink, with a mark wherever the output's place changes.
+pub(super) struct Marked<'a> {
+    sink: WorkerSink,
+    /// The place of the events to come, set by whoever drives the analyzer (also from inside
+    /// a sweep, through its marker).
+    next: &'a Cell<Mark>,
+    current: Mark,
+    /// (place, end offset in the buffer): the bytes since the previous entry belong there.
+    marks: Vec<(Mark, usize)>,
+    /// `--summary`: every connection's flow event, kept for the table at the end.
+    pub(super) flows: Option<Vec<(Mark, OwnedFlow)>>,
+    /// [`Format::Events`]: the events themselves, their strings and payloads in `arena`.
+    events: Option<Vec<(Mark, OwnedEvent)>>,
+    arena: Vec<u8>,
+}
+
+impl<'a> Marked<'a> {
+    pub(super) fn new(format: Format, next: &'a Cell<Mark>) -> Self {
+        let summary = matches!(format, Format::Text { summary: true, .. });
+        Marked {
+            sink: WorkerSink::new(format),
+            next,
+            current: 0,
+            marks: Vec::new(),
+            flows: summary.then(Vec::new),
+            events: matches!(format, Format::Events).then(Vec::new),
+            arena: Vec::new(),
+        }
+    }
+
+    fn close_mark(&mut self) {
+        let len = self.sink.pending();
+        if len > self.marks.last().map_or(0, |m| m.1) {
+            self.marks.push((self.current, len));
+        }
+    }
+
+    /// What waits to be handed over, roughly in bytes.
+    pub(super) fn pending(&self) -> usize {
+        self.sink.pending()
+            + self.arena.len()
+            + self
+                .events
+                .as_ref()
+                .map_or(0, |e| e.len() * std::mem::size_of::<(Mark, OwnedEvent)>())
+    }
+
+    /// What was written since the last call, marked; `spare` becomes the buffer.
+    pub(super) fn take(&mut self, source: usize, spare: Vec<u8>, progress: Mark) -> Chunk {
+        self.close_mark();
+        Chunk {
+            source,
+            bytes: self.sink.take(spare),
+            marks: std::mem::take(&mut self.marks),
+            events: self.events.as_mut().map(std::mem::take).unwrap_or_default(),
+            arena: std::mem::take(&mut self.arena),
+            progress,
+        }
+    }
+}
+
+impl EventSink for Marked<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        let next = self.next.get();
+        if next != self.current {
+            self.close_mark();
+            self.current = next;
+        }
+        if let Some(events) = &mut self.events {
+            events.push((next, OwnedEvent::of(event, &mut self.arena)));
+            return;
+        }
+        if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
+            flows.push((next, OwnedFlow::of(flow)));
+        }
+        self.sink.event(event);
+    }
+}
+
+/// A decoder's output and how far it has got: it will write nothing more before `progress`.
+pub(super) struct Chunk {
+    pub(super) source: usize,
+    pub(super) bytes: Vec<u8>,
+    pub(super) marks: Vec<(Mark, usize)>,
+    /// [`Format::Events`]: the events instead of bytes.
+    pub(super) events: Vec<(Mark, OwnedEvent)>,
+    pub(super) arena: Vec<u8>,
+    pub(super) progress: Mark,
+}
+
+/// Runs a sweep on a decoder's connections and says which it removed.
+pub(super) fn sweep_shard(
+    analyzer: &mut Analyzer,
+    packet: u64,
+    ts: Timestamp,
+    sink: &mut Marked<'_>,
+) -> Vec<FlowKey> {
+    let plan: SweepPlan = analyzer.sweep_plan(ts);
+    let next = sink.next;
+    analyzer.apply_sweep(&plan, ts, sink, &mut |step, id| {
+        next.set(mark(packet, step, id))
+    });
+    plan.linger
+        .iter()
+        .chain(&plan.timed_out)
+        .map(|&(_, key)| key)
+        .collect()
+}
+
+pub(super) fn evict_shard(
+    analyzer: &mut Analyzer,
+    packet: u64,
+    ts: Timestamp,
+    victims: &[(u64, FlowKey)],
+    sink: &mut Marked<'_>,
+) {
+    let next = sink.next;
+    analyzer.apply_evict(victims, ts, sink, &mut |step, id| {
+        next.set(mark(packet, step, id))
+    });
+}
+
+pub(super) fn finish_shard(analyzer: &mut Analyzer, sink: &mut Marked<'_>) {
+    let next = sink.next;
+    analyzer.finish_marked(sink, &mut |step, id| {
+        next.set(mark(FINISH_PACKET, step, id))
+    });
+}
