@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::anomaly::Cause;
 use crate::context::{Context, WsStats};
 use crate::event::{EndReason, EventSink, FlowMeta, Timestamp};
 use crate::net::defrag::Defragmenter;
@@ -59,15 +58,13 @@ impl Env<'_> {
 
     /// A session's context and the shared buffers, borrowed together.
     fn context_and_scratch<'e>(&'e mut self, flow: &'e FlowMeta) -> (Context<'e>, &'e mut Scratch) {
-        let ctx = Context {
-            ts: self.ts,
+        let ctx = Context::new(
+            self.ts,
             flow,
-            sink: &mut *self.sink,
-            options: &self.options.ws,
-            stats: &mut *self.stats,
-            cause: Cause::Traffic,
-            bytes_cut: [0; 2],
-        };
+            &mut *self.sink,
+            &self.options.ws,
+            &mut *self.stats,
+        );
         (ctx, &mut *self.scratch)
     }
 }

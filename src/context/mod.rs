@@ -66,6 +66,40 @@ pub struct Context<'a> {
     pub bytes_cut: [u64; 2],
 }
 
+impl<'a> Context<'a> {
+    /// A context for captured bytes (cause `Traffic`, nothing cut yet).
+    pub fn new(
+        ts: Timestamp,
+        flow: &'a FlowMeta,
+        sink: &'a mut dyn EventSink,
+        options: &'a WsOptions,
+        stats: &'a mut WsStats,
+    ) -> Self {
+        Context {
+            ts,
+            flow,
+            sink,
+            options,
+            stats,
+            cause: Cause::Traffic,
+            bytes_cut: [0; 2],
+        }
+    }
+
+    /// The same context, for a connection now named by `flow` (picked up mid-stream).
+    pub fn with_flow<'b>(&'b mut self, flow: &'b FlowMeta) -> Context<'b> {
+        Context {
+            ts: self.ts,
+            flow,
+            sink: &mut *self.sink,
+            options: self.options,
+            stats: &mut *self.stats,
+            cause: self.cause,
+            bytes_cut: self.bytes_cut,
+        }
+    }
+}
+
 impl Context<'_> {
     /// Reports an anomaly of the bytes being handled ([`Context::cause`]).
     pub fn anomaly(&mut self, dir: Option<Direction>, kind: AnomalyKind, detail: &str) {

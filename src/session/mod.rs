@@ -201,15 +201,7 @@ impl Session {
             midstream: true,
             ..*ctx.flow
         };
-        let mut ctx = Context {
-            ts: ctx.ts,
-            flow: &flow,
-            sink: &mut *ctx.sink,
-            options: ctx.options,
-            stats: &mut *ctx.stats,
-            cause: ctx.cause,
-            bytes_cut: ctx.bytes_cut,
-        };
+        let mut ctx = ctx.with_flow(&flow);
         count_give_up(reason, dir, extra, true, spoke_http, &mut ctx);
         self.mode = Mode::WebSocket(Box::new(WsSession::midstream()));
         self.summarise = true;

@@ -16,7 +16,6 @@ fn skip_all(body: &[u8], piece: usize) -> (Result<bool, GiveUp>, usize) {
     (Ok(false), consumed)
 }
 
-use crate::anomaly::Cause;
 use crate::context::{WsOptions, WsStats};
 use crate::event::Payload;
 
@@ -58,15 +57,7 @@ fn run(ws_port: bool, steps: &[Step<'_>]) -> (Vec<String>, WsStats) {
         session.expect_websocket();
     }
     for step in steps {
-        let mut ctx = Context {
-            ts: Timestamp::default(),
-            flow: &flow,
-            sink: &mut sink,
-            options: &options,
-            stats: &mut stats,
-            cause: Cause::Traffic,
-            bytes_cut: [0; 2],
-        };
+        let mut ctx = Context::new(Timestamp::default(), &flow, &mut sink, &options, &mut stats);
         match step {
             Data(dir, bytes) => session.data(*dir, bytes, &mut scratch, &mut ctx),
             Gap(dir, lost) => session.gap(*dir, *lost, &mut scratch, &mut ctx),

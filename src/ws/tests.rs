@@ -118,15 +118,7 @@ fn no_context_takeover_inflates_again_after_lost_bytes() {
         Event::Anomaly(a) => anomalies.push(a.kind.name().to_string()),
         _ => {}
     };
-    let mut ctx = Context {
-        ts: Timestamp::default(),
-        flow: &flow,
-        sink: &mut sink,
-        options: &options,
-        stats: &mut stats,
-        cause: Cause::Traffic,
-        bytes_cut: [0; 2],
-    };
+    let mut ctx = Context::new(Timestamp::default(), &flow, &mut sink, &options, &mut stats);
     let negotiated = Negotiated::from_server_extensions(&[
         "permessage-deflate; server_no_context_takeover".into(),
     ]);
