@@ -3,8 +3,8 @@
 
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{
-    ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, TcpSummary,
-    Timestamp,
+    ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, PerDir,
+    TcpSummary, Timestamp,
 };
 use crate::net::segment::TcpSegment;
 use crate::net::tcp::{Chunk, FlowKey, HalfStream};
@@ -123,14 +123,14 @@ impl Connection {
         let tcp = TcpSummary {
             syns: f.syns[c],
             synacks: f.synacks[s],
-            rst: [f.rst[c], f.rst[s]],
-            fin: [f.fin[c], f.fin[s]],
-            bytes: [f.bytes[c], f.bytes[s]],
+            rst: PerDir::new(f.rst[c], f.rst[s]),
+            fin: PerDir::new(f.fin[c], f.fin[s]),
+            bytes: PerDir::new(f.bytes[c], f.bytes[s]),
             bytes_cut: {
                 let cut = self.app.bytes_cut();
-                [cut[c], cut[s]]
+                PerDir::new(cut[c], cut[s])
             },
-            first_payload: [f.first_payload[c], f.first_payload[s]],
+            first_payload: PerDir::new(f.first_payload[c], f.first_payload[s]),
             first_seen: self.app.first_seen,
             last_seen: self.last_seen,
             websocket: self.app.was_websocket,
@@ -340,7 +340,7 @@ in the flow's bytes_cut_{}",
                 let mut ctx = env.context(&flow);
                 let client = usize::from(!self.client_is_a.unwrap_or(true));
                 let cut = self.bytes_cut();
-                ctx.bytes_cut = [cut[client], cut[1 - client]];
+                ctx.bytes_cut = PerDir::new(cut[client], cut[1 - client]);
                 self.session.end(how, self.first_seen, &mut ctx);
             }
             None => self.session.ignore(),

@@ -7,7 +7,7 @@ mod give_up;
 pub use give_up::{GiveUp, GiveUps};
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::event::{AnomalyEvent, Direction, Event, EventSink, FlowMeta, Timestamp};
+use crate::event::{AnomalyEvent, Direction, Event, EventSink, FlowMeta, PerDir, Timestamp};
 
 /// Options that shape events.
 #[derive(Clone, Copy, Debug)]
@@ -61,9 +61,9 @@ pub struct Context<'a> {
     /// missing ones, whether the capture lost them or its snapshot length cut them. What is
     /// reported while handling them is a consequence of that.
     pub cause: Cause,
-    /// Payload bytes the snapshot length cut off each direction's packets (index 0: client to
-    /// server), for the connection's summary: set when the session ends, zeros before.
-    pub bytes_cut: [u64; 2],
+    /// Payload bytes the snapshot length cut off each direction's packets, for the
+    /// connection's summary: set when the session ends, zeros before.
+    pub bytes_cut: PerDir<u64>,
 }
 
 impl<'a> Context<'a> {
@@ -82,7 +82,7 @@ impl<'a> Context<'a> {
             options,
             stats,
             cause: Cause::Traffic,
-            bytes_cut: [0; 2],
+            bytes_cut: PerDir::new(0, 0),
         }
     }
 

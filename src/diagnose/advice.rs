@@ -5,6 +5,7 @@ use super::words::{close_code_meaning, plural, status_meaning};
 use super::{Bucket, Diagnoser, EXAMPLES, Finding, Severity};
 use crate::analyzer::Stats;
 use crate::anomaly::Cause;
+use crate::event::Direction;
 
 impl Diagnoser {
     /// The findings, most severe first.
@@ -271,8 +272,8 @@ Run `wsnoop -r FILE --json | jq 'select(.type==\"anomaly\")'` for each occurrenc
 bytes from the client and {} from the server that were sent but not captured{}; {}.",
                     stats.snaplen,
                     plural(b.count, "connection", "connections"),
-                    self.bytes_cut[0],
-                    self.bytes_cut[1],
+                    self.bytes_cut[Direction::ClientToServer],
+                    self.bytes_cut[Direction::ServerToClient],
                     self.broken(Cause::Snaplen, true),
                     b.example()
                 ),

@@ -14,7 +14,9 @@ pub use findings::{Finding, Severity, write_json, write_text};
 pub use words::close_code_meaning;
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::event::{Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, Timestamp};
+use crate::event::{
+    Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, PerDir, Timestamp,
+};
 
 use crate::output::OutputSink;
 use Direction::{ClientToServer as C2S, ServerToClient as S2C};
@@ -105,7 +107,7 @@ pub struct Diagnoser {
     gaps: Bucket,
     /// Connections with packets the snapshot length cut, and the bytes cut each way.
     truncated: Bucket,
-    bytes_cut: [u64; 2],
+    bytes_cut: PerDir<u64>,
     /// What bytes missing from the capture broke, by cause: anomalies that are consequences
     /// of a cut or a gap, not of anything a peer did.
     consequences: BTreeMap<(Cause, AnomalyKind), u64>,
@@ -145,22 +147,23 @@ impl EventSink for Diagnoser {
                         .entry(e.flow.server.port())
                         .or_default() += 1;
                 }
-                let no_data = t.bytes == [0, 0];
+                let no_data = t.bytes == PerDir::new(0, 0);
                 if t.syns > 0 && t.synacks == 0 && no_data {
-                    if t.rst[1] {
+                    if t.rst[Direction::ServerToClient] {
                         self.port_closed.add(e.flow, t.first_seen);
                     } else {
                         self.no_answer.add(e.flow, t.first_seen);
                         self.syn_retransmissions += u64::from(t.syns - 1);
                     }
                 }
-                if t.first_payload[0] == Some(PayloadKind::Tls) {
+                if t.first_payload[Direction::ClientToServer] == Some(PayloadKind::Tls) {
                     self.tls.add(e.flow, t.first_seen);
                 }
-                if t.bytes_cut != [0, 0] {
+                if t.bytes_cut != PerDir::new(0, 0) {
                     self.truncated.add(e.flow, t.first_seen);
-                    self.bytes_cut[0] += t.bytes_cut[0];
-                    self.bytes_cut[1] += t.bytes_cut[1];
+                    for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+                        self.bytes_cut[dir] += t.bytes_cut[dir];
+                    }
                 }
             }
             Event::Handshake(e) => {

@@ -261,9 +261,8 @@ pub struct FlowEvent<'a> {
     pub counters: &'a FlowCounters,
     /// The median seconds from a ping to the pong that echoed it ([`FlowCounters::ping_rtt`]).
     pub ping_rtt: Option<f64>,
-    /// Payload bytes the capture's snapshot length cut off each direction's packets (index 0:
-    /// client to server).
-    pub bytes_cut: [u64; 2],
+    /// Payload bytes the capture's snapshot length cut off each direction's packets.
+    pub bytes_cut: PerDir<u64>,
     pub end: EndReason,
 }
 
@@ -306,14 +305,14 @@ pub struct TcpSummary {
     /// SYNs from the client (retransmissions included) and SYN-ACKs from the server.
     pub syns: u32,
     pub synacks: u32,
-    /// RST and FIN seen from each side: index 0 client, 1 server.
-    pub rst: [bool; 2],
-    pub fin: [bool; 2],
-    /// Payload bytes per direction (index 0: client to server), cut ones included.
-    pub bytes: [u64; 2],
+    /// RST and FIN seen from each side, by the direction they were sent in.
+    pub rst: PerDir<bool>,
+    pub fin: PerDir<bool>,
+    /// Payload bytes per direction, cut ones included.
+    pub bytes: PerDir<u64>,
     /// Payload bytes the capture's snapshot length cut, per direction.
-    pub bytes_cut: [u64; 2],
-    pub first_payload: [Option<PayloadKind>; 2],
+    pub bytes_cut: PerDir<u64>,
+    pub first_payload: PerDir<Option<PayloadKind>>,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     /// Decoded as WebSocket (upgraded, or recognised mid-stream).

@@ -494,7 +494,8 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
     write!(
         w,
         ",\"bytes_cut_c2s\":{},\"bytes_cut_s2c\":{}",
-        e.bytes_cut[0], e.bytes_cut[1]
+        e.bytes_cut[Direction::ClientToServer],
+        e.bytes_cut[Direction::ServerToClient]
     )?;
     writeln!(w, ",\"end\":\"{}\"}}", e.end.name())
 }

@@ -5,7 +5,7 @@
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, ConnectionEvent, Direction, EndReason, Event, EventSink,
-    FlowCounters, FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload,
+    FlowCounters, FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload, PerDir,
     TcpSummary, Timestamp,
 };
 use crate::wire::frame::FrameHeader;
@@ -317,7 +317,7 @@ pub(super) struct OwnedFlow {
     status: Option<u16>,
     counters: FlowCounters,
     ping_rtt: Option<f64>,
-    bytes_cut: [u64; 2],
+    bytes_cut: PerDir<u64>,
     end: EndReason,
 }
 
