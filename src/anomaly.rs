@@ -31,10 +31,14 @@ pub enum AnomalyKind {
     MalformedHttp,
     HttpAbandoned,
     TruncatedCapture,
+    TlsNoKeys,
+    TlsDecryptFailed,
+    TlsUnsupported,
+    TlsMalformed,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 28] = [
+    pub const ALL: [AnomalyKind; 32] = [
         AnomalyKind::UnmaskedClientFrame,
         AnomalyKind::MaskedServerFrame,
         AnomalyKind::ReservedOpcode,
@@ -63,6 +67,10 @@ impl AnomalyKind {
         AnomalyKind::MalformedHttp,
         AnomalyKind::HttpAbandoned,
         AnomalyKind::TruncatedCapture,
+        AnomalyKind::TlsNoKeys,
+        AnomalyKind::TlsDecryptFailed,
+        AnomalyKind::TlsUnsupported,
+        AnomalyKind::TlsMalformed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -188,6 +196,22 @@ impl AnomalyKind {
             TruncatedCapture => (
                 "truncated_capture",
                 "the capture's snapshot length cut packets short; decoding resumes after the bytes it cut",
+            ),
+            TlsNoKeys => (
+                "tls_no_keys",
+                "a TLS connection stays encrypted: no key log secret for its client random (or its handshake was not captured)",
+            ),
+            TlsDecryptFailed => (
+                "tls_decrypt_failed",
+                "a TLS record failed its authentication tag with the logged secrets: a wrong or stale key log",
+            ),
+            TlsUnsupported => (
+                "tls_unsupported",
+                "a TLS connection stays encrypted: its cipher suite is one wsnoop does not decrypt",
+            ),
+            TlsMalformed => (
+                "tls_malformed",
+                "RFC 8446 5.1 / RFC 5246 6.2: bytes of a TLS connection that are not a valid record; the rest of it stays encrypted",
             ),
         }
     }

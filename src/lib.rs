@@ -39,6 +39,7 @@ pub mod net;
 pub mod output;
 pub mod parallel;
 pub mod session;
+pub mod tls;
 pub mod wire;
 pub mod ws;
 
@@ -51,6 +52,10 @@ use output::OutputSink;
 
 /// The longest a live capture keeps reading after a stop request.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
+/// How often a live run looks for secrets appended to its key logs: a browser writes them
+/// right after its handshake, while its first records are on their way.
+const KEYLOG_REFRESH: Duration = Duration::from_millis(50);
 
 /// Why a run stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +91,9 @@ pub struct RunControl<'a> {
     /// most once per `drop_report_interval`.
     pub on_drops: &'a mut dyn FnMut(LiveStats),
     pub drop_report_interval: Duration,
+    /// Where TLS secrets go that the capture itself holds (pcapng Decryption Secrets Blocks),
+    /// and the key logs to follow as they grow while capturing live.
+    pub keys: Option<&'a tls::KeyStore>,
 }
 
 fn output_end(sink: &mut dyn OutputSink) -> Result<Option<RunEnd>, RunError> {
@@ -131,7 +139,22 @@ pub(crate) fn read_loop(
     // nothing that the kernel captured before it: until the capture is quiet once the kernel
     // has handed over every block it had started, or DRAIN_LIMIT after the request.
     let mut stopped_at: Option<Instant> = None;
+    let mut keys_refreshed = Instant::now();
+    let mut reads = 0u32;
     loop {
+        if let Some(keys) = control.keys {
+            // Secrets the file held before the packet read last: in place before the
+            // packets after it, which are the ones that can need them.
+            let secrets = source.take_secrets();
+            if !secrets.is_empty() {
+                keys.add(&secrets);
+            }
+            reads = reads.wrapping_add(1);
+            if live && reads % 256 == 0 && keys_refreshed.elapsed() >= KEYLOG_REFRESH {
+                keys_refreshed = Instant::now();
+                keys.refresh();
+            }
+        }
         if control.stop.load(Ordering::Relaxed) {
             if !live {
                 return Ok(RunEnd::Interrupted);
@@ -157,6 +180,12 @@ pub(crate) fn read_loop(
         match next {
             Next::End => return Ok(RunEnd::EndOfInput),
             Next::Idle => {
+                if let Some(keys) = control.keys
+                    && keys_refreshed.elapsed() >= KEYLOG_REFRESH
+                {
+                    keys_refreshed = Instant::now();
+                    keys.refresh();
+                }
                 if stopped_at.is_some_and(|at| at.elapsed() >= capture::LIVE_DELIVERY_LIMIT) {
                     return Ok(RunEnd::Interrupted);
                 }

@@ -9,13 +9,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
+use wsnoop::analyzer::{
+    Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats, TlsOptions,
+};
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
 use wsnoop::parallel::{self, Format};
+use wsnoop::tls::KeyStore;
 use wsnoop::{RunControl, RunEnd};
 
 /// A line on stderr. Unlike `eprintln!`, which panics when stderr is a pipe whose reader has
@@ -153,6 +156,11 @@ struct SourceArgs {
     /// Colour in text output.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+
+    /// Decrypt TLS (wss) with the secrets in this NSS key log (repeatable): what browsers write
+    /// to SSLKEYLOGFILE. Default: $SSLKEYLOGFILE. Live, the file is followed as it grows.
+    #[arg(long, value_name = "FILE")]
+    keylog: Vec<PathBuf>,
 
     /// A BPF filter expression, as tcpdump takes it (e.g. tcp port 8080). Options may follow
     /// it, as with tcpdump on Linux.
@@ -338,16 +346,45 @@ fn say_drops(s: capture::LiveStats) {
 }
 
 /// How every run stops: Ctrl-C or SIGTERM, `--duration`; drops are said every 5 s at most.
-fn run_control(
+fn run_control<'a>(
     duration: Option<Duration>,
-    on_drops: &mut dyn FnMut(capture::LiveStats),
-) -> RunControl<'_> {
+    on_drops: &'a mut dyn FnMut(capture::LiveStats),
+    tls: &'a TlsOptions,
+) -> RunControl<'a> {
     RunControl {
         stop: &STOP,
         duration,
         on_drops,
         drop_report_interval: Duration::from_secs(5),
+        keys: tls.keys.as_deref(),
     }
+}
+
+/// The run's TLS secrets: the --keylog files, else $SSLKEYLOGFILE; a capture file may add its
+/// own (pcapng Decryption Secrets Blocks). Live, the key logs are followed as they grow.
+fn tls_options(keylogs: &[PathBuf], source: &Source) -> anyhow::Result<TlsOptions> {
+    let mut paths = keylogs.to_vec();
+    if paths.is_empty()
+        && let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty())
+    {
+        say!(
+            "wsnoop: decrypting TLS with the key log in SSLKEYLOGFILE ({})",
+            std::path::Path::new(&path).display()
+        );
+        paths.push(PathBuf::from(path));
+    }
+    if paths.is_empty() && source.is_live() {
+        return Ok(TlsOptions::default());
+    }
+    let keys = KeyStore::new();
+    for path in &paths {
+        keys.follow(path)?;
+    }
+    keys.set_growing(source.is_live() && !paths.is_empty());
+    Ok(TlsOptions {
+        keys: Some(std::sync::Arc::new(keys)),
+        keys_expected: !paths.is_empty(),
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -418,11 +455,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             heuristics: !cli.no_heuristics,
         },
         report_connections: false,
+        tls: tls_options(&cli.source.keylog, &source)?,
     };
     let stdout = io::stdout();
     let color = use_color(cli.source.color, stdout.is_terminal());
     let mut on_drops = say_drops;
-    let control = run_control(duration, &mut on_drops);
+    let control = run_control(duration, &mut on_drops, &options.tls);
     let (end, stats) = if threads > 1 {
         let format = if cli.quiet {
             Format::Quiet
@@ -444,7 +482,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
         )?
     } else {
-        let mut analyzer = Analyzer::new(options);
+        let mut analyzer = Analyzer::new(options.clone());
         let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
         let mut sink: Box<dyn OutputSink> = if cli.quiet {
             Box::new(Quiet)
@@ -539,6 +577,7 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
             ws_ports: Vec::new(),
             heuristics: true,
         },
+        tls: tls_options(&args.source.keylog, &source)?,
         ..AnalyzerOptions::default()
     };
     let mut diagnoser = Diagnoser::new(
@@ -548,14 +587,14 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         },
     );
     let mut on_drops = say_drops;
-    let control = run_control(duration, &mut on_drops);
+    let control = run_control(duration, &mut on_drops, &options.tls);
     let threads = args
         .threads
         .map_or_else(parallel::default_threads, usize::from);
     let stats = if threads > 1 {
         parallel::run_events(&mut source, &options, threads, &mut diagnoser, control)?.1
     } else {
-        let mut analyzer = Analyzer::new(options);
+        let mut analyzer = Analyzer::new(options.clone());
         wsnoop::run(&mut source, &mut analyzer, &mut diagnoser, control)?;
         analyzer.stats()
     };

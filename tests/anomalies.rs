@@ -23,7 +23,12 @@ const ARGS: [&str; 3] = ["--json", "--max-payload", "1000000"];
 /// captures with bytes lost on purpose (tcp_gap: tests/hostile.rs; truncated_capture:
 /// tests/snaplen.rs, a session captured with tcpdump -s 200 and -s 600); malformed_http and
 /// http_abandoned are committed by real programs in fixtures/http-odd/ (tests/http_odd.rs).
-const NOT_CRAFTED: [&str; 4] = [
+const NOT_CRAFTED: [&str; 8] = [
+    // Real wss captures with key logs commit these (fixtures/tls/, tests/tls.rs).
+    "tls_no_keys",
+    "tls_decrypt_failed",
+    "tls_unsupported",
+    "tls_malformed",
     "tcp_gap",
     "truncated_capture",
     "malformed_http",

@@ -2,6 +2,7 @@
 //! application half (who is the client, the session) that the halves' bytes go to.
 
 use crate::anomaly::{AnomalyKind, Cause};
+use crate::context::Context;
 use crate::event::{
     ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, PerDir,
     TcpSummary, Timestamp,
@@ -10,6 +11,9 @@ use crate::net::segment::TcpSegment;
 use crate::net::tcp::{Chunk, FlowKey, HalfStream};
 use crate::session::{Session, SessionStart};
 use crate::wire::http::{looks_like_request_start, looks_like_response_start};
+use crate::wire::tls::TlsInfo;
+
+use super::secure::TlsLayer;
 
 use super::{AnalyzerOptions, Env};
 
@@ -28,6 +32,9 @@ pub(super) struct App {
     /// What the snapshot length cut, once it cuts anything: most captures cut nothing, so
     /// the table's entries do not carry it.
     pub(super) cuts: Option<Box<Cuts>>,
+    /// The TLS between TCP and the session, when the connection is TLS and there are keys to
+    /// try: the session then sees what it decrypts to.
+    pub(super) tls: Option<Box<TlsLayer>>,
     pub(super) session: Session,
 }
 
@@ -145,6 +152,7 @@ impl Connection {
             flow: &flow,
             tcp: &tcp,
             end,
+            tls: self.app.tls_info(),
         }));
     }
 }
@@ -158,6 +166,7 @@ impl Connection {
         a_to_b.flush(&mut |chunk| app.chunk(true, chunk, b_finished, env));
         let a_finished = a_to_b.is_finished();
         b_to_a.flush(&mut |chunk| app.chunk(false, chunk, a_finished, env));
+        app.finish_tls(env);
         app.end(how, env);
     }
 }
@@ -178,7 +187,7 @@ impl App {
 
     /// The connection as events name it, once the client is known. Made on demand rather
     /// than stored: a flow table entry stays small.
-    fn flow(&self) -> Option<FlowMeta> {
+    pub(super) fn flow(&self) -> Option<FlowMeta> {
         let client_is_a = self.client_is_a?;
         let (a, b) = (self.key.side_a(), self.key.side_b());
         let (client, server) = if client_is_a { (a, b) } else { (b, a) };
@@ -235,13 +244,15 @@ impl App {
         self.session.ignore();
     }
 
-    /// One chunk of the half from side A (`from_a`) or B; `peer_finished`: the other half
-    /// has delivered its FIN.
-    pub(super) fn chunk(
+    /// One chunk of the session's bytes from side A (`from_a`) or B: what TCP delivered, or
+    /// what TLS decrypted it to (then `tls` says what TLS negotiated); `peer_finished`: the
+    /// other half has delivered its FIN.
+    pub(super) fn plain(
         &mut self,
         from_a: bool,
         chunk: Chunk<'_>,
         peer_finished: bool,
+        tls: Option<&TlsInfo>,
         env: &mut Env<'_>,
     ) {
         match chunk {
@@ -265,6 +276,7 @@ impl App {
                         return;
                     };
                     let (mut ctx, scratch) = env.context_and_scratch(&flow);
+                    ctx.tls = tls;
                     self.session.replay_probe(client_is_a, scratch, &mut ctx);
                     self.was_websocket = true;
                     return;
@@ -274,6 +286,7 @@ impl App {
                 };
                 let dir = direction(from_a, self.client_is_a.unwrap_or(true));
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
+                ctx.tls = tls;
                 self.session.data(dir, bytes, scratch, &mut ctx);
                 self.was_websocket |= self.session.is_websocket();
                 self.midstream |= self.session.picked_up();
@@ -284,6 +297,7 @@ impl App {
                     return;
                 };
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
+                ctx.tls = tls;
                 ctx.cause = Cause::Gap;
                 self.session
                     .gap(direction(from_a, client_is_a), lost, scratch, &mut ctx);
@@ -299,28 +313,16 @@ impl App {
                 };
                 let dir = direction(from_a, client_is_a);
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
+                ctx.tls = tls;
                 ctx.cause = Cause::Snaplen;
-                let side = usize::from(!from_a);
-                // Once per direction: with a small snapshot length every packet is cut.
-                let cuts = self.cuts.get_or_insert_with(Box::default);
-                if !cuts.reported[side] {
-                    cuts.reported[side] = true;
-                    let detail = format!(
-                        "the capture's snapshot length cut {} packets at {} bytes: {cut} bytes \
-here were not captured (frames resume after them); later cuts of this direction are counted \
-in the flow's bytes_cut_{}",
-                        dir.name(),
-                        cuts.snaplen,
-                        dir.name()
-                    );
-                    ctx.anomaly(Some(dir), AnomalyKind::TruncatedCapture, &detail);
-                }
+                self.report_cut(from_a, dir, cut, &mut ctx);
                 self.session.gap(dir, cut, scratch, &mut ctx);
                 self.midstream |= self.session.picked_up();
             }
             Chunk::Conflict(bytes) => {
                 if let (Some(client_is_a), Some(flow)) = (self.client_is_a, self.flow()) {
                     let mut ctx = env.context(&flow);
+                    ctx.tls = tls;
                     self.session
                         .conflict(direction(from_a, client_is_a), bytes, &mut ctx);
                 }
@@ -333,11 +335,38 @@ in the flow's bytes_cut_{}",
         }
     }
 
+    /// Says, once per direction, that the snapshot length cut `cut` bytes here: with a small
+    /// snapshot length every packet is cut.
+    pub(super) fn report_cut(
+        &mut self,
+        from_a: bool,
+        dir: Direction,
+        cut: u64,
+        ctx: &mut Context<'_>,
+    ) {
+        let side = usize::from(!from_a);
+        // Once per direction: with a small snapshot length every packet is cut.
+        let cuts = self.cuts.get_or_insert_with(Box::default);
+        if !cuts.reported[side] {
+            cuts.reported[side] = true;
+            let detail = format!(
+                "the capture's snapshot length cut {} packets at {} bytes: {cut} bytes \
+here were not captured (frames resume after them); later cuts of this direction are counted \
+in the flow's bytes_cut_{}",
+                dir.name(),
+                cuts.snaplen,
+                dir.name()
+            );
+            ctx.anomaly(Some(dir), AnomalyKind::TruncatedCapture, &detail);
+        }
+    }
+
     /// Ends the session; it reports only once, however often the connection is ended.
-    fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
+    pub(super) fn end(&mut self, how: EndReason, env: &mut Env<'_>) {
         match self.flow() {
             Some(flow) => {
                 let mut ctx = env.context(&flow);
+                ctx.tls = self.tls.as_deref().map(TlsLayer::info);
                 let client = usize::from(!self.client_is_a.unwrap_or(true));
                 let cut = self.bytes_cut();
                 ctx.bytes_cut = PerDir::new(cut[client], cut[1 - client]);

@@ -19,6 +19,7 @@ use crate::ws::Scratch;
 
 mod connection;
 mod rules;
+mod secure;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use rules::{CLOSED_LINGER_SECS, SWEEP_INTERVAL_SECS};
 pub use rules::{
     Marker, Place, Step, SweepPlan, eviction_victims, starts_again, sweep_due, sweep_may_list,
 };
+pub use secure::TlsOptions;
 pub use stats::{AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
 
 pub struct Analyzer {
@@ -140,6 +142,7 @@ impl Analyzer {
                 first_seen: ts,
                 was_websocket: false,
                 cuts: None,
+                tls: None,
                 session: Session::new(),
             },
             last_seen: ts,

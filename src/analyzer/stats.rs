@@ -3,6 +3,8 @@
 use crate::context::{WsOptions, WsStats};
 use crate::net::tcp::ReassemblyLimits;
 
+use super::TlsOptions;
+
 /// Limits on the flow table.
 #[derive(Clone, Copy, Debug)]
 pub struct FlowLimits {
@@ -36,6 +38,7 @@ pub struct AnalyzerOptions {
     pub reassembly: ReassemblyLimits,
     pub flows: FlowLimits,
     pub midstream: MidstreamOptions,
+    pub tls: TlsOptions,
     /// Emit a connection event for every TCP connection as it leaves the table.
     pub report_connections: bool,
 }

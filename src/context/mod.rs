@@ -8,6 +8,7 @@ pub use give_up::{GiveUp, GiveUps};
 
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{AnomalyEvent, Direction, Event, EventSink, FlowMeta, PerDir, Timestamp};
+use crate::wire::tls::TlsInfo;
 
 /// Options that shape events.
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +49,10 @@ pub struct WsStats {
     /// Connections without a captured handshake that were probed for frames and given up:
     /// no chain of frames within the probe's limit, or bytes lost before one was found.
     pub probes_given_up: u64,
+    /// Connections followed as TLS (there were keys to try), and those of them of which at
+    /// least one record decrypted.
+    pub tls_connections: u64,
+    pub tls_decrypted: u64,
 }
 
 /// Everything the direction's handlers need besides their own state.
@@ -64,6 +69,8 @@ pub struct Context<'a> {
     /// Payload bytes the snapshot length cut off each direction's packets, for the
     /// connection's summary: set when the session ends, zeros before.
     pub bytes_cut: PerDir<u64>,
+    /// What the TLS handshake negotiated, when the connection's bytes were decrypted.
+    pub tls: Option<&'a TlsInfo>,
 }
 
 impl<'a> Context<'a> {
@@ -83,6 +90,7 @@ impl<'a> Context<'a> {
             stats,
             cause: Cause::Traffic,
             bytes_cut: PerDir::new(0, 0),
+            tls: None,
         }
     }
 
@@ -96,6 +104,7 @@ impl<'a> Context<'a> {
             stats: &mut *self.stats,
             cause: self.cause,
             bytes_cut: self.bytes_cut,
+            tls: self.tls,
         }
     }
 }
@@ -138,6 +147,8 @@ impl std::ops::AddAssign<&WsStats> for WsStats {
             anomalies,
             http_given_up,
             probes_given_up,
+            tls_connections,
+            tls_decrypted,
         } = self;
         *handshakes += b.handshakes;
         *upgrades += b.upgrades;
@@ -147,5 +158,7 @@ impl std::ops::AddAssign<&WsStats> for WsStats {
         *anomalies += b.anomalies;
         *http_given_up += &b.http_given_up;
         *probes_given_up += b.probes_given_up;
+        *tls_connections += b.tls_connections;
+        *tls_decrypted += b.tls_decrypted;
     }
 }

@@ -129,23 +129,6 @@ accept value wrongly, or a proxy altered the key: check what sits between client
 overloaded, or a proxy holds the request. Check the server's logs and timeouts.",
             );
         }
-        if self.tls.count > 0 {
-            let b = &self.tls;
-            push(
-                "tls",
-                Severity::Warning,
-                b,
-                format!(
-                    "{} to {} TLS (wss); {}.",
-                    plural(b.count, "connection speaks", "connections speak"),
-                    b.servers(),
-                    b.example()
-                ),
-                "The frames are encrypted and cannot be seen. Capture where TLS ends (behind the \
-proxy that terminates it, e.g. the media server's plain ws port), or have the client log its \
-session keys (SSLKEYLOGFILE=/tmp/keys for Chromium/Firefox/curl) and decrypt with Wireshark.",
-            );
-        }
         if self.one_way.count > 0 {
             let b = &self.one_way;
             let [silent_client, silent_server] = self.one_way_silent_side;
@@ -357,10 +340,14 @@ The anomalies' details (`wsnoop -r FILE --json | jq 'select(.kind==\"http_abando
 which stream and why.",
             );
         }
+        out.extend(self.tls_findings());
         let websocket_seen = self.handshakes > 0 || self.sessions > 0;
         let wrong_before_ws = out.iter().any(|f| f.severity == Severity::Error);
         // TLS on the port may well be WebSocket (wss): the tls finding already says so.
-        if !websocket_seen && !wrong_before_ws && self.tls.count == 0 {
+        if !websocket_seen
+            && !wrong_before_ws
+            && self.tls.encrypted.count + self.tls.decrypted.count == 0
+        {
             let mut ports: Vec<(u64, u16)> = self
                 .connections_by_port
                 .iter()

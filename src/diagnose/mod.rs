@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 mod advice;
 mod findings;
+mod tls;
 mod words;
 
 pub use findings::{Finding, Severity, write_json, write_text};
@@ -84,7 +85,7 @@ pub struct Diagnoser {
     port_closed: Bucket,
     no_answer: Bucket,
     syn_retransmissions: u64,
-    tls: Bucket,
+    tls: tls::TlsSeen,
     handshakes: u64,
     upgraded: u64,
     not_websocket: BTreeMap<u16, Bucket>,
@@ -157,7 +158,7 @@ impl EventSink for Diagnoser {
                     }
                 }
                 if t.first_payload[Direction::ClientToServer] == Some(PayloadKind::Tls) {
-                    self.tls.add(e.flow, t.first_seen);
+                    self.tls.connection(e.flow, t.first_seen, e.tls);
                 }
                 if t.bytes_cut != PerDir::new(0, 0) {
                     self.truncated.add(e.flow, t.first_seen);
@@ -207,6 +208,10 @@ impl EventSink for Diagnoser {
                         }
                     }
                     AnomalyKind::TcpGap => self.gaps.add(e.flow, e.ts),
+                    AnomalyKind::TlsNoKeys
+                    | AnomalyKind::TlsDecryptFailed
+                    | AnomalyKind::TlsUnsupported
+                    | AnomalyKind::TlsMalformed => self.tls.problem(e.kind, e.flow, e.ts),
                     AnomalyKind::HttpAbandoned => self.http_abandoned(e.detail, e.flow, e.ts),
                     // Counted from the connections, which say how much was cut.
                     AnomalyKind::TruncatedCapture => {}

@@ -12,6 +12,7 @@ use crate::wire::http::{
     AcceptVerdict, UpgradeRequest, UpgradeResponse, looks_like_request_start,
     looks_like_response_start,
 };
+use crate::wire::tls::TlsInfo;
 
 /// The sub-second precision a capture's timestamps are written with: 6 digits for
 /// microsecond captures, 9 for nanosecond ones. The capture says which; the writers follow it.
@@ -133,6 +134,8 @@ pub struct HandshakeEvent<'a> {
     pub upgraded: bool,
     /// Seconds from the request's last byte to the response's last header byte.
     pub latency: f64,
+    /// The TLS the handshake was decrypted from (wss).
+    pub tls: Option<&'a TlsInfo>,
 }
 
 /// How a frame's payload is shown.
@@ -264,6 +267,7 @@ pub struct FlowEvent<'a> {
     /// Payload bytes the capture's snapshot length cut off each direction's packets.
     pub bytes_cut: PerDir<u64>,
     pub end: EndReason,
+    pub tls: Option<&'a TlsInfo>,
 }
 
 /// What the first payload bytes of one direction of a TCP connection looked like.
@@ -327,6 +331,8 @@ pub struct ConnectionEvent<'a> {
     pub flow: &'a FlowMeta,
     pub tcp: &'a TcpSummary,
     pub end: EndReason,
+    /// What the connection's TLS handshake said, if it was TLS and its hellos were seen.
+    pub tls: Option<&'a TlsInfo>,
 }
 
 #[derive(Debug)]

@@ -477,6 +477,7 @@ impl HttpState {
                         accept,
                         upgraded,
                         latency: ctx.ts.seconds_since(request_ts),
+                        tls: ctx.tls,
                     }));
                     report_malformed(
                         Direction::ServerToClient,

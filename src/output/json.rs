@@ -13,6 +13,7 @@ use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
     HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
+use crate::wire::tls::TlsInfo;
 
 use Direction::{ClientToServer as C2S, ServerToClient as S2C};
 
@@ -267,12 +268,30 @@ fn handshake(w: &mut impl Write, p: TsPrecision, e: &HandshakeEvent<'_>) -> io::
     opt_string(w, resp.protocol.as_deref())?;
     w.write_all(b",\"server_extensions\":")?;
     string_list(w, &resp.extensions)?;
-    writeln!(
+    write!(
         w,
-        ",\"upgraded\":{},\"latency\":{:.9}}}",
+        ",\"upgraded\":{},\"latency\":{:.9}",
         e.upgraded,
         e.latency.max(0.0)
-    )
+    )?;
+    tls(w, e.tls)?;
+    w.write_all(b"}\n")
+}
+
+/// `,"tls":{...}` on the events of a connection decrypted from TLS; nothing on plaintext ones.
+fn tls(w: &mut impl Write, info: Option<&TlsInfo>) -> io::Result<()> {
+    let Some(info) = info else {
+        return Ok(());
+    };
+    w.write_all(b",\"tls\":{\"version\":")?;
+    opt_string(w, info.version_name())?;
+    w.write_all(b",\"cipher\":")?;
+    opt_string(w, info.cipher_name())?;
+    w.write_all(b",\"sni\":")?;
+    opt_string(w, info.sni.as_deref())?;
+    w.write_all(b",\"alpn\":")?;
+    opt_string(w, info.alpn.as_deref())?;
+    write!(w, ",\"decrypted\":{}}}", info.decrypted)
 }
 
 fn frame(
@@ -497,7 +516,9 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
         e.bytes_cut[Direction::ClientToServer],
         e.bytes_cut[Direction::ServerToClient]
     )?;
-    writeln!(w, ",\"end\":\"{}\"}}", e.end.name())
+    write!(w, ",\"end\":\"{}\"", e.end.name())?;
+    tls(w, e.tls)?;
+    w.write_all(b"}\n")
 }
 
 impl<W: Write> EventSink for JsonWriter<W> {

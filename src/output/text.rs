@@ -126,7 +126,21 @@ impl<W: Write> TextWriter<W> {
         if !e.upgraded {
             w.write_all(b" (not upgraded)")?;
         }
-        writeln!(w, " latency={:.6}s", e.latency.max(0.0))
+        write!(w, " latency={:.6}s", e.latency.max(0.0))?;
+        if let Some(tls) = e.tls {
+            // wss: what the decrypted bytes came through.
+            write!(
+                w,
+                " tls={}/{}",
+                tls.version_name().unwrap_or("?"),
+                tls.cipher_name().unwrap_or("?")
+            )?;
+            if let Some(sni) = &tls.sni {
+                w.write_all(b" sni=")?;
+                escaped(w, sni)?;
+            }
+        }
+        writeln!(w)
     }
 
     fn frame(&mut self, e: &FrameEvent<'_>) -> io::Result<()> {

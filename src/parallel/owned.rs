@@ -10,6 +10,7 @@ use crate::event::{
 };
 use crate::wire::frame::FrameHeader;
 use crate::wire::http::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
+use crate::wire::tls::TlsInfo;
 
 /// Where a string or payload of an owned event sits in its chunk's arena.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +33,7 @@ pub(super) enum OwnedEvent {
         flow: FlowMeta,
         tcp: TcpSummary,
         end: EndReason,
+        tls: Option<Box<TlsInfo>>,
     },
     Flow(Box<OwnedFlow>),
     Handshake {
@@ -41,6 +43,7 @@ pub(super) enum OwnedEvent {
         accept: AcceptVerdict,
         upgraded: bool,
         latency: f64,
+        tls: Option<Box<TlsInfo>>,
     },
     Frame {
         ts: Timestamp,
@@ -134,6 +137,7 @@ impl OwnedEvent {
                 flow: *e.flow,
                 tcp: e.tcp.clone(),
                 end: e.end,
+                tls: e.tls.map(|t| Box::new(t.clone())),
             },
             Event::Flow(e) => OwnedEvent::Flow(Box::new(OwnedFlow::of(e))),
             Event::Handshake(e) => OwnedEvent::Handshake {
@@ -143,6 +147,7 @@ impl OwnedEvent {
                 accept: e.accept,
                 upgraded: e.upgraded,
                 latency: e.latency,
+                tls: e.tls.map(|t| Box::new(t.clone())),
             },
             Event::Frame(e) => OwnedEvent::Frame {
                 ts: e.ts,
@@ -195,13 +200,17 @@ impl OwnedEvent {
     /// Hands the event, as it was, to `sink`.
     pub(super) fn deliver(&self, arena: &[u8], sink: &mut dyn EventSink) {
         match self {
-            OwnedEvent::Connection { flow, tcp, end } => {
-                sink.event(&Event::Connection(ConnectionEvent {
-                    flow,
-                    tcp,
-                    end: *end,
-                }))
-            }
+            OwnedEvent::Connection {
+                flow,
+                tcp,
+                end,
+                tls,
+            } => sink.event(&Event::Connection(ConnectionEvent {
+                flow,
+                tcp,
+                end: *end,
+                tls: tls.as_deref(),
+            })),
             OwnedEvent::Flow(f) => sink.event(&f.event()),
             OwnedEvent::Handshake {
                 ts,
@@ -210,6 +219,7 @@ impl OwnedEvent {
                 accept,
                 upgraded,
                 latency,
+                tls,
             } => sink.event(&Event::Handshake(HandshakeEvent {
                 ts: *ts,
                 flow,
@@ -218,6 +228,7 @@ impl OwnedEvent {
                 accept: *accept,
                 upgraded: *upgraded,
                 latency: *latency,
+                tls: tls.as_deref(),
             })),
             OwnedEvent::Frame {
                 ts,
@@ -319,6 +330,7 @@ pub(super) struct OwnedFlow {
     ping_rtt: Option<f64>,
     bytes_cut: PerDir<u64>,
     end: EndReason,
+    tls: Option<TlsInfo>,
 }
 
 impl OwnedFlow {
@@ -335,6 +347,7 @@ impl OwnedFlow {
             ping_rtt: e.ping_rtt,
             bytes_cut: e.bytes_cut,
             end: e.end,
+            tls: e.tls.cloned(),
         }
     }
 
@@ -351,6 +364,7 @@ impl OwnedFlow {
             ping_rtt: self.ping_rtt,
             bytes_cut: self.bytes_cut,
             end: self.end,
+            tls: self.tls.as_ref(),
         })
     }
 }

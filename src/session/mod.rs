@@ -334,6 +334,7 @@ the first copy was kept",
             ping_rtt: counters.ping_rtt(),
             bytes_cut: ctx.bytes_cut,
             end: how,
+            tls: ctx.tls,
         }));
     }
 

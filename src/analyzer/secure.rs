@@ -1,0 +1,206 @@
+//! The stream layer between a connection's TCP halves and its session: TLS, when the
+//! connection is TLS and there are keys to try. Plain connections pass straight through.
+//!
+//! The session never knows: it gets the decrypted bytes as chunks, a record lost (to a capture
+//! gap, a missing key, a failed tag) as a gap, exactly as it gets plaintext from TCP.
+
+use std::sync::Arc;
+
+use crate::anomaly::AnomalyKind;
+use crate::event::{Direction, Timestamp};
+use crate::net::tcp::Chunk;
+use crate::tls::{KeyStore, TlsOutput, TlsProblem, TlsStream};
+use crate::wire::tls::TlsInfo;
+
+use super::Env;
+use super::connection::App;
+
+/// Where a run's TLS secrets come from, and whether to try TLS without any.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// None: TLS connections are not decoded (nobody could have keys).
+    pub keys: Option<Arc<KeyStore>>,
+    /// The user named a key log (`--keylog`, SSLKEYLOGFILE): every TLS connection is followed,
+    /// and one without keys says so. Otherwise (keys only from the capture's Decryption Secrets
+    /// Blocks) a TLS connection is followed only when some keys are known.
+    pub keys_expected: bool,
+}
+
+impl TlsOptions {
+    fn keys_for_new_connection(&self) -> Option<&KeyStore> {
+        let keys = self.keys.as_deref()?;
+        (self.keys_expected || !keys.is_empty()).then_some(keys)
+    }
+}
+
+/// One connection's TLS: the decryptor, and what it negotiated as the session's events show it.
+#[derive(Debug)]
+pub(super) struct TlsLayer {
+    stream: TlsStream,
+    /// A copy of the stream's, so the session's events can borrow it while the stream works.
+    info: TlsInfo,
+    /// Each kind of problem is reported once per connection.
+    reported: u8,
+}
+
+impl TlsLayer {
+    pub(super) fn info(&self) -> &TlsInfo {
+        &self.info
+    }
+}
+
+fn problem_kind(problem: TlsProblem) -> (AnomalyKind, u8) {
+    match problem {
+        TlsProblem::NoKeys | TlsProblem::HandshakeMissed => (AnomalyKind::TlsNoKeys, 1),
+        TlsProblem::DecryptFailed => (AnomalyKind::TlsDecryptFailed, 2),
+        TlsProblem::Unsupported(_) => (AnomalyKind::TlsUnsupported, 4),
+        TlsProblem::NotTls => (AnomalyKind::TlsMalformed, 8),
+    }
+}
+
+impl App {
+    pub(super) fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_deref().map(TlsLayer::info)
+    }
+
+    /// A connection's first bytes: TLS hellos make it a TLS connection, when there are keys to
+    /// try, and say who the client is.
+    fn start_tls(&mut self, from_a: bool, bytes: &[u8], env: &mut Env<'_>) {
+        if env.options.tls.keys_for_new_connection().is_none() {
+            return;
+        }
+        let client_is_a = if TlsStream::looks_like_client_hello(bytes) {
+            from_a
+        } else if TlsStream::looks_like_server_hello(bytes) {
+            !from_a
+        } else {
+            return;
+        };
+        self.set_client(client_is_a, false);
+        env.stats.tls_connections += 1;
+        self.tls = Some(Box::new(TlsLayer {
+            stream: TlsStream::new(),
+            info: TlsInfo::default(),
+            reported: 0,
+        }));
+    }
+
+    /// One chunk of the half from side A (`from_a`) or B, as TCP delivered it; `peer_finished`:
+    /// the other half has delivered its FIN.
+    pub(super) fn chunk(
+        &mut self,
+        from_a: bool,
+        chunk: Chunk<'_>,
+        peer_finished: bool,
+        env: &mut Env<'_>,
+    ) {
+        if let Chunk::Data(bytes, _) = chunk
+            && self.tls.is_none()
+            && self.session.is_fresh()
+        {
+            self.start_tls(from_a, bytes, env);
+        }
+        let Some(mut layer) = self.tls.take() else {
+            return self.plain(from_a, chunk, peer_finished, None, env);
+        };
+        let client_is_a = self.client_is_a.unwrap_or(true);
+        let dir = if from_a == client_is_a {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let options = env.options;
+        let Some(keys) = options.tls.keys.as_deref() else {
+            return self.plain(from_a, chunk, peer_finished, None, env);
+        };
+        match chunk {
+            Chunk::Data(bytes, ts) => {
+                env.ts = ts;
+                let mut negotiated = false;
+                layer.stream.data(dir, bytes, keys, &mut |out| {
+                    negotiated |=
+                        self.tls_output(out, ts, &mut layer.info, &mut layer.reported, env);
+                });
+                if negotiated {
+                    let decrypted = layer.info.decrypted;
+                    layer.info = layer.stream.info().clone();
+                    layer.info.decrypted |= decrypted;
+                }
+            }
+            Chunk::Gap(lost) | Chunk::Cut(lost) => {
+                if let Chunk::Cut(_) = chunk
+                    && let Some(flow) = self.flow()
+                {
+                    let mut ctx = env.context(&flow);
+                    ctx.tls = Some(&layer.info);
+                    ctx.cause = crate::anomaly::Cause::Snaplen;
+                    self.report_cut(from_a, dir, lost, &mut ctx);
+                }
+                let ts = env.ts;
+                layer.stream.gap(dir, lost, keys, &mut |out| {
+                    self.tls_output(out, ts, &mut layer.info, &mut layer.reported, env);
+                });
+            }
+            Chunk::Conflict(_) | Chunk::Fin => {
+                self.plain(from_a, chunk, peer_finished, Some(&layer.info), env)
+            }
+        }
+        self.tls = Some(layer);
+    }
+
+    /// Before the session ends: what TLS still held (records waiting for keys) is given up.
+    pub(super) fn finish_tls(&mut self, env: &mut Env<'_>) {
+        let Some(mut layer) = self.tls.take() else {
+            return;
+        };
+        if let Some(keys) = env.options.tls.keys.as_deref() {
+            let ts = env.ts;
+            layer.stream.finish(keys, &mut |out| {
+                self.tls_output(out, ts, &mut layer.info, &mut layer.reported, env);
+            });
+        }
+        if layer.info.decrypted {
+            env.stats.tls_decrypted += 1;
+        }
+        self.tls = Some(layer);
+    }
+
+    /// What the TLS layer made of the bytes; true when it negotiated (its info changed).
+    fn tls_output(
+        &mut self,
+        out: TlsOutput<'_>,
+        ts: Timestamp,
+        info: &mut TlsInfo,
+        reported: &mut u8,
+        env: &mut Env<'_>,
+    ) -> bool {
+        let client_is_a = self.client_is_a.unwrap_or(true);
+        let from_a = |dir: Direction| (dir == Direction::ClientToServer) == client_is_a;
+        match out {
+            TlsOutput::Data(dir, bytes) => {
+                info.decrypted = true;
+                self.plain(from_a(dir), Chunk::Data(bytes, ts), false, Some(info), env);
+            }
+            // Nothing decrypted yet: the session has nothing the loss could break.
+            TlsOutput::Lost(_, _) if self.session.is_fresh() => {}
+            TlsOutput::Lost(dir, lost) => {
+                self.plain(from_a(dir), Chunk::Gap(lost), false, Some(info), env);
+            }
+            TlsOutput::Problem(dir, problem) => {
+                let (kind, bit) = problem_kind(problem);
+                if *reported & bit == 0
+                    && let Some(flow) = self.flow()
+                {
+                    *reported |= bit;
+                    let mut ctx = env.context(&flow);
+                    ctx.tls = Some(info);
+                    let detail = problem.describe();
+                    ctx.anomaly(dir, kind, &detail);
+                }
+            }
+            TlsOutput::Negotiated => return true,
+            TlsOutput::CloseNotify(_) => {}
+        }
+        false
+    }
+}
