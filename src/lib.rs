@@ -150,7 +150,7 @@ pub(crate) fn read_loop(
                 keys.add(&secrets);
             }
             reads = reads.wrapping_add(1);
-            if live && reads % 256 == 0 && keys_refreshed.elapsed() >= KEYLOG_REFRESH {
+            if live && reads.is_multiple_of(256) && keys_refreshed.elapsed() >= KEYLOG_REFRESH {
                 keys_refreshed = Instant::now();
                 keys.refresh();
             }
