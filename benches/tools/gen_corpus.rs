@@ -1,7 +1,7 @@
 //! Writes a synthetic, protocol-correct capture of interleaved WebSocket connections for the
 //! throughput and memory benchmarks (see benches/README.md).
 //!
-//!   gen_corpus [--size MB] [--connections N] [--seed S] [--deflate PCT] [--nanos] -o FILE
+//!   gen_corpus [--size MB] [--connections N] [--seed S] [--deflate PCT] [--nanos] [--tls] -o FILE
 //!   gen_corpus --syn-flood N [--half-open M] [--ooo-bytes B] [--seed S] -o FILE
 //!
 //! Default mode: classic pcap, Ethernet/IPv4/TCP to port 8080. Each connection has a real
@@ -13,6 +13,11 @@
 //! receiver acknowledges every second segment, and sequence and acknowledgment numbers are
 //! exact. Connections are interleaved packet by packet. Everything is deterministic from the
 //! seed.
+//!
+//! `--tls`: the same kind of traffic as wss on port 8443, TLS 1.2 with
+//! ECDHE-RSA-AES128-GCM-SHA256 (tls_records.rs): every connection's hellos, ChangeCipherSpecs
+//! and Finished, then each queued message sealed in records of at most 16 KiB; the key log that
+//! decrypts it is written to FILE.keys.
 //!
 //! Flood mode (the memory check of issue 5): M half-open connections whose two directions
 //! each send `--ooo-bytes` of data after a hole that never fills, interleaved with N SYNs from
@@ -29,8 +34,13 @@ use base64::Engine;
 use flate2::{Compress, Compression, FlushCompress};
 use sha1::{Digest, Sha1};
 
+mod tls_records;
+use tls_records::TlsConn;
+
 const MSS: usize = 1460;
 const SERVER_PORT: u16 = 8080;
+/// wss (`--tls`): the media server's TLS port.
+const TLS_PORT: u16 = 8443;
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +331,9 @@ enum Phase {
     New,
     SynSent,
     SynReceived,
+    TlsServerHello,
+    TlsClientFinished,
+    TlsServerFinished,
     Requesting,
     Open,
     Closing,
@@ -352,6 +365,9 @@ struct Conn {
     msg_seq: u64,
     /// The side that answers the first close frame.
     closer_reply: usize,
+    /// wss: the connection's TLS, and how much of each side's queue is already sealed.
+    tls: Option<Box<TlsConn>>,
+    sealed: [usize; 2],
 }
 
 /// Bytes of payload scratch, shared by every connection.
@@ -361,7 +377,7 @@ struct Scratch {
 }
 
 impl Conn {
-    fn new(id: u64, rng: &mut Rng, budget: u64, deflate: bool) -> Conn {
+    fn new(id: u64, rng: &mut Rng, budget: u64, deflate: bool, tls: bool) -> Conn {
         let n = id as u32;
         let client = Ep {
             ip: [10, 1 + (n / 60_000) as u8, (n >> 8) as u8, n as u8],
@@ -369,7 +385,7 @@ impl Conn {
         };
         let server = Ep {
             ip: [10, 0, 0, 1 + (n % 4) as u8],
-            port: SERVER_PORT,
+            port: if tls { TLS_PORT } else { SERVER_PORT },
         };
         let mut raw_key = [0u8; 16];
         rng.fill(&mut raw_key);
@@ -388,7 +404,44 @@ impl Conn {
             used: 0,
             msg_seq: 0,
             closer_reply: S,
+            tls: tls.then(|| {
+                let mut random = [0u8; 112];
+                rng.fill(&mut random);
+                Box::new(TlsConn::new(&random))
+            }),
+            sealed: [0, 0],
         }
+    }
+
+    /// wss: seals what the last step queued in plaintext as application data records.
+    fn seal_queued(&mut self) {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return;
+        };
+        for side in [C, S] {
+            if self.out[side].len() > self.sealed[side] {
+                let plain = self.out[side].split_off(self.sealed[side]);
+                tls.seal_data(side, &plain, &mut self.out[side]);
+            }
+            self.sealed[side] = self.out[side].len();
+        }
+    }
+
+    /// The HTTP upgrade request, queued.
+    fn request(&mut self) {
+        let ext = if self.deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
+        let port = self.ep[S].port;
+        let req = format!(
+            "GET /feed/{} HTTP/1.1\r\nHost: 10.0.0.{}:{port}\r\nUser-Agent: gen_corpus\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\n\
+             Origin: http://example.test\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n",
+            self.id, self.ep[S].ip[3], self.key
+        );
+        self.out[C].extend_from_slice(req.as_bytes());
     }
 
     fn pending(&self, side: usize) -> usize {
@@ -418,6 +471,7 @@ impl Conn {
         self.off[side] = end;
         if end == self.out[side].len() {
             self.off[side] = 0;
+            self.sealed[side] = 0;
             // Give back the room of a large message: memory stays near what is in flight.
             if self.out[side].capacity() > 16 * 1024 {
                 self.out[side] = Vec::new();
@@ -628,19 +682,45 @@ impl Conn {
             }
             Phase::SynReceived => {
                 self.send(pcap, C, ACK, &[])?;
-                let ext = if self.deflate {
-                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                match self.tls.as_deref() {
+                    Some(tls) => {
+                        let name = format!("10.0.0.{}", self.ep[S].ip[3]);
+                        tls.client_hello(&name, &mut self.out[C]);
+                        // Handshake records go out as they are, not sealed as data.
+                        self.sealed[C] = self.out[C].len();
+                        self.phase = Phase::TlsServerHello;
+                    }
+                    None => {
+                        self.request();
+                        self.phase = Phase::Requesting;
+                    }
+                }
+            }
+            Phase::TlsServerHello => {
+                if let Some(tls) = self.tls.as_deref() {
+                    tls.server_hello(&mut self.out[S]);
+                }
+                self.sealed[S] = self.out[S].len();
+                self.phase = Phase::TlsClientFinished;
+            }
+            Phase::TlsClientFinished | Phase::TlsServerFinished => {
+                let side = if self.phase == Phase::TlsClientFinished {
+                    C
                 } else {
-                    ""
+                    S
                 };
-                let req = format!(
-                    "GET /feed/{} HTTP/1.1\r\nHost: 10.0.0.{}:8080\r\nUser-Agent: gen_corpus\r\n\
-                     Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\n\
-                     Origin: http://example.test\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n",
-                    self.id, self.ep[S].ip[3], self.key
-                );
-                self.out[C].extend_from_slice(req.as_bytes());
-                self.phase = Phase::Requesting;
+                let mut filler = [0u8; 12];
+                rng.fill(&mut filler);
+                if let Some(tls) = self.tls.as_deref_mut() {
+                    tls.finish(side, &filler, &mut self.out[side]);
+                }
+                self.sealed[side] = self.out[side].len();
+                if side == C {
+                    self.phase = Phase::TlsServerFinished;
+                } else {
+                    self.request();
+                    self.phase = Phase::Requesting;
+                }
             }
             Phase::Requesting => {
                 let mut sha = Sha1::new();
@@ -697,6 +777,7 @@ impl Conn {
             }
             Phase::Done => {}
         }
+        self.seal_queued();
         Ok(())
     }
 }
@@ -714,11 +795,12 @@ struct Args {
     syn_flood: Option<u64>,
     half_open: u64,
     ooo_bytes: u64,
+    tls: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gen_corpus [--size MB] [--connections N] [--seed S] [--deflate PCT] [--nanos] -o FILE\n\
+        "usage: gen_corpus [--size MB] [--connections N] [--seed S] [--deflate PCT] [--nanos] [--tls] -o FILE\n\
          \x20      gen_corpus --syn-flood N [--half-open M] [--ooo-bytes B] [--seed S] -o FILE"
     );
     std::process::exit(2)
@@ -735,6 +817,7 @@ fn parse_args() -> Args {
         syn_flood: None,
         half_open: 0,
         ooo_bytes: 1_000_000,
+        tls: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -752,6 +835,7 @@ fn parse_args() -> Args {
             "--ooo-bytes" => a.ooo_bytes = num(),
             "--deflate" => a.deflate_pct = num().min(100),
             "--nanos" => a.nanos = true,
+            "--tls" => a.tls = true,
             "-o" => a.out = Some(it.next().unwrap_or_else(|| usage())),
             _ => usage(),
         }
@@ -776,9 +860,16 @@ fn corpus(a: &Args) -> io::Result<()> {
         .map(|id| {
             let budget = per_conn / 2 + rng.below(per_conn.max(1));
             let deflate = rng.chance(a.deflate_pct * 10);
-            Conn::new(id, &mut rng, budget, deflate)
+            Conn::new(id, &mut rng, budget, deflate, a.tls)
         })
         .collect();
+    if a.tls {
+        let keys: String = live
+            .iter()
+            .filter_map(|c| c.tls.as_deref().map(TlsConn::key_log_line))
+            .collect();
+        std::fs::write(format!("{path}.keys"), keys)?;
+    }
     let (mut handshakes, mut deflates) = (0u64, 0u64);
     while !live.is_empty() {
         // Connections open gradually: a not-yet-started one is picked less often.
