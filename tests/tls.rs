@@ -152,7 +152,10 @@ fn tshark_decrypts_what_the_senders_logged() {
                 let sent_version = sent["version"].as_str().map(sidecar_version);
                 let sent_cipher = sent["cipher"].as_str().and_then(t::iana_of_openssl);
                 let cipher = h.cipher.and_then(t::iana_cipher);
-                if sent_version != h.version || sent_cipher != cipher || sent["sni"] != json(&h.sni)
+                if sent_version != h.version
+                    || sent_cipher != cipher
+                    || sent["sni"] != json(&h.sni)
+                    || sent["alpn"] != json(&h.alpn)
                 {
                     errs.push(format!(
                         "tshark's {h:?} is not what the client said: {sent}"
