@@ -37,6 +37,7 @@ const CASES: &[&str] = &[
     "node-wss",
     "keyupdate-openssl",
     "chromium-wss-deflate",
+    "firefox-wss-deflate",
     "missing-keys",
     "wrong-secret",
     "tls13-python-dsb",
