@@ -33,6 +33,7 @@ use common::tls::{self as t, WsFrame};
 /// Every fixture of fixtures/tls/ (the NAME of NAME.expected.json).
 const CASES: &[&str] = &[
     "tls13-python",
+    "tls13-hrr",
     "tls12-python",
     "node-wss",
     "keyupdate-openssl",
@@ -40,6 +41,7 @@ const CASES: &[&str] = &[
     "firefox-wss-deflate",
     "missing-keys",
     "wrong-secret",
+    "crlf-keylog",
     "tls13-python-dsb",
 ];
 
