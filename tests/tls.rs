@@ -35,6 +35,7 @@ const CASES: &[&str] = &[
     "tls13-python",
     "tls13-hrr",
     "tls12-python",
+    "tls-resumption",
     "node-wss",
     "keyupdate-openssl",
     "chromium-wss-deflate",
