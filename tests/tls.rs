@@ -36,6 +36,7 @@ use common::tls::{self as t, WsFrame};
 const CASES: &[&str] = &[
     "tls13-python",
     "tls13-hrr",
+    "tls13-early-data",
     "tls12-python",
     "tls-resumption",
     "tls-other-suites",
