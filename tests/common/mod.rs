@@ -6,6 +6,7 @@
 
 #[cfg(target_os = "linux")]
 pub mod netns;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
