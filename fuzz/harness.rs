@@ -401,7 +401,10 @@ pub fn pipeline(data: &[u8]) -> u64 {
         1 => Sink::Text(TextWriter::new(io::sink(), TsPrecision::Micro, true)),
         2 => Sink::Diagnose(Box::new(Diagnoser::new(
             ports,
-            DiagnoseOptions { idle_secs: 1.0 },
+            DiagnoseOptions {
+                idle_secs: 1.0,
+                keylog_given: false,
+            },
         ))),
         _ => Sink::Quiet(Quiet),
     };

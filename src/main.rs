@@ -361,7 +361,8 @@ fn run_control<'a>(
 }
 
 /// The run's TLS secrets: the --keylog files, else $SSLKEYLOGFILE; a capture file may add its
-/// own (pcapng Decryption Secrets Blocks). Live, the key logs are followed as they grow.
+/// own (pcapng Decryption Secrets Blocks). Live, the key logs are followed as they grow. With
+/// none, TLS connections are still followed far enough to say why they stay encrypted.
 fn tls_options(keylogs: &[PathBuf], source: &Source) -> anyhow::Result<TlsOptions> {
     let mut paths = keylogs.to_vec();
     if paths.is_empty()
@@ -372,9 +373,6 @@ fn tls_options(keylogs: &[PathBuf], source: &Source) -> anyhow::Result<TlsOption
             std::path::Path::new(&path).display()
         );
         paths.push(PathBuf::from(path));
-    }
-    if paths.is_empty() && source.is_live() {
-        return Ok(TlsOptions::default());
     }
     let keys = KeyStore::new();
     for path in &paths {
@@ -584,6 +582,7 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         args.ports.clone(),
         DiagnoseOptions {
             idle_secs: args.idle,
+            keylog_given: options.tls.keys_expected,
         },
     );
     let mut on_drops = say_drops;

@@ -15,22 +15,16 @@ use crate::wire::tls::TlsInfo;
 use super::Env;
 use super::connection::App;
 
-/// Where a run's TLS secrets come from, and whether to try TLS without any.
+/// Where a run's TLS secrets come from.
 #[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
-    /// None: TLS connections are not decoded (nobody could have keys).
+    /// None: TLS connections are not followed at all (the library's default). The command
+    /// always gives a store, empty when there is no key log: every TLS connection is then
+    /// followed far enough to say why it stays encrypted.
     pub keys: Option<Arc<KeyStore>>,
-    /// The user named a key log (`--keylog`, SSLKEYLOGFILE): every TLS connection is followed,
-    /// and one without keys says so. Otherwise (keys only from the capture's Decryption Secrets
-    /// Blocks) a TLS connection is followed only when some keys are known.
+    /// The user named a key log (`--keylog`, SSLKEYLOGFILE); without one, a connection without
+    /// keys says that none was given.
     pub keys_expected: bool,
-}
-
-impl TlsOptions {
-    fn keys_for_new_connection(&self) -> Option<&KeyStore> {
-        let keys = self.keys.as_deref()?;
-        (self.keys_expected || !keys.is_empty()).then_some(keys)
-    }
 }
 
 /// One connection's TLS: the decryptor, and what it negotiated as the session's events show it.
@@ -66,7 +60,7 @@ impl App {
     /// A connection's first bytes: TLS hellos make it a TLS connection, when there are keys to
     /// try, and say who the client is.
     fn start_tls(&mut self, from_a: bool, bytes: &[u8], env: &mut Env<'_>) {
-        if env.options.tls.keys_for_new_connection().is_none() {
+        if env.options.tls.keys.is_none() {
             return;
         }
         let client_is_a = if TlsStream::looks_like_client_hello(bytes) {
@@ -188,13 +182,17 @@ impl App {
             }
             TlsOutput::Problem(dir, problem) => {
                 let (kind, bit) = problem_kind(problem);
+                let env_keys_expected = env.options.tls.keys_expected;
                 if *reported & bit == 0
                     && let Some(flow) = self.flow()
                 {
                     *reported |= bit;
                     let mut ctx = env.context(&flow);
                     ctx.tls = Some(info);
-                    let detail = problem.describe();
+                    let mut detail = problem.describe();
+                    if kind == AnomalyKind::TlsNoKeys && !env_keys_expected {
+                        detail.push_str(" (no key log was given: --keylog FILE or SSLKEYLOGFILE)");
+                    }
                     ctx.anomaly(dir, kind, &detail);
                 }
             }

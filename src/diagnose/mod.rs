@@ -30,6 +30,9 @@ use words::clock;
 pub struct DiagnoseOptions {
     /// A stretch without data frames at least this long makes a session idle.
     pub idle_secs: f64,
+    /// A TLS key log was given: a TLS connection without keys is then its problem, not the
+    /// absence of any key log.
+    pub keylog_given: bool,
 }
 
 /// Connections of one kind: how many, and a few to point at.
@@ -208,6 +211,9 @@ impl EventSink for Diagnoser {
                         }
                     }
                     AnomalyKind::TcpGap => self.gaps.add(e.flow, e.ts),
+                    // Without any key log, every TLS connection lacks keys: the tls finding says
+                    // how to get them.
+                    AnomalyKind::TlsNoKeys if !self.options.keylog_given => {}
                     AnomalyKind::TlsNoKeys
                     | AnomalyKind::TlsDecryptFailed
                     | AnomalyKind::TlsUnsupported
