@@ -39,6 +39,7 @@ pub mod net;
 pub mod output;
 pub mod parallel;
 pub mod session;
+pub mod tls;
 pub mod wire;
 pub mod ws;
 
