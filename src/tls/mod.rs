@@ -14,6 +14,8 @@ mod stream;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fixture;
+#[cfg(test)]
 mod tests_stream;
 
 pub use keylog::{KeyLogCounts, KeyLogError, KeyStore};

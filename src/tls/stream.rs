@@ -252,7 +252,13 @@ impl TlsStream {
                     return;
                 }
                 if !header_plausible(&d.rec, limit, None) {
-                    self.problem(Some(dir), TlsProblem::NotTls, out);
+                    // Picked up mid-stream (no hello seen), the bytes may be inside a record.
+                    let p = if self.client_random.is_none() && !self.server_hello {
+                        TlsProblem::HandshakeMissed
+                    } else {
+                        TlsProblem::NotTls
+                    };
+                    self.problem(Some(dir), p, out);
                     self.kill(dir);
                     continue;
                 }
@@ -280,7 +286,6 @@ impl TlsStream {
         let Some(&typ) = d.rec.first() else {
             return;
         };
-        let body_len = d.rec.len().saturating_sub(HEADER) as u64;
         match (d.phase, typ) {
             (Phase::Dead, _) => d.lost += d.rec.len() as u64,
             (_, HEARTBEAT) => {}
@@ -307,9 +312,8 @@ impl TlsStream {
             (Phase::Clear, _) => {}
             // Middlebox-compatibility ChangeCipherSpec (TLS 1.3), or a renegotiation's.
             (_, CHANGE_CIPHER_SPEC) => {}
-            (_, _) if self.tls13 && typ != APPLICATION_DATA => {
-                let _ = body_len;
-            }
+            // TLS 1.3 encrypts everything as application_data; a plaintext alert is ignored.
+            (_, _) if self.tls13 && typ != APPLICATION_DATA => {}
             (_, _) => self.encrypted(dir, keys, out),
         }
     }
@@ -461,8 +465,10 @@ impl TlsStream {
         if !self.is_holding() || self.generation == Some(keys.generation()) {
             return;
         }
+        let before = self.secrets;
         self.lookup(keys);
-        if self.secrets.is_none() {
+        // The generation is the whole store's: replay only when this session's keys changed.
+        if self.secrets.is_none() || self.secrets == before {
             return;
         }
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {

@@ -714,13 +714,17 @@ fn hello_checks() {
     assert!(!TlsStream::looks_like_client_hello(&ch[..5]));
     let mut got = Got::default();
     let mut tls = TlsStream::new();
-    tls.data(
-        C2S,
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        &KeyStore::new(),
-        &mut got.sink(),
-    );
-    assert_eq!(got.problems, [(Some(C2S), TlsProblem::NotTls)]);
+    let none = KeyStore::new();
+    tls.data(C2S, &ch, &none, &mut got.sink());
+    tls.data(S2C, b"HTTP/1.1 200 OK\r\n\r\n", &none, &mut got.sink());
+    assert_eq!(got.problems, [(Some(S2C), TlsProblem::NotTls)]);
+    // Picked up mid-stream: records without a hello, or bytes inside one.
+    let mut got = Got::default();
+    let mut tls = TlsStream::new();
+    tls.data(C2S, &[0x17, 3, 3, 0, 4, 1, 2, 3, 4], &none, &mut got.sink());
+    tls.data(S2C, &[0x01; 40], &none, &mut got.sink());
+    assert_eq!(got.problems, [(Some(C2S), TlsProblem::HandshakeMissed)]);
+    assert_eq!(got.lost, [9, 40]);
 }
 
 #[test]
