@@ -7,6 +7,8 @@ use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha384};
 
+use super::cbc::{CbcKey, MacAlg};
+
 /// The longest secret a key log carries: a TLS 1.2 master secret, or a SHA-384 traffic secret.
 pub(crate) const SECRET_MAX: usize = 48;
 pub(crate) const TAG_LEN: usize = 16;
@@ -63,13 +65,16 @@ pub(crate) enum AeadAlg {
     Aes128Gcm,
     Aes256Gcm,
     ChaCha20Poly1305,
+    /// TLS 1.2 CBC with HMAC (not an AEAD, but framed in the same place).
+    Aes128Cbc(MacAlg),
+    Aes256Cbc(MacAlg),
 }
 
 impl AeadAlg {
     pub(crate) fn key_len(self) -> usize {
         match self {
-            AeadAlg::Aes128Gcm => 16,
-            AeadAlg::Aes256Gcm | AeadAlg::ChaCha20Poly1305 => 32,
+            AeadAlg::Aes128Gcm | AeadAlg::Aes128Cbc(_) => 16,
+            AeadAlg::Aes256Gcm | AeadAlg::ChaCha20Poly1305 | AeadAlg::Aes256Cbc(_) => 32,
         }
     }
 }
@@ -94,6 +99,11 @@ pub(crate) fn suite(id: u16) -> Option<Suite> {
         0x009C | 0x009E | 0xC02B | 0xC02F => (Aes128Gcm, Sha256, false),
         0x009D | 0x009F | 0xC02C | 0xC030 => (Aes256Gcm, Sha384, false),
         0xCCA8..=0xCCAA => (ChaCha20Poly1305, Sha256, false),
+        0x002F | 0x0033 | 0xC009 | 0xC013 => (Aes128Cbc(MacAlg::Sha1), Sha256, false),
+        0x0035 | 0x0039 | 0xC00A | 0xC014 => (Aes256Cbc(MacAlg::Sha1), Sha256, false),
+        0x003C | 0x0067 | 0xC023 | 0xC027 => (Aes128Cbc(MacAlg::Sha256), Sha256, false),
+        0x003D | 0x006B => (Aes256Cbc(MacAlg::Sha256), Sha256, false),
+        0xC024 | 0xC028 => (Aes256Cbc(MacAlg::Sha384), Sha384, false),
         _ => return None,
     };
     Some(Suite {
@@ -175,6 +185,7 @@ enum Cipher {
     Aes128(Box<Aes128Gcm>),
     Aes256(Box<Aes256Gcm>),
     ChaCha(Box<ChaCha20Poly1305>),
+    Cbc(Box<CbcKey>),
 }
 
 /// How a record's nonce and additional data are made.
@@ -186,6 +197,8 @@ enum Framing {
     Tls12Gcm,
     /// RFC 7905: nonce = iv xor seq, no explicit part.
     Tls12ChaCha,
+    /// RFC 5246 6.2.3.2: explicit IV, HMAC (RFC 7366: over the ciphertext).
+    Tls12Cbc,
 }
 
 /// One direction's record protection: a cipher, its IV and the framing of its version.
@@ -217,6 +230,7 @@ impl RecordKey {
             AeadAlg::ChaCha20Poly1305 => {
                 Cipher::ChaCha(Box::new(ChaCha20Poly1305::new_from_slice(key).ok()?))
             }
+            AeadAlg::Aes128Cbc(_) | AeadAlg::Aes256Cbc(_) => return None,
         };
         let mut full = [0u8; 12];
         full.get_mut(..iv.len())?.copy_from_slice(iv);
@@ -245,8 +259,20 @@ impl RecordKey {
         client_random: &[u8; 32],
         server_random: &[u8; 32],
         client: bool,
+        encrypt_then_mac: bool,
     ) -> Option<RecordKey> {
         let kl = suite.aead.key_len();
+        if let AeadAlg::Aes128Cbc(mac) | AeadAlg::Aes256Cbc(mac) = suite.aead {
+            return cbc_key(
+                suite,
+                mac,
+                master,
+                client_random,
+                server_random,
+                client,
+                encrypt_then_mac,
+            );
+        }
         let ivl = match suite.aead {
             AeadAlg::ChaCha20Poly1305 => 12,
             _ => 4,
@@ -290,6 +316,10 @@ impl RecordKey {
             Framing::Tls13 => TAG_LEN + 1,
             Framing::Tls12Gcm => TAG_LEN + 8,
             Framing::Tls12ChaCha => TAG_LEN,
+            Framing::Tls12Cbc => match &self.cipher {
+                Cipher::Cbc(c) => c.min_body(),
+                _ => 32,
+            },
         }
     }
 
@@ -297,6 +327,14 @@ impl RecordKey {
     /// is unchanged (the AEADs check the tag before decrypting), so a caller may try again
     /// with another sequence number.
     pub(crate) fn open(&self, seq: u64, header: [u8; 5], body: &mut [u8]) -> Option<Opened> {
+        if let Cipher::Cbc(c) = &self.cipher {
+            let (start, end) = c.open(seq, header, body)?;
+            return Some(Opened {
+                content_type: header[0],
+                start,
+                end,
+            });
+        }
         let len = body.len();
         let (nonce, start, aad_buf, aad_len) = match self.framing {
             Framing::Tls13 => {
@@ -304,7 +342,7 @@ impl RecordKey {
                 aad[..5].copy_from_slice(&header);
                 (self.xor_nonce(seq), 0, aad, 5)
             }
-            Framing::Tls12Gcm | Framing::Tls12ChaCha => {
+            Framing::Tls12Gcm | Framing::Tls12ChaCha | Framing::Tls12Cbc => {
                 let start = if self.framing == Framing::Tls12Gcm {
                     8
                 } else {
@@ -333,6 +371,7 @@ impl RecordKey {
             Cipher::Aes128(c) => decrypt(c.as_ref(), &nonce, aad, msg, tag),
             Cipher::Aes256(c) => decrypt(c.as_ref(), &nonce, aad, msg, tag),
             Cipher::ChaCha(c) => decrypt(c.as_ref(), &nonce, aad, msg, tag),
+            Cipher::Cbc(_) => false,
         };
         if !ok {
             return None;
@@ -356,6 +395,9 @@ impl RecordKey {
     /// Encrypts a record (tests build conversations with it): returns header + body.
     #[cfg(test)]
     pub(crate) fn seal(&self, seq: u64, content_type: u8, plain: &[u8], pad: usize) -> Vec<u8> {
+        if let Cipher::Cbc(c) = &self.cipher {
+            return c.seal(seq, content_type, plain);
+        }
         let mut body = Vec::new();
         let outer = if self.framing == Framing::Tls13 {
             23
@@ -400,12 +442,49 @@ impl RecordKey {
             Cipher::Aes128(c) => encrypt(c.as_ref(), &nonce, &aad, msg),
             Cipher::Aes256(c) => encrypt(c.as_ref(), &nonce, &aad, msg),
             Cipher::ChaCha(c) => encrypt(c.as_ref(), &nonce, &aad, msg),
+            Cipher::Cbc(_) => Vec::new(),
         };
         body.extend_from_slice(&tag);
         let mut rec = header.to_vec();
         rec.extend_from_slice(&body);
         rec
     }
+}
+
+/// TLS 1.2 CBC: the key block holds the MAC keys, then the cipher keys (no IVs: each record
+/// carries its own).
+fn cbc_key(
+    suite: Suite,
+    mac: MacAlg,
+    master: &Secret,
+    client_random: &[u8; 32],
+    server_random: &[u8; 32],
+    client: bool,
+    etm: bool,
+) -> Option<RecordKey> {
+    let (kl, ml) = (suite.aead.key_len(), mac.len());
+    let mut seed = [0u8; 64];
+    seed[..32].copy_from_slice(server_random);
+    seed[32..].copy_from_slice(client_random);
+    let mut block = [0u8; 2 * (48 + 32)];
+    let block = &mut block[..2 * (ml + kl)];
+    prf(
+        suite.hash,
+        master.as_bytes(),
+        b"key expansion",
+        &seed,
+        block,
+    );
+    let (mac_key, key) = if client {
+        (&block[..ml], &block[2 * ml..2 * ml + kl])
+    } else {
+        (&block[ml..2 * ml], &block[2 * ml + kl..])
+    };
+    Some(RecordKey {
+        cipher: Cipher::Cbc(Box::new(CbcKey::new(key, mac, mac_key, etm)?)),
+        iv: [0; 12],
+        framing: Framing::Tls12Cbc,
+    })
 }
 
 /// TLS 1.3 "key" and "iv" of a traffic secret.

@@ -64,6 +64,8 @@ pub(crate) struct ServerHello {
     pub cipher: u16,
     pub alpn: Option<String>,
     pub retry: bool,
+    /// RFC 7366 encrypt_then_mac (changes only the CBC suites).
+    pub encrypt_then_mac: bool,
 }
 
 fn lossy(b: &[u8], max: usize) -> String {
@@ -140,6 +142,7 @@ pub(crate) fn server_hello(body: &[u8]) -> Option<ServerHello> {
         cipher,
         alpn: None,
         retry: random == HRR_RANDOM,
+        encrypt_then_mac: false,
     };
     extensions(&mut r, |typ, ext| match typ {
         43 => {
@@ -148,6 +151,7 @@ pub(crate) fn server_hello(body: &[u8]) -> Option<ServerHello> {
             }
         }
         16 => sh.alpn = alpn_list(ext, 1).into_iter().next(),
+        22 => sh.encrypt_then_mac = true,
         _ => {}
     })?;
     Some(sh)

@@ -6,6 +6,7 @@
 //! what it could not decrypt and why ([`TlsOutput`]). Secrets never appear in any string,
 //! error or Debug output.
 
+mod cbc;
 mod crypto;
 mod hello;
 mod keylog;
@@ -13,6 +14,8 @@ mod stream;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conv;
 #[cfg(test)]
 mod tests_fixture;
 #[cfg(test)]
@@ -130,7 +133,12 @@ pub fn cipher_name(id: u16) -> Option<&'static str> {
         0x1303 => "TLS_CHACHA20_POLY1305_SHA256",
         0x1304 => "TLS_AES_128_CCM_SHA256",
         0x1305 => "TLS_AES_128_CCM_8_SHA256",
+        0x000A => "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
         0x002F => "TLS_RSA_WITH_AES_128_CBC_SHA",
+        0x0033 => "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+        0x0039 => "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+        0x0067 => "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+        0x006B => "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
         0x0035 => "TLS_RSA_WITH_AES_256_CBC_SHA",
         0x003C => "TLS_RSA_WITH_AES_128_CBC_SHA256",
         0x003D => "TLS_RSA_WITH_AES_256_CBC_SHA256",

@@ -94,6 +94,7 @@ pub struct TlsStream {
     suite: Option<Suite>,
     server_hello: bool,
     tls13: bool,
+    encrypt_then_mac: bool,
     early_data: bool,
     /// The key store generation last looked at.
     generation: Option<u64>,
@@ -351,6 +352,7 @@ impl TlsStream {
             }
             self.server_hello = true;
             self.server_random = Some(sh.random);
+            self.encrypt_then_mac = sh.encrypt_then_mac;
             if sh.alpn.is_some() {
                 self.info.alpn = sh.alpn;
             }
@@ -406,7 +408,7 @@ impl TlsStream {
             let (Some(master), Some(sr)) = (secrets.master, self.server_random) else {
                 return self.no_keys(dir, keys, out);
             };
-            RecordKey::tls12(suite, &master, &cr, &sr, client)
+            RecordKey::tls12(suite, &master, &cr, &sr, client, self.encrypt_then_mac)
         };
         match key {
             Some(k) => {

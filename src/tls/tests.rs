@@ -209,7 +209,7 @@ fn tls12_prf_sha256_vector() {
     assert_eq!(&out[..], &want[..]);
 }
 
-fn roundtrip(suite_id: u16) {
+fn roundtrip(suite_id: u16, etm: bool) {
     let suite = crypto::suite(suite_id).unwrap();
     let master = Secret::new(&[7u8; 48]).unwrap();
     let traffic = Secret::new(&vec![9u8; suite.hash.len()]).unwrap();
@@ -218,7 +218,7 @@ fn roundtrip(suite_id: u16) {
         if suite.tls13 {
             RecordKey::tls13(suite, &traffic).unwrap()
         } else {
-            RecordKey::tls12(suite, &master, &cr, &sr, true).unwrap()
+            RecordKey::tls12(suite, &master, &cr, &sr, true, etm).unwrap()
         }
     };
     let plain = b"GET /chat HTTP/1.1\r\n\r\n";
@@ -242,7 +242,7 @@ fn roundtrip(suite_id: u16) {
     let (head, body) = r.split_at_mut(5);
     assert!(key().open(6, head.try_into().unwrap(), body).is_none());
     if !suite.tls13 {
-        let server = RecordKey::tls12(suite, &master, &cr, &sr, false).unwrap();
+        let server = RecordKey::tls12(suite, &master, &cr, &sr, false, etm).unwrap();
         let mut r = rec.clone();
         let (head, body) = r.split_at_mut(5);
         assert!(server.open(5, head.try_into().unwrap(), body).is_none());
@@ -254,7 +254,11 @@ fn record_roundtrip_and_flipped_bits_every_suite() {
     for id in [
         0x1301, 0x1302, 0x1303, 0xC02F, 0xC030, 0xCCA8, 0x009C, 0xC02C,
     ] {
-        roundtrip(id);
+        roundtrip(id, false);
+    }
+    for id in [0x002F, 0xC014, 0x003C, 0xC028] {
+        roundtrip(id, false);
+        roundtrip(id, true);
     }
 }
 
