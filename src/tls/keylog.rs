@@ -187,8 +187,8 @@ fn read_more(
         path: f.path.display().to_string(),
         source,
     };
-    let mut file = std::fs::File::open(&f.path).map_err(err)?;
-    let len = file.metadata().map_err(err)?.len();
+    // A stat first: the usual refresh finds nothing new and opens nothing.
+    let len = std::fs::metadata(&f.path).map_err(err)?.len();
     if len < f.offset {
         // Truncated or replaced: read it again from the start.
         f.offset = 0;
@@ -197,6 +197,7 @@ fn read_more(
     if len == f.offset {
         return Ok((KeyLogCounts::default(), false));
     }
+    let mut file = std::fs::File::open(&f.path).map_err(err)?;
     file.seek(SeekFrom::Start(f.offset)).map_err(err)?;
     let want = (len - f.offset).min(READ_MAX);
     let mut buf = Vec::with_capacity(want as usize);

@@ -346,3 +346,11 @@ fn keylog_error_never_shows_line_content() {
     assert_eq!((c.secrets, c.skipped_lines), (0, 1));
     assert!(ks.is_empty());
 }
+
+#[test]
+fn shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<KeyStore>();
+    send::<super::TlsStream>();
+}

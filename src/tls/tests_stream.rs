@@ -491,3 +491,63 @@ fn tls13_gap_over_the_server_finished_finds_the_application_key() {
     assert!(got.lost[1] >= (flight.len() - cut + nst) as u64);
     assert!(got.problems.is_empty(), "{:?}", got.problems);
 }
+
+/// Not a test of speed (no timing assertions): prints the decryption rate, for
+/// `cargo test --release --lib tls::tests_stream::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    use super::crypto::{RecordKey, Secret, suite};
+    for id in [0x1301, 0x1302, 0x1303] {
+        let suite = suite(id).unwrap();
+        let hex = |b: &str| b.repeat(suite.hash.len());
+        let (hs_secret, app) = (
+            Secret::new(&vec![0x22; suite.hash.len()]).unwrap(),
+            Secret::new(&vec![0x44; suite.hash.len()]).unwrap(),
+        );
+        let random = [0xA7; 32];
+        let ks = KeyStore::new();
+        ks.add(
+            format!(
+                "SERVER_HANDSHAKE_TRAFFIC_SECRET {} {}\nSERVER_TRAFFIC_SECRET_0 {} {}\n",
+                "a7".repeat(32),
+                hex("22"),
+                "a7".repeat(32),
+                hex("44")
+            )
+            .as_bytes(),
+        );
+        let head = client_hello(&random, true, false);
+        let mut server = server_hello(&[0x5e; 32], id, true);
+        server.extend(RecordKey::tls13(suite, &hs_secret).unwrap().seal(
+            0,
+            22,
+            &hs(20, &[0xf1; 32]),
+            0,
+        ));
+        let key = RecordKey::tls13(suite, &app).unwrap();
+        let plain = vec![0x61u8; 16384];
+        for seq in 0..2000 {
+            server.extend(key.seal(seq, 23, &plain, 0));
+        }
+        let mut n = 0usize;
+        let mut sink = |o: super::TlsOutput<'_>| {
+            if let super::TlsOutput::Data(_, b) = o {
+                n += b.len();
+            }
+        };
+        let mut tls = TlsStream::new();
+        let started = std::time::Instant::now();
+        tls.data(C2S, &head, &ks, &mut sink);
+        for seg in server.chunks(1448) {
+            tls.data(S2C, seg, &ks, &mut sink);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(n, 2000 * 16384);
+        eprintln!(
+            "{id:04x}: {} MiB in 1448-byte segments, {:.0} MB/s",
+            n >> 20,
+            n as f64 / secs / 1e6
+        );
+    }
+}
