@@ -551,3 +551,73 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn late_keys_with_a_gap_while_held() {
+    let conv = tls13_conv(
+        0x1303,
+        Opts {
+            hrr: false,
+            early: false,
+            big: false,
+        },
+    );
+    let ks = KeyStore::new();
+    ks.set_growing(true);
+    let last = conv.events.len() - 1;
+    let starts = record_starts(&conv.events[last].1);
+    let (from, to) = (starts[3] + 2, starts[5] + 1);
+    let mut got = Got::default();
+    let mut tls = TlsStream::new();
+    for (i, (dir, bytes)) in conv.events.iter().enumerate() {
+        if i == last {
+            tls.data(*dir, &bytes[..from], &ks, &mut got.sink());
+            tls.gap(*dir, (to - from) as u64, &ks, &mut got.sink());
+            tls.data(*dir, &bytes[to..], &ks, &mut got.sink());
+        } else {
+            tls.data(*dir, bytes, &ks, &mut got.sink());
+        }
+    }
+    assert!(tls.is_holding() && got.data[1].is_empty());
+    ks.add(conv.keylog.as_bytes());
+    tls.poll(&ks, &mut got.sink());
+    tls.finish(&ks, &mut got.sink());
+    // Records 3, 4 and 5 of the tail were touched by the gap.
+    let tail_plain: usize = conv.tail.iter().map(|t| t.1.len()).sum();
+    let mut want = conv.want[1][..conv.want[1].len() - tail_plain].to_vec();
+    for (i, (_, p)) in conv.tail.iter().enumerate() {
+        if !(3..=5).contains(&i) {
+            want.extend(p);
+        }
+    }
+    assert!(got.data[1] == want, "s2c differs");
+    assert!(got.data[0] == conv.want[0], "c2s differs");
+    assert!(got.lost[1] >= (to - from) as u64);
+    assert!(got.problems.is_empty(), "{:?}", got.problems);
+}
+
+#[test]
+fn held_records_are_bounded() {
+    let conv = tls12_conv(0xC030, false, false);
+    let ks = KeyStore::new();
+    ks.set_growing(true);
+    let (mut got, mut tls) = run_no_finish(&conv, &ks);
+    assert!(tls.is_holding());
+    // 320 KB more of application records for which no key has come.
+    let mut junk = record(23, 3, &[0x42; 16000]);
+    junk.extend(junk.clone());
+    for _ in 0..10 {
+        tls.data(S2C, &junk, &ks, &mut got.sink());
+    }
+    assert!(
+        got.problems.iter().any(|p| p.1 == TlsProblem::NoKeys),
+        "{:?}",
+        got.problems
+    );
+    assert!(got.lost[1] >= 300_000);
+    // The keys come too late for what was given up.
+    ks.add(conv.keylog.as_bytes());
+    tls.poll(&ks, &mut got.sink());
+    tls.finish(&ks, &mut got.sink());
+    assert!(got.data[1].is_empty());
+}
