@@ -58,6 +58,9 @@ struct Dir {
     /// and records that fail with it are the handshake's.
     app_search: bool,
     hs_decrypted: bool,
+    /// TLS 1.3 handshake phase after a gap: a record failing with the handshake key may be
+    /// the first under the application key.
+    hs_desync: bool,
     skipped: u32,
     fails: u32,
     /// Lost bytes not yet reported.
@@ -156,7 +159,7 @@ impl TlsStream {
     /// resumes at the next record found.
     pub fn gap(&mut self, dir: Direction, lost: u64, keys: &KeyStore, out: Out<'_>) {
         self.retry_held(keys, out);
-        self.cut(dir, lost, keys, out);
+        self.cut(dir, lost, out);
         self.flush_lost(out);
     }
 
@@ -485,7 +488,7 @@ impl TlsStream {
             let mut at = 0;
             for &(pos, lost) in &gaps {
                 self.feed(dir, held.get(at..pos).unwrap_or_default(), keys, out);
-                self.cut(dir, lost, keys, out);
+                self.cut(dir, lost, out);
                 at = pos;
             }
             self.feed(dir, held.get(at..).unwrap_or_default(), keys, out);
@@ -513,6 +516,10 @@ impl TlsStream {
             self.opened(dir, opened, out);
             return;
         }
+        if d.phase == Phase::Handshake13 && d.hs_desync && self.try_app_key(dir, 4, out) {
+            return;
+        }
+        let d = &mut self.dirs[dir];
         let len = d.rec.len() as u64;
         if d.app_search
             || (d.phase == Phase::Handshake13
@@ -555,6 +562,9 @@ impl TlsStream {
                 out(TlsOutput::Data(dir, content));
             }
             ALERT if content.get(1) == Some(&0) => out(TlsOutput::CloseNotify(dir)),
+            // After a gap in the handshake the messages cannot be told apart: the switch to
+            // the application key is found by trial instead (try_app_key).
+            HANDSHAKE if tls13 && d.hs_desync && d.phase == Phase::Handshake13 => {}
             HANDSHAKE if tls13 => {
                 if d.phase == Phase::Handshake13 {
                     d.hs_decrypted = true;

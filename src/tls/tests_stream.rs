@@ -621,3 +621,51 @@ fn held_records_are_bounded() {
     tls.finish(&ks, &mut got.sink());
     assert!(got.data[1].is_empty());
 }
+
+#[test]
+fn tls13_gap_in_the_first_encrypted_records_keeps_the_handshake_key() {
+    let conv = tls13_conv(
+        0x1302,
+        Opts {
+            hrr: false,
+            early: false,
+            big: false,
+        },
+    );
+    let ks = keys_of(&conv);
+    // The server's flight: SH, CCS, then handshake records 0 (EE), 1, 2 (with Finished).
+    let flight = &conv.events[1].1;
+    let starts = record_starts(flight);
+    for (from, to) in [
+        (starts[2], starts[3] + 7),
+        (starts[2] + 3, starts[3]),
+        (starts[1] + 2, starts[3] + 1),
+    ] {
+        let mut got = Got::default();
+        let mut tls = TlsStream::new();
+        {
+            let mut sink = got.sink();
+            tls.data(C2S, &conv.events[0].1, &ks, &mut sink);
+            tls.data(S2C, &flight[..from], &ks, &mut sink);
+            tls.gap(S2C, (to - from) as u64, &ks, &mut sink);
+            tls.data(S2C, &flight[to..], &ks, &mut sink);
+            for (dir, bytes) in &conv.events[2..] {
+                tls.data(*dir, bytes, &ks, &mut sink);
+            }
+            tls.finish(&ks, &mut sink);
+        }
+        assert!(
+            got.data[1] == conv.want[1],
+            "{from}..{to}: s2c data differs: {:?} {:?} {} {}",
+            got.problems,
+            got.lost,
+            got.data[1].len(),
+            conv.want[1].len()
+        );
+        assert!(
+            got.data[0] == conv.want[0],
+            "{from}..{to}: c2s data differs"
+        );
+        assert!(got.problems.is_empty(), "{from}..{to}: {:?}", got.problems);
+    }
+}

@@ -12,7 +12,7 @@ use crate::tls::{APPLICATION_DATA, CHANGE_CIPHER_SPEC, KeyStore};
 
 impl TlsStream {
     /// A capture gap of `lost` bytes in `dir`.
-    pub(super) fn cut(&mut self, dir: Direction, lost: u64, keys: &KeyStore, out: Out<'_>) {
+    pub(super) fn cut(&mut self, dir: Direction, lost: u64, out: Out<'_>) {
         let tls13 = self.tls13;
         let limit = self.limit(dir);
         let d = &mut self.dirs[dir];
@@ -32,6 +32,14 @@ impl TlsStream {
         if d.phase == Phase::Dead {
             return;
         }
+        if tls13 && self.server_hello && d.phase == Phase::Clear {
+            // After a TLS 1.3 ServerHello every record but a ChangeCipherSpec is encrypted:
+            // the ones after the gap are judged with the handshake key.
+            d.phase = Phase::Handshake13;
+            d.key = None;
+        }
+        // The handshake messages are out of step now: the Finished may go unseen.
+        d.hs_desync = d.phase == Phase::Handshake13;
         d.hs.reset();
         let min_total = HEADER as u64 + d.key.as_ref().map_or(1, |k| k.min_body()) as u64;
         let max_total = (HEADER + limit) as u64;
@@ -89,7 +97,6 @@ impl TlsStream {
             est: base + rest / avg,
             rest,
         });
-        let _ = keys;
     }
 
     /// Looks for the next record boundary after a gap; returns how much of `input` it took.
@@ -107,11 +114,11 @@ impl TlsStream {
         if enc {
             // A key is needed to judge candidates; without one, the direction is lost.
             if !self.ensure_key(dir, keys, out) {
-                let d = &mut self.dirs[dir];
-                if d.holding {
+                if self.dirs[dir].holding {
                     // Held from here on: replayed once keys come, resynchronising then.
-                    d.held.extend_from_slice(input);
-                    self.held_total += input.len();
+                    self.hold_bytes(dir, input, out);
+                } else {
+                    self.dirs[dir].lost += input.len() as u64;
                 }
                 return input.len();
             }
@@ -222,28 +229,41 @@ impl TlsStream {
         }
         // TLS 1.3 handshake phase: the gap may have taken the Finished; try the application key.
         if d.phase == Phase::Handshake13 && !d.app_search {
-            let client = dir == Direction::ClientToServer;
-            let app = self
-                .secrets
-                .and_then(|s| if client { s.client_app } else { s.server_app });
-            if let (Some(suite), Some(app)) = (self.suite, app)
-                && let Some(k) = RecordKey::tls13(suite, &app)
-            {
-                let span = w.rest.div_ceil(HEADER as u64 + k.min_body() as u64) + 1;
-                let d = &mut self.dirs[dir];
-                let Some((header, body)) = split_record(&mut d.rec) else {
-                    return false;
-                };
-                for seq in 0..=span.min(TRIAL_MAX) {
-                    if let Some(o) = k.open(seq, header, body) {
-                        d.phase = Phase::App;
-                        d.secret = Some(app);
-                        d.key = Some(k);
-                        d.seq = seq;
-                        self.opened(dir, o, out);
-                        return true;
-                    }
-                }
+            let span = w.rest.div_ceil(HEADER as u64 + 17) + 1;
+            return self.try_app_key(dir, span.min(TRIAL_MAX), out);
+        }
+        false
+    }
+
+    /// TLS 1.3, handshake phase after a gap: the record in `rec` may be the first ones under
+    /// the application key (the Finished lost, or cut so that its message was not seen). On
+    /// success the direction switches to it and the record is processed.
+    pub(super) fn try_app_key(&mut self, dir: Direction, max_seq: u64, out: Out<'_>) -> bool {
+        let client = dir == Direction::ClientToServer;
+        let app = self
+            .secrets
+            .and_then(|s| if client { s.client_app } else { s.server_app });
+        let (Some(suite), Some(app)) = (self.suite, app) else {
+            return false;
+        };
+        let Some(k) = RecordKey::tls13(suite, &app) else {
+            return false;
+        };
+        let d = &mut self.dirs[dir];
+        let Some((header, body)) = split_record(&mut d.rec) else {
+            return false;
+        };
+        for seq in 0..=max_seq {
+            if let Some(o) = k.open(seq, header, body) {
+                d.phase = Phase::App;
+                d.secret = Some(app);
+                d.key = Some(k);
+                d.seq = seq;
+                d.hs_desync = false;
+                // Keys change at a message boundary: what was half-read belonged to the handshake.
+                d.hs.reset();
+                self.opened(dir, o, out);
+                return true;
             }
         }
         false
