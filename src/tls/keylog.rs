@@ -22,6 +22,7 @@ pub(crate) struct Secrets {
     pub client_hs: Option<Secret>,
     pub server_hs: Option<Secret>,
     pub client_app: Option<Secret>,
+    pub client_early: Option<Secret>,
     pub server_app: Option<Secret>,
 }
 
@@ -242,6 +243,7 @@ fn feed(
                     Slot::ClientHs => &mut entry.client_hs,
                     Slot::ServerHs => &mut entry.server_hs,
                     Slot::ClientApp => &mut entry.client_app,
+                    Slot::ClientEarly => &mut entry.client_early,
                     Slot::ServerApp => &mut entry.server_app,
                 };
                 if *field != Some(secret) {
@@ -270,6 +272,7 @@ enum Slot {
     ClientHs,
     ServerHs,
     ClientApp,
+    ClientEarly,
     ServerApp,
 }
 
@@ -300,8 +303,9 @@ fn parse_line(line: &[u8]) -> Line {
         b"CLIENT_HANDSHAKE_TRAFFIC_SECRET" => Slot::ClientHs,
         b"SERVER_HANDSHAKE_TRAFFIC_SECRET" => Slot::ServerHs,
         b"CLIENT_TRAFFIC_SECRET_0" => Slot::ClientApp,
+        b"CLIENT_EARLY_TRAFFIC_SECRET" => Slot::ClientEarly,
         b"SERVER_TRAFFIC_SECRET_0" => Slot::ServerApp,
-        b"EXPORTER_SECRET" | b"CLIENT_EARLY_TRAFFIC_SECRET" | b"EARLY_EXPORTER_SECRET" => {
+        b"EXPORTER_SECRET" | b"EARLY_EXPORTER_SECRET" => {
             return Line::Ignored;
         }
         _ => return Line::Skipped,

@@ -34,6 +34,8 @@ enum Phase {
     /// Plaintext records: the hellos (and, in TLS 1.2, the rest of the handshake).
     #[default]
     Clear,
+    /// TLS 1.3 client 0-RTT records under the early traffic key (until EndOfEarlyData).
+    Early13,
     /// TLS 1.3 records under the handshake traffic key.
     Handshake13,
     /// Application traffic keys (TLS 1.3 after Finished, TLS 1.2 after ChangeCipherSpec).
@@ -303,11 +305,14 @@ impl TlsStream {
                 }
             }
             (Phase::Clear, APPLICATION_DATA) => {
-                if self.tls13 && self.server_hello {
+                if dir == Direction::ClientToServer && self.early_data {
+                    // The client's first encrypted records after offering early_data: 0-RTT
+                    // (or, the server having declined it, already its Finished).
+                    self.dirs[dir].phase = Phase::Early13;
+                    self.encrypted(dir, keys, out);
+                } else if self.tls13 && self.server_hello {
                     self.dirs[dir].phase = Phase::Handshake13;
                     self.encrypted(dir, keys, out);
-                } else if dir == Direction::ClientToServer && self.early_data {
-                    // 0-RTT before the ServerHello: no early secret is used.
                 } else {
                     self.problem(Some(dir), TlsProblem::HandshakeMissed, out);
                     self.kill(dir);
@@ -497,6 +502,10 @@ impl TlsStream {
 
     /// Decrypts the record in `rec` with the direction's key at its sequence number.
     fn encrypted(&mut self, dir: Direction, keys: &KeyStore, out: Out<'_>) {
+        if self.dirs[dir].phase == Phase::Early13 {
+            self.early(dir, keys, out);
+            return;
+        }
         if !self.ensure_key(dir, keys, out) {
             return;
         }
@@ -543,6 +552,58 @@ impl TlsStream {
         }
     }
 
+    /// A client record while 0-RTT may be going on: under the early secret (the suite is the
+    /// resumed session's, not known before the ServerHello: tried by the secret's length),
+    /// else the end of early data. Without an early secret 0-RTT records are passed over.
+    fn early(&mut self, dir: Direction, keys: &KeyStore, out: Out<'_>) {
+        self.lookup(keys);
+        let Some(secrets) = self.secrets else {
+            if self.client_random.is_none() {
+                self.problem(Some(dir), TlsProblem::HandshakeMissed, out);
+                self.kill(dir);
+            } else {
+                self.no_keys(dir, keys, out);
+            }
+            return;
+        };
+        let suite = self.suite;
+        let d = &mut self.dirs[dir];
+        let Some((header, body)) = split_record(&mut d.rec) else {
+            return;
+        };
+        let mut opened = None;
+        if let Some(k) = &d.key {
+            opened = k.open(d.seq, header, body);
+        } else if let Some(early) = secrets.client_early {
+            let ids: &[u16] = match (suite, early.as_bytes().len()) {
+                (Some(s), _) => &[s.id],
+                (None, 48) => &[0x1302],
+                (None, _) => &[0x1301, 0x1303],
+            };
+            for s in ids.iter().filter_map(|&id| crypto::suite(id)) {
+                if let Some(k) = RecordKey::tls13(s, &early)
+                    && let Some(o) = k.open(d.seq, header, body)
+                {
+                    d.key = Some(k);
+                    opened = Some(o);
+                    break;
+                }
+            }
+        }
+        if let Some(o) = opened {
+            self.opened(dir, o, out);
+            return;
+        }
+        if self.server_hello {
+            // Not early data (any more): the handshake key's records from here.
+            let d = &mut self.dirs[dir];
+            d.phase = Phase::Handshake13;
+            d.key = None;
+            d.seq = 0;
+            self.encrypted(dir, keys, out);
+        }
+    }
+
     /// A record decrypted in place: deliver or act on its content.
     fn opened(&mut self, dir: Direction, o: Opened, out: Out<'_>) {
         let tls13 = self.tls13;
@@ -570,11 +631,13 @@ impl TlsStream {
                     d.hs_decrypted = true;
                 }
                 let mut finished = false;
+                let mut end_of_early = false;
                 let mut update = false;
                 let mut alpn = None;
                 let mut ee = false;
                 let res = d.hs.feed(content, &mut |typ, msg| match typ {
                     hello::FINISHED => finished = true,
+                    hello::END_OF_EARLY_DATA => end_of_early = true,
                     hello::KEY_UPDATE => update = true,
                     hello::ENCRYPTED_EXTENSIONS => {
                         ee = true;
@@ -592,7 +655,11 @@ impl TlsStream {
                     out(TlsOutput::Negotiated);
                 }
                 let d = &mut self.dirs[dir];
-                if finished && d.phase == Phase::Handshake13 {
+                if end_of_early && d.phase == Phase::Early13 {
+                    d.phase = Phase::Handshake13;
+                    d.key = None;
+                    d.seq = 0;
+                } else if finished && d.phase == Phase::Handshake13 {
                     d.phase = Phase::App;
                     d.key = None;
                     d.secret = None;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{KeyStore, TlsOutput, TlsStream};
+use super::{KeyStore, TlsOutput, TlsProblem, TlsStream};
 use crate::event::Direction;
 
 /// (direction, bytes) chunks of one `tshark -z follow,...,raw` run: node 0 (the first to
@@ -124,6 +124,14 @@ fn real_captures_match_tshark() {
                 want[0].len(),
                 want[1].len(),
             );
+            if problems
+                .iter()
+                .any(|p| matches!(p.1, TlsProblem::Unsupported(_)))
+            {
+                // A suite wsnoop does not decrypt (CCM): reported, and left alone.
+                assert!(got[0].is_empty() && got[1].is_empty(), "{name}");
+                continue;
+            }
             assert!(
                 got[0] == want[0],
                 "{name}: c2s plaintext differs from tshark's"
@@ -133,7 +141,61 @@ fn real_captures_match_tshark() {
                 "{name}: s2c plaintext differs from tshark's"
             );
             checked += 1;
+            if want[1].len() > 8000 {
+                gap_check(&name, &tcp, &keys, &want[1]);
+            }
         }
     }
     eprintln!("{checked} streams checked");
+}
+
+/// The same stream with 3000 bytes of the server's direction lost mid-way: what comes before
+/// the Lost is a prefix of tshark's plaintext, what comes after it is its end.
+fn gap_check(name: &str, tcp: &[(Direction, Vec<u8>)], keys: &KeyStore, want: &[u8]) {
+    let total: usize = tcp
+        .iter()
+        .filter(|c| c.0 == Direction::ServerToClient)
+        .map(|c| c.1.len())
+        .sum();
+    let (from, to) = (total / 2, total / 2 + 3000);
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut lost = 0u64;
+    let mut tls = TlsStream::new();
+    let mut sink = |o: TlsOutput<'_>| match o {
+        TlsOutput::Data(Direction::ServerToClient, b) if lost == 0 => before.extend_from_slice(b),
+        TlsOutput::Data(Direction::ServerToClient, b) => after.extend_from_slice(b),
+        TlsOutput::Lost(Direction::ServerToClient, n) => lost += n,
+        _ => {}
+    };
+    let mut at = 0;
+    let mut gapped = false;
+    for (d, b) in tcp {
+        if *d == Direction::ClientToServer {
+            tls.data(*d, b, keys, &mut sink);
+            continue;
+        }
+        let (s, e) = (at, at + b.len());
+        at = e;
+        tls.data(*d, &b[..from.clamp(s, e) - s], keys, &mut sink);
+        if !gapped && e > from {
+            gapped = true;
+            tls.gap(*d, (to - from) as u64, keys, &mut sink);
+        }
+        tls.data(*d, &b[to.clamp(s, e) - s..], keys, &mut sink);
+    }
+    tls.finish(keys, &mut sink);
+    assert!(lost >= 3000, "{name} with a gap: lost {lost}");
+    assert!(
+        want.starts_with(&before),
+        "{name} with a gap: before differs"
+    );
+    assert!(want.ends_with(&after), "{name} with a gap: after differs");
+    assert!(!after.is_empty(), "{name} with a gap: nothing after it");
+    eprintln!(
+        "{name} with a gap: {} + {} of {} bytes delivered, {lost} lost",
+        before.len(),
+        after.len(),
+        want.len()
+    );
 }

@@ -669,3 +669,32 @@ fn tls13_gap_in_the_first_encrypted_records_keeps_the_handshake_key() {
         assert!(got.problems.is_empty(), "{from}..{to}: {:?}", got.problems);
     }
 }
+
+#[test]
+fn tls13_zero_rtt_decrypted_with_the_early_secret() {
+    for id in [0x1301, 0x1302, 0x1303] {
+        let mut conv = tls13_conv(
+            id,
+            Opts {
+                hrr: false,
+                early: true,
+                big: false,
+            },
+        );
+        // tls13_conv seals its 0-RTT records under a secret of 0x99 bytes; now it is logged.
+        let n = super::crypto::suite(id).unwrap().hash.len();
+        conv.keylog += &format!(
+            "CLIENT_EARLY_TRAFFIC_SECRET {} {}\n",
+            "a7".repeat(32),
+            "99".repeat(n)
+        );
+        let mut want = b"early data nobody can readmore early".to_vec();
+        want.extend(&conv.want[0]);
+        conv.want[0] = want;
+        let ks = keys_of(&conv);
+        for chunk in [1, 10, usize::MAX] {
+            let (got, _) = run(&conv, &ks, chunk, None);
+            assert_clean(&conv, &got, &format!("{id:04x} chunk {chunk}"));
+        }
+    }
+}

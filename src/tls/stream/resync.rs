@@ -32,6 +32,14 @@ impl TlsStream {
         if d.phase == Phase::Dead {
             return;
         }
+        let was_early = d.phase == Phase::Early13;
+        if was_early {
+            // The rest of the 0-RTT data goes with the gap; later records are judged with the
+            // handshake key, whose first record is the client's Finished (seq 0).
+            d.phase = Phase::Handshake13;
+            d.key = None;
+            d.seq = 0;
+        }
         if tls13 && self.server_hello && d.phase == Phase::Clear {
             // After a TLS 1.3 ServerHello every record but a ChangeCipherSpec is encrypted:
             // the ones after the gap are judged with the handshake key.
@@ -71,7 +79,7 @@ impl TlsStream {
                 }
                 _ => false,
             };
-            if counted && !d.app_search {
+            if counted && !d.app_search && !was_early {
                 d.seq += 1;
             }
             d.lost += d.rec.len() as u64;
@@ -92,9 +100,13 @@ impl TlsStream {
         }
         let base = d.seq;
         d.resync = Some(Window {
-            lo: base + rest.div_ceil(max_total),
+            lo: if was_early {
+                0
+            } else {
+                base + rest.div_ceil(max_total)
+            },
             hi: base + rest.div_ceil(min_total) + 1,
-            est: base + rest / avg,
+            est: if was_early { 0 } else { base + rest / avg },
             rest,
         });
     }
