@@ -135,8 +135,15 @@ impl App {
                     self.tls_output(out, ts, &mut layer.info, &mut layer.reported, env);
                 });
             }
-            Chunk::Conflict(_) | Chunk::Fin => {
-                self.plain(from_a, chunk, peer_finished, Some(&layer.info), env)
+            Chunk::Conflict(_) => self.plain(from_a, chunk, peer_finished, Some(&layer.info), env),
+            Chunk::Fin => {
+                // The session may end here: its summary names the TLS, and what TLS still
+                // holds goes first.
+                self.tls = Some(layer);
+                if peer_finished {
+                    self.finish_tls(env);
+                }
+                return self.plain(from_a, chunk, peer_finished, None, env);
             }
         }
         self.tls = Some(layer);
@@ -170,6 +177,9 @@ impl App {
     ) -> bool {
         let client_is_a = self.client_is_a.unwrap_or(true);
         let from_a = |dir: Direction| (dir == Direction::ClientToServer) == client_is_a;
+        if self.session.is_ignored() && !matches!(out, TlsOutput::Negotiated) {
+            return false;
+        }
         match out {
             TlsOutput::Data(dir, bytes) => {
                 info.decrypted = true;
@@ -195,6 +205,10 @@ impl App {
                     }
                     ctx.anomaly(dir, kind, &detail);
                 }
+                // One direction that cannot be read makes the connection unreadable: what the
+                // other says (a 101 without its request, frames without a handshake) would be
+                // a guess.
+                self.session.ignore();
             }
             TlsOutput::Negotiated => return true,
             TlsOutput::CloseNotify(_) => {}
