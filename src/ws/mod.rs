@@ -7,6 +7,7 @@ mod deflate;
 mod extensions;
 pub mod frame;
 mod message;
+pub mod recover;
 pub mod resync;
 mod utf8;
 mod visitor;
