@@ -42,7 +42,7 @@ fn messages(rng: &mut Rng, n: usize, random_every: u64, random_after: usize) -> 
     (0..n)
         .map(|i| {
             if i >= random_after || rng.below(random_every) == 0 {
-                let len = rng.below(3000) as usize;
+                let len = 1 + rng.below(3000) as usize;
                 return (0..len).map(|_| rng.next() as u8).collect();
             }
             let mut m = format!(
