@@ -246,3 +246,83 @@ fn capture_starting_inside_a_1_mib_message() {
     // 300 messages each way follow the snapshot.
     assert!(t.reported >= 3 * 600, "{t:?}");
 }
+
+/// Rewrites `src` with the 101 response moved before its request (as a capture of two
+/// interfaces, or a reordered one, shows it), or with the request dropped.
+fn response_first(src: &Path, out: &Path, drop_request: bool) {
+    let bytes = std::fs::read(src).unwrap();
+    let (head, mut records) = pcap_records(&bytes);
+    let request = records.iter().position(|r| find(r, b"GET /")).unwrap();
+    let response = records
+        .iter()
+        .position(|r| find(r, b"HTTP/1.1 101"))
+        .unwrap();
+    assert!(request < response);
+    let moved = records.remove(response);
+    records.insert(request, moved);
+    if drop_request {
+        records.remove(request + 1);
+    }
+    let mut cut = head.to_vec();
+    for r in &records {
+        cut.extend_from_slice(r);
+    }
+    std::fs::write(out, cut).unwrap();
+}
+
+/// A 101 captured before its request still pairs with it into the handshake, and the request
+/// is never taken for frames; every message is then exact.
+#[test]
+fn a_response_captured_before_its_request_pairs_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["python-basic", "python-deflate", "chromium-deflate"] {
+        let dir = fixtures_dir();
+        let sidecar: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("{name}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        let out = tmp.path().join(format!("{name}-swapped.pcap"));
+        response_first(&dir.join(format!("{name}.pcap")), &out, false);
+        let events = run_wsnoop_json(&out, &[]);
+        let handshakes: Vec<&Value> = events.iter().filter(|e| e["type"] == "handshake").collect();
+        assert_eq!(handshakes.len(), 1, "{name}");
+        assert_eq!(
+            handshakes[0]["uri"], sidecar["connections"][0]["path"],
+            "{name}"
+        );
+        let anomalies: Vec<&Value> = events.iter().filter(|e| e["type"] == "anomaly").collect();
+        assert!(anomalies.is_empty(), "{name}: {anomalies:?}");
+        let t = check_cut(&out, &sidecar, name);
+        let sent = sidecar["connections"][0]["messages"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!((t.exact, t.reported), (sent, sent), "{name}");
+    }
+}
+
+/// A 101 whose request was not captured at all: the client's first bytes are frames, decoded
+/// as such after the server's.
+#[test]
+fn a_response_without_its_request_is_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixtures_dir();
+    let name = "python-basic";
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.expected.json"))).unwrap())
+            .unwrap();
+    let out = tmp.path().join("no-request.pcap");
+    response_first(&dir.join(format!("{name}.pcap")), &out, true);
+    let events = run_wsnoop_json(&out, &[]);
+    let bogus: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "anomaly" && e["cause"] == "traffic")
+        .collect();
+    assert!(bogus.is_empty(), "{bogus:?}");
+    let t = check_cut(&out, &sidecar, "python-basic without its request");
+    let sent = sidecar["connections"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(t.exact, sent);
+}
