@@ -32,11 +32,18 @@ pub enum RecoverError {
     Distance,
 }
 
-/// A canonical Huffman code, decoded as RFC 1951 3.2.2 builds it (as zlib's puff does).
+/// Codes up to this long are decoded with one table look-up; longer ones bit by bit.
+const FAST_BITS: u32 = 10;
+
+/// A canonical Huffman code, decoded as RFC 1951 3.2.2 builds it (as zlib's puff does), with
+/// a table for the short codes that make up nearly all of a stream.
 #[derive(Debug, Clone)]
 struct Huffman {
     count: [u16; 16],
     symbol: [u16; 288],
+    /// By the next FAST_BITS input bits: the symbol and its code length (len << 9 | symbol),
+    /// or 0 when the code is longer.
+    fast: [u16; 1 << FAST_BITS],
 }
 
 impl Default for Huffman {
@@ -44,6 +51,7 @@ impl Default for Huffman {
         Huffman {
             count: [0; 16],
             symbol: [0; 288],
+            fast: [0; 1 << FAST_BITS],
         }
     }
 }
@@ -83,7 +91,40 @@ impl Huffman {
                 *at += 1;
             }
         }
+        self.fill_fast(lengths);
         Ok(())
+    }
+
+    fn fill_fast(&mut self, lengths: &[u8]) {
+        self.fast = [0; 1 << FAST_BITS];
+        let mut next = [0u32; 16];
+        let mut code = 0u32;
+        for len in 1..16 {
+            code = (code + u32::from(self.count[len - 1]) * u32::from(len > 1)) << 1;
+            next[len] = code;
+        }
+        for (sym, &len) in lengths.iter().enumerate() {
+            let len = u32::from(len);
+            if len == 0 || len > FAST_BITS {
+                if let Some(n) = next.get_mut(len as usize) {
+                    *n += 1;
+                }
+                continue;
+            }
+            let Some(n) = next.get_mut(len as usize) else {
+                continue;
+            };
+            // Codes are sent most significant bit first: the table is indexed by the bits as
+            // read, least significant first.
+            let reversed = n.reverse_bits() >> (32 - len);
+            *n += 1;
+            let entry = (len << 9) as u16 | sym as u16;
+            let mut at = reversed as usize;
+            while let Some(slot) = self.fast.get_mut(at) {
+                *slot = entry;
+                at += 1 << len;
+            }
+        }
     }
 }
 
@@ -98,24 +139,34 @@ impl Bits<'_> {
         self.pos + n <= self.data.len() * 8
     }
 
+    /// The next 16 bits (zeros past the end), without consuming them.
+    fn peek16(&self) -> u32 {
+        let at = self.pos >> 3;
+        let byte = |i: usize| u32::from(self.data.get(at + i).copied().unwrap_or(0));
+        ((byte(0) | byte(1) << 8 | byte(2) << 16) >> (self.pos & 7)) & 0xffff
+    }
+
+    /// `n` bits (at most 16).
     fn get(&mut self, n: u32) -> Option<u32> {
         if !self.need(n as usize) {
             return None;
         }
-        let mut value = 0u32;
-        let mut done = 0u32;
-        while done < n {
-            let byte = u32::from(*self.data.get(self.pos >> 3)?);
-            let shift = (self.pos & 7) as u32;
-            let take = (8 - shift).min(n - done);
-            value |= ((byte >> shift) & ((1 << take) - 1)) << done;
-            done += take;
-            self.pos += take as usize;
-        }
+        let value = self.peek16() & ((1u32 << n) - 1);
+        self.pos += n as usize;
         Some(value)
     }
 
     fn decode(&mut self, h: &Huffman) -> Option<Result<u16, RecoverError>> {
+        let entry = h
+            .fast
+            .get((self.peek16() & ((1 << FAST_BITS) - 1)) as usize)
+            .copied()
+            .unwrap_or(0);
+        let len = usize::from(entry >> 9);
+        if entry != 0 && self.need(len) {
+            self.pos += len;
+            return Some(Ok(entry & 0x1ff));
+        }
         let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
         for len in 1..16 {
             code |= self.get(1)? as i32;
@@ -181,7 +232,12 @@ pub struct Recover {
     last_block: bool,
     lit: Huffman,
     dist: Huffman,
-    run: Vec<u8>,
+    /// RFC 1951 3.2.6's fixed codes, built once: most short messages use them.
+    fixed: Box<(Huffman, Huffman)>,
+    /// The current block uses the fixed codes rather than `lit` and `dist`.
+    fixed_block: bool,
+    /// Output bytes not handed on yet: the last `run_len` written to the window.
+    run_len: usize,
     run_known: bool,
     /// Bytes output that were not known, since the counter was last taken.
     unknown_out: u64,
@@ -191,6 +247,16 @@ impl Recover {
     /// A decoder for a sender whose LZ77 window is 2^`window_bits` (9 to 15).
     pub fn new(window_bits: u8) -> Recover {
         let size = 1usize << window_bits.clamp(9, 15);
+        let mut fixed = Box::new((Huffman::default(), Huffman::default()));
+        let mut lengths = [0u8; 318];
+        lengths[..144].fill(8);
+        lengths[144..256].fill(9);
+        lengths[256..280].fill(7);
+        lengths[280..288].fill(8);
+        lengths[288..318].fill(5);
+        // Both codes are complete: building them cannot fail.
+        let _ = fixed.0.build(&lengths[..288]);
+        let _ = fixed.1.build(&lengths[288..318]);
         Recover {
             window: vec![0; size].into_boxed_slice(),
             known: vec![0; size / 64].into_boxed_slice(),
@@ -202,7 +268,9 @@ impl Recover {
             last_block: false,
             lit: Huffman::default(),
             dist: Huffman::default(),
-            run: Vec::with_capacity(RUN),
+            fixed,
+            fixed_block: false,
+            run_len: 0,
             run_known: true,
             unknown_out: 0,
         }
@@ -260,6 +328,9 @@ impl Recover {
         Ok(())
     }
 
+    /// Writes one output byte into the window. Output is handed on straight from the window,
+    /// in runs of equal knownness, before the window wraps over them.
+    #[inline(always)]
     fn put(
         &mut self,
         byte: u8,
@@ -267,40 +338,47 @@ impl Recover {
         on_output: &mut impl FnMut(&[u8], bool) -> bool,
     ) -> bool {
         let mut go_on = true;
-        if known != self.run_known || self.run.len() >= RUN {
+        if known != self.run_known {
             go_on = self.flush(on_output);
             self.run_known = known;
         }
-        let (word, bit) = (self.pos >> 6, 1u64 << (self.pos & 63));
-        if let (Some(slot), Some(w)) = (self.window.get_mut(self.pos), self.known.get_mut(word)) {
+        let pos = self.pos;
+        let bit = 1u64 << (pos & 63);
+        if let (Some(slot), Some(w)) = (self.window.get_mut(pos), self.known.get_mut(pos >> 6)) {
             let was = *w & bit != 0;
-            *slot = if known { byte } else { 0 };
             if known {
+                *slot = byte;
                 *w |= bit;
             } else {
+                *slot = 0;
                 *w &= !bit;
             }
-            match (was, known) {
-                (true, false) => self.unknown += 1,
-                (false, true) => self.unknown -= 1,
-                _ => {}
-            }
+            // A byte becoming known was counted unknown: no underflow.
+            self.unknown = self.unknown + usize::from(was && !known) - usize::from(!was && known);
         }
-        self.pos = (self.pos + 1) & (self.window.len() - 1);
-        if !known {
-            self.unknown_out += 1;
+        self.run_len += 1;
+        self.pos = (pos + 1) & (self.window.len() - 1);
+        self.unknown_out += u64::from(!known);
+        // At the wrap, before the run is overwritten; and often enough for `on_output` to stop
+        // a bomb early.
+        if self.pos == 0 || self.run_len >= RUN {
+            go_on &= self.flush(on_output);
         }
-        self.run.push(if known { byte } else { 0 });
         go_on
     }
 
     fn flush(&mut self, on_output: &mut impl FnMut(&[u8], bool) -> bool) -> bool {
-        if self.run.is_empty() {
+        if self.run_len == 0 {
             return true;
         }
-        let go_on = on_output(&self.run, self.run_known);
-        self.run.clear();
-        go_on
+        let end = if self.pos == 0 {
+            self.window.len()
+        } else {
+            self.pos
+        };
+        let run = self.window.get(end - self.run_len..end).unwrap_or_default();
+        self.run_len = 0;
+        on_output(run, self.run_known)
     }
 
     /// Decodes what `pending` holds; Ok(false) when `on_output` asked to stop.
@@ -392,19 +470,15 @@ impl Recover {
                 Block::Stored(len as u16)
             }
             1 => {
-                let mut lengths = [0u8; 320];
-                lengths[..144].fill(8);
-                lengths[144..256].fill(9);
-                lengths[256..280].fill(7);
-                lengths[280..288].fill(8);
-                lengths[288..318].fill(5);
-                self.lit.build(&lengths[..288])?;
-                self.dist.build(&lengths[288..318])?;
+                self.fixed_block = true;
                 Block::Codes
             }
             2 => match self.dynamic(bits)? {
                 None => return Ok(None),
-                Some(()) => Block::Codes,
+                Some(()) => {
+                    self.fixed_block = false;
+                    Block::Codes
+                }
             },
             _ => return Err(RecoverError::BlockType),
         };
@@ -536,7 +610,12 @@ impl Recover {
     }
 
     fn symbol(&self, bits: &mut Bits<'_>) -> Result<Option<Step>, RecoverError> {
-        let sym = match bits.decode(&self.lit) {
+        let (lit, dist) = if self.fixed_block {
+            (&self.fixed.0, &self.fixed.1)
+        } else {
+            (&self.lit, &self.dist)
+        };
+        let sym = match bits.decode(lit) {
             None => return Ok(None),
             Some(sym) => usize::from(sym?),
         };
@@ -554,7 +633,7 @@ impl Recover {
             return Ok(None);
         };
         let len = usize::from(base) + more as usize;
-        let dsym = match bits.decode(&self.dist) {
+        let dsym = match bits.decode(dist) {
             None => return Ok(None),
             Some(sym) => usize::from(sym?),
         };

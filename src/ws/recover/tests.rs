@@ -245,3 +245,45 @@ fn stopping_stops() {
     .unwrap();
     assert!(out < 20_000, "{out}");
 }
+
+#[test]
+#[ignore = "a measurement, not a check: cargo test --release -- --ignored --nocapture"]
+fn throughput_against_zlib() {
+    let mut rng = Rng(5);
+    let msgs = messages(&mut rng, 4000, 1000, usize::MAX);
+    let wire = compress_all(&msgs, 6, 15);
+    let total: usize = msgs.iter().map(Vec::len).sum();
+    let start = std::time::Instant::now();
+    let mut r = Recover::new(15);
+    let mut out = 0usize;
+    for comp in &wire {
+        r.feed(comp, |b, _| {
+            out += b.len();
+            true
+        })
+        .unwrap();
+        r.feed(&[0, 0, 0xff, 0xff], |b, _| {
+            out += b.len();
+            true
+        })
+        .unwrap();
+    }
+    let recover = start.elapsed();
+    let start = std::time::Instant::now();
+    let mut z = Decompress::new_with_window_bits(false, 15);
+    let mut buf = Vec::new();
+    for comp in &wire {
+        buf.clear();
+        let mut input = comp.clone();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        inflate_exact(&mut z, &input, &mut buf);
+    }
+    let exact = start.elapsed();
+    assert_eq!(out, total);
+    eprintln!(
+        "{} MB: recovering {:.0} MB/s, zlib {:.0} MB/s",
+        total >> 20,
+        total as f64 / recover.as_secs_f64() / 1e6,
+        total as f64 / exact.as_secs_f64() / 1e6
+    );
+}
