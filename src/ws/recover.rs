@@ -99,9 +99,10 @@ impl Huffman {
         self.fast = [0; 1 << FAST_BITS];
         let mut next = [0u32; 16];
         let mut code = 0u32;
-        for len in 1..16 {
+        // RFC 1951 3.2.2: the first code of each length, lengths counted from 1.
+        for (len, first) in next.iter_mut().enumerate().skip(1) {
             code = (code + u32::from(self.count[len - 1]) * u32::from(len > 1)) << 1;
-            next[len] = code;
+            *first = code;
         }
         for (sym, &len) in lengths.iter().enumerate() {
             let len = u32::from(len);
