@@ -303,7 +303,7 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
         let _ = writeln!(
             err,
             "{} connections without a captured handshake probed for WebSocket frames and given up \
-(no chain of frames in their first 16 KiB, or bytes lost before one)",
+(no chain of frames in their first 4 MiB or before they ended, or bytes lost before one)",
             stats.ws.probes_given_up
         );
     }

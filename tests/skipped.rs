@@ -132,7 +132,7 @@ fn midstream_segment(seq: u32, payload: &[u8]) -> Vec<u8> {
     p
 }
 
-/// A connection picked up mid-stream whose first 16 KiB hold no chain of WebSocket frames is
+/// A connection picked up mid-stream that ends with no chain of WebSocket frames found is
 /// given up, and said to be: in the counts and in diagnose. The bytes are text that no frame
 /// header makes plausible (ASCII letters: opcode nibbles 1 and 2 are the only valid ones).
 #[test]

@@ -372,7 +372,8 @@ in the flow's bytes_cut_{}",
                 ctx.bytes_cut = PerDir::new(cut[client], cut[1 - client]);
                 self.session.end(how, self.first_seen, &mut ctx);
             }
-            None => self.session.ignore(),
+            // Still probing when it ended: no chain of frames was found.
+            None => self.give_up_probe(env),
         }
     }
 }

@@ -340,6 +340,26 @@ The anomalies' details (`wsnoop -r FILE --json | jq 'select(.kind==\"http_abando
 which stream and why.",
             );
         }
+        if self.midstream.count > 0 {
+            let b = &self.midstream;
+            push(
+                "midstream",
+                Severity::Info,
+                b,
+                format!(
+                    "{} without a captured handshake (already open when the capture started); \
+{} of their {} came out exact, the others partial or undecodable; {}.",
+                    plural(b.count, "session", "sessions"),
+                    self.midstream_exact,
+                    plural(self.midstream_messages, "message", "messages"),
+                    b.example()
+                ),
+                "Their frames were found without the handshake. With permessage-deflate and \
+context takeover, messages are inflated without the history the capture missed: bytes that \
+refer back into it are unknown (`\"partial\": true`). Start the capture before the clients \
+connect to see every message exactly.",
+            );
+        }
         out.extend(self.tls_findings());
         let websocket_seen = self.handshakes > 0 || self.sessions > 0;
         let wrong_before_ws = out.iter().any(|f| f.severity == Severity::Error);

@@ -119,6 +119,11 @@ pub struct Diagnoser {
     clean_closes: u64,
     /// Connections the HTTP layer gave up on (http_abandoned), per reason name.
     http_abandoned: BTreeMap<&'static str, Bucket>,
+    /// Sessions whose handshake was not captured (already open when the capture started, or
+    /// picked up after the HTTP layer gave up), and their messages: all, and exact ones.
+    midstream: Bucket,
+    midstream_messages: u64,
+    midstream_exact: u64,
 }
 
 impl Diagnoser {
@@ -193,6 +198,11 @@ impl EventSink for Diagnoser {
                 if self.wanted(e.flow) {
                     self.messages += 1;
                     self.incomplete_messages += u64::from(e.incomplete);
+                    if e.flow.midstream {
+                        self.midstream_messages += 1;
+                        self.midstream_exact +=
+                            u64::from(!e.partial && !e.undecodable && !e.incomplete);
+                    }
                 }
             }
             Event::Anomaly(e) => {
@@ -270,6 +280,9 @@ impl EventSink for Diagnoser {
                     _ => {}
                 }
                 self.sessions += 1;
+                if e.flow.midstream {
+                    self.midstream.add(e.flow, e.start);
+                }
                 let (c2s, s2c) = (c.frames[C2S], c.frames[S2C]);
                 if (c2s == 0) != (s2c == 0) {
                     self.one_way.add(e.flow, e.start);

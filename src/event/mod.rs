@@ -190,6 +190,11 @@ pub struct MessageEvent<'a> {
     /// A compressed message that could not be inflated (its dictionary was lost or inflating
     /// failed): `payload` holds nothing useful.
     pub undecodable: bool,
+    /// Inflated without the sender's history (picked up mid-stream, or after lost bytes):
+    /// `unknown_bytes` of the message could not be known. Text shows U+FFFD for each unknown
+    /// byte, binary shows them as zeros.
+    pub partial: bool,
+    pub unknown_bytes: u64,
 }
 
 /// How a connection ended.

@@ -201,6 +201,35 @@ pub(crate) struct HttpState {
     pub(crate) heads: u32,
     /// An upgrade just refused, for the session to keep as its handshake.
     pub(crate) refused: Option<Box<Upgrade>>,
+    /// A 101 to WebSocket seen before any client byte (captures of several interfaces, or
+    /// reordered, show one before its request): held, with the server's bytes after it, until
+    /// the client's first bytes say whether its request follows.
+    pub(crate) early_response: Option<Box<EarlyResponse>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct EarlyResponse {
+    response: UpgradeResponse,
+    ts: Timestamp,
+    /// The server's bytes after the 101: frames, bounded by `MAX_HEAD_LEN`.
+    server_bytes: Vec<u8>,
+}
+
+impl EarlyResponse {
+    /// The response had no request after all: the connection is followed without a handshake
+    /// event, whose request half would be empty.
+    pub(crate) fn without_request(self) -> HttpOutcome {
+        let negotiated = Negotiated::from_server_extensions(&self.response.extensions);
+        HttpOutcome::Upgraded {
+            upgrade: Box::new(Upgrade {
+                request: UpgradeRequest::default(),
+                response: self.response,
+                accept: AcceptVerdict::Missing,
+                negotiated,
+            }),
+            server_rest: self.server_bytes,
+        }
+    }
 }
 
 /// The completed opening handshake of an upgraded connection.
@@ -326,6 +355,85 @@ pub(crate) fn report_malformed(dir: Direction, what: Option<&str>, ctx: &mut Con
 }
 
 impl HttpState {
+    /// Client bytes while a 101 seen first waits: its request (paired into the handshake) or,
+    /// when the capture began between the two, the client's frames.
+    fn client_after_early_response(&mut self, input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
+        if self.request_head.is_empty() && !looks_like_request_start(input) {
+            return self.release_early_response(input);
+        }
+        let (request, used) =
+            match take_head(&mut self.request_head, input, handshake::parse_request) {
+                Ok(Some(done)) => done,
+                Ok(None) => return HttpOutcome::Continue,
+                Err(_) => {
+                    // Not a request wsnoop can read: what the client sent stays unjudged.
+                    self.request_head.clear();
+                    return self.release_early_response(&[]);
+                }
+            };
+        self.heads += 1;
+        let Some(early) = self.early_response.take() else {
+            return HttpOutcome::Continue;
+        };
+        if !request.upgrade_websocket {
+            return HttpOutcome::GiveUp(GiveUp::ResponseWithoutRequest);
+        }
+        let rest = input.get(used..).unwrap_or_default();
+        if rest.len() > MAX_HEAD_LEN {
+            return HttpOutcome::GiveUp(GiveUp::EarlyClientBytes);
+        }
+        self.early_client_bytes.extend_from_slice(rest);
+        let EarlyResponse {
+            response,
+            ts,
+            server_bytes,
+        } = *early;
+        report_malformed(Direction::ClientToServer, request.malformed.as_deref(), ctx);
+        let accept = handshake::accept_verdict(&request, &response);
+        ctx.stats.handshakes += 1;
+        ctx.stats.upgrades += 1;
+        ctx.sink.event(&Event::Handshake(HandshakeEvent {
+            ts: ctx.ts,
+            flow: ctx.flow,
+            request: &request,
+            response: &response,
+            accept,
+            upgraded: true,
+            // Captured after its response: the time between them says nothing of the server.
+            latency: ts.seconds_since(ctx.ts).abs(),
+            tls: ctx.tls,
+        }));
+        report_malformed(
+            Direction::ServerToClient,
+            response.malformed.as_deref(),
+            ctx,
+        );
+        check_handshake(&request, &response, accept, ctx);
+        let negotiated = Negotiated::from_server_extensions(&response.extensions);
+        HttpOutcome::Upgraded {
+            upgrade: Box::new(Upgrade {
+                request,
+                response,
+                accept,
+                negotiated,
+            }),
+            server_rest: server_bytes,
+        }
+    }
+
+    /// The held 101 answers no request the capture will show: the connection is upgraded
+    /// without one, and `client` (frames) is decoded after the server's held bytes.
+    fn release_early_response(&mut self, client: &[u8]) -> HttpOutcome {
+        let Some(early) = self.early_response.take() else {
+            return HttpOutcome::Continue;
+        };
+        if self.early_client_bytes.len() + client.len() > MAX_HEAD_LEN {
+            return HttpOutcome::GiveUp(GiveUp::EarlyClientBytes);
+        }
+        self.early_client_bytes.extend_from_slice(client);
+        early.without_request()
+    }
+
     /// A head could not be taken: a head cut short may still show that the connection meant
     /// WebSocket.
     pub(crate) fn head_failed(&mut self, reason: GiveUp) -> HttpOutcome {
@@ -342,6 +450,9 @@ impl HttpState {
     }
 
     pub(crate) fn client_data(&mut self, mut input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
+        if self.early_response.is_some() {
+            return self.client_after_early_response(input, ctx);
+        }
         while !input.is_empty() {
             if self.awaiting_upgrade {
                 if self.early_client_bytes.len() + input.len() > MAX_HEAD_LEN {
@@ -413,6 +524,18 @@ impl HttpState {
     }
 
     pub(crate) fn server_data(&mut self, mut input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
+        if let Some(early) = &mut self.early_response {
+            if early.server_bytes.len() + input.len() > MAX_HEAD_LEN {
+                // The client stays silent too long to wait for its request.
+                let mut outcome = self.release_early_response(&[]);
+                if let HttpOutcome::Upgraded { server_rest, .. } = &mut outcome {
+                    server_rest.extend_from_slice(input);
+                }
+                return outcome;
+            }
+            early.server_bytes.extend_from_slice(input);
+            return HttpOutcome::Continue;
+        }
         while !input.is_empty() {
             if !matches!(self.server, HttpSide::Head) {
                 if let Err(reason) = skip_body(&mut self.server, &mut input) {
@@ -448,18 +571,18 @@ impl HttpState {
                         response.malformed.as_deref(),
                         ctx,
                     );
-                    // The request was not captured: follow the connection without a handshake
-                    // event, whose request half would be empty.
-                    let negotiated = Negotiated::from_server_extensions(&response.extensions);
-                    return HttpOutcome::Upgraded {
-                        upgrade: Box::new(Upgrade {
-                            request: UpgradeRequest::default(),
-                            response,
-                            accept: AcceptVerdict::Missing,
-                            negotiated,
-                        }),
-                        server_rest: input.to_vec(),
-                    };
+                    let early = Box::new(EarlyResponse {
+                        response,
+                        ts: ctx.ts,
+                        server_bytes: input.to_vec(),
+                    });
+                    // Before any client byte: its request may still come (reordered).
+                    if self.heads == 1 && self.request_head.is_empty() {
+                        self.intent = true;
+                        self.early_response = Some(early);
+                        return HttpOutcome::Continue;
+                    }
+                    return early.without_request();
                 }
                 return HttpOutcome::GiveUp(GiveUp::ResponseWithoutRequest);
             };

@@ -419,6 +419,11 @@ fn message(
     boolean(w, e.incomplete)?;
     w.write_all(b",\"undecodable\":")?;
     boolean(w, e.undecodable)?;
+    // Only messages inflated without their history have these: exact ones stay as they were.
+    if e.partial {
+        w.write_all(b",\"partial\":true,\"unknown_bytes\":")?;
+        num(w, e.unknown_bytes)?;
+    }
     w.write_all(b"}\n")
 }
 

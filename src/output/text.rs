@@ -220,6 +220,9 @@ impl<W: Write> TextWriter<W> {
         if e.incomplete {
             w.write_all(b" (incomplete)")?;
         }
+        if e.partial {
+            write!(w, " (partial: {} unknown bytes)", e.unknown_bytes)?;
+        }
         payload(w, e.payload, e.truncated)?;
         w.write_all(b"\n")
     }

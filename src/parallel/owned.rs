@@ -67,6 +67,8 @@ pub(super) enum OwnedEvent {
         truncated: bool,
         incomplete: bool,
         undecodable: bool,
+        partial: bool,
+        unknown_bytes: u64,
     },
     Close {
         ts: Timestamp,
@@ -174,6 +176,8 @@ impl OwnedEvent {
                 truncated: e.truncated,
                 incomplete: e.incomplete,
                 undecodable: e.undecodable,
+                partial: e.partial,
+                unknown_bytes: e.unknown_bytes,
             },
             Event::Close(e) => OwnedEvent::Close {
                 ts: e.ts,
@@ -263,6 +267,8 @@ impl OwnedEvent {
                 truncated,
                 incomplete,
                 undecodable,
+                partial,
+                unknown_bytes,
             } => sink.event(&Event::Message(MessageEvent {
                 ts: *ts,
                 flow,
@@ -276,6 +282,8 @@ impl OwnedEvent {
                 truncated: *truncated,
                 incomplete: *incomplete,
                 undecodable: *undecodable,
+                partial: *partial,
+                unknown_bytes: *unknown_bytes,
             })),
             OwnedEvent::Close {
                 ts,

@@ -260,6 +260,19 @@ the first copy was kept",
     pub fn gap(&mut self, dir: Direction, lost: u64, scratch: &mut Scratch, ctx: &mut Context<'_>) {
         match &mut self.mode {
             Mode::WebSocket(ws) => ws.gap(dir, lost, ctx),
+            // A 101 seen first, then lost bytes: its request (or frames after it) went
+            // missing, so the connection is followed without one.
+            Mode::Http(http) if http.early_response.is_some() => {
+                if let Some(early) = http.early_response.take()
+                    && let HttpOutcome::Upgraded {
+                        upgrade,
+                        server_rest,
+                    } = early.without_request()
+                {
+                    self.upgraded(upgrade, &server_rest, scratch, ctx);
+                    self.gap(dir, lost, scratch, ctx);
+                }
+            }
             // Client bytes lost after an upgrade request are frames (or, if the upgrade is
             // refused, a next request): the response decides, so wait for it.
             Mode::Http(http)
@@ -289,6 +302,17 @@ the first copy was kept",
     /// The connection is over: reports the close handshake and the connection's summary, then
     /// frees the session's buffers. Only the first call does anything.
     pub fn end(&mut self, how: EndReason, start: Timestamp, ctx: &mut Context<'_>) {
+        // A 101 seen first whose request never came: its frames are still decoded.
+        if let Mode::Http(http) = &mut self.mode
+            && let Some(early) = http.early_response.take()
+            && let HttpOutcome::Upgraded {
+                upgrade,
+                server_rest,
+            } = early.without_request()
+        {
+            let mut scratch = Scratch::default();
+            self.upgraded(upgrade, &server_rest, &mut scratch, ctx);
+        }
         let mut mode = std::mem::replace(&mut self.mode, Mode::Ignored);
         let no_counters = FlowCounters::default();
         let (counters, unanswered) = match &mut mode {
@@ -360,6 +384,7 @@ the first copy was kept",
                 intent: false,
                 heads: 0,
                 refused: None,
+                early_response: None,
             }));
         }
         match &mut self.mode {
@@ -392,22 +417,29 @@ the first copy was kept",
                     HttpOutcome::Upgraded {
                         upgrade,
                         server_rest,
-                    } => {
-                        let Mode::Http(http) = std::mem::replace(&mut self.mode, Mode::Ignored)
-                        else {
-                            return;
-                        };
-                        self.mode = Mode::WebSocket(Box::new(WsSession::new(upgrade.negotiated)));
-                        self.handshake = Some(upgrade);
-                        self.summarise = true;
-                        // Frames the server sent in the 101's own segment, then anything the
-                        // client sent before it saw the 101.
-                        self.data(Direction::ServerToClient, &server_rest, scratch, ctx);
-                        self.replay_early(&http, scratch, ctx);
-                    }
+                    } => self.upgraded(upgrade, &server_rest, scratch, ctx),
                 }
             }
         }
+    }
+
+    fn upgraded(
+        &mut self,
+        upgrade: Box<Upgrade>,
+        server_rest: &[u8],
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        let Mode::Http(http) = std::mem::replace(&mut self.mode, Mode::Ignored) else {
+            return;
+        };
+        self.mode = Mode::WebSocket(Box::new(WsSession::new(upgrade.negotiated)));
+        self.handshake = Some(upgrade);
+        self.summarise = true;
+        // Frames the server sent in the 101's own segment, then anything the client sent
+        // before it saw the 101.
+        self.data(Direction::ServerToClient, server_rest, scratch, ctx);
+        self.replay_early(&http, scratch, ctx);
     }
 }
 

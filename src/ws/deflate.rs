@@ -2,6 +2,9 @@
 
 use flate2::{Decompress, FlushDecompress, Status};
 
+use super::recover::Recover;
+use crate::anomaly::Cause;
+
 /// The tail RFC 7692 7.2.2 strips from every compressed message; inflating needs it back.
 pub(super) const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -20,6 +23,75 @@ pub(super) struct Inflater {
     pub(super) loss_reported: bool,
     /// The sender ended the deflate stream with a final block; the next message starts anew.
     pub(super) stream_ended: bool,
+    /// Inflating without the history, from the first compressed message after the loss until
+    /// the window is known again.
+    pub(super) recover: Option<Box<Recover>>,
+    /// The loss not reported yet: its report says whether exact decoding resumed.
+    pub(super) loss: Option<Loss>,
+}
+
+/// A lost deflate context, counted until exact decoding resumes or the connection ends.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Loss {
+    pub(super) why: &'static str,
+    pub(super) cause: Cause,
+    /// Compressed messages since, and how many of them had unknown bytes.
+    pub(super) messages: u64,
+    pub(super) partial: u64,
+}
+
+impl Loss {
+    pub(super) fn report(&self, resumed: Option<&str>) -> String {
+        let Loss {
+            why,
+            messages,
+            partial,
+            ..
+        } = *self;
+        match resumed {
+            Some(when) => format!(
+                "{why}; later compressed messages in this direction were inflated without their \
+history ({partial} of {messages} partial) until exact decoding resumed {when}"
+            ),
+            None => format!(
+                "{why}; exact decoding did not resume: {partial} of {messages} later compressed \
+messages in this direction were partial"
+            ),
+        }
+    }
+}
+
+impl Inflater {
+    /// A recovering decoder that reached a point where the exact inflater can take over: it
+    /// does, seeded with the window. Returns whether it did.
+    pub(super) fn try_resume(&mut self) -> bool {
+        let Some(recover) = self.recover.as_deref() else {
+            return false;
+        };
+        if recover.stream_ended() {
+            // The sender starts a new stream: no history is needed.
+            self.recover = None;
+            if let Some(z) = &mut self.z {
+                z.reset(false);
+            }
+            self.stream_ended = false;
+            return true;
+        }
+        if !recover.ready_for_exact() {
+            return false;
+        }
+        let Some(recover) = self.recover.take() else {
+            return false;
+        };
+        let mut z = Decompress::new_with_window_bits(false, self.window_bits);
+        if z.set_dictionary(&recover.into_dictionary()).is_err() {
+            self.context_lost = true;
+            return false;
+        }
+        self.z = Some(z);
+        self.stream_ended = false;
+        true
+    }
 }
 
 /// Inflates `input`, handing output to `on_output` in pieces; `on_output` returns false to stop.

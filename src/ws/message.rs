@@ -2,7 +2,8 @@
 //! they stream, and reported when they end.
 
 use super::DirState;
-use super::deflate::{DEFLATE_TAIL, inflate};
+use super::deflate::{DEFLATE_TAIL, Loss, inflate};
+use super::recover::Recover;
 use super::utf8::Utf8Check;
 use super::visitor::Visitor;
 use crate::anomaly::{AnomalyKind, Cause};
@@ -24,7 +25,16 @@ pub(super) struct Message {
     pub(super) len: u64,
     pub(super) too_large: bool,
     pub(super) utf8: Utf8Check,
+    /// Inflated by the recovering decoder: bytes may be unknown.
+    pub(super) recovering: bool,
+    /// Bytes whose value the recovering decoder could not know.
+    pub(super) unknown: u64,
+    /// `--max-payload` cut what was kept.
+    pub(super) kept_cut: bool,
 }
+
+/// U+FFFD, kept in a partial text message for each unknown byte.
+const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
 impl Visitor<'_, '_, '_> {
     pub(super) fn start_message(&mut self, h: &FrameHeader) {
@@ -54,12 +64,21 @@ impl Visitor<'_, '_, '_> {
         if let Opcode::Text | Opcode::Binary = h.opcode {
             self.state.orphans_expected = false;
             let compressed = self.state.deflate.is_some() && h.rsv & 4 != 0;
-            let undecodable =
-                compressed && self.state.deflate.as_ref().is_some_and(|d| d.context_lost);
+            let mut recovering = false;
+            if compressed && let Some(inflater) = &mut self.state.deflate {
+                // A compressed message starts on a block boundary: the place to pick the
+                // stream up without its history.
+                if inflater.context_lost {
+                    inflater.context_lost = false;
+                    inflater.stream_ended = false;
+                    inflater.recover = Some(Box::new(Recover::new(inflater.window_bits)));
+                }
+                recovering = inflater.recover.is_some();
+            }
             self.state.message = Some(Message {
                 text: h.opcode == Opcode::Text,
                 compressed,
-                undecodable,
+                recovering,
                 single_frame: h.fin && !compressed,
                 ..Message::default()
             });
@@ -79,9 +98,39 @@ impl Visitor<'_, '_, '_> {
         if !message.single_frame {
             let room = options.max_payload.saturating_sub(kept.len());
             kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            message.kept_cut |= room < bytes.len();
         }
         if message.text {
             message.utf8.feed(bytes);
+        }
+    }
+
+    /// Bytes from the recovering decoder: known ones as usual, unknown ones (zeros) counted
+    /// and kept as U+FFFD in text. Once a byte is unknown, UTF-8 can no longer be judged.
+    fn recovered_bytes(
+        message: &mut Message,
+        kept: &mut Vec<u8>,
+        bytes: &[u8],
+        known: bool,
+        options: &WsOptions,
+    ) {
+        if known && message.unknown == 0 {
+            return Self::message_bytes(message, kept, bytes, options);
+        }
+        message.len += bytes.len() as u64;
+        let room = options.max_payload.saturating_sub(kept.len());
+        if known || !message.text {
+            kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            message.kept_cut |= room < bytes.len();
+        } else {
+            let fits = (room / REPLACEMENT.len()).min(bytes.len());
+            for _ in 0..fits {
+                kept.extend_from_slice(REPLACEMENT);
+            }
+            message.kept_cut |= fits < bytes.len();
+        }
+        if !known {
+            message.unknown += bytes.len() as u64;
         }
     }
 
@@ -103,10 +152,14 @@ impl Visitor<'_, '_, '_> {
             && !message.inflate_stopped
             && let Some(inflater) = deflate
         {
-            let failure = inflate(inflater, payload, self.inflate_buf, |out| {
-                Self::message_bytes(message, message_kept, out, options);
-                message.len <= options.max_message
-            });
+            let failure = Self::inflate_into(
+                inflater,
+                message,
+                message_kept,
+                payload,
+                self.inflate_buf,
+                options,
+            );
             self.after_inflate(failure);
         }
         self.check_too_large();
@@ -142,20 +195,43 @@ impl Visitor<'_, '_, '_> {
         }
     }
 
-    /// The inflater skipped part of the stream: with context takeover, later messages would
-    /// inflate to garbage, so they are marked undecodable. Said once per direction.
-    pub(super) fn lose_context(&mut self, why: &str) {
+    /// The inflater skipped part of the stream: with context takeover, later messages refer
+    /// to output it did not see, so they are inflated without their history from the next
+    /// compressed message on. Reported once per direction, when it is known whether exact
+    /// decoding resumed.
+    pub(super) fn lose_context(&mut self, why: &'static str) {
+        let cause = self.ctx.cause;
         let Some(inflater) = &mut self.state.deflate else {
             return;
         };
-        if inflater.reset_each_message || inflater.loss_reported {
+        if inflater.reset_each_message {
             return;
         }
         inflater.context_lost = true;
+        inflater.recover = None;
+        if let Some(earlier) = inflater.loss.take() {
+            self.report_loss(&earlier, None);
+            return;
+        }
+        if inflater.loss_reported {
+            return;
+        }
         inflater.loss_reported = true;
-        self.anomaly(
+        inflater.loss = Some(Loss {
+            why,
+            cause,
+            messages: 0,
+            partial: 0,
+        });
+    }
+
+    fn report_loss(&mut self, loss: &Loss, resumed: Option<&str>) {
+        let detail = loss.report(resumed);
+        self.ctx.anomaly_caused(
+            Some(self.state.dir),
             AnomalyKind::DeflateContextLost,
-            &format!("{why}; later compressed messages in this direction cannot be decoded"),
+            loss.cause,
+            &detail,
         );
     }
 
@@ -190,16 +266,40 @@ impl Visitor<'_, '_, '_> {
         if compressed_ok {
             self.message_payload_tail();
         }
+        let (recovering, partial) = self
+            .state
+            .message
+            .as_ref()
+            .map_or((false, false), |m| (m.recovering, m.unknown > 0));
+        let mut resumed = false;
         if let Some(inflater) = &mut self.state.deflate
             && self.state.message.as_ref().is_some_and(|m| m.compressed)
-            && (inflater.reset_each_message || inflater.stream_ended)
         {
-            if let Some(z) = &mut inflater.z {
-                z.reset(false);
+            if recovering {
+                resumed = inflater.try_resume();
+            } else if inflater.reset_each_message || inflater.stream_ended {
+                if let Some(z) = &mut inflater.z {
+                    z.reset(false);
+                }
+                inflater.stream_ended = false;
             }
-            inflater.stream_ended = false;
+            if let Some(loss) = &mut inflater.loss {
+                loss.messages += 1;
+                loss.partial += u64::from(partial);
+            }
+        }
+        if resumed && let Some(loss) = self.state.deflate.as_mut().and_then(|d| d.loss.take()) {
+            let when = format!("after message {} of them", loss.messages);
+            self.report_loss(&loss, Some(&when));
         }
         self.emit_message(false);
+    }
+
+    /// The connection ended while a lost context was still being recovered.
+    pub(super) fn report_unresolved_loss(&mut self) {
+        if let Some(loss) = self.state.deflate.as_mut().and_then(|d| d.loss.take()) {
+            self.report_loss(&loss, None);
+        }
     }
 
     pub(super) fn emit_message(&mut self, incomplete: bool) {
@@ -216,7 +316,8 @@ impl Visitor<'_, '_, '_> {
         } else {
             message.utf8.is_complete_and_valid()
         };
-        if message.text && !message.undecodable && !valid_text {
+        let partial = message.unknown > 0;
+        if message.text && !message.undecodable && !partial && !valid_text {
             // Judged on bytes that were captured, even when a gap ends the message.
             self.ctx.anomaly_caused(
                 Some(self.state.dir),
@@ -228,14 +329,26 @@ impl Visitor<'_, '_, '_> {
         if !self.ctx.options.show_messages {
             return;
         }
+        let dir = self.state.dir;
+        let s = &mut *self.state;
         let kept = if message.single_frame {
-            let s = &self.state;
             &s.frame_kept[..s.frame_kept.len().min(self.ctx.options.max_payload)]
         } else {
-            &self.state.message_kept[..]
+            &s.message_kept[..]
         };
         let payload = if message.undecodable {
             Payload::Data(&[])
+        } else if message.text && partial {
+            // Known bytes next to unknown ones may be pieces of characters: those become
+            // U+FFFD too.
+            s.lossy.clear();
+            for chunk in kept.utf8_chunks() {
+                s.lossy.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    s.lossy.push('\u{FFFD}');
+                }
+            }
+            Payload::Text(&s.lossy)
         } else if message.text && valid_text {
             match simdutf8::compat::from_utf8(kept) {
                 Ok(text) => Payload::Text(text),
@@ -246,11 +359,15 @@ impl Visitor<'_, '_, '_> {
         } else {
             Payload::Data(kept)
         };
-        let truncated = message.len > kept.len() as u64 || message.inflate_stopped;
+        let truncated = if partial {
+            message.kept_cut || message.inflate_stopped
+        } else {
+            message.len > kept.len() as u64 || message.inflate_stopped
+        };
         self.ctx.sink.event(&Event::Message(MessageEvent {
             ts: self.ctx.ts,
             flow: self.ctx.flow,
-            dir: self.state.dir,
+            dir,
             text: message.text,
             len: message.len,
             wire_len: message.wire_len,
@@ -260,6 +377,8 @@ impl Visitor<'_, '_, '_> {
             truncated: truncated && !message.undecodable,
             incomplete,
             undecodable: message.undecodable,
+            partial,
+            unknown_bytes: message.unknown,
         }));
     }
 
@@ -274,11 +393,37 @@ impl Visitor<'_, '_, '_> {
         else {
             return;
         };
-        let failure = inflate(inflater, &DEFLATE_TAIL, self.inflate_buf, |out| {
-            Self::message_bytes(message, message_kept, out, options);
-            message.len <= options.max_message
-        });
+        let failure = Self::inflate_into(
+            inflater,
+            message,
+            message_kept,
+            &DEFLATE_TAIL,
+            self.inflate_buf,
+            options,
+        );
         self.after_inflate(failure);
         self.check_too_large();
+    }
+
+    /// Inflates compressed bytes of the message, exactly or (after a loss) without history.
+    fn inflate_into(
+        inflater: &mut super::deflate::Inflater,
+        message: &mut Message,
+        kept: &mut Vec<u8>,
+        input: &[u8],
+        buf: &mut [u8],
+        options: &WsOptions,
+    ) -> Option<String> {
+        if let Some(recover) = &mut inflater.recover {
+            let fed = recover.feed(input, |out, known| {
+                Self::recovered_bytes(message, kept, out, known, options);
+                message.len <= options.max_message
+            });
+            return fed.err().map(|e| format!("inflating failed: {e}"));
+        }
+        inflate(inflater, input, buf, |out| {
+            Self::message_bytes(message, kept, out, options);
+            message.len <= options.max_message
+        })
     }
 }

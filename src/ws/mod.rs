@@ -7,6 +7,7 @@ mod deflate;
 mod extensions;
 pub mod frame;
 mod message;
+pub mod recover;
 pub mod resync;
 mod utf8;
 mod visitor;
@@ -62,6 +63,8 @@ struct DirState {
     carry_len: usize,
     /// Reused to join `carry` to a frame's bytes for display.
     display: Vec<u8>,
+    /// Reused to show a partial text message.
+    lossy: String,
     message: Option<Message>,
     message_kept: Vec<u8>,
 }
@@ -83,6 +86,8 @@ impl DirState {
             context_lost: false,
             loss_reported: false,
             stream_ended: false,
+            recover: None,
+            loss: None,
         });
         DirState {
             dir,
@@ -97,6 +102,7 @@ impl DirState {
             carry: [0; 3],
             carry_len: 0,
             display: Vec::new(),
+            lossy: String::new(),
             message: None,
             message_kept: Vec::new(),
         }
@@ -145,8 +151,8 @@ impl WsSession {
             state.resync = Some(Resync::default());
             state.orphans_expected = true;
             if let Some(inflater) = &mut state.deflate {
-                // Earlier messages may have filled the window; inflating later ones would
-                // invent text, so compressed messages are reported undecodable.
+                // Earlier messages may have filled the window: later ones are inflated
+                // without it until it is known again.
                 inflater.context_lost = true;
             }
         }
@@ -236,6 +242,16 @@ impl WsSession {
         } else {
             (ctx.cause, "the connection ended")
         };
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let mut visitor = Visitor {
+                state: &mut self.dirs[dir],
+                close: &mut self.close,
+                counters: &mut self.counters,
+                inflate_buf: &mut [],
+                ctx,
+            };
+            visitor.report_unresolved_loss();
+        }
         for (decoder, state) in self.decoders.iter().zip(self.dirs.iter()) {
             if state.resync.is_some() {
                 continue;

@@ -26,8 +26,17 @@ const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
 /// resync also believes up to `--max-message`.
 pub(super) const PLAUSIBLE_LEN: u64 = 1 << 24;
 
-/// Bytes a probe holds per side before deciding the connection is not WebSocket.
+/// Bytes a probe holds per side while hunting; beyond it the window slides past the offsets
+/// already ruled out, so a side that starts inside a long payload locks on at the next frame.
 const PROBE_LIMIT: usize = 16 * 1024;
+
+/// Bytes a probe holds per side while a plausible header at a segment start announces a frame
+/// longer than `PROBE_LIMIT`: the chain is confirmed once the frame after it arrives.
+const PROBE_HOLD: usize = 256 * 1024;
+
+/// Bytes a probe hunts through per side before deciding the connection is not WebSocket: a
+/// capture may start inside a message of a few MiB.
+const PROBE_SPAN: u64 = 4 << 20;
 
 /// Plausible frames in a row that make a connection WebSocket without a handshake.
 const PROBE_CHAIN: ChainRule = ChainRule {
@@ -182,6 +191,16 @@ impl FrameHunt {
             .map(|(&start, end)| &self.buf[start..end])
     }
 
+    /// Drops the bytes before `offset`, keeping the segment starts after it.
+    fn drop_before(&mut self, offset: usize) {
+        let cut = offset.min(self.buf.len());
+        self.buf.drain(..cut);
+        self.starts.retain(|&s| s >= cut);
+        for s in &mut self.starts {
+            *s -= cut;
+        }
+    }
+
     /// Keeps only the last bytes, which may hold the start of a header.
     pub(super) fn keep_tail(&mut self, keep: usize) {
         let cut = self.buf.len().saturating_sub(keep);
@@ -195,6 +214,8 @@ impl FrameHunt {
 #[derive(Debug, Default)]
 pub struct Probe {
     sides: [FrameHunt; 2],
+    /// Bytes hunted through per side, held or slid past.
+    hunted: [u64; 2],
 }
 
 /// What a probe concluded from the bytes so far.
@@ -202,7 +223,7 @@ pub struct Probe {
 pub enum ProbeVerdict {
     /// No chain of frames yet; more bytes will tell.
     Undecided,
-    /// A side sent over `PROBE_LIMIT` (16 KiB) without a chain of frames.
+    /// A side sent over `PROBE_SPAN` (4 MiB) without a chain of frames.
     NotWebSocket,
     /// A chain of frames: masked ones are the client's.
     WebSocket { a_is_client: bool },
@@ -211,22 +232,40 @@ pub enum ProbeVerdict {
 impl Probe {
     /// Holds one side's bytes and looks for a chain of frames in them.
     pub fn push(&mut self, from_a: bool, bytes: &[u8]) -> ProbeVerdict {
-        let side = &mut self.sides[usize::from(!from_a)];
-        if side.len() + bytes.len() > PROBE_LIMIT {
+        let i = usize::from(!from_a);
+        self.hunted[i] += bytes.len() as u64;
+        if self.hunted[i] > PROBE_SPAN {
             return ProbeVerdict::NotWebSocket;
         }
+        let side = &mut self.sides[i];
         side.push(bytes);
+        let mut undecided: Option<usize> = None;
         for masked in [true, false] {
             let rule = Plausible {
                 masked: Some(masked),
                 rsv1_allowed: true,
                 max_len: PLAUSIBLE_LEN,
             };
-            if let ChainScan::Found(_) = side.scan(&rule, &PROBE_CHAIN) {
-                return ProbeVerdict::WebSocket {
-                    a_is_client: masked == from_a,
-                };
+            match side.scan(&rule, &PROBE_CHAIN) {
+                ChainScan::Found(_) => {
+                    return ProbeVerdict::WebSocket {
+                        a_is_client: masked == from_a,
+                    };
+                }
+                ChainScan::Undecided(at) => {
+                    undecided = Some(undecided.map_or(at, |u| u.min(at)));
+                }
+                ChainScan::None => {}
             }
+        }
+        if side.len() > PROBE_LIMIT {
+            // Segment starts before the first one still open are ruled out: slide past them,
+            // and past an open one too once its frame is too long to hold.
+            let keep_from = match undecided {
+                Some(at) if side.len() - at <= PROBE_HOLD => at,
+                _ => side.len(),
+            };
+            side.drop_before(keep_from);
         }
         ProbeVerdict::Undecided
     }
@@ -283,6 +322,49 @@ impl Resync {
 mod tests {
     use super::super::frame::tests::encode;
     use super::*;
+
+    /// A side whose first bytes are the inside of a 1 MiB payload (segments of bytes no header
+    /// reading makes a chain of) locks on at the frames after it; the probe holds no more than
+    /// its window meanwhile.
+    #[test]
+    fn a_probe_slides_past_a_long_payload() {
+        let mut probe = Probe::default();
+        let mut state = 0x1234_5678u32;
+        let mut segment = [0u8; 1448];
+        for _ in 0..(1 << 20) / 1448 {
+            for b in &mut segment {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                *b = state as u8;
+            }
+            let verdict = probe.push(false, &segment);
+            assert_ne!(verdict, ProbeVerdict::NotWebSocket);
+            if let ProbeVerdict::WebSocket { .. } = verdict {
+                panic!("random bytes taken for frames");
+            }
+            assert!(probe.sides[1].len() <= PROBE_HOLD + segment.len());
+        }
+        let mut frames = Vec::new();
+        for word in [&b"one"[..], b"two", b"three"] {
+            frames.extend(encode(true, 1, None, word));
+        }
+        assert_eq!(
+            probe.push(false, &frames),
+            ProbeVerdict::WebSocket { a_is_client: true }
+        );
+    }
+
+    #[test]
+    fn a_probe_gives_up_after_its_span() {
+        let mut probe = Probe::default();
+        let segment = [b'x'; 1400];
+        let verdicts: Vec<_> = (0..(PROBE_SPAN as usize / 1400 + 2))
+            .map(|_| probe.push(true, &segment))
+            .collect();
+        assert_eq!(verdicts.last(), Some(&ProbeVerdict::NotWebSocket));
+        assert!(probe.sides[0].len() <= PROBE_LIMIT + segment.len());
+    }
 
     #[test]
     fn finds_a_chain_after_garbage() {

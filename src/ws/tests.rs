@@ -135,3 +135,113 @@ fn no_context_takeover_inflates_again_after_lost_bytes() {
     assert!(anomalies.is_empty(), "{anomalies:?}");
     assert_eq!(got, &messages[1..]);
 }
+
+/// With context takeover, bytes lost inside a compressed message leave later messages
+/// referring to output never seen: they are inflated without it (partial where they refer
+/// back), and once a whole window of new output is known zlib takes over, exactly. The
+/// deflate_context_lost report says when.
+#[test]
+fn takeover_recovers_after_lost_bytes_and_resumes_exact() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut x = 7u32;
+    let mut word = || {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        (x >> 8) as u8
+    };
+    // A few messages repeating one phrase, then fresh random bytes (filling the window), then
+    // the phrase again.
+    let phrase = "the quick brown fox jumps over the lazy dog; ".repeat(20);
+    let mut messages: Vec<Vec<u8>> = vec![phrase.clone().into_bytes(); 3];
+    for _ in 0..4 {
+        messages.push((0..300).map(|_| word()).collect());
+    }
+    messages.extend(vec![phrase.into_bytes(); 3]);
+    // A 9-bit window: 512 bytes of new output make it known.
+    let mut z = Compress::new_with_window_bits(Compression::default(), false, 9);
+    let frames: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            let mut out = Vec::with_capacity(m.len() * 2 + 64);
+            z.compress_vec(m, &mut out, FlushCompress::Sync).unwrap();
+            out.truncate(out.len() - 4);
+            let mut f = vec![0xc2];
+            if out.len() < 126 {
+                f.push(out.len() as u8);
+            } else {
+                f.push(126);
+                f.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            }
+            f.extend_from_slice(&out);
+            f
+        })
+        .collect();
+    let flow = FlowMeta {
+        id: 0,
+        client: "127.0.0.1:40000".parse().unwrap(),
+        server: "127.0.0.1:9000".parse().unwrap(),
+        midstream: false,
+    };
+    let options = WsOptions {
+        max_payload: 1 << 20,
+        ..WsOptions::default()
+    };
+    let mut stats = WsStats::default();
+    let mut got: Vec<(Vec<u8>, bool, u64)> = Vec::new();
+    let mut anomalies: Vec<(String, String)> = Vec::new();
+    let mut sink = |e: &Event<'_>| match e {
+        Event::Message(m) => {
+            if let Payload::Data(d) = m.payload {
+                got.push((d.to_vec(), m.partial, m.unknown_bytes));
+            }
+        }
+        Event::Anomaly(a) => anomalies.push((a.kind.name().to_string(), a.detail.to_string())),
+        _ => {}
+    };
+    let mut ctx = Context::new(Timestamp::default(), &flow, &mut sink, &options, &mut stats);
+    let negotiated =
+        Negotiated::from_server_extensions(
+            &["permessage-deflate; server_max_window_bits=9".into()],
+        );
+    let mut ws = WsSession::new(negotiated);
+    let mut scratch = Scratch::default();
+    let dir = Direction::ServerToClient;
+    ws.feed(dir, &frames[0], &mut scratch, &mut ctx);
+    let half = frames[1].len() / 2;
+    ws.feed(dir, &frames[1][..half], &mut scratch, &mut ctx);
+    ctx.cause = Cause::Gap;
+    ws.gap(dir, (frames[1].len() - half) as u64, &mut ctx);
+    ctx.cause = Cause::Traffic;
+    ws.feed(dir, &frames[2..].concat(), &mut scratch, &mut ctx);
+    ws.end_report(EndReason::Fin, &mut ctx);
+    // The first, then the one cut (incomplete), then the 8 after the gap.
+    assert_eq!(got.len(), 10, "{anomalies:?}");
+    assert_eq!(got[0].0, messages[0]);
+    let after = &got[2..];
+    // The phrase right after the gap refers back to what was lost.
+    assert!(after[0].1 && after[0].2 > 0, "{:?}", after[0]);
+    for (i, (data, partial, unknown)) in after.iter().enumerate() {
+        let sent = &messages[i + 2];
+        assert_eq!(data.len(), sent.len());
+        if *partial {
+            let differ = data.iter().zip(sent).filter(|(a, b)| a != b).count() as u64;
+            assert!(*unknown >= differ && *unknown > 0);
+            for (a, b) in data.iter().zip(sent) {
+                assert!(a == b || *a == 0, "a known byte differs from the sent one");
+            }
+        } else {
+            assert_eq!(data, sent, "message {} called exact", i + 2);
+        }
+    }
+    // The last three repeat the phrase after the random ones filled the window: exact.
+    assert!(after[5..].iter().all(|m| !m.1));
+    let lost: Vec<&(String, String)> = anomalies
+        .iter()
+        .filter(|a| a.0 == "deflate_context_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{anomalies:?}");
+    assert!(
+        lost[0].1.contains("until exact decoding resumed"),
+        "{}",
+        lost[0].1
+    );
+}
