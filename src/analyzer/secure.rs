@@ -156,6 +156,11 @@ impl App {
         };
         if let Some(keys) = env.options.tls.keys.as_deref() {
             let ts = env.ts;
+            // Live, a short session can end before the loop looked at the key log again: its
+            // keys may be there by now.
+            if layer.stream.is_holding() && keys.is_growing() {
+                keys.refresh();
+            }
             layer.stream.finish(keys, &mut |out| {
                 self.tls_output(out, ts, &mut layer.info, &mut layer.reported, env);
             });
