@@ -585,3 +585,48 @@ fn the_comparisons_work_on_plaintext_and_catch_differences() {
         "a missing message went unnoticed"
     );
 }
+
+/// Decryption is per connection, so threads change nothing: the output of every case, with
+/// its text view and `diagnose` too, is byte for byte that of one thread.
+#[test]
+fn threads_give_the_same_bytes() {
+    let mut errors = BTreeMap::new();
+    for name in CASES {
+        let exp = t::expected(name);
+        let capture = t::capture_of(&exp);
+        let keys = t::keylog_of(&exp);
+        let keys = keys.to_str().expect("UTF-8 path");
+        let mut keyed = vec!["--keylog", keys];
+        if is_dsb(&exp) {
+            keyed.clear();
+        }
+        let mut errs = Vec::new();
+        for view in [&["--json"][..], &["--summary"][..], &["diagnose"][..]] {
+            let run = |threads: &str| {
+                let mut cmd = Command::new(common::wsnoop_bin());
+                if view == ["diagnose"] {
+                    cmd.arg("diagnose");
+                }
+                cmd.arg("-r").arg(&capture).args(&keyed);
+                if view != ["diagnose"] {
+                    cmd.args(view);
+                }
+                let out = cmd
+                    .args(["--threads", threads])
+                    .env_remove("SSLKEYLOGFILE")
+                    .output()
+                    .expect("running wsnoop");
+                out.stdout
+            };
+            let one = run("1");
+            assert!(!one.is_empty(), "{name} {view:?}: no output");
+            for n in ["2", "3"] {
+                if run(n) != one {
+                    errs.push(format!("{view:?}: --threads {n} differs from --threads 1"));
+                }
+            }
+        }
+        errors.insert(*name, errs);
+    }
+    fail_on(errors);
+}
