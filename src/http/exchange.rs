@@ -389,27 +389,9 @@ impl HttpState {
             server_bytes,
         } = *early;
         report_malformed(Direction::ClientToServer, request.malformed.as_deref(), ctx);
-        let accept = handshake::accept_verdict(&request, &response);
-        ctx.stats.handshakes += 1;
-        ctx.stats.upgrades += 1;
-        ctx.sink.event(&Event::Handshake(HandshakeEvent {
-            ts: ctx.ts,
-            flow: ctx.flow,
-            request: &request,
-            response: &response,
-            accept,
-            upgraded: true,
-            // Captured after its response: the time between them says nothing of the server.
-            latency: ts.seconds_since(ctx.ts).abs(),
-            tls: ctx.tls,
-        }));
-        report_malformed(
-            Direction::ServerToClient,
-            response.malformed.as_deref(),
-            ctx,
-        );
-        check_handshake(&request, &response, accept, ctx);
-        let negotiated = Negotiated::from_server_extensions(&response.extensions);
+        // Captured after its response: the time between them says nothing of the server.
+        let latency = ts.seconds_since(ctx.ts).abs();
+        let (accept, negotiated) = report_handshake(&request, &response, true, latency, ctx);
         HttpOutcome::Upgraded {
             upgrade: Box::new(Upgrade {
                 request,
@@ -589,26 +571,9 @@ impl HttpState {
             match pending.upgrade {
                 Some((request, request_ts)) => {
                     let upgraded = response.status == 101 && response.upgrade_websocket;
-                    let accept = handshake::accept_verdict(&request, &response);
-                    ctx.stats.handshakes += 1;
-                    ctx.stats.upgrades += u64::from(upgraded);
-                    ctx.sink.event(&Event::Handshake(HandshakeEvent {
-                        ts: ctx.ts,
-                        flow: ctx.flow,
-                        request: &request,
-                        response: &response,
-                        accept,
-                        upgraded,
-                        latency: ctx.ts.seconds_since(request_ts),
-                        tls: ctx.tls,
-                    }));
-                    report_malformed(
-                        Direction::ServerToClient,
-                        response.malformed.as_deref(),
-                        ctx,
-                    );
-                    check_handshake(&request, &response, accept, ctx);
-                    let negotiated = Negotiated::from_server_extensions(&response.extensions);
+                    let latency = ctx.ts.seconds_since(request_ts);
+                    let (accept, negotiated) =
+                        report_handshake(&request, &response, upgraded, latency, ctx);
                     if !upgraded {
                         let (status, body) = (response.status, response.body);
                         self.refused = Some(Box::new(Upgrade {
@@ -663,4 +628,37 @@ impl HttpState {
         }
         HttpOutcome::Continue
     }
+}
+
+/// A request and its response make a handshake: counted, reported with what breaks its rules.
+fn report_handshake(
+    request: &UpgradeRequest,
+    response: &UpgradeResponse,
+    upgraded: bool,
+    latency: f64,
+    ctx: &mut Context<'_>,
+) -> (AcceptVerdict, Negotiated) {
+    let accept = handshake::accept_verdict(request, response);
+    ctx.stats.handshakes += 1;
+    ctx.stats.upgrades += u64::from(upgraded);
+    ctx.sink.event(&Event::Handshake(HandshakeEvent {
+        ts: ctx.ts,
+        flow: ctx.flow,
+        request,
+        response,
+        accept,
+        upgraded,
+        latency,
+        tls: ctx.tls,
+    }));
+    report_malformed(
+        Direction::ServerToClient,
+        response.malformed.as_deref(),
+        ctx,
+    );
+    check_handshake(request, response, accept, ctx);
+    (
+        accept,
+        Negotiated::from_server_extensions(&response.extensions),
+    )
 }

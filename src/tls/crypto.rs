@@ -277,18 +277,9 @@ impl RecordKey {
             AeadAlg::ChaCha20Poly1305 => 12,
             _ => 4,
         };
-        let mut seed = [0u8; 64];
-        seed[..32].copy_from_slice(server_random);
-        seed[32..].copy_from_slice(client_random);
         let mut block = [0u8; 2 * (32 + 12)];
         let block = &mut block[..2 * (kl + ivl)];
-        prf(
-            suite.hash,
-            master.as_bytes(),
-            b"key expansion",
-            &seed,
-            block,
-        );
+        key_expansion(suite, master, client_random, server_random, block);
         // client_write_key, server_write_key, client_write_IV, server_write_IV (AEAD: no MAC keys).
         let (key, iv) = if client {
             (&block[..kl], &block[2 * kl..2 * kl + ivl])
@@ -451,6 +442,26 @@ impl RecordKey {
     }
 }
 
+/// RFC 5246 6.3: the key block, PRF(master, "key expansion", server_random + client_random).
+fn key_expansion(
+    suite: Suite,
+    master: &Secret,
+    client_random: &[u8; 32],
+    server_random: &[u8; 32],
+    block: &mut [u8],
+) {
+    let mut seed = [0u8; 64];
+    seed[..32].copy_from_slice(server_random);
+    seed[32..].copy_from_slice(client_random);
+    prf(
+        suite.hash,
+        master.as_bytes(),
+        b"key expansion",
+        &seed,
+        block,
+    );
+}
+
 /// TLS 1.2 CBC: the key block holds the MAC keys, then the cipher keys (no IVs: each record
 /// carries its own).
 fn cbc_key(
@@ -463,18 +474,9 @@ fn cbc_key(
     etm: bool,
 ) -> Option<RecordKey> {
     let (kl, ml) = (suite.aead.key_len(), mac.len());
-    let mut seed = [0u8; 64];
-    seed[..32].copy_from_slice(server_random);
-    seed[32..].copy_from_slice(client_random);
     let mut block = [0u8; 2 * (48 + 32)];
     let block = &mut block[..2 * (ml + kl)];
-    prf(
-        suite.hash,
-        master.as_bytes(),
-        b"key expansion",
-        &seed,
-        block,
-    );
+    key_expansion(suite, master, client_random, server_random, block);
     let (mac_key, key) = if client {
         (&block[..ml], &block[2 * ml..2 * ml + kl])
     } else {
