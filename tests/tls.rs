@@ -630,3 +630,73 @@ fn threads_give_the_same_bytes() {
     }
     fail_on(errors);
 }
+
+/// A record header that is no TLS (its content type zeroed, in the client's request record of
+/// the first connection of a real capture): that connection reports `tls_malformed` and decodes
+/// nothing more; the others decrypt as before.
+#[test]
+fn bytes_that_are_not_records_are_tls_malformed() {
+    let exp = t::expected("tls13-python");
+    let mut pcap = std::fs::read(t::capture_of(&exp)).expect("read the capture");
+    assert!(
+        pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || pcap[..4] == [0x4d, 0x3c, 0xb2, 0xa1],
+        "a little-endian pcap"
+    );
+    // Ethernet, IPv4, TCP: the first SYN's source port is the first connection's client.
+    let (mut at, mut client, mut payloads, mut corrupted) = (24, None, 0, false);
+    while at + 16 <= pcap.len() && !corrupted {
+        let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = at + 16;
+        let ip = frame + 14;
+        let tcp = ip + usize::from(pcap[ip] & 0x0f) * 4;
+        let data = tcp + usize::from(pcap[tcp + 12] >> 4) * 4;
+        let src = u16::from_be_bytes([pcap[tcp], pcap[tcp + 1]]);
+        let syn_only = pcap[tcp + 13] & 0x12 == 0x02;
+        if syn_only && client.is_none() {
+            client = Some(src);
+        }
+        if client == Some(src) && data < frame + caplen {
+            payloads += 1;
+            // ClientHello, then ChangeCipherSpec + Finished, then the upgrade request.
+            if payloads == 3 {
+                assert_eq!(
+                    pcap[data], 0x17,
+                    "the request starts an application data record"
+                );
+                pcap[data] = 0x00;
+                corrupted = true;
+            }
+        }
+        at = frame + caplen;
+    }
+    assert!(corrupted, "no third client payload found");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("malformed.pcap");
+    std::fs::write(&path, &pcap).expect("write the capture");
+    let keys = t::keylog_of(&exp);
+    let run = wsnoop(&path, &["--keylog", keys.to_str().unwrap()], None);
+    let client = format!("127.0.0.1:{}", client.unwrap());
+    let of = |e: &&Value| e.get("client").and_then(Value::as_str) == Some(client.as_str());
+    let mine: Vec<&Value> = run.events.iter().filter(of).collect();
+    assert!(
+        mine.iter()
+            .any(|e| e["type"] == "anomaly" && e["kind"] == "tls_malformed"),
+        "no tls_malformed for {client}: {mine:?}"
+    );
+    assert!(
+        !mine
+            .iter()
+            .any(|e| e["type"] == "handshake" || e["type"] == "frame"),
+        "{client} decoded past the bad record: {mine:?}"
+    );
+    let others = run
+        .events
+        .iter()
+        .filter(|e| !of(e) && e["type"] == "handshake" && e["upgraded"] == true)
+        .count();
+    assert_eq!(
+        others,
+        t::connections(&exp).len() - 1,
+        "the other connections"
+    );
+}
