@@ -13,7 +13,7 @@ use crate::session::{Session, SessionStart};
 use crate::wire::http::{looks_like_request_start, looks_like_response_start};
 use crate::wire::tls::TlsInfo;
 
-use super::secure::TlsLayer;
+use super::layer::TlsLayer;
 
 use super::{AnalyzerOptions, Env};
 

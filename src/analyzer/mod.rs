@@ -18,6 +18,7 @@ use crate::session::Session;
 use crate::ws::Scratch;
 
 mod connection;
+mod layer;
 mod rules;
 mod secure;
 mod stats;

@@ -14,6 +14,7 @@ use crate::wire::tls::TlsInfo;
 
 use super::Env;
 use super::connection::App;
+use super::layer::TlsLayer;
 
 /// Where a run's TLS secrets come from.
 #[derive(Clone, Debug, Default)]
@@ -25,22 +26,6 @@ pub struct TlsOptions {
     /// The user named a key log (`--keylog`, SSLKEYLOGFILE); without one, a connection without
     /// keys says that none was given.
     pub keys_expected: bool,
-}
-
-/// One connection's TLS: the decryptor, and what it negotiated as the session's events show it.
-#[derive(Debug)]
-pub(super) struct TlsLayer {
-    stream: TlsStream,
-    /// A copy of the stream's, so the session's events can borrow it while the stream works.
-    info: TlsInfo,
-    /// Each kind of problem is reported once per connection.
-    reported: u8,
-}
-
-impl TlsLayer {
-    pub(super) fn info(&self) -> &TlsInfo {
-        &self.info
-    }
 }
 
 fn problem_kind(problem: TlsProblem) -> (AnomalyKind, u8) {
