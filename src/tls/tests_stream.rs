@@ -495,7 +495,7 @@ fn tls13_gap_over_the_server_finished_finds_the_application_key() {
 /// Not a test of speed (no timing assertions): prints the decryption rate, for
 /// `cargo test --release --lib tls::tests_stream::throughput -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: cargo test --release --lib tls::tests_stream::throughput -- --ignored --nocapture"]
 fn throughput() {
     use super::crypto::{RecordKey, Secret, suite};
     for id in [0x1301, 0x1302, 0x1303] {
