@@ -517,7 +517,15 @@ impl TlsStream {
         let Some((header, body)) = split_record(&mut d.rec) else {
             return;
         };
-        if let Some(opened) = key.open(d.seq, header, body) {
+        // After a gap in the handshake the record may be under the application key instead:
+        // it is kept for that second try.
+        let retry = d.phase == Phase::Handshake13 && d.hs_desync;
+        let opened = if retry {
+            key.open(d.seq, header, body)
+        } else {
+            key.open_once(d.seq, header, body)
+        };
+        if let Some(opened) = opened {
             if d.app_search {
                 d.app_search = false;
                 d.phase = Phase::App;
