@@ -16,7 +16,7 @@ use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
 use wsnoop::net::tcp::ReassemblyLimits;
-use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
+use wsnoop::output::{EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, TextWriter};
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
 use wsnoop::{RunControl, RunEnd};
@@ -56,9 +56,19 @@ struct Cli {
     #[arg(short = 'D', long = "list-interfaces")]
     list_interfaces: bool,
 
-    /// Emit JSON Lines instead of text.
-    #[arg(long)]
+    /// Emit JSON Lines instead of text (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+
+    /// Output format: text (a line per event, for people), json (JSON Lines, every field
+    /// wsnoop has) or eve (Suricata's EVE JSON, for SIEM pipelines that read Suricata's logs).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<OutputFormat>,
+
+    /// Append events to this file instead of writing them to standard output; on SIGHUP the
+    /// file is opened again (by name), so that logrotate can move it away.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
 
     /// Stop after this many frames.
     #[arg(short = 'c', value_name = "COUNT")]
@@ -217,6 +227,32 @@ enum Show {
     Frames,
     Messages,
     All,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
+    Eve,
+}
+
+/// Set by SIGHUP: `--output` opens its file again before the next write.
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hangup(_: libc::c_int) {
+    REOPEN.store(true, Ordering::Relaxed);
+}
+
+/// SIGHUP asks `--output` to reopen its file (logrotate's postrotate), as Suricata does.
+/// SA_RESTART: a read interrupted by it goes on.
+fn install_hangup_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_hangup as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -428,9 +464,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             capture::SNAPLEN
         );
     }
-    let show = cli
-        .show
-        .unwrap_or(if cli.json { Show::All } else { Show::Frames });
+    let format = if cli.json {
+        OutputFormat::Json
+    } else {
+        cli.format.unwrap_or(OutputFormat::Text)
+    };
+    // EVE writes the last frame of a message with the message's payload: it needs both.
+    let show = match format {
+        OutputFormat::Eve => Show::All,
+        OutputFormat::Json => cli.show.unwrap_or(Show::All),
+        OutputFormat::Text => cli.show.unwrap_or(Show::Frames),
+    };
     let options = AnalyzerOptions {
         ws: WsOptions {
             // -q prints no event: keep no payload and build no frame or message event.
@@ -456,43 +500,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         tls: tls_options(&cli.source.keylog, &source)?,
     };
     let stdout = io::stdout();
-    let color = use_color(cli.source.color, stdout.is_terminal());
+    let out: Box<dyn Write + Send> = match &cli.output {
+        Some(path) => {
+            install_hangup_handler();
+            Box::new(
+                ReopeningFile::new(path, &REOPEN)
+                    .with_context(|| format!("--output {}", path.display()))?,
+            )
+        }
+        None => Box::new(stdout),
+    };
+    let color = cli.output.is_none() && use_color(cli.source.color, io::stdout().is_terminal());
     let mut on_drops = say_drops;
     let control = run_control(duration, &mut on_drops, &options.tls);
     let (end, stats) = if threads > 1 {
-        let format = if cli.quiet {
-            Format::Quiet
-        } else if cli.json {
-            Format::Json(source.precision())
-        } else {
-            Format::Text {
+        let format = match format {
+            _ if cli.quiet => Format::Quiet,
+            OutputFormat::Json => Format::Json(source.precision()),
+            OutputFormat::Eve => Format::Eve,
+            OutputFormat::Text => Format::Text {
                 precision: source.precision(),
                 color,
                 summary: cli.summary,
-            }
+            },
         };
-        parallel::run(
-            &mut source,
-            &options,
-            threads,
-            format,
-            Box::new(stdout),
-            control,
-        )?
+        parallel::run(&mut source, &options, threads, format, out, control)?
     } else {
         let mut analyzer = Analyzer::new(options.clone());
-        let writer = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-        let mut sink: Box<dyn OutputSink> = if cli.quiet {
-            Box::new(Quiet)
-        } else if cli.json {
-            Box::new(JsonWriter::new(writer, source.precision()))
-        } else {
-            let text = TextWriter::new(writer, source.precision(), color);
-            Box::new(if cli.summary {
-                text.with_summary()
-            } else {
-                text
-            })
+        let writer = io::BufWriter::with_capacity(64 * 1024, out);
+        let mut sink: Box<dyn OutputSink> = match format {
+            _ if cli.quiet => Box::new(Quiet),
+            OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),
+            OutputFormat::Eve => Box::new(EveWriter::new(writer)),
+            OutputFormat::Text => {
+                let text = TextWriter::new(writer, source.precision(), color);
+                Box::new(if cli.summary {
+                    text.with_summary()
+                } else {
+                    text
+                })
+            }
         };
         let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
         (end, analyzer.stats())

@@ -351,6 +351,22 @@ pub enum Event<'a> {
     Anomaly(AnomalyEvent<'a>),
 }
 
+impl Event<'_> {
+    /// The connection of a WebSocket event; None for [`Event::Connection`], which is about
+    /// any TCP connection and only `wsnoop diagnose` asks for.
+    pub fn flow(&self) -> Option<&FlowMeta> {
+        match self {
+            Event::Connection(_) => None,
+            Event::Flow(e) => Some(e.flow),
+            Event::Handshake(e) => Some(e.flow),
+            Event::Frame(e) => Some(e.flow),
+            Event::Message(e) => Some(e.flow),
+            Event::Close(e) => Some(e.flow),
+            Event::Anomaly(e) => Some(e.flow),
+        }
+    }
+}
+
 /// Where events go: an output writer, a test's collector, a counter.
 pub trait EventSink {
     fn event(&mut self, event: &Event<'_>);

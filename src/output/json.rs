@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use base64::Engine;
 use base64::engine::{Simd, general_purpose};
 
+use super::community_id::CommunityIds;
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
@@ -18,13 +19,14 @@ use crate::wire::tls::TlsInfo;
 use Direction::{ClientToServer as C2S, ServerToClient as S2C};
 
 /// Binary payloads in base64: the engine checks once whether the CPU has AVX2.
-static BASE64: LazyLock<Simd> = LazyLock::new(|| Simd::standard(general_purpose::PAD));
+pub(super) static BASE64: LazyLock<Simd> = LazyLock::new(|| Simd::standard(general_purpose::PAD));
 
 pub struct JsonWriter<W: Write> {
     out: Out<W>,
     precision: TsPrecision,
     /// Reused, so no event allocates.
     payloads: PayloadMemo,
+    community_ids: CommunityIds,
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -33,6 +35,7 @@ impl<W: Write> JsonWriter<W> {
             out: Out::new(w),
             precision,
             payloads: PayloadMemo::default(),
+            community_ids: CommunityIds::default(),
         }
     }
 
@@ -137,7 +140,7 @@ fn escape_quotes(word: u64, mut quotes: u64, out: &mut [u8; ESCAPE_OUT], mut n: 
 /// A JSON string, escaped eight bytes at a time: clean words are copied whole, words whose
 /// only escapes are quotes and backslashes (payloads are often JSON themselves) are escaped
 /// without a loop over their bytes, and control characters go byte by byte.
-fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
+pub(super) fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
     let mut out = [0u8; ESCAPE_OUT];
     out[0] = b'"';
     let mut n = 1;
@@ -171,11 +174,11 @@ fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
     w.write_all(&out[..n + 1])
 }
 
-fn num(w: &mut impl Write, n: impl itoa::Integer) -> io::Result<()> {
+pub(super) fn num(w: &mut impl Write, n: impl itoa::Integer) -> io::Result<()> {
     w.write_all(itoa::Buffer::new().format(n).as_bytes())
 }
 
-fn boolean(w: &mut impl Write, b: bool) -> io::Result<()> {
+pub(super) fn boolean(w: &mut impl Write, b: bool) -> io::Result<()> {
     w.write_all(if b { b"true" } else { b"false" })
 }
 
@@ -218,13 +221,22 @@ fn endpoint(w: &mut impl Write, addr: SocketAddr) -> io::Result<()> {
     }
 }
 
+/// What every event's envelope needs besides the event: the capture's precision and the
+/// connection's Community ID.
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    precision: TsPrecision,
+    community_id: &'a str,
+}
+
 fn envelope(
     w: &mut impl Write,
     kind: &str,
     ts: Timestamp,
-    precision: TsPrecision,
+    env: Env<'_>,
     flow: &FlowMeta,
 ) -> io::Result<()> {
+    let precision = env.precision;
     w.write_all(b"{\"type\":\"")?;
     w.write_all(kind.as_bytes())?;
     w.write_all(b"\",\"ts\":")?;
@@ -237,13 +249,17 @@ fn envelope(
     endpoint(w, flow.client)?;
     w.write_all(b",\"server\":")?;
     endpoint(w, flow.server)?;
+    // Base64 and "1:": nothing to escape.
+    w.write_all(b",\"community_id\":\"")?;
+    w.write_all(env.community_id.as_bytes())?;
+    w.write_all(b"\"")?;
     if flow.midstream {
         w.write_all(b",\"midstream\":true")?;
     }
     Ok(())
 }
 
-fn handshake(w: &mut impl Write, p: TsPrecision, e: &HandshakeEvent<'_>) -> io::Result<()> {
+fn handshake(w: &mut impl Write, p: Env<'_>, e: &HandshakeEvent<'_>) -> io::Result<()> {
     let (req, resp) = (e.request, e.response);
     envelope(w, "handshake", e.ts, p, e.flow)?;
     w.write_all(b",\"uri\":")?;
@@ -296,7 +312,7 @@ fn tls(w: &mut impl Write, info: Option<&TlsInfo>) -> io::Result<()> {
 
 fn frame(
     w: &mut impl Write,
-    p: TsPrecision,
+    p: Env<'_>,
     e: &FrameEvent<'_>,
     payloads: &mut PayloadMemo,
 ) -> io::Result<()> {
@@ -393,7 +409,7 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, memo: &mut PayloadMemo) -> 
 
 fn message(
     w: &mut impl Write,
-    p: TsPrecision,
+    p: Env<'_>,
     e: &MessageEvent<'_>,
     payloads: &mut PayloadMemo,
 ) -> io::Result<()> {
@@ -442,7 +458,7 @@ fn opt_u16(w: &mut impl Write, value: Option<u16>) -> io::Result<()> {
     }
 }
 
-fn close(w: &mut impl Write, p: TsPrecision, e: &CloseEvent<'_>) -> io::Result<()> {
+fn close(w: &mut impl Write, p: Env<'_>, e: &CloseEvent<'_>) -> io::Result<()> {
     envelope(w, "close", e.ts, p, e.flow)?;
     write!(w, ",\"initiator\":{},\"code\":", side(e.initiator))?;
     opt_u16(w, e.code)?;
@@ -459,7 +475,7 @@ fn close(w: &mut impl Write, p: TsPrecision, e: &CloseEvent<'_>) -> io::Result<(
     )
 }
 
-fn anomaly(w: &mut impl Write, p: TsPrecision, e: &AnomalyEvent<'_>) -> io::Result<()> {
+fn anomaly(w: &mut impl Write, p: Env<'_>, e: &AnomalyEvent<'_>) -> io::Result<()> {
     envelope(w, "anomaly", e.ts, p, e.flow)?;
     match e.dir {
         Some(dir) => write!(w, ",\"dir\":\"{}\"", dir.name())?,
@@ -480,7 +496,7 @@ fn ts_value(w: &mut impl Write, ts: Timestamp, p: TsPrecision) -> io::Result<()>
     p.write_fraction(w, ts)
 }
 
-fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()> {
+fn flow(w: &mut impl Write, p: Env<'_>, e: &FlowEvent<'_>) -> io::Result<()> {
     let c = e.counters;
     envelope(w, "flow", e.ts, p, e.flow)?;
     w.write_all(b",\"uri\":")?;
@@ -492,7 +508,7 @@ fn flow(w: &mut impl Write, p: TsPrecision, e: &FlowEvent<'_>) -> io::Result<()>
     w.write_all(b",\"status\":")?;
     opt_u16(w, e.status)?;
     w.write_all(b",\"start\":")?;
-    ts_value(w, e.start, p)?;
+    ts_value(w, e.start, p.precision)?;
     write!(
         w,
         ",\"duration\":{:.9},\"frames_c2s\":{},\"frames_s2c\":{},\"messages_c2s\":{},\"messages_s2c\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"pings\":{},\"pongs\":{},\"ping_rtt\":",
@@ -532,14 +548,22 @@ impl<W: Write> EventSink for JsonWriter<W> {
             return;
         }
         let w = &mut self.out.w;
+        // Only `wsnoop diagnose` asks for connection events; they are not part of the stream.
+        let Some(flow_meta) = event.flow() else {
+            return;
+        };
+        let id = self.community_ids.get(flow_meta);
+        let p = Env {
+            precision: self.precision,
+            community_id: id.as_str(),
+        };
         let result = match event {
-            Event::Handshake(e) => handshake(w, self.precision, e),
-            Event::Frame(e) => frame(w, self.precision, e, &mut self.payloads),
-            Event::Message(e) => message(w, self.precision, e, &mut self.payloads),
-            Event::Close(e) => close(w, self.precision, e),
-            Event::Anomaly(e) => anomaly(w, self.precision, e),
-            Event::Flow(e) => flow(w, self.precision, e),
-            // Only `wsnoop diagnose` asks for these; they are not part of the event stream.
+            Event::Handshake(e) => handshake(w, p, e),
+            Event::Frame(e) => frame(w, p, e, &mut self.payloads),
+            Event::Message(e) => message(w, p, e, &mut self.payloads),
+            Event::Close(e) => close(w, p, e),
+            Event::Anomaly(e) => anomaly(w, p, e),
+            Event::Flow(e) => flow(w, p, e),
             Event::Connection(_) => Ok(()),
         };
         self.out.record(result);

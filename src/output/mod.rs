@@ -4,14 +4,20 @@
 //! returning it from every event, so the pipeline's inner loops stay free of error plumbing;
 //! the caller checks [`OutputSink::error`] between packets.
 
+mod community_id;
 mod escape;
+mod eve;
 mod json;
+mod reopen;
 mod summary;
 mod text;
 
 use std::io;
 
+pub use community_id::CommunityId;
+pub use eve::EveWriter;
 pub use json::JsonWriter;
+pub use reopen::ReopeningFile;
 pub use text::TextWriter;
 
 use crate::event::{EventSink, Timestamp};

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use crate::analyzer::{Analyzer, SweepPlan};
 use crate::event::{Event, EventSink, Timestamp};
 use crate::net::tcp::FlowKey;
-use crate::output::{JsonWriter, TextWriter};
+use crate::output::{EveWriter, JsonWriter, TextWriter};
 
 use super::owned::{OwnedEvent, OwnedFlow};
 use super::{FINISH_PACKET, Format, Mark, mark};
@@ -14,6 +14,7 @@ use super::{FINISH_PACKET, Format, Mark, mark};
 /// A worker's sink: events written into a buffer the writer thread takes.
 enum WorkerSink {
     Json(JsonWriter<Vec<u8>>),
+    Eve(EveWriter<Vec<u8>>),
     Text(TextWriter<Vec<u8>>),
     Quiet,
 }
@@ -22,6 +23,7 @@ impl WorkerSink {
     fn new(format: Format) -> Self {
         match format {
             Format::Json(p) => WorkerSink::Json(JsonWriter::new(Vec::new(), p)),
+            Format::Eve => WorkerSink::Eve(EveWriter::new(Vec::new())),
             Format::Text {
                 precision, color, ..
             } => WorkerSink::Text(TextWriter::new(Vec::new(), precision, color)),
@@ -33,6 +35,7 @@ impl WorkerSink {
     fn pending(&self) -> usize {
         match self {
             WorkerSink::Json(w) => w.get_ref().len(),
+            WorkerSink::Eve(w) => w.get_ref().len(),
             WorkerSink::Text(w) => w.get_ref().len(),
             WorkerSink::Quiet => 0,
         }
@@ -43,6 +46,7 @@ impl WorkerSink {
     fn take(&mut self, spare: Vec<u8>) -> Vec<u8> {
         match self {
             WorkerSink::Json(w) => std::mem::replace(w.get_mut(), spare),
+            WorkerSink::Eve(w) => std::mem::replace(w.get_mut(), spare),
             WorkerSink::Text(w) => std::mem::replace(w.get_mut(), spare),
             WorkerSink::Quiet => Vec::new(),
         }
@@ -53,6 +57,7 @@ impl EventSink for WorkerSink {
     fn event(&mut self, event: &Event<'_>) {
         match self {
             WorkerSink::Json(w) => w.event(event),
+            WorkerSink::Eve(w) => w.event(event),
             WorkerSink::Text(w) => w.event(event),
             WorkerSink::Quiet => {}
         }

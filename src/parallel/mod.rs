@@ -77,6 +77,8 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 #[derive(Clone, Copy, Debug)]
 pub enum Format {
     Json(TsPrecision),
+    /// Suricata's EVE JSON (`--format eve`).
+    Eve,
     Text {
         precision: TsPrecision,
         color: bool,
@@ -223,7 +225,7 @@ enum Owner {
 fn reader_share(format: Format, threads: usize) -> f64 {
     let read_cost = match format {
         Format::Quiet => READ_COST_QUIET,
-        Format::Json(_) | Format::Text { .. } | Format::Events => READ_COST_PRINTING,
+        Format::Json(_) | Format::Eve | Format::Text { .. } | Format::Events => READ_COST_PRINTING,
     };
     let workers = threads.max(2) as f64 - 1.0;
     ((1.0 - workers * read_cost) / (workers + 1.0)).max(0.0)
