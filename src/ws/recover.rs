@@ -3,17 +3,19 @@
 //! With context takeover (RFC 7692 7.2.3), a message's back-references may reach into earlier
 //! messages the capture missed. zlib cannot decode such a stream at all, so this decoder does
 //! it itself: a reference into unseen history yields bytes marked unknown, unknown bytes copied
-//! forward stay unknown, and the last 2^window_bits output bytes are tracked with a bitmap.
+//! forward stay unknown, and the last 2^window_bits output bytes are tracked, a flag byte each.
 //! Once all of them are known, every later byte is known too (references cannot reach further
 //! back), and the window can seed zlib's own inflater as its dictionary.
 //!
-//! Memory is the window, its bitmap and a few KiB of pending input: nothing follows a length
+//! Memory is the window, its flags and a few KiB of pending input: nothing follows a length
 //! read off the wire.
 
 /// Input is taken this much at a time, which bounds the pending buffer.
 const CHUNK: usize = 4096;
 /// Output is handed on in runs of at most this many bytes.
 const RUN: usize = 4096;
+/// Back-references up to this long are copied byte by byte rather than by memmove.
+const SHORT_COPY: usize = 8;
 
 /// Why a stream could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +149,15 @@ impl Bits<'_> {
         ((byte(0) | byte(1) << 8 | byte(2) << 16) >> (self.pos & 7)) & 0xffff
     }
 
+    /// At least the next 57 bits, when 8 bytes are there: room for any whole symbol with its
+    /// extra bits and distance (at most 48 bits).
+    #[inline(always)]
+    fn peek57(&self) -> Option<u64> {
+        let at = self.pos >> 3;
+        let bytes: [u8; 8] = self.data.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(bytes) >> (self.pos & 7))
+    }
+
     /// `n` bits (at most 16).
     fn get(&mut self, n: u32) -> Option<u32> {
         if !self.need(n as usize) {
@@ -220,8 +231,9 @@ enum Block {
 #[derive(Debug)]
 pub struct Recover {
     window: Box<[u8]>,
-    /// One bit per window byte: set when that byte is known.
-    known: Box<[u64]>,
+    /// One byte per window byte: 1 when that byte is known, 0 when not. A byte rather than a
+    /// bit, so that a back-reference copies its knownness with the same memmove as its bytes.
+    known: Box<[u8]>,
     /// Where the next output byte goes in `window`.
     pos: usize,
     /// Window bytes not known (all of them at first: the history was not seen).
@@ -239,9 +251,36 @@ pub struct Recover {
     fixed_block: bool,
     /// Output bytes not handed on yet: the last `run_len` written to the window.
     run_len: usize,
-    run_known: bool,
     /// Bytes output that were not known, since the counter was last taken.
     unknown_out: u64,
+}
+
+/// How many of `flags` from the start equal `flag`, eight at a time.
+#[inline]
+fn same_run(flags: &[u8], flag: u8) -> usize {
+    let pattern = u64::from_ne_bytes([flag; 8]);
+    let mut words = flags.chunks_exact(8);
+    let mut n = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let differ = u64::from_le_bytes(bytes) ^ pattern;
+        if differ != 0 {
+            return n + (differ.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + words
+        .remainder()
+        .iter()
+        .position(|&f| f != flag)
+        .unwrap_or(words.remainder().len())
+}
+
+/// Known bytes among `flags` (each 0 or 1).
+#[inline]
+fn count_known(flags: &[u8]) -> usize {
+    flags.iter().map(|&f| usize::from(f)).sum()
 }
 
 impl Recover {
@@ -260,7 +299,7 @@ impl Recover {
         let _ = fixed.1.build(&lengths[288..318]);
         Recover {
             window: vec![0; size].into_boxed_slice(),
-            known: vec![0; size / 64].into_boxed_slice(),
+            known: vec![0; size].into_boxed_slice(),
             pos: 0,
             unknown: size,
             pending: Vec::with_capacity(CHUNK + 512),
@@ -272,7 +311,6 @@ impl Recover {
             fixed,
             fixed_block: false,
             run_len: 0,
-            run_known: true,
             unknown_out: 0,
         }
     }
@@ -329,45 +367,84 @@ impl Recover {
         Ok(())
     }
 
-    /// Writes one output byte into the window. Output is handed on straight from the window,
-    /// in runs of equal knownness, before the window wraps over them.
+    /// Writes one known output byte into the window. Output is handed on straight from the
+    /// window, before the window wraps over it.
     #[inline(always)]
-    fn put(
+    fn put(&mut self, byte: u8, on_output: &mut impl FnMut(&[u8], bool) -> bool) -> bool {
+        let pos = self.pos;
+        if let (Some(slot), Some(k)) = (self.window.get_mut(pos), self.known.get_mut(pos)) {
+            *slot = byte;
+            // A byte becoming known was counted unknown: no underflow.
+            self.unknown -= usize::from(*k == 0);
+            *k = 1;
+        }
+        self.advance(1, on_output)
+    }
+
+    /// Copies `len` bytes from `dist` back, with their knownness, as LZ77 does: a copy longer
+    /// than its distance repeats what it has just written, so it goes in pieces of at most
+    /// `dist` bytes, each a plain memmove. Pieces also stop at the window's end (for source
+    /// and destination) and where output is due.
+    fn copy(
         &mut self,
-        byte: u8,
-        known: bool,
+        mut len: usize,
+        dist: usize,
         on_output: &mut impl FnMut(&[u8], bool) -> bool,
     ) -> bool {
+        let size = self.window.len();
         let mut go_on = true;
-        if known != self.run_known {
-            go_on = self.flush(on_output);
-            self.run_known = known;
-        }
-        let pos = self.pos;
-        let bit = 1u64 << (pos & 63);
-        if let (Some(slot), Some(w)) = (self.window.get_mut(pos), self.known.get_mut(pos >> 6)) {
-            let was = *w & bit != 0;
-            if known {
-                *slot = byte;
-                *w |= bit;
+        while len > 0 {
+            let from = self.pos.wrapping_sub(dist) & (size - 1);
+            let n = len
+                .min(dist)
+                .min(size - self.pos)
+                .min(size - from)
+                .min(RUN - self.run_len);
+            let (to, src) = (self.pos..self.pos + n, from..from + n);
+            let (before, after);
+            if n <= SHORT_COPY {
+                // Most references are a few bytes: a loop beats two calls to memmove.
+                let (mut b, mut a) = (0, 0);
+                for (t, f) in to.clone().zip(src) {
+                    let (Some(&byte), Some(&k)) = (self.window.get(f), self.known.get(f)) else {
+                        break;
+                    };
+                    if let (Some(slot), Some(kt)) = (self.window.get_mut(t), self.known.get_mut(t))
+                    {
+                        b += usize::from(*kt);
+                        a += usize::from(k);
+                        *slot = byte;
+                        *kt = k;
+                    }
+                }
+                (before, after) = (b, a);
             } else {
-                *slot = 0;
-                *w &= !bit;
+                before = self.known.get(to.clone()).map_or(0, count_known);
+                self.window.copy_within(src.clone(), to.start);
+                self.known.copy_within(src, to.start);
+                after = self.known.get(to).map_or(0, count_known);
             }
-            // A byte becoming known was counted unknown: no underflow.
-            self.unknown = self.unknown + usize::from(was && !known) - usize::from(!was && known);
-        }
-        self.run_len += 1;
-        self.pos = (pos + 1) & (self.window.len() - 1);
-        self.unknown_out += u64::from(!known);
-        // At the wrap, before the run is overwritten; and often enough for `on_output` to stop
-        // a bomb early.
-        if self.pos == 0 || self.run_len >= RUN {
-            go_on &= self.flush(on_output);
+            // Bytes that were counted unknown are in the window: no underflow.
+            self.unknown = self.unknown + before - after;
+            go_on &= self.advance(n, on_output);
+            len -= n;
         }
         go_on
     }
 
+    /// `n` bytes were written at `pos`: moves on, handing output on at the wrap (before it is
+    /// overwritten) and often enough for `on_output` to stop a bomb early.
+    #[inline(always)]
+    fn advance(&mut self, n: usize, on_output: &mut impl FnMut(&[u8], bool) -> bool) -> bool {
+        self.run_len += n;
+        self.pos = (self.pos + n) & (self.window.len() - 1);
+        if self.pos == 0 || self.run_len >= RUN {
+            return self.flush(on_output);
+        }
+        true
+    }
+
+    /// Hands on the bytes written since the last flush, in runs of equal knownness.
     fn flush(&mut self, on_output: &mut impl FnMut(&[u8], bool) -> bool) -> bool {
         if self.run_len == 0 {
             return true;
@@ -377,9 +454,25 @@ impl Recover {
         } else {
             self.pos
         };
-        let run = self.window.get(end - self.run_len..end).unwrap_or_default();
+        let start = end - self.run_len;
         self.run_len = 0;
-        on_output(run, self.run_known)
+        let (Some(bytes), Some(flags)) = (self.window.get(start..end), self.known.get(start..end))
+        else {
+            return true;
+        };
+        let mut at = 0;
+        while at < flags.len() {
+            let known = flags[at] != 0;
+            let len = same_run(&flags[at..], flags[at]);
+            if !known {
+                self.unknown_out += len as u64;
+            }
+            if !on_output(&bytes[at..at + len], known) {
+                return false;
+            }
+            at += len;
+        }
+        true
     }
 
     /// Decodes what `pending` holds; Ok(false) when `on_output` asked to stop.
@@ -428,7 +521,7 @@ impl Recover {
                     let n = avail.min(usize::from(left));
                     for i in at..at + n {
                         let byte = self.pending.get(i).copied().unwrap_or(0);
-                        if !self.put(byte, true, on_output) {
+                        if !self.put(byte, on_output) {
                             *go_on = false;
                         }
                     }
@@ -576,7 +669,6 @@ impl Recover {
         on_output: &mut impl FnMut(&[u8], bool) -> bool,
         go_on: &mut bool,
     ) -> Result<bool, RecoverError> {
-        let mask = self.window.len() - 1;
         while *go_on {
             let start = bits.pos;
             // A whole symbol (with its distance) is at most 48 bits: read it all or nothing.
@@ -586,7 +678,7 @@ impl Recover {
             };
             self.bit = bits.pos;
             match step {
-                Step::Literal(byte) => *go_on &= self.put(byte, true, on_output),
+                Step::Literal(byte) => *go_on &= self.put(byte, on_output),
                 Step::End => {
                     self.block_done();
                     return Ok(true);
@@ -595,27 +687,69 @@ impl Recover {
                     if dist > self.window.len() {
                         return Err(RecoverError::Distance);
                     }
-                    for _ in 0..len {
-                        let from = self.pos.wrapping_sub(dist) & mask;
-                        let byte = self.window.get(from).copied().unwrap_or(0);
-                        let known = self
-                            .known
-                            .get(from >> 6)
-                            .is_some_and(|w| w & (1 << (from & 63)) != 0);
-                        *go_on &= self.put(byte, known, on_output);
-                    }
+                    *go_on &= self.copy(len, dist, on_output);
                 }
             }
         }
         Ok(true)
     }
 
+    /// A whole symbol from bits already in hand, when its codes are all short (nearly always);
+    /// Ok(None) to take the bit-by-bit way instead, nothing consumed.
+    #[inline(always)]
+    fn fast_symbol(
+        lit: &Huffman,
+        dist: &Huffman,
+        word: u64,
+        used: &mut u32,
+    ) -> Result<Option<Step>, RecoverError> {
+        let code = |h: &Huffman, used: &mut u32| {
+            let entry = h.fast[((word >> *used) & ((1 << FAST_BITS) - 1)) as usize];
+            *used += u32::from(entry >> 9);
+            (entry != 0).then_some(usize::from(entry & 0x1ff))
+        };
+        let extra = |n: u8, used: &mut u32| {
+            let v = (word >> *used) as usize & ((1usize << n) - 1);
+            *used += u32::from(n);
+            v
+        };
+        let Some(sym) = code(lit, used) else {
+            return Ok(None);
+        };
+        if sym < 256 {
+            return Ok(Some(Step::Literal(sym as u8)));
+        }
+        if sym == 256 {
+            return Ok(Some(Step::End));
+        }
+        let i = sym - 257;
+        let (Some(&base), Some(&n)) = (LEN_BASE.get(i), LEN_EXTRA.get(i)) else {
+            return Err(RecoverError::Symbol);
+        };
+        let len = usize::from(base) + extra(n, used);
+        let Some(dsym) = code(dist, used) else {
+            return Ok(None);
+        };
+        let (Some(&dbase), Some(&dn)) = (DIST_BASE.get(dsym), DIST_EXTRA.get(dsym)) else {
+            return Err(RecoverError::Symbol);
+        };
+        Ok(Some(Step::Copy(len, usize::from(dbase) + extra(dn, used))))
+    }
+
+    #[inline(always)]
     fn symbol(&self, bits: &mut Bits<'_>) -> Result<Option<Step>, RecoverError> {
         let (lit, dist) = if self.fixed_block {
             (&self.fixed.0, &self.fixed.1)
         } else {
             (&self.lit, &self.dist)
         };
+        if let Some(word) = bits.peek57() {
+            let mut used = 0;
+            if let Some(step) = Self::fast_symbol(lit, dist, word, &mut used)? {
+                bits.pos += used as usize;
+                return Ok(Some(step));
+            }
+        }
         let sym = match bits.decode(lit) {
             None => return Ok(None),
             Some(sym) => usize::from(sym?),
