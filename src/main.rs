@@ -15,6 +15,7 @@ use wsnoop::analyzer::{
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
+use wsnoop::net::defrag::{DefragLimits, FRAGMENT_TIMEOUT_SECS};
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
 use wsnoop::parallel::{self, Format};
@@ -115,6 +116,11 @@ struct Cli {
     /// Out-of-order bytes held per direction while waiting for a missing segment.
     #[arg(long, value_name = "BYTES", default_value_t = ReassemblyLimits::default().max_bytes)]
     max_ooo: usize,
+
+    /// Bytes the fragments of incomplete IP datagrams may hold together; beyond it the oldest
+    /// datagrams are dropped (and counted on stderr).
+    #[arg(long, value_name = "BYTES", default_value_t = DefragLimits::default().max_bytes)]
+    max_frag_bytes: usize,
 
     /// Also write every packet read to this pcap file.
     #[arg(short = 'w', value_name = "FILE")]
@@ -331,11 +337,30 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
             stats.skipped_cut_header
         );
     }
+    if stats.defrag.expired > 0 {
+        let _ = writeln!(
+            err,
+            "{} IP datagrams given up incomplete {FRAGMENT_TIMEOUT_SECS} s after their first fragment",
+            stats.defrag.expired
+        );
+    }
     if let Some(l) = live {
         let _ = writeln!(
             err,
             "{} packets received by filter, {} packets dropped by kernel, {} packets dropped by interface",
             l.received, l.dropped, l.if_dropped
+        );
+    }
+}
+
+/// Datagrams the defragmenter dropped are lost bytes: said whatever the options, as drops are.
+fn say_fragments_dropped(stats: &Stats, max_frag_bytes: usize) {
+    if stats.defrag.dropped > 0 {
+        say!(
+            "wsnoop: {} incomplete IP datagrams dropped, the oldest first, to keep what their \
+fragments hold within --max-frag-bytes ({max_frag_bytes} bytes), or for coming in more than \
+2048 fragments",
+            stats.defrag.dropped
         );
     }
 }
@@ -448,6 +473,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_flows: cli.max_flows.max(1),
             idle_timeout_secs: cli.idle_timeout.max(1),
         },
+        defrag: DefragLimits {
+            max_bytes: cli.max_frag_bytes,
+        },
         midstream: MidstreamOptions {
             ws_ports: cli.ws_ports.clone(),
             heuristics: !cli.no_heuristics,
@@ -501,6 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(file) = source.file_stats() {
         stats.add_file(&file);
     }
+    say_fragments_dropped(&stats, cli.max_frag_bytes);
     if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
         report(&stats, source.live_stats());
     }

@@ -1,4 +1,4 @@
-use super::defrag::Defragmenter;
+use super::defrag::{DefragLimits, Defragmenter, Refused};
 use super::link::LinkType;
 use super::segment::*;
 use crate::event::Timestamp;
@@ -163,4 +163,155 @@ fn cut_packets_say_what_was_cut() {
             "{link:?}"
         );
     }
+}
+
+/// IPv4 fragments of `ip` (a whole IPv4 packet with a 20-byte header): `(offset, len)` pieces
+/// of its payload, each with the header copied, its length, offset and flags set.
+fn ipv4_fragments(ip: &[u8], id: u16, pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    let payload = &ip[20..];
+    pieces
+        .iter()
+        .map(|&(offset, len)| {
+            let mut p = ip[..20].to_vec();
+            p[2..4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            let more = offset + len < payload.len();
+            let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+            p[6..8].copy_from_slice(&field.to_be_bytes());
+            p.extend_from_slice(&payload[offset..offset + len]);
+            p
+        })
+        .collect()
+}
+
+/// A fragment of `len` bytes at `offset` of datagram `id` from 10.0.0.1, alone: the rest of
+/// its datagram never comes.
+fn lone_fragment(id: u16, offset: usize, len: usize, more: bool) -> Vec<u8> {
+    let mut p = ipv4_tcp(&[]);
+    p.truncate(20);
+    p[2..4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+    p[6..8].copy_from_slice(&field.to_be_bytes());
+    p.resize(20 + len, 0xab);
+    p
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp { secs, nanos: 0 }
+}
+
+/// Out of order, overlapping, duplicated: the datagram comes back as it was sent.
+#[test]
+fn ipv4_fragments_reassemble_in_any_order() {
+    let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    let ip = ipv4_tcp(&payload);
+    let tcp_len = ip.len() - 20;
+    let frags = ipv4_fragments(
+        &ip,
+        9,
+        &[
+            (512, tcp_len - 512),
+            (0, 256),
+            (256, 256),
+            (128, 384),
+            (0, 256),
+        ],
+    );
+    let mut defrag = Defragmenter::default();
+    for f in &frags[..2] {
+        assert!(defrag.add(LinkType::Raw, f, at(1)).is_none());
+    }
+    let datagram = defrag
+        .add(LinkType::Raw, &frags[2], at(1))
+        .expect("complete");
+    let seg = datagram.segment().expect("a TCP segment");
+    assert_eq!(seg.payload, &payload[..]);
+    assert_eq!(seg.seq, 1000);
+    defrag.recycle(datagram);
+    assert_eq!(defrag.held_bytes(), 0, "a completed datagram holds nothing");
+}
+
+/// One 8-byte fragment at offset 65,520 costs what it brought, not the 64 KiB its offset
+/// claims.
+#[test]
+fn a_fragment_at_a_high_offset_holds_its_bytes_only() {
+    let mut defrag = Defragmenter::default();
+    assert!(
+        defrag
+            .add(LinkType::Raw, &lone_fragment(1, 65_520, 8, false), at(1))
+            .is_none()
+    );
+    let held = defrag.held_bytes();
+    assert!(held > 8 && held < 1024, "held {held}");
+    // 65,528 + 8 is past what an IP datagram can hold: refused, nothing more held.
+    assert!(
+        defrag
+            .add(LinkType::Raw, &lone_fragment(2, 65_528, 16, false), at(1))
+            .is_none()
+    );
+    assert_eq!(defrag.held_bytes(), held);
+}
+
+/// Past the bound the oldest datagrams go, counted; the newest still completes.
+#[test]
+fn the_bound_drops_the_oldest_datagrams() {
+    let bound = 64 * 1024;
+    let mut defrag = Defragmenter::new(DefragLimits { max_bytes: bound });
+    let ip = ipv4_tcp(&[7u8; 600]);
+    let tcp_len = ip.len() - 20;
+    let first = |id| ipv4_fragments(&ip, id, &[(0, 304)]).remove(0);
+    let last = |id| ipv4_fragments(&ip, id, &[(304, tcp_len - 304)]).remove(0);
+    let n = 1000u16;
+    for id in 0..n {
+        assert!(defrag.add(LinkType::Raw, &first(id), at(1)).is_none());
+        assert!(defrag.held_bytes() <= bound, "held {}", defrag.held_bytes());
+    }
+    let dropped = defrag.stats().dropped;
+    assert!(dropped > 0 && dropped < u64::from(n), "dropped {dropped}");
+    // The oldest went: its last piece starts a datagram of its own.
+    assert!(defrag.add(LinkType::Raw, &last(0), at(1)).is_none());
+    let newest = defrag.add(LinkType::Raw, &last(n - 1), at(1));
+    assert_eq!(
+        newest
+            .expect("the newest completes")
+            .segment()
+            .unwrap()
+            .payload,
+        &[7u8; 600][..]
+    );
+}
+
+/// 30 s after its first fragment a datagram is given up, whatever came since; its bytes are
+/// freed.
+#[test]
+fn incomplete_datagrams_expire_from_their_first_fragment() {
+    let ip = ipv4_tcp(&[1u8; 600]);
+    let frags = ipv4_fragments(&ip, 5, &[(0, 200), (200, 200), (400, ip.len() - 420)]);
+    let mut defrag = Defragmenter::default();
+    assert!(defrag.add(LinkType::Raw, &frags[0], at(100)).is_none());
+    assert!(defrag.add(LinkType::Raw, &frags[1], at(125)).is_none());
+    defrag.expire(at(129));
+    assert_eq!(defrag.stats().expired, 0);
+    defrag.expire(at(130));
+    assert_eq!(defrag.stats().expired, 1);
+    assert_eq!(defrag.held_bytes(), 0);
+    assert!(defrag.add(LinkType::Raw, &frags[2], at(130)).is_none());
+    // Extreme clocks neither panic nor keep anything forever.
+    defrag.expire(at(i64::MIN));
+    defrag.expire(at(i64::MAX));
+    assert_eq!(defrag.held_bytes(), 0);
+}
+
+/// Fragments of other protocols are not held: only TCP is reassembled.
+#[test]
+fn fragments_of_other_protocols_are_not_held() {
+    let mut udp = lone_fragment(3, 0, 64, true);
+    udp[9] = 17;
+    let mut defrag = Defragmenter::default();
+    assert_eq!(
+        defrag.add_checked(LinkType::Raw, &udp, at(1)).err(),
+        Some(Refused::NotTcp { first: true })
+    );
+    assert_eq!(defrag.held_bytes(), 0);
 }
