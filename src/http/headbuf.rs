@@ -119,6 +119,10 @@ mod tests {
         }
     }
 
+    /// Where a head ended: the segment's index, and the bytes of it the head used or the
+    /// give-up.
+    type Ending = Option<(usize, Result<usize, GiveUp>)>;
+
     /// (segment index, bytes used, or the give-up) at which a head fed in `step`-byte
     /// segments ends, by both ways of taking it; and the parses the scanning way ran.
     fn outcome(
@@ -126,11 +130,7 @@ mod tests {
         step: usize,
         request: bool,
         reference: bool,
-    ) -> (
-        Option<(usize, Result<usize, GiveUp>)>,
-        Option<(usize, Result<usize, GiveUp>)>,
-        usize,
-    ) {
+    ) -> (Ending, Ending, usize) {
         let parse = |b: &[u8]| -> Result<Option<((), usize)>, HeadError> {
             if request {
                 parse_request(b).map(|r| r.map(|(_, n)| ((), n)))
