@@ -651,8 +651,44 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Whether standard output was closed when wsnoop started (`>&-`). Rust's runtime then
+/// opens /dev/null on descriptor 1, read-write, so that the first file opened does not take
+/// its place; a redirection to /dev/null by a shell opens it write-only. A closed stdout
+/// would lose the output without a word.
+fn stdout_was_closed() -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(null) = std::fs::metadata("/dev/null") else {
+        return false;
+    };
+    let fd = io::stdout().as_raw_fd();
+    // SAFETY: fcntl and fstat on a descriptor number only read the kernel's state of it;
+    // the stat buffer is ours, zeroed, and fstat fills it.
+    let (flags, stat) = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        (flags, (libc::fstat(fd, &mut stat) == 0).then_some(stat))
+    };
+    let Some(stat) = stat else {
+        return false;
+    };
+    null.file_type().is_char_device()
+        && stat.st_rdev == null.rdev()
+        && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
+        && flags >= 0
+        && flags & libc::O_ACCMODE == libc::O_RDWR
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    let writes_stdout = match &cli.command {
+        Some(Command::Diagnose(_)) => true,
+        None => !cli.quiet || cli.write.as_deref() == Some(std::path::Path::new("-")),
+    };
+    if writes_stdout && stdout_was_closed() {
+        say!("wsnoop: standard output is closed: the output would be lost (-q prints none)");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command.take() {
         Some(Command::Diagnose(args)) => run_diagnose(args),
         None => run(cli),
