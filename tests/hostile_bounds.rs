@@ -720,6 +720,23 @@ fn extreme_pcapng_timestamps_give_sane_durations() {
         let run = same_with_threads(&capture, args);
         assert_eq!(run.status, Some(0), "{args:?}: {}", run.stderr);
     }
+    let diagnosed: Vec<Run> = [1, 2]
+        .iter()
+        .map(|threads| {
+            let mut cmd = Command::new(wsnoop_bin());
+            cmd.args(["diagnose", "--threads", &threads.to_string(), "-r"])
+                .arg(&capture);
+            run_measured(cmd).0
+        })
+        .collect();
+    assert_eq!(
+        diagnosed[0], diagnosed[1],
+        "diagnose: one thread and two differ"
+    );
+    // Exit 1 for what is wrong: the first session fell silent for 2^64 s, past the timeout.
+    assert_eq!(diagnosed[0].status, Some(1), "{}", diagnosed[0].stderr);
+    assert!(diagnosed[0].stderr.is_empty(), "{}", diagnosed[0].stderr);
+    assert!(String::from_utf8_lossy(&diagnosed[0].stdout).contains("idle timeout"));
     let run = same_with_threads(&capture, &["--json"]);
     let events = events(&run);
     let flows: Vec<&Value> = events.iter().filter(|e| e["type"] == "flow").collect();
