@@ -315,3 +315,71 @@ fn fragments_of_other_protocols_are_not_held() {
     );
     assert_eq!(defrag.held_bytes(), 0);
 }
+
+/// Any cut of a datagram into pieces (multiples of 8 bytes, some overlapping, some sent
+/// twice), in any order: it completes exactly when its last missing byte comes, as sent.
+#[test]
+fn any_order_and_overlap_of_pieces_reassembles_exactly() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for round in 0..300 {
+        let payload: Vec<u8> = (0..next(3000) + 1)
+            .map(|i| (i * 31 + round) as u8)
+            .collect();
+        let ip = ipv4_tcp(&payload);
+        let len = ip.len() - 20;
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        while pos < len {
+            let end = (pos + 8 * (next(40) + 1)).min(len);
+            pieces.push((pos, end - pos));
+            // Now and then a piece from inside this one to inside the next.
+            if end < len && next(4) == 0 {
+                let start = pos + 8 * next((end - pos) / 8);
+                let over_end = (end + 8 * (next(4) + 1)).min(len);
+                pieces.push((start, over_end - start));
+            }
+            pos = end;
+        }
+        if next(3) == 0 {
+            let again = pieces[next(pieces.len())];
+            pieces.push(again);
+        }
+        for i in (1..pieces.len()).rev() {
+            pieces.swap(i, next(i + 1));
+        }
+        let frags = ipv4_fragments(&ip, round as u16, &pieces);
+        // The piece after which every byte has come.
+        let mut covered = vec![false; len];
+        let completing = pieces
+            .iter()
+            .position(|&(o, l)| {
+                covered[o..o + l].iter_mut().for_each(|c| *c = true);
+                covered.iter().all(|&c| c)
+            })
+            .expect("the pieces cover the datagram");
+        let mut defrag = Defragmenter::default();
+        for (i, f) in frags.iter().enumerate().take(completing + 1) {
+            let got = defrag.add(LinkType::Raw, f, at(1));
+            if i < completing {
+                assert!(
+                    got.is_none(),
+                    "round {round}: complete before piece {completing}"
+                );
+                continue;
+            }
+            let datagram = got.unwrap_or_else(|| panic!("round {round}: {pieces:?} incomplete"));
+            assert_eq!(
+                datagram.segment().expect("TCP").payload,
+                &payload[..],
+                "round {round}"
+            );
+        }
+        assert_eq!(defrag.held_bytes(), 0);
+    }
+}
