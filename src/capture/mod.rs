@@ -360,7 +360,14 @@ impl Source {
         let raw = match result {
             Ok(p) => p,
             Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
-            Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing captured: what the -w file holds goes out, so that it keeps up
+                // with a quiet interface, at no cost while packets flow.
+                if let Some(save) = &mut self.savefile {
+                    save.flush()?;
+                }
+                return Ok(Next::Idle);
+            }
             Err(e) => {
                 return Err(CaptureError::Read {
                     source_name: self.name.clone(),
