@@ -301,13 +301,12 @@ impl Defragmenter {
             Some(known) => end > known || (!frag.more && end != known),
             None => !frag.more && entry.covered.last().is_some_and(|&(_, e)| e > end),
         };
-        if conflicting || entry.count >= MAX_PIECES {
-            if conflicting {
-                // A contradiction says nothing of which piece was wrong: the fragment goes,
-                // the datagram waits on.
-                self.compact_ages();
-                return Err(Refused::Malformed);
-            }
+        if conflicting {
+            // A contradiction says nothing of which piece was wrong: the fragment goes, the
+            // datagram waits on.
+            return Err(Refused::Malformed);
+        }
+        if entry.count >= MAX_PIECES {
             self.drop_datagram(key);
             return Err(Refused::Malformed);
         }

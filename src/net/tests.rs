@@ -309,10 +309,10 @@ fn fragments_of_other_protocols_are_not_held() {
     let mut udp = lone_fragment(3, 0, 64, true);
     udp[9] = 17;
     let mut defrag = Defragmenter::default();
-    assert_eq!(
-        defrag.add_checked(LinkType::Raw, &udp, at(1)).err(),
-        Some(Refused::NotTcp { first: true })
-    );
+    assert!(matches!(
+        defrag.add_checked(LinkType::Raw, &udp, at(1)),
+        Err(Refused::NotTcp { first: true })
+    ));
     assert_eq!(defrag.held_bytes(), 0);
 }
 
@@ -382,4 +382,42 @@ fn any_order_and_overlap_of_pieces_reassembles_exactly() {
         }
         assert_eq!(defrag.held_bytes(), 0);
     }
+}
+
+/// A datagram cut into more pieces than any MTU makes (2,048) is dropped, counted, freed;
+/// a contradicting end is refused without losing the datagram.
+#[test]
+fn too_many_pieces_or_a_contradiction_are_refused() {
+    let mut defrag = Defragmenter::default();
+    for i in 0..2048 {
+        // Every other 8-byte slot: never complete.
+        let f = lone_fragment(4, 16 * i, 8, true);
+        assert!(matches!(
+            defrag.add_checked(LinkType::Raw, &f, at(1)),
+            Ok(None)
+        ));
+    }
+    let one_more = lone_fragment(4, 16 * 2048, 8, true);
+    assert!(matches!(
+        defrag.add_checked(LinkType::Raw, &one_more, at(1)),
+        Err(Refused::Malformed)
+    ));
+    assert_eq!(defrag.stats().dropped, 1);
+    assert_eq!(defrag.held_bytes(), 0);
+
+    let ip = ipv4_tcp(&[3u8; 100]);
+    let len = ip.len() - 20;
+    let [first, last] = [
+        ipv4_fragments(&ip, 5, &[(0, 64)]).remove(0),
+        ipv4_fragments(&ip, 5, &[(64, len - 64)]).remove(0),
+    ];
+    assert!(defrag.add(LinkType::Raw, &last, at(1)).is_none());
+    // A second "last" piece ending elsewhere contradicts the first.
+    let liar = lone_fragment(5, 64, 8, false);
+    assert!(matches!(
+        defrag.add_checked(LinkType::Raw, &liar, at(1)),
+        Err(Refused::Malformed)
+    ));
+    let datagram = defrag.add(LinkType::Raw, &first, at(1)).expect("complete");
+    assert_eq!(datagram.segment().unwrap().payload, &[3u8; 100][..]);
 }
