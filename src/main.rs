@@ -15,7 +15,7 @@ use wsnoop::analyzer::{
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
-use wsnoop::net::defrag::{DefragLimits, FRAGMENT_TIMEOUT_SECS};
+use wsnoop::net::defrag::{DefragLimits, FRAGMENT_TIMEOUT_SECS, MAX_PIECES};
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{JsonWriter, OutputSink, Quiet, TextWriter};
 use wsnoop::parallel::{self, Format};
@@ -359,7 +359,7 @@ fn say_fragments_dropped(stats: &Stats, max_frag_bytes: usize) {
         say!(
             "wsnoop: {} incomplete IP datagrams dropped, the oldest first, to keep what their \
 fragments hold within --max-frag-bytes ({max_frag_bytes} bytes), or for coming in more than \
-2048 fragments",
+{MAX_PIECES} fragments",
             stats.defrag.dropped
         );
     }

@@ -19,7 +19,7 @@ use crate::event::Timestamp;
 /// alive.
 pub const FRAGMENT_TIMEOUT_SECS: i64 = 30;
 /// Fragments one datagram may come in: IPv4's smallest MTU (68) cuts 64 KiB into 1,366.
-const MAX_PIECES: usize = 2048;
+pub const MAX_PIECES: usize = 2048;
 /// What a waiting datagram costs besides its buffers: its table slot (the table keeps room
 /// for about twice its entries), its place in the age queue (which holds up to twice as many).
 const DATAGRAM_OVERHEAD: usize =
