@@ -3,6 +3,7 @@
 # under half-open connections that hold out-of-order data behind a hole that never fills.
 #
 #   benches/memory.sh [--syns N] [--half-open M] [--ooo-bytes B] [--threads N] [--no-build]
+#                     [--no-bounds]
 #
 # Defaults: one million SYNs from distinct addresses and ports, 32 half-open connections each
 # holding 1,000,000 bytes out of order in each direction (just under the 1 MiB --max-ooo
@@ -20,11 +21,17 @@
 #        + M x 2 x max_ooo
 # Every run uses `wsnoop --threads N`, 1 unless --threads says (the decoders share --max-flows out; the
 # reader's table of connection numbers adds to the bytes per tracked flow).
+#
+# Then (issue 19, unless --no-bounds), each with --threads 1 and --threads N, at 1x, 4x, 16x:
+#   frag      60,000 x K lone 8-byte IP fragments at offset 65,520 (datagrams that never
+#             complete): bound base + 2 x --max-frag-bytes (4 MiB; the allocator's slack)
+#   heads     K connections sending a 65,000-byte request head a byte per segment: bound
+#             base + K x 2 x 64 KiB (a head held per direction)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}/wsnoop-bench}
-SYNS=1000000 HALF=32 OOO=1000000 BUILD=1 SEED=1 THREADS=1
+SYNS=1000000 HALF=32 OOO=1000000 BUILD=1 SEED=1 THREADS=1 BOUNDS=1
 MAX_FLOWS=100000 MAX_OOO=$((1 << 20))   # wsnoop's defaults (--max-flows, --max-ooo)
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -33,7 +40,8 @@ while [[ $# -gt 0 ]]; do
         --ooo-bytes) OOO=$2; shift 2 ;;
         --threads) THREADS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        *) sed -n '2,24p' "$0"; exit 2 ;;
+        --no-bounds) BOUNDS=0; shift ;;
+        *) sed -n '2,31p' "$0"; exit 2 ;;
     esac
 done
 
@@ -41,7 +49,7 @@ done
 mkdir -p "$BENCH_DIR"
 cd "$ROOT"
 if [[ $BUILD == 1 ]]; then
-    cargo build --release --bin wsnoop --example gen_corpus
+    cargo build --release --bin wsnoop --example gen_corpus --example gen_bounds
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WSNOOP=${WSNOOP:-$TARGET_DIR/wsnoop}
@@ -118,3 +126,66 @@ printf '%-58s %s  %s\n' "held - base vs $HALF x 2 x --ooo-bytes ($OOO)" \
     "$(verdict "(${KB[held]} - ${KB[base]}) * 1024 <= $HALF * 2 * $MAX_OOO * 1.1")"
 printf '%-58s %s  %s\n' "flood peak RSS vs issue 6's 64 MB (default --max-flows)" \
     "$(mb $((KB[flood] * 1024))) vs 64.0 MB" "$(verdict "${KB[flood]} < 64 * 1024")"
+
+# ---------------------------------------------------------------------------------------------
+# Issue 19 (part A): fragment floods and byte-wise heads, with --threads 1 and --threads N.
+# frag's base is the 1x flood with --max-frag-bytes 0 (every datagram dropped at once: the
+# same reading, no fragment held); heads' is the 1x run, each further connection adding at
+# most a head per direction. With threads, the batches between reader and workers (as above)
+# are added; PASS allows 5% for the allocator, as the checks above do.
+if [[ $BOUNDS == 1 ]]; then
+    GEN_BOUNDS=$TARGET_DIR/examples/gen_bounds
+    BOUNDS_HASH=$(sha1sum "$ROOT/benches/tools/gen_bounds.rs" | cut -c1-8)
+    MAX_FRAG=$((4 << 20)) MAX_HEAD=$((64 << 10))   # --max-frag-bytes, the HTTP head limit
+    bounds_capture() { # KIND N -> path (cached)
+        local f="$BENCH_DIR/bounds-$1-$2-$BOUNDS_HASH.pcap"
+        if [[ ! -s $f ]]; then
+            "$GEN_BOUNDS" "--$1" "$2" -o "$f.tmp" >&2
+            mv "$f.tmp" "$f"
+        fi
+        echo "$f"
+    }
+    bounds_kb() { # THREADS FILE [wsnoop options...] -> peak RSS in KB; wall time in $TMP/wall
+        local threads=$1 file=$2
+        shift 2
+        /usr/bin/time -f '%e %M' -o "$TMP/t" "$WSNOOP" -r "$file" -q --threads "$threads" "$@" \
+            2> "$TMP/err"
+        read -r wall kb < "$TMP/t"
+        echo "$wall" > "$TMP/wall"
+        echo "$kb"
+    }
+    echo
+    echo "== issue 19: peak RSS under fragment floods and byte-wise heads; --max-frag-bytes $MAX_FRAG"
+    printf '%-6s %-4s %3s %8s %9s %7s %9s  %-44s %s\n' case size thr "RSS MB" "input MB" wall \
+        "bound MB" "bound" verdict
+    thread_counts=(1)
+    [[ $THREADS != 1 ]] && thread_counts+=("$THREADS")
+    for threads in "${thread_counts[@]}"; do
+        batches=0
+        [[ $threads -gt 1 ]] && batches=$(((threads - 1) * 11 * (320 + 240)))
+        frag_base=$(bounds_kb "$threads" "$(bounds_capture frag 60000)" --max-frag-bytes 0)
+        heads_base=
+        for scale in 1 4 16; do
+            for kind in frag heads; do
+                if [[ $kind == frag ]]; then
+                    file=$(bounds_capture frag $((60000 * scale)))
+                    kb=$(bounds_kb "$threads" "$file")
+                    bound=$((frag_base + 2 * MAX_FRAG / 1024 + batches))
+                    how="base $((frag_base / 1024)) MB + 2 x --max-frag-bytes"
+                else
+                    file=$(bounds_capture heads "$scale")
+                    kb=$(bounds_kb "$threads" "$file")
+                    heads_base=${heads_base:-$kb}
+                    bound=$((heads_base + (scale - 1) * 2 * MAX_HEAD / 1024 + batches))
+                    how="1x + $((scale - 1)) conns x 2 x 64 KiB"
+                fi
+                [[ $batches -gt 0 ]] && how+=" + batches"
+                printf '%-6s %-4s %3s %8.1f %9.1f %6ss %9.1f  %-44s %s\n' "$kind" "${scale}x" \
+                    "$threads" "$(awk -v k="$kb" 'BEGIN {print k / 1024}')" \
+                    "$(awk -v b="$(stat -c %s "$file")" 'BEGIN {print b / 1048576}')" \
+                    "$(cat "$TMP/wall")" "$(awk -v k="$bound" 'BEGIN {print k / 1024}')" "$how" \
+                    "$(verdict "$kb <= $bound * 1.05")"
+            done
+        done
+    done
+fi

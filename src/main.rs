@@ -15,6 +15,7 @@ use wsnoop::analyzer::{
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
+use wsnoop::net::defrag::{DefragLimits, FRAGMENT_TIMEOUT_SECS, MAX_PIECES};
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, TextWriter};
 use wsnoop::parallel::{self, Format};
@@ -125,6 +126,11 @@ struct Cli {
     /// Out-of-order bytes held per direction while waiting for a missing segment.
     #[arg(long, value_name = "BYTES", default_value_t = ReassemblyLimits::default().max_bytes)]
     max_ooo: usize,
+
+    /// Bytes the fragments of incomplete IP datagrams may hold together; beyond it the oldest
+    /// datagrams are dropped (and counted on stderr).
+    #[arg(long, value_name = "BYTES", default_value_t = DefragLimits::default().max_bytes)]
+    max_frag_bytes: usize,
 
     /// Also write every packet read to this pcap file.
     #[arg(short = 'w', value_name = "FILE")]
@@ -367,11 +373,30 @@ fn report(stats: &Stats, live: Option<capture::LiveStats>) {
             stats.skipped_cut_header
         );
     }
+    if stats.defrag.expired > 0 {
+        let _ = writeln!(
+            err,
+            "{} IP datagrams given up incomplete {FRAGMENT_TIMEOUT_SECS} s after their first fragment",
+            stats.defrag.expired
+        );
+    }
     if let Some(l) = live {
         let _ = writeln!(
             err,
             "{} packets received by filter, {} packets dropped by kernel, {} packets dropped by interface",
             l.received, l.dropped, l.if_dropped
+        );
+    }
+}
+
+/// Datagrams the defragmenter dropped are lost bytes: said whatever the options, as drops are.
+fn say_fragments_dropped(stats: &Stats, max_frag_bytes: usize) {
+    if stats.defrag.dropped > 0 {
+        say!(
+            "wsnoop: {} incomplete IP datagrams dropped, the oldest first, to keep what their \
+fragments hold within --max-frag-bytes ({max_frag_bytes} bytes), or for coming in more than \
+{MAX_PIECES} fragments",
+            stats.defrag.dropped
         );
     }
 }
@@ -492,6 +517,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_flows: cli.max_flows.max(1),
             idle_timeout_secs: cli.idle_timeout.max(1),
         },
+        defrag: DefragLimits {
+            max_bytes: cli.max_frag_bytes,
+        },
         midstream: MidstreamOptions {
             ws_ports: cli.ws_ports.clone(),
             heuristics: !cli.no_heuristics,
@@ -548,6 +576,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(file) = source.file_stats() {
         stats.add_file(&file);
     }
+    say_fragments_dropped(&stats, cli.max_frag_bytes);
     if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
         report(&stats, source.live_stats());
     }
@@ -669,8 +698,44 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Whether standard output was closed when wsnoop started (`>&-`). Rust's runtime then
+/// opens /dev/null on descriptor 1, read-write, so that the first file opened does not take
+/// its place; a redirection to /dev/null by a shell opens it write-only. A closed stdout
+/// would lose the output without a word.
+fn stdout_was_closed() -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(null) = std::fs::metadata("/dev/null") else {
+        return false;
+    };
+    let fd = io::stdout().as_raw_fd();
+    // SAFETY: fcntl and fstat on a descriptor number only read the kernel's state of it;
+    // the stat buffer is ours, zeroed, and fstat fills it.
+    let (flags, stat) = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        (flags, (libc::fstat(fd, &mut stat) == 0).then_some(stat))
+    };
+    let Some(stat) = stat else {
+        return false;
+    };
+    null.file_type().is_char_device()
+        && stat.st_rdev == null.rdev()
+        && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
+        && flags >= 0
+        && flags & libc::O_ACCMODE == libc::O_RDWR
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    let writes_stdout = match &cli.command {
+        Some(Command::Diagnose(_)) => true,
+        None => !cli.quiet || cli.write.as_deref() == Some(std::path::Path::new("-")),
+    };
+    if writes_stdout && stdout_was_closed() {
+        say!("wsnoop: standard output is closed: the output would be lost (-q prints none)");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command.take() {
         Some(Command::Diagnose(args)) => run_diagnose(args),
         None => run(cli),

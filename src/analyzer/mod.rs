@@ -10,7 +10,7 @@ use std::collections::hash_map::Entry;
 
 use crate::context::{Context, WsStats};
 use crate::event::{EndReason, EventSink, FlowMeta, Timestamp};
-use crate::net::defrag::Defragmenter;
+use crate::net::defrag::{Defragmenter, Refused};
 use crate::net::link::LinkType;
 use crate::net::segment::{self, Skip, TcpSegment};
 use crate::net::tcp::{FlowKey, HalfStream};
@@ -75,9 +75,9 @@ impl Env<'_> {
 impl Analyzer {
     pub fn new(options: AnalyzerOptions) -> Self {
         Analyzer {
+            defrag: Defragmenter::new(options.defrag),
             options,
             flows: HashMap::default(),
-            defrag: Defragmenter::default(),
             next_id: 0,
             scratch: Scratch::default(),
             stats: Stats::default(),
@@ -86,7 +86,10 @@ impl Analyzer {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            defrag: self.defrag.stats(),
+            ..self.stats
+        }
     }
 
     /// True once `-c` frames have been emitted: reading further cannot change the output.
@@ -117,8 +120,17 @@ impl Analyzer {
             }
             Err(Skip::Fragment) => {
                 self.stats.fragments += 1;
-                let Some(datagram) = self.defrag.add(link, data, ts) else {
-                    return;
+                let datagram = match self.defrag.add_checked(link, data, ts) {
+                    Ok(Some(datagram)) => datagram,
+                    Ok(None) | Err(Refused::NotTcp { first: false }) => return,
+                    Err(Refused::NotTcp { first: true }) => {
+                        self.stats.skipped_not_tcp += 1;
+                        return;
+                    }
+                    Err(Refused::Malformed) => {
+                        self.stats.skipped_malformed += 1;
+                        return;
+                    }
                 };
                 match datagram.segment() {
                     Some(segment) => {

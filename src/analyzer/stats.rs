@@ -1,6 +1,7 @@
 //! What the analyzer is told (its options and limits) and what it counts.
 
 use crate::context::{WsOptions, WsStats};
+use crate::net::defrag::{DefragLimits, DefragStats};
 use crate::net::tcp::ReassemblyLimits;
 
 use super::TlsOptions;
@@ -37,6 +38,8 @@ pub struct AnalyzerOptions {
     pub ws: WsOptions,
     pub reassembly: ReassemblyLimits,
     pub flows: FlowLimits,
+    /// IP fragments held while their datagrams are incomplete.
+    pub defrag: DefragLimits,
     pub midstream: MidstreamOptions,
     pub tls: TlsOptions,
     /// Emit a connection event for every TCP connection as it leaves the table.
@@ -51,6 +54,8 @@ pub struct Stats {
     pub skipped_not_tcp: u64,
     pub skipped_malformed: u64,
     pub fragments: u64,
+    /// IP datagrams that never completed: expired, or dropped to stay within the bound.
+    pub defrag: DefragStats,
     pub connections: u64,
     pub evicted: u64,
     pub timed_out: u64,
@@ -84,6 +89,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
             skipped_not_tcp,
             skipped_malformed,
             fragments,
+            defrag,
             connections,
             evicted,
             timed_out,
@@ -99,6 +105,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         *skipped_not_tcp += o.skipped_not_tcp;
         *skipped_malformed += o.skipped_malformed;
         *fragments += o.fragments;
+        defrag.expired += o.defrag.expired;
+        defrag.dropped += o.defrag.dropped;
         *connections += o.connections;
         *evicted += o.evicted;
         *timed_out += o.timed_out;

@@ -2,15 +2,17 @@
 //! [`file`], and live interfaces, through libpcap.
 
 mod file;
+mod save;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use pcap::{Active, Capture, Device, Linktype, Precision, Savefile};
+use pcap::{Active, Capture, Device, Linktype, Precision};
 
 use crate::event::Timestamp;
 use crate::event::TsPrecision;
 use crate::net::link::{LinkType, UnsupportedLinkType};
+use save::SaveFile;
 
 pub use file::{FileStats, MAX_BLOCK};
 
@@ -124,8 +126,8 @@ pub struct Source {
     /// The live capture's descriptor, polled while no packet is waiting.
     live_fd: Option<RawFd>,
     precision: TsPrecision,
-    savefile: Option<Savefile>,
-    savefile_name: String,
+    /// The `-w` file of a live capture (a file's reader writes its own).
+    savefile: Option<SaveFile>,
 }
 
 fn link_of<T: pcap::Activated + ?Sized>(cap: &Capture<T>) -> Result<LinkType, CaptureError> {
@@ -178,7 +180,6 @@ impl Source {
             name: source_name,
             live_fd: None,
             savefile: None,
-            savefile_name: String::new(),
         })
     }
 
@@ -229,7 +230,6 @@ impl Source {
             name: device_name,
             precision: TsPrecision::Nano,
             savefile: None,
-            savefile_name: String::new(),
         })
     }
 
@@ -296,42 +296,20 @@ impl Source {
     /// the filter matches (copies on a second interface too, not those of interfaces wsnoop
     /// cannot decode); the pcap file has the link type of the first interface wsnoop decodes,
     /// and a packet of another link type ends the run with an error, since pcap holds one.
-    pub fn save_to(&mut self, path: &PathBuf) -> Result<(), CaptureError> {
-        let name = path.display().to_string();
-        let savefile_error = |message: String| CaptureError::Savefile {
-            path: name.clone(),
-            message,
-        };
-        let mut linktype = None;
-        let result = match &self.handle {
+    pub fn save_to(&mut self, path: &Path) -> Result<(), CaptureError> {
+        match &mut self.handle {
+            // The reader writes, as it also sees the packets it does not hand on.
             Handle::File(reader) => {
                 let first = match reader.first_link() {
                     Some(Ok((_, first))) => first,
                     _ => 1,
                 };
-                linktype = Some(first);
-                // Nanosecond timestamps, as a live capture's -w file has them.
-                Capture::dead_with_precision(Linktype(file::dlt_of(first)), Precision::Nano)
-                    .map_err(|e| savefile_error(e.to_string()))?
-                    .savefile(path)
+                reader.save_to(SaveFile::create(path, first)?);
             }
-            Handle::Live(cap) => cap.savefile(path),
-        };
-        self.savefile_name = name.clone();
-        let savefile = result.map_err(|e| {
-            let message = clean_pcap_message(&e.to_string());
-            CaptureError::Savefile {
-                message: message
-                    .strip_prefix(&format!("{name}: "))
-                    .unwrap_or(&message)
-                    .to_string(),
-                path: name.clone(),
+            Handle::Live(cap) => {
+                let linktype = file::linktype_of_dlt(cap.get_datalink().0);
+                self.savefile = Some(SaveFile::create(path, linktype)?);
             }
-        })?;
-        match (&mut self.handle, linktype) {
-            // The reader writes, as it also sees the packets it does not hand on.
-            (Handle::File(reader), Some(linktype)) => reader.save_to(savefile, linktype, name),
-            _ => self.savefile = Some(savefile),
         }
         Ok(())
     }
@@ -341,13 +319,10 @@ impl Source {
         if let Handle::File(reader) = &mut self.handle {
             return reader.flush_savefile();
         }
-        if let Some(save) = &mut self.savefile {
-            save.flush().map_err(|e| CaptureError::Savefile {
-                path: self.savefile_name.clone(),
-                message: e.to_string(),
-            })?;
+        match &mut self.savefile {
+            Some(save) => save.flush(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The TLS key log bytes of the file's Decryption Secrets Blocks read since the last call,
@@ -385,7 +360,14 @@ impl Source {
         let raw = match result {
             Ok(p) => p,
             Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
-            Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing captured: what the -w file holds goes out, so that it keeps up
+                // with a quiet interface, at no cost while packets flow.
+                if let Some(save) = &mut self.savefile {
+                    save.flush()?;
+                }
+                return Ok(Next::Idle);
+            }
             Err(e) => {
                 return Err(CaptureError::Read {
                     source_name: self.name.clone(),
@@ -393,16 +375,17 @@ impl Source {
                 });
             }
         };
-        if let Some(save) = &mut self.savefile {
-            save.write(&raw);
-        }
         let header = raw.header;
+        // With nanosecond precision libpcap puts nanoseconds in tv_usec.
+        let ts = Timestamp {
+            secs: header.ts.tv_sec,
+            nanos: header.ts.tv_usec.clamp(0, 999_999_999) as u32,
+        };
+        if let Some(save) = &mut self.savefile {
+            save.write(ts, raw.data, header.len)?;
+        }
         Ok(Next::Packet(Packet {
-            // With nanosecond precision libpcap puts nanoseconds in tv_usec.
-            ts: Timestamp {
-                secs: header.ts.tv_sec,
-                nanos: header.ts.tv_usec.clamp(0, 999_999_999) as u32,
-            },
+            ts,
             data: raw.data,
             wire_len: header.len,
             link: self.link,

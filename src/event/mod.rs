@@ -30,8 +30,13 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
+    /// Seconds from `earlier` to `self`, negative when `self` is before it: any two
+    /// timestamps a capture can hold (pcapng's reach ±2^63 s), whose difference can pass an
+    /// i64, give their difference, never an overflow.
     pub fn seconds_since(self, earlier: Timestamp) -> f64 {
-        (self.secs - earlier.secs) as f64 + (f64::from(self.nanos) - f64::from(earlier.nanos)) / 1e9
+        let secs = i128::from(self.secs) - i128::from(earlier.secs);
+        let nanos = i64::from(self.nanos) - i64::from(earlier.nanos);
+        secs as f64 + nanos as f64 / 1e9
     }
 }
 
@@ -375,5 +380,32 @@ pub trait EventSink {
 impl<F: FnMut(&Event<'_>)> EventSink for F {
     fn event(&mut self, event: &Event<'_>) {
         self(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    fn ts(secs: i64, nanos: u32) -> Timestamp {
+        Timestamp { secs, nanos }
+    }
+
+    #[test]
+    fn differences_of_extreme_timestamps_do_not_overflow() {
+        assert_eq!(ts(5, 250_000_000).seconds_since(ts(3, 750_000_000)), 1.5);
+        assert_eq!(ts(3, 750_000_000).seconds_since(ts(5, 250_000_000)), -1.5);
+        // 2^64 - 1 seconds apart, either way: past what an i64 holds.
+        let span = ts(i64::MAX, 0).seconds_since(ts(i64::MIN, 0));
+        assert_eq!(span, 2f64.powi(64));
+        assert_eq!(
+            ts(i64::MIN, 0).seconds_since(ts(i64::MAX, 999_999_999)),
+            -2f64.powi(64)
+        );
+        assert_eq!(
+            ts(i64::MAX, 999_999_999).seconds_since(ts(i64::MAX, 0)),
+            0.999_999_999
+        );
+        assert_eq!(ts(i64::MIN, 0).seconds_since(ts(i64::MIN, 0)), 0.0);
     }
 }

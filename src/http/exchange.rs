@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use super::handshake::{self, MAX_HEAD_LEN};
+use super::headbuf::{HeadBuf, take_head};
 use super::rules::check_handshake;
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
@@ -187,8 +188,8 @@ pub(crate) struct PendingRequest {
 pub(crate) struct HttpState {
     pub(crate) client: HttpSide,
     pub(crate) server: HttpSide,
-    pub(crate) request_head: Vec<u8>,
-    pub(crate) response_head: Vec<u8>,
+    pub(crate) request_head: HeadBuf,
+    pub(crate) response_head: HeadBuf,
     pub(crate) pending: VecDeque<PendingRequest>,
     /// Client bytes sent after an upgrade request, before its response decides what they are.
     pub(crate) early_client_bytes: Vec<u8>,
@@ -249,27 +250,6 @@ pub(crate) enum HttpOutcome {
         upgrade: Box<Upgrade>,
         server_rest: Vec<u8>,
     },
-}
-
-/// Appends to a head buffer and parses it. On completion returns the parsed value and how many
-/// of `input`'s bytes the head used.
-pub(crate) fn take_head<T>(
-    buf: &mut Vec<u8>,
-    input: &[u8],
-    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, handshake::HeadError>,
-) -> Result<Option<(T, usize)>, GiveUp> {
-    let before = buf.len();
-    let room = MAX_HEAD_LEN + 1 - before;
-    buf.extend_from_slice(&input[..input.len().min(room)]);
-    match parse(buf) {
-        Ok(Some((value, head_len))) => {
-            buf.clear();
-            Ok(Some((value, head_len - before)))
-        }
-        Ok(None) if buf.len() <= MAX_HEAD_LEN => Ok(None),
-        Ok(None) => Err(GiveUp::HeadTooLarge),
-        Err(_) => Err(GiveUp::MalformedHead),
-    }
 }
 
 /// Skips body bytes; Err when the body's framing is broken.
@@ -468,7 +448,7 @@ impl HttpState {
                         // Read on to the head's end: an upgrade may come after the padding.
                         let tail = HeadTail::after(&self.request_head);
                         input = &input[self.request_head.len() - held..];
-                        self.request_head = Vec::new();
+                        self.request_head = HeadBuf::default();
                         self.client = HttpSide::HeadTail(tail);
                         continue;
                     }

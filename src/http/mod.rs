@@ -4,4 +4,5 @@
 pub mod exchange;
 pub mod handshake;
 mod head;
+mod headbuf;
 pub mod rules;

@@ -1,4 +1,4 @@
-use super::defrag::Defragmenter;
+use super::defrag::{DefragLimits, Defragmenter, Refused};
 use super::link::LinkType;
 use super::segment::*;
 use crate::event::Timestamp;
@@ -163,4 +163,261 @@ fn cut_packets_say_what_was_cut() {
             "{link:?}"
         );
     }
+}
+
+/// IPv4 fragments of `ip` (a whole IPv4 packet with a 20-byte header): `(offset, len)` pieces
+/// of its payload, each with the header copied, its length, offset and flags set.
+fn ipv4_fragments(ip: &[u8], id: u16, pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    let payload = &ip[20..];
+    pieces
+        .iter()
+        .map(|&(offset, len)| {
+            let mut p = ip[..20].to_vec();
+            p[2..4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            let more = offset + len < payload.len();
+            let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+            p[6..8].copy_from_slice(&field.to_be_bytes());
+            p.extend_from_slice(&payload[offset..offset + len]);
+            p
+        })
+        .collect()
+}
+
+/// A fragment of `len` bytes at `offset` of datagram `id` from 10.0.0.1, alone: the rest of
+/// its datagram never comes.
+fn lone_fragment(id: u16, offset: usize, len: usize, more: bool) -> Vec<u8> {
+    let mut p = ipv4_tcp(&[]);
+    p.truncate(20);
+    p[2..4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+    p[6..8].copy_from_slice(&field.to_be_bytes());
+    p.resize(20 + len, 0xab);
+    p
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp { secs, nanos: 0 }
+}
+
+/// Out of order, overlapping, duplicated: the datagram comes back as it was sent.
+#[test]
+fn ipv4_fragments_reassemble_in_any_order() {
+    let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    let ip = ipv4_tcp(&payload);
+    let tcp_len = ip.len() - 20;
+    let frags = ipv4_fragments(
+        &ip,
+        9,
+        &[
+            (512, tcp_len - 512),
+            (0, 256),
+            (256, 256),
+            (128, 384),
+            (0, 256),
+        ],
+    );
+    let mut defrag = Defragmenter::default();
+    for f in &frags[..2] {
+        assert!(defrag.add(LinkType::Raw, f, at(1)).is_none());
+    }
+    let datagram = defrag
+        .add(LinkType::Raw, &frags[2], at(1))
+        .expect("complete");
+    let seg = datagram.segment().expect("a TCP segment");
+    assert_eq!(seg.payload, &payload[..]);
+    assert_eq!(seg.seq, 1000);
+    defrag.recycle(datagram);
+    assert_eq!(defrag.held_bytes(), 0, "a completed datagram holds nothing");
+}
+
+/// One 8-byte fragment at offset 65,520 costs what it brought, not the 64 KiB its offset
+/// claims.
+#[test]
+fn a_fragment_at_a_high_offset_holds_its_bytes_only() {
+    let mut defrag = Defragmenter::default();
+    assert!(
+        defrag
+            .add(LinkType::Raw, &lone_fragment(1, 65_520, 8, false), at(1))
+            .is_none()
+    );
+    let held = defrag.held_bytes();
+    assert!(held > 8 && held < 1024, "held {held}");
+    // 65,528 + 8 is past what an IP datagram can hold: refused, nothing more held.
+    assert!(
+        defrag
+            .add(LinkType::Raw, &lone_fragment(2, 65_528, 16, false), at(1))
+            .is_none()
+    );
+    assert_eq!(defrag.held_bytes(), held);
+}
+
+/// Past the bound the oldest datagrams go, counted; the newest still completes.
+#[test]
+fn the_bound_drops_the_oldest_datagrams() {
+    let bound = 64 * 1024;
+    let mut defrag = Defragmenter::new(DefragLimits { max_bytes: bound });
+    let ip = ipv4_tcp(&[7u8; 600]);
+    let tcp_len = ip.len() - 20;
+    let first = |id| ipv4_fragments(&ip, id, &[(0, 304)]).remove(0);
+    let last = |id| ipv4_fragments(&ip, id, &[(304, tcp_len - 304)]).remove(0);
+    let n = 1000u16;
+    for id in 0..n {
+        assert!(defrag.add(LinkType::Raw, &first(id), at(1)).is_none());
+        assert!(defrag.held_bytes() <= bound, "held {}", defrag.held_bytes());
+    }
+    let dropped = defrag.stats().dropped;
+    assert!(dropped > 0 && dropped < u64::from(n), "dropped {dropped}");
+    // The oldest went: its last piece starts a datagram of its own.
+    assert!(defrag.add(LinkType::Raw, &last(0), at(1)).is_none());
+    let newest = defrag.add(LinkType::Raw, &last(n - 1), at(1));
+    assert_eq!(
+        newest
+            .expect("the newest completes")
+            .segment()
+            .unwrap()
+            .payload,
+        &[7u8; 600][..]
+    );
+}
+
+/// 30 s after its first fragment a datagram is given up, whatever came since; its bytes are
+/// freed.
+#[test]
+fn incomplete_datagrams_expire_from_their_first_fragment() {
+    let ip = ipv4_tcp(&[1u8; 600]);
+    let frags = ipv4_fragments(&ip, 5, &[(0, 200), (200, 200), (400, ip.len() - 420)]);
+    let mut defrag = Defragmenter::default();
+    assert!(defrag.add(LinkType::Raw, &frags[0], at(100)).is_none());
+    assert!(defrag.add(LinkType::Raw, &frags[1], at(125)).is_none());
+    defrag.expire(at(129));
+    assert_eq!(defrag.stats().expired, 0);
+    defrag.expire(at(130));
+    assert_eq!(defrag.stats().expired, 1);
+    assert_eq!(defrag.held_bytes(), 0);
+    assert!(defrag.add(LinkType::Raw, &frags[2], at(130)).is_none());
+    // Extreme clocks neither panic nor keep anything forever.
+    defrag.expire(at(i64::MIN));
+    defrag.expire(at(i64::MAX));
+    assert_eq!(defrag.held_bytes(), 0);
+}
+
+/// Fragments of other protocols are not held: only TCP is reassembled.
+#[test]
+fn fragments_of_other_protocols_are_not_held() {
+    let mut udp = lone_fragment(3, 0, 64, true);
+    udp[9] = 17;
+    let mut defrag = Defragmenter::default();
+    assert!(matches!(
+        defrag.add_checked(LinkType::Raw, &udp, at(1)),
+        Err(Refused::NotTcp { first: true })
+    ));
+    assert_eq!(defrag.held_bytes(), 0);
+}
+
+/// Any cut of a datagram into pieces (multiples of 8 bytes, some overlapping, some sent
+/// twice), in any order: it completes exactly when its last missing byte comes, as sent.
+#[test]
+fn any_order_and_overlap_of_pieces_reassembles_exactly() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for round in 0..300 {
+        let payload: Vec<u8> = (0..next(3000) + 1)
+            .map(|i| (i * 31 + round) as u8)
+            .collect();
+        let ip = ipv4_tcp(&payload);
+        let len = ip.len() - 20;
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        while pos < len {
+            let end = (pos + 8 * (next(40) + 1)).min(len);
+            pieces.push((pos, end - pos));
+            // Now and then a piece from inside this one to inside the next.
+            if end < len && next(4) == 0 {
+                let start = pos + 8 * next((end - pos) / 8);
+                let over_end = (end + 8 * (next(4) + 1)).min(len);
+                pieces.push((start, over_end - start));
+            }
+            pos = end;
+        }
+        if next(3) == 0 {
+            let again = pieces[next(pieces.len())];
+            pieces.push(again);
+        }
+        for i in (1..pieces.len()).rev() {
+            pieces.swap(i, next(i + 1));
+        }
+        let frags = ipv4_fragments(&ip, round as u16, &pieces);
+        // The piece after which every byte has come.
+        let mut covered = vec![false; len];
+        let completing = pieces
+            .iter()
+            .position(|&(o, l)| {
+                covered[o..o + l].iter_mut().for_each(|c| *c = true);
+                covered.iter().all(|&c| c)
+            })
+            .expect("the pieces cover the datagram");
+        let mut defrag = Defragmenter::default();
+        for (i, f) in frags.iter().enumerate().take(completing + 1) {
+            let got = defrag.add(LinkType::Raw, f, at(1));
+            if i < completing {
+                assert!(
+                    got.is_none(),
+                    "round {round}: complete before piece {completing}"
+                );
+                continue;
+            }
+            let datagram = got.unwrap_or_else(|| panic!("round {round}: {pieces:?} incomplete"));
+            assert_eq!(
+                datagram.segment().expect("TCP").payload,
+                &payload[..],
+                "round {round}"
+            );
+        }
+        assert_eq!(defrag.held_bytes(), 0);
+    }
+}
+
+/// A datagram cut into more pieces than any MTU makes (2,048) is dropped, counted, freed;
+/// a contradicting end is refused without losing the datagram.
+#[test]
+fn too_many_pieces_or_a_contradiction_are_refused() {
+    let mut defrag = Defragmenter::default();
+    for i in 0..2048 {
+        // Every other 8-byte slot: never complete.
+        let f = lone_fragment(4, 16 * i, 8, true);
+        assert!(matches!(
+            defrag.add_checked(LinkType::Raw, &f, at(1)),
+            Ok(None)
+        ));
+    }
+    let one_more = lone_fragment(4, 16 * 2048, 8, true);
+    assert!(matches!(
+        defrag.add_checked(LinkType::Raw, &one_more, at(1)),
+        Err(Refused::Malformed)
+    ));
+    assert_eq!(defrag.stats().dropped, 1);
+    assert_eq!(defrag.held_bytes(), 0);
+
+    let ip = ipv4_tcp(&[3u8; 100]);
+    let len = ip.len() - 20;
+    let [first, last] = [
+        ipv4_fragments(&ip, 5, &[(0, 64)]).remove(0),
+        ipv4_fragments(&ip, 5, &[(64, len - 64)]).remove(0),
+    ];
+    assert!(defrag.add(LinkType::Raw, &last, at(1)).is_none());
+    // A second "last" piece ending elsewhere contradicts the first.
+    let liar = lone_fragment(5, 64, 8, false);
+    assert!(matches!(
+        defrag.add_checked(LinkType::Raw, &liar, at(1)),
+        Err(Refused::Malformed)
+    ));
+    let datagram = defrag.add(LinkType::Raw, &first, at(1)).expect("complete");
+    assert_eq!(datagram.segment().unwrap().payload, &[3u8; 100][..]);
 }

@@ -28,7 +28,7 @@ use crate::analyzer::{
 };
 use crate::capture::Source;
 use crate::event::{EventSink, Timestamp, TsPrecision};
-use crate::net::defrag::Defragmenter;
+use crate::net::defrag::{Defragmenter, Refused};
 use crate::net::segment::{self, Cut, Skip, TcpFlags, TcpSegment};
 use crate::net::tcp::FlowKey;
 use crate::{RunControl, RunEnd, RunError, Turn, read_loop};
@@ -346,7 +346,7 @@ fn run_to(
     let mut reader_taken = 0u64;
     let mut next_worker = 0usize;
     let mut last_sweep = i64::MIN;
-    let mut defrag = Defragmenter::default();
+    let mut defrag = Defragmenter::new(options.defrag);
     let mut control = control;
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
@@ -572,12 +572,17 @@ fn run_to(
                 }
                 Err(Skip::Fragment) => {
                     stats.fragments += 1;
-                    if let Some(datagram) = defrag.add(link, data, ts) {
-                        match datagram.segment() {
-                            Some(seg) => route(&seg, &mut pool, &mut own_sink),
-                            None => stats.skipped_not_tcp += 1,
+                    match defrag.add_checked(link, data, ts) {
+                        Ok(Some(datagram)) => {
+                            match datagram.segment() {
+                                Some(seg) => route(&seg, &mut pool, &mut own_sink),
+                                None => stats.skipped_not_tcp += 1,
+                            }
+                            defrag.recycle(datagram);
                         }
-                        defrag.recycle(datagram);
+                        Ok(None) | Err(Refused::NotTcp { first: false }) => {}
+                        Err(Refused::NotTcp { first: true }) => stats.skipped_not_tcp += 1,
+                        Err(Refused::Malformed) => stats.skipped_malformed += 1,
                     }
                 }
             }
@@ -644,6 +649,7 @@ fn run_to(
         (end, worker_stats, write_error)
     });
     let saved = source.flush_savefile();
+    stats.defrag = defrag.stats();
     for w in &worker_stats {
         stats += w;
     }

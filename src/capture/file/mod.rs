@@ -14,11 +14,12 @@
 
 use std::fs::File;
 
-use pcap::{BpfProgram, Capture, Linktype, Savefile};
+use pcap::{BpfProgram, Capture, Linktype};
 use pcap_parser::nom;
 use pcap_parser::{PcapError, parse_pcap_header};
 
 use super::CaptureError;
+use super::save::SaveFile;
 use crate::event::Timestamp;
 use crate::net::link::{LinkType, UnsupportedLinkType};
 
@@ -120,17 +121,8 @@ pub struct FileReader {
     serial: u32,
     secrets: Vec<u8>,
     stats: FileStats,
-    save: Option<Save>,
-}
-
-/// The `-w` file: pcap, of one link type.
-struct Save {
-    file: Savefile,
-    linktype: i32,
-    name: String,
-    /// Bytes handed to libpcap, its file header included: libpcap keeps quiet about a write
-    /// that fails (a full disk), so the file's size is checked against this.
-    written: u64,
+    /// The `-w` file: pcap, of the link type of the first interface.
+    save: Option<SaveFile>,
 }
 
 /// libpcap's name for a link type ("EN10MB", "USB_LINUX"), for messages.
@@ -142,6 +134,15 @@ pub fn linktype_name(linktype: i32) -> String {
 
 /// The DLT libpcap's filter compiler knows a file's LINKTYPE_ value by: they are the same but
 /// for raw IP, whose DLT differs by platform.
+/// The LINKTYPE_ value a file states for a libpcap DLT: DLT_RAW is 12 or 14 by platform,
+/// LINKTYPE_RAW 101 everywhere; the others wsnoop reads are the same.
+pub(super) fn linktype_of_dlt(dlt: i32) -> i32 {
+    match dlt {
+        12 | 14 => 101,
+        other => other,
+    }
+}
+
 pub(super) fn dlt_of(linktype: i32) -> i32 {
     match linktype {
         101 => 12,
@@ -284,36 +285,16 @@ impl FileReader {
         self.stats
     }
 
-    /// Writes every packet the filter matches to `file` (`-w`), whose link type is `linktype`.
-    pub fn save_to(&mut self, file: Savefile, linktype: i32, name: String) {
-        self.save = Some(Save {
-            file,
-            linktype,
-            name,
-            written: 24,
-        });
+    /// Writes every packet the filter matches to `file` (`-w`).
+    pub(super) fn save_to(&mut self, file: SaveFile) {
+        self.save = Some(file);
     }
 
     pub fn flush_savefile(&mut self) -> Result<(), CaptureError> {
-        let Some(save) = &mut self.save else {
-            return Ok(());
-        };
-        let error = |message: String| CaptureError::Savefile {
-            path: save.name.clone(),
-            message,
-        };
-        save.file.flush().map_err(|e| error(e.to_string()))?;
-        if let Ok(meta) = std::fs::metadata(&save.name)
-            && meta.is_file()
-            && meta.len() < save.written
-        {
-            return Err(error(format!(
-                "{} of {} bytes written (is the disk full?)",
-                meta.len(),
-                save.written
-            )));
+        match &mut self.save {
+            Some(save) => save.flush(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The TLS key log bytes of the Decryption Secrets Blocks read since the last call, in
@@ -417,7 +398,7 @@ impl FileReader {
         if let Some(save) = &mut self.save {
             if save.linktype != r.linktype {
                 return Err(CaptureError::Savefile {
-                    path: save.name.clone(),
+                    path: save.name().to_string(),
                     message: format!(
                         "a packet of link type {} cannot go into this pcap file of link type {} \
                          (the capture's first interface): pcap holds one link type",
@@ -426,16 +407,7 @@ impl FileReader {
                     ),
                 });
             }
-            let header = pcap::PacketHeader {
-                ts: libc::timeval {
-                    tv_sec: r.ts.secs as libc::time_t,
-                    tv_usec: libc::suseconds_t::from(r.ts.nanos as i32),
-                },
-                caplen: data.len() as u32,
-                len: r.wire_len,
-            };
-            save.file.write(&pcap::Packet::new(&header, data));
-            save.written += 16 + data.len() as u64;
+            save.write(r.ts, data, r.wire_len)?;
         }
         if let (Some(seen), Some(link)) = (&mut self.seen, iface.link)
             && seen.is_copy(iface.serial, r.ts, network_layer(link, data))
