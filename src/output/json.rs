@@ -240,9 +240,7 @@ fn envelope(
     w.write_all(b"{\"type\":\"")?;
     w.write_all(kind.as_bytes())?;
     w.write_all(b"\",\"ts\":")?;
-    num(w, ts.secs)?;
-    w.write_all(b".")?;
-    precision.write_fraction(w, ts)?;
+    ts_value(w, ts, precision)?;
     w.write_all(b",\"flow\":")?;
     num(w, flow.id)?;
     w.write_all(b",\"client\":")?;
@@ -491,8 +489,23 @@ fn anomaly(w: &mut impl Write, p: Env<'_>, e: &AnomalyEvent<'_>) -> io::Result<(
     w.write_all(b"}\n")
 }
 
+/// A timestamp as seconds with the capture's digits. Before the epoch the fraction counts
+/// back from the whole second: `secs` -5 and 250 ms is -4.75 s, written `-4.750000`.
 fn ts_value(w: &mut impl Write, ts: Timestamp, p: TsPrecision) -> io::Result<()> {
-    write!(w, "{}.", ts.secs)?;
+    if ts.secs < 0 && ts.nanos > 0 {
+        w.write_all(b"-")?;
+        num(w, (ts.secs + 1).unsigned_abs())?;
+        w.write_all(b".")?;
+        return p.write_fraction(
+            w,
+            Timestamp {
+                secs: 0,
+                nanos: 1_000_000_000 - ts.nanos,
+            },
+        );
+    }
+    num(w, ts.secs)?;
+    w.write_all(b".")?;
     p.write_fraction(w, ts)
 }
 
@@ -648,6 +661,24 @@ mod tests {
             string(&mut ours, &s).unwrap();
             assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn timestamps_before_the_epoch_count_back() {
+        let text = |secs, nanos, p| {
+            let mut out = Vec::new();
+            ts_value(&mut out, Timestamp { secs, nanos }, p).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        // Each value read back as a number is the timestamp: secs + nanos / 1e9.
+        assert_eq!(text(-5, 250_000_000, TsPrecision::Micro), "-4.750000");
+        assert_eq!(text(-1, 999_999_999, TsPrecision::Nano), "-0.000000001");
+        assert_eq!(text(-5, 0, TsPrecision::Micro), "-5.000000");
+        assert_eq!(text(3, 5_000, TsPrecision::Micro), "3.000005");
+        assert_eq!(
+            text(i64::MIN, 1, TsPrecision::Nano),
+            "-9223372036854775807.999999999"
+        );
     }
 
     #[test]
