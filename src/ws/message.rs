@@ -107,6 +107,7 @@ impl Visitor<'_, '_, '_> {
 
     /// Bytes from the recovering decoder: known ones as usual, unknown ones (zeros) counted
     /// and kept as U+FFFD in text. Once a byte is unknown, UTF-8 can no longer be judged.
+    #[inline]
     fn recovered_bytes(
         message: &mut Message,
         kept: &mut Vec<u8>,

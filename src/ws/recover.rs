@@ -236,8 +236,9 @@ pub struct Recover {
     known: Box<[u8]>,
     /// Where the next output byte goes in `window`.
     pos: usize,
-    /// Window bytes not known (all of them at first: the history was not seen).
-    unknown: usize,
+    /// How many of the last bytes handed on were all known: once it reaches the window's
+    /// size, every window byte is known (at first none is: the history was not seen).
+    known_streak: usize,
     pending: Vec<u8>,
     /// Bits of `pending[0]` already consumed.
     bit: usize,
@@ -277,12 +278,6 @@ fn same_run(flags: &[u8], flag: u8) -> usize {
         .unwrap_or(words.remainder().len())
 }
 
-/// Known bytes among `flags` (each 0 or 1).
-#[inline]
-fn count_known(flags: &[u8]) -> usize {
-    flags.iter().map(|&f| usize::from(f)).sum()
-}
-
 impl Recover {
     /// A decoder for a sender whose LZ77 window is 2^`window_bits` (9 to 15).
     pub fn new(window_bits: u8) -> Recover {
@@ -301,7 +296,7 @@ impl Recover {
             window: vec![0; size].into_boxed_slice(),
             known: vec![0; size].into_boxed_slice(),
             pos: 0,
-            unknown: size,
+            known_streak: 0,
             pending: Vec::with_capacity(CHUNK + 512),
             bit: 0,
             block: Block::Header,
@@ -313,11 +308,6 @@ impl Recover {
             run_len: 0,
             unknown_out: 0,
         }
-    }
-
-    /// Window bytes not known yet.
-    pub fn unknown_in_window(&self) -> usize {
-        self.unknown
     }
 
     /// Unknown bytes output since the last call.
@@ -333,7 +323,11 @@ impl Recover {
     /// At a byte-aligned block boundary with nothing pending, and every window byte known: an
     /// exact inflater seeded with [`Recover::into_dictionary`] would decode on from here.
     pub fn ready_for_exact(&self) -> bool {
-        self.unknown == 0 && self.block == Block::Header && self.bit == 0 && self.pending.is_empty()
+        self.known_streak >= self.window.len()
+            && self.run_len == 0
+            && self.block == Block::Header
+            && self.bit == 0
+            && self.pending.is_empty()
     }
 
     /// The window, oldest byte first, to seed the exact inflater.
@@ -374,8 +368,6 @@ impl Recover {
         let pos = self.pos;
         if let (Some(slot), Some(k)) = (self.window.get_mut(pos), self.known.get_mut(pos)) {
             *slot = byte;
-            // A byte becoming known was counted unknown: no underflow.
-            self.unknown -= usize::from(*k == 0);
             *k = 1;
         }
         self.advance(1, on_output)
@@ -401,31 +393,22 @@ impl Recover {
                 .min(size - from)
                 .min(RUN - self.run_len);
             let (to, src) = (self.pos..self.pos + n, from..from + n);
-            let (before, after);
             if n <= SHORT_COPY {
                 // Most references are a few bytes: a loop beats two calls to memmove.
-                let (mut b, mut a) = (0, 0);
-                for (t, f) in to.clone().zip(src) {
+                for (t, f) in to.zip(src) {
                     let (Some(&byte), Some(&k)) = (self.window.get(f), self.known.get(f)) else {
                         break;
                     };
                     if let (Some(slot), Some(kt)) = (self.window.get_mut(t), self.known.get_mut(t))
                     {
-                        b += usize::from(*kt);
-                        a += usize::from(k);
                         *slot = byte;
                         *kt = k;
                     }
                 }
-                (before, after) = (b, a);
             } else {
-                before = self.known.get(to.clone()).map_or(0, count_known);
                 self.window.copy_within(src.clone(), to.start);
                 self.known.copy_within(src, to.start);
-                after = self.known.get(to).map_or(0, count_known);
             }
-            // Bytes that were counted unknown are in the window: no underflow.
-            self.unknown = self.unknown + before - after;
             go_on &= self.advance(n, on_output);
             len -= n;
         }
@@ -464,8 +447,11 @@ impl Recover {
         while at < flags.len() {
             let known = flags[at] != 0;
             let len = same_run(&flags[at..], flags[at]);
-            if !known {
+            if known {
+                self.known_streak = self.known_streak.saturating_add(len);
+            } else {
                 self.unknown_out += len as u64;
+                self.known_streak = 0;
             }
             if !on_output(&bytes[at..at + len], known) {
                 return false;
