@@ -224,10 +224,13 @@ pub fn run(
 ) -> Result<RunEnd, RunError> {
     let live = source.is_live();
     let mut unflushed = false;
+    let mut packets_read = 0u64;
     let read = read_loop(source, &mut control, &mut |turn| {
         match turn {
             Turn::Check => return Ok(analyzer.is_done().then_some(RunEnd::FrameLimit)),
             Turn::Packet(packet) => {
+                packets_read += 1;
+                sink.at_packet(Some(packets_read));
                 analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
                 // Live, each event is written as it happens: a flush of an empty buffer costs
                 // no system call.
@@ -253,6 +256,7 @@ pub fn run(
         Ok(end) => end,
         Err(RunError::Capture(e)) => {
             // A damaged file still yields everything before the damage.
+            sink.at_packet(None);
             analyzer.finish(&mut *sink);
             let _ = sink.flush();
             return Err(e.into());
@@ -261,6 +265,7 @@ pub fn run(
     };
     // After -c, nothing more is printed; after the reader left, nothing can be.
     if !matches!(end, RunEnd::OutputClosed | RunEnd::FrameLimit) {
+        sink.at_packet(None);
         analyzer.finish(&mut *sink);
     }
     let flushed = if end == RunEnd::OutputClosed {

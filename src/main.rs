@@ -545,7 +545,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let format = match format {
             _ if cli.quiet => Format::Quiet,
             OutputFormat::Json => Format::Json(source.precision()),
-            OutputFormat::Eve => Format::Eve,
+            OutputFormat::Eve => Format::Eve {
+                pcap_cnt: !source.is_live(),
+            },
             OutputFormat::Text => Format::Text {
                 precision: source.precision(),
                 color,
@@ -559,7 +561,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let mut sink: Box<dyn OutputSink> = match format {
             _ if cli.quiet => Box::new(Quiet),
             OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),
-            OutputFormat::Eve => Box::new(EveWriter::new(writer)),
+            OutputFormat::Eve => Box::new(EveWriter::new(writer, !source.is_live())),
             OutputFormat::Text => {
                 let text = TextWriter::new(writer, source.precision(), color);
                 Box::new(if cli.summary {

@@ -180,9 +180,12 @@ fn wss_fixtures_fit_the_schema_too() {
     }
 }
 
-/// tshark's frames of one capture: per direction (by source port), each frame's fin, opcode
-/// and masking key.
-fn tshark_frames(capture: &Path) -> BTreeMap<u16, Vec<(bool, u8, Option<u32>)>> {
+/// A frame as both tools see it: fin, opcode, masking key, and the number of the packet that
+/// completed it.
+type FrameFields = (bool, u8, Option<u32>, u64);
+
+/// tshark's frames of one capture: per direction (by source port), each frame's fields.
+fn tshark_frames(capture: &Path) -> BTreeMap<u16, Vec<FrameFields>> {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
         .arg(capture)
@@ -195,6 +198,8 @@ fn tshark_frames(capture: &Path) -> BTreeMap<u16, Vec<(bool, u8, Option<u32>)>> 
             "occurrence=a",
             "-E",
             "aggregator=|",
+            "-e",
+            "frame.number",
             "-e",
             "tcp.srcport",
             "-e",
@@ -215,7 +220,9 @@ fn tshark_frames(capture: &Path) -> BTreeMap<u16, Vec<(bool, u8, Option<u32>)>> 
     );
     let mut frames: BTreeMap<u16, Vec<_>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let cols: Vec<&str> = line.split('\t').collect();
+        let (number, cols) = line.split_once('\t').expect("columns");
+        let number: u64 = number.parse().expect("frame number");
+        let cols: Vec<&str> = cols.split('\t').collect();
         let port: u16 = cols[0].parse().expect("port");
         let fins: Vec<&str> = cols[1].split('|').collect();
         let ops: Vec<&str> = cols[2].split('|').collect();
@@ -232,7 +239,7 @@ fn tshark_frames(capture: &Path) -> BTreeMap<u16, Vec<(bool, u8, Option<u32>)>> 
             } else {
                 None
             };
-            frames.entry(port).or_default().push((fin, op, key));
+            frames.entry(port).or_default().push((fin, op, key, number));
         }
     }
     frames
@@ -254,7 +261,7 @@ fn opcode_value(name: &str) -> u8 {
 }
 
 #[test]
-fn one_websocket_event_per_frame_with_the_frames_fields() {
+fn one_websocket_event_per_frame_with_the_frames_fields_and_packet() {
     let dir = common::fixtures_dir();
     for name in [
         "python-basic",
@@ -265,7 +272,7 @@ fn one_websocket_event_per_frame_with_the_frames_fields() {
     ] {
         let capture = dir.join(format!("{name}.pcap"));
         let eve = wsnoop(&capture, &["--format", "eve"]);
-        let mut ours: BTreeMap<u16, Vec<(bool, u8, Option<u32>)>> = BTreeMap::new();
+        let mut ours: BTreeMap<u16, Vec<FrameFields>> = BTreeMap::new();
         for line in eve.lines() {
             let v: Value = serde_json::from_str(line).expect("JSON");
             if v["event_type"] != "websocket" {
@@ -278,6 +285,7 @@ fn one_websocket_event_per_frame_with_the_frames_fields() {
                     ws["fin"].as_bool().expect("fin"),
                     opcode_value(ws["opcode"].as_str().expect("opcode")),
                     ws["mask"].as_u64().map(|m| m as u32),
+                    v["pcap_cnt"].as_u64().expect("pcap_cnt reading a file"),
                 ));
         }
         let theirs = tshark_frames(&capture);

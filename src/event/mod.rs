@@ -375,6 +375,10 @@ impl Event<'_> {
 /// Where events go: an output writer, a test's collector, a counter.
 pub trait EventSink {
     fn event(&mut self, event: &Event<'_>);
+
+    /// The events to come belong to the capture's packet `number` (from 1, in the order
+    /// read), or to none (the end of the capture). Only writers that print it care.
+    fn at_packet(&mut self, _number: Option<u64>) {}
 }
 
 impl<F: FnMut(&Event<'_>)> EventSink for F {

@@ -28,12 +28,17 @@ pub struct EveWriter<W: Write> {
     held: Option<HeldFrame>,
     /// The held frame's own payload, should no message event follow. Reused.
     held_payload: Vec<u8>,
+    /// Write `pcap_cnt` (reading a capture file, as Suricata does).
+    pcap_cnt: bool,
+    /// The packet the events to come belong to.
+    packet: Option<u64>,
 }
 
 /// What a `websocket` event needs of a frame, kept until its message arrives.
 #[derive(Clone, Copy)]
 struct HeldFrame {
     ts: Timestamp,
+    packet: Option<u64>,
     flow: FlowMeta,
     dir: Direction,
     fin: bool,
@@ -42,13 +47,20 @@ struct HeldFrame {
 }
 
 impl<W: Write> EveWriter<W> {
-    pub fn new(w: W) -> Self {
+    /// `pcap_cnt`: say which packet of the capture file each event came with.
+    pub fn new(w: W, pcap_cnt: bool) -> Self {
         EveWriter {
             out: Out::new(w),
             community_ids: CommunityIds::default(),
             held: None,
             held_payload: Vec::new(),
+            pcap_cnt,
+            packet: None,
         }
+    }
+
+    fn packet(&self) -> Option<u64> {
+        self.packet.filter(|_| self.pcap_cnt)
     }
 
     pub fn get_mut(&mut self) -> &mut W {
@@ -74,6 +86,7 @@ impl<W: Write> EveWriter<W> {
         let h = e.header;
         let held = HeldFrame {
             ts: e.ts,
+            packet: self.packet(),
             flow: *e.flow,
             dir: e.dir,
             fin: h.fin,
@@ -160,6 +173,8 @@ fn flow_id(community_id: &str, flow: &FlowMeta) -> u64 {
 struct Head<'a> {
     /// Suricata's event_type.
     kind: &'a str,
+    /// The capture file's packet it came with, from 1.
+    pcap_cnt: Option<u64>,
     /// The endpoints in the event's direction.
     from: SocketAddr,
     to: SocketAddr,
@@ -176,6 +191,7 @@ fn envelope(
 ) -> io::Result<()> {
     let Head {
         kind,
+        pcap_cnt,
         from,
         to,
         app_proto,
@@ -183,6 +199,10 @@ fn envelope(
     timestamp(w, ts)?;
     w.write_all(b",\"flow_id\":")?;
     num(w, flow_id(community_id, flow))?;
+    if let Some(n) = pcap_cnt {
+        w.write_all(b",\"pcap_cnt\":")?;
+        num(w, n)?;
+    }
     write!(w, ",\"event_type\":\"{kind}\",\"src_ip\":")?;
     string(w, &from.ip().to_string())?;
     w.write_all(b",\"src_port\":")?;
@@ -209,6 +229,7 @@ fn websocket(w: &mut impl Write, id: &str, f: &HeldFrame, payload: &[u8]) -> io:
     let (from, to) = (f.flow.source(f.dir), f.flow.destination(f.dir));
     let head = Head {
         kind: "websocket",
+        pcap_cnt: f.packet,
         from,
         to,
         app_proto: "websocket",
@@ -242,11 +263,12 @@ fn hostname(host: &str) -> &str {
         .map_or(host, |(name, _)| name)
 }
 
-fn http(w: &mut impl Write, id: &str, e: &HandshakeEvent<'_>) -> io::Result<()> {
+fn http(w: &mut impl Write, id: &str, cnt: Option<u64>, e: &HandshakeEvent<'_>) -> io::Result<()> {
     let (req, resp) = (e.request, e.response);
     let flow = e.flow;
     let head = Head {
         kind: "http",
+        pcap_cnt: cnt,
         from: flow.client,
         to: flow.server,
         app_proto: "http",
@@ -281,7 +303,7 @@ fn state_reason(end: EndReason) -> (&'static str, &'static str) {
     }
 }
 
-fn flow(w: &mut impl Write, id: &str, e: &FlowEvent<'_>) -> io::Result<()> {
+fn flow(w: &mut impl Write, id: &str, cnt: Option<u64>, e: &FlowEvent<'_>) -> io::Result<()> {
     let f = e.flow;
     let app = if e.status == Some(101) || f.midstream {
         "websocket"
@@ -290,6 +312,7 @@ fn flow(w: &mut impl Write, id: &str, e: &FlowEvent<'_>) -> io::Result<()> {
     };
     let head = Head {
         kind: "flow",
+        pcap_cnt: cnt,
         from: f.client,
         to: f.server,
         app_proto: app,
@@ -313,7 +336,7 @@ fn flow(w: &mut impl Write, id: &str, e: &FlowEvent<'_>) -> io::Result<()> {
     )
 }
 
-fn anomaly(w: &mut impl Write, id: &str, e: &AnomalyEvent<'_>) -> io::Result<()> {
+fn anomaly(w: &mut impl Write, id: &str, cnt: Option<u64>, e: &AnomalyEvent<'_>) -> io::Result<()> {
     let f = e.flow;
     let dir = e.dir.unwrap_or(Direction::ClientToServer);
     let name = e.kind.name();
@@ -324,6 +347,7 @@ fn anomaly(w: &mut impl Write, id: &str, e: &AnomalyEvent<'_>) -> io::Result<()>
     };
     let head = Head {
         kind: "anomaly",
+        pcap_cnt: cnt,
         from: f.source(dir),
         to: f.destination(dir),
         app_proto: app,
@@ -347,6 +371,7 @@ impl<W: Write> EventSink for EveWriter<W> {
             return;
         };
         let id = self.community_ids.get(flow_meta);
+        let cnt = self.packet();
         let result = match event {
             Event::Frame(e) => self.frame(e),
             Event::Message(e) => {
@@ -354,12 +379,16 @@ impl<W: Write> EventSink for EveWriter<W> {
                 self.release();
                 r
             }
-            Event::Handshake(e) => http(&mut self.out.w, id.as_str(), e),
-            Event::Anomaly(e) => anomaly(&mut self.out.w, id.as_str(), e),
-            Event::Flow(e) => flow(&mut self.out.w, id.as_str(), e),
+            Event::Handshake(e) => http(&mut self.out.w, id.as_str(), cnt, e),
+            Event::Anomaly(e) => anomaly(&mut self.out.w, id.as_str(), cnt, e),
+            Event::Flow(e) => flow(&mut self.out.w, id.as_str(), cnt, e),
             Event::Close(_) | Event::Connection(_) => Ok(()),
         };
         self.out.record(result);
+    }
+
+    fn at_packet(&mut self, number: Option<u64>) {
+        self.packet = number;
     }
 }
 

@@ -23,7 +23,7 @@ impl WorkerSink {
     fn new(format: Format) -> Self {
         match format {
             Format::Json(p) => WorkerSink::Json(JsonWriter::new(Vec::new(), p)),
-            Format::Eve => WorkerSink::Eve(EveWriter::new(Vec::new())),
+            Format::Eve { pcap_cnt } => WorkerSink::Eve(EveWriter::new(Vec::new(), pcap_cnt)),
             Format::Text {
                 precision, color, ..
             } => WorkerSink::Text(TextWriter::new(Vec::new(), precision, color)),
@@ -60,6 +60,12 @@ impl EventSink for WorkerSink {
             WorkerSink::Eve(w) => w.event(event),
             WorkerSink::Text(w) => w.event(event),
             WorkerSink::Quiet => {}
+        }
+    }
+
+    fn at_packet(&mut self, number: Option<u64>) {
+        if let WorkerSink::Eve(w) = self {
+            w.at_packet(number);
         }
     }
 }
@@ -131,6 +137,10 @@ impl EventSink for Marked<'_> {
         if next != self.current {
             self.close_mark();
             self.current = next;
+            // Marks number packets from 0; one thread counts them from 1.
+            let packet = (next >> 64) as u64;
+            self.sink
+                .at_packet((packet != FINISH_PACKET).then(|| packet + 1));
         }
         if let Some(events) = &mut self.events {
             events.push((next, OwnedEvent::of(event, &mut self.arena)));

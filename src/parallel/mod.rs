@@ -77,8 +77,11 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 #[derive(Clone, Copy, Debug)]
 pub enum Format {
     Json(TsPrecision),
-    /// Suricata's EVE JSON (`--format eve`).
-    Eve,
+    /// Suricata's EVE JSON (`--format eve`); `pcap_cnt`: with each event's packet number (a
+    /// capture file's).
+    Eve {
+        pcap_cnt: bool,
+    },
     Text {
         precision: TsPrecision,
         color: bool,
@@ -225,7 +228,9 @@ enum Owner {
 fn reader_share(format: Format, threads: usize) -> f64 {
     let read_cost = match format {
         Format::Quiet => READ_COST_QUIET,
-        Format::Json(_) | Format::Eve | Format::Text { .. } | Format::Events => READ_COST_PRINTING,
+        Format::Json(_) | Format::Eve { .. } | Format::Text { .. } | Format::Events => {
+            READ_COST_PRINTING
+        }
     };
     let workers = threads.max(2) as f64 - 1.0;
     ((1.0 - workers * read_cost) / (workers + 1.0)).max(0.0)
