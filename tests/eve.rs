@@ -147,7 +147,10 @@ fn every_eve_line_of_every_fixture_fits_suricatas_schema() {
     for line in all.lines() {
         let v: Value = serde_json::from_str(line).expect("JSON");
         let mut stack = vec![&v];
-        while let Some(Value::Object(map)) = stack.pop() {
+        while let Some(value) = stack.pop() {
+            let Value::Object(map) = value else {
+                continue;
+            };
             for (key, value) in map {
                 assert!(
                     siem.contains(&format!("\"{key}\"")),
@@ -406,4 +409,85 @@ fn sighup_opens_the_output_file_again() {
             .all(|l| serde_json::from_str::<Value>(l).is_ok()),
         "every line whole"
     );
+}
+
+/// Each connection's packets and captured bytes each way, from tshark, counting the packets up
+/// to and including `last` (the one the flow record came with).
+fn tshark_traffic(capture: &Path, last: u64) -> BTreeMap<(u16, u16), (u64, u64)> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(capture)
+        .args([
+            "-Y",
+            &format!("tcp && frame.number <= {last}"),
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "frame.cap_len",
+        ])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sums: BTreeMap<(u16, u16), (u64, u64)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let cols: Vec<u64> = line
+            .split('\t')
+            .map(|c| c.parse().expect("number"))
+            .collect();
+        let e = sums.entry((cols[0] as u16, cols[1] as u16)).or_default();
+        e.0 += 1;
+        e.1 += cols[2];
+    }
+    sums
+}
+
+#[test]
+fn flow_records_count_packets_and_bytes_as_tshark_does() {
+    let dir = common::fixtures_dir();
+    let mut checked = 0;
+    for name in [
+        "python-basic",
+        "node-ws",
+        "chromium-deflate",
+        "concurrent",
+        "ipv6",
+    ] {
+        let capture = dir.join(format!("{name}.pcap"));
+        for line in wsnoop(&capture, &["--format", "eve"]).lines() {
+            let v: Value = serde_json::from_str(line).expect("JSON");
+            if v["event_type"] != "flow" {
+                continue;
+            }
+            // A record at the end of the capture counts every packet.
+            let last = v["pcap_cnt"].as_u64().unwrap_or(u64::MAX >> 12);
+            let theirs = tshark_traffic(&capture, last);
+            let (client, server) = (
+                v["src_port"].as_u64().expect("port") as u16,
+                v["dest_port"].as_u64().expect("port") as u16,
+            );
+            let f = &v["flow"];
+            let to_server = theirs.get(&(client, server)).copied().unwrap_or_default();
+            let to_client = theirs.get(&(server, client)).copied().unwrap_or_default();
+            assert_eq!(
+                (f["pkts_toserver"].as_u64(), f["bytes_toserver"].as_u64()),
+                (Some(to_server.0), Some(to_server.1)),
+                "{name}: {line}"
+            );
+            assert_eq!(
+                (f["pkts_toclient"].as_u64(), f["bytes_toclient"].as_u64()),
+                (Some(to_client.0), Some(to_client.1)),
+                "{name}: {line}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} flow records");
 }

@@ -4,8 +4,8 @@
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::context::Context;
 use crate::event::{
-    ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PayloadKind, PerDir,
-    TcpSummary, Timestamp,
+    ConnectionEvent, Direction, EndReason, Event, EventSink, FlowMeta, PacketCounts, PayloadKind,
+    PerDir, TcpSummary, Timestamp,
 };
 use crate::net::segment::TcpSegment;
 use crate::net::tcp::{Chunk, FlowKey, HalfStream};
@@ -32,6 +32,8 @@ pub(super) struct App {
     /// What the snapshot length cut, once it cuts anything: most captures cut nothing, so
     /// the table's entries do not carry it.
     pub(super) cuts: Option<Box<Cuts>>,
+    /// Packets and their captured bytes from side A and from side B.
+    pub(super) sides: [(u64, u64); 2],
     /// The TLS between TCP and the session, when the connection is TLS and there are keys to
     /// try: the session then sees what it decrypts to.
     pub(super) tls: Option<Box<TlsLayer>>,
@@ -370,6 +372,11 @@ in the flow's bytes_cut_{}",
                 let client = usize::from(!self.client_is_a.unwrap_or(true));
                 let cut = self.bytes_cut();
                 ctx.bytes_cut = PerDir::new(cut[client], cut[1 - client]);
+                let (c, s) = (self.sides[client], self.sides[1 - client]);
+                ctx.traffic = PacketCounts {
+                    packets: PerDir::new(c.0, s.0),
+                    bytes: PerDir::new(c.1, s.1),
+                };
                 self.session.end(how, self.first_seen, &mut ctx);
             }
             // Still probing when it ended: no chain of frames was found.

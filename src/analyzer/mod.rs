@@ -132,7 +132,7 @@ impl Analyzer {
                         return;
                     }
                 };
-                match datagram.segment() {
+                match datagram.segment(data) {
                     Some(segment) => {
                         self.stats.tcp_packets += 1;
                         self.segment(ts, &segment, sink);
@@ -155,6 +155,7 @@ impl Analyzer {
                 first_seen: ts,
                 was_websocket: false,
                 cuts: None,
+                sides: [(0, 0); 2],
                 tls: None,
                 session: Session::new(),
             },
@@ -252,6 +253,9 @@ impl Analyzer {
         };
         conn.last_seen = ts;
         conn.note(seg, from_a);
+        let side = &mut conn.app.sides[usize::from(!from_a)];
+        side.0 += 1;
+        side.1 += u64::from(seg.packet_len);
         if let Some(cut) = seg.cut {
             self.stats.truncated_packets += 1;
             self.stats.bytes_cut += u64::from(cut.bytes);

@@ -7,7 +7,9 @@ mod give_up;
 pub use give_up::{GiveUp, GiveUps};
 
 use crate::anomaly::{AnomalyKind, Cause};
-use crate::event::{AnomalyEvent, Direction, Event, EventSink, FlowMeta, PerDir, Timestamp};
+use crate::event::{
+    AnomalyEvent, Direction, Event, EventSink, FlowMeta, PacketCounts, PerDir, Timestamp,
+};
 use crate::wire::tls::TlsInfo;
 
 /// Options that shape events.
@@ -69,6 +71,8 @@ pub struct Context<'a> {
     /// Payload bytes the snapshot length cut off each direction's packets, for the
     /// connection's summary: set when the session ends, zeros before.
     pub bytes_cut: PerDir<u64>,
+    /// The connection's packets each way, for its summary: set when the session ends.
+    pub traffic: PacketCounts,
     /// What the TLS handshake negotiated, when the connection's bytes were decrypted.
     pub tls: Option<&'a TlsInfo>,
 }
@@ -90,6 +94,7 @@ impl<'a> Context<'a> {
             stats,
             cause: Cause::Traffic,
             bytes_cut: PerDir::new(0, 0),
+            traffic: PacketCounts::default(),
             tls: None,
         }
     }
@@ -104,6 +109,7 @@ impl<'a> Context<'a> {
             stats: &mut *self.stats,
             cause: self.cause,
             bytes_cut: self.bytes_cut,
+            traffic: self.traffic,
             tls: self.tls,
         }
     }

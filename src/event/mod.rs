@@ -257,6 +257,14 @@ pub struct AnomalyEvent<'a> {
     pub detail: &'a str,
 }
 
+/// What a connection's packets came to each way, as captured: the counts Suricata's flow
+/// records and tshark's conversations give (link headers included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketCounts {
+    pub packets: PerDir<u64>,
+    pub bytes: PerDir<u64>,
+}
+
 /// One connection's summary, when it ends: every connection that attempted a WebSocket
 /// handshake or was picked up mid-stream.
 #[derive(Debug)]
@@ -276,6 +284,8 @@ pub struct FlowEvent<'a> {
     pub ping_rtt: Option<f64>,
     /// Payload bytes the capture's snapshot length cut off each direction's packets.
     pub bytes_cut: PerDir<u64>,
+    /// The connection's packets until it ended (what lingers after is not counted).
+    pub traffic: PacketCounts,
     pub end: EndReason,
     pub tls: Option<&'a TlsInfo>,
 }

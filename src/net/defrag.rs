@@ -159,11 +159,13 @@ pub struct Datagram {
 }
 
 impl Datagram {
-    /// The datagram's TCP segment, if it carries a well-formed one.
-    pub fn segment(&self) -> Option<TcpSegment<'_>> {
+    /// The datagram's TCP segment, if it carries a well-formed one; `packet` is the packet
+    /// that completed it, which tshark also shows the reassembled segment in.
+    pub fn segment(&self, packet: &[u8]) -> Option<TcpSegment<'_>> {
         let tcp = TcpSlice::from_slice(&self.payload).ok()?;
         Some(TcpSegment {
             payload: &self.payload[usize::from(tcp.data_offset()) * 4..],
+            packet_len: u32::try_from(packet.len()).unwrap_or(u32::MAX),
             ..segment_of(self.src, self.dst, &tcp)
         })
     }

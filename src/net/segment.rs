@@ -41,6 +41,9 @@ pub struct TcpSegment<'a> {
     pub payload: &'a [u8],
     /// The snapshot length cut the payload short; it continues for `cut.bytes` on the wire.
     pub cut: Option<Cut>,
+    /// The captured length of the packet it came in, link header included (what Suricata and
+    /// tshark count as a flow's bytes).
+    pub packet_len: u32,
 }
 
 /// Why a packet yielded no TCP segment; counted, never fatal.
@@ -116,6 +119,7 @@ pub(super) fn segment_of(src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'_>) -> TcpSeg
         },
         payload: &[],
         cut: None,
+        packet_len: 0,
     }
 }
 
@@ -187,6 +191,7 @@ fn header_cut_segment(
         },
         payload: &[],
         cut: cut_of(declared.checked_sub(header_len)?, 0, data),
+        packet_len: 0,
     })
 }
 
@@ -253,6 +258,14 @@ fn lax_cut_segment(link: LinkType, data: &[u8]) -> Option<Result<TcpSegment<'_>,
 
 /// Decodes one packet of the given link type.
 pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    let packet_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    decode_tcp(link, data).map(|segment| TcpSegment {
+        packet_len,
+        ..segment
+    })
+}
+
+fn decode_tcp(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     if link == LinkType::Ethernet
         && let Some(segment) = ethernet_ipv4_tcp(data)
     {

@@ -319,7 +319,15 @@ fn flow(w: &mut impl Write, id: &str, cnt: Option<u64>, e: &FlowEvent<'_>) -> io
     };
     envelope(w, e.ts, id, f, head)?;
     let (state, reason) = state_reason(e.end);
-    w.write_all(b",\"flow\":{\"start\":")?;
+    let t = &e.traffic;
+    write!(
+        w,
+        ",\"flow\":{{\"pkts_toserver\":{},\"pkts_toclient\":{},\"bytes_toserver\":{},\"bytes_toclient\":{},\"start\":",
+        t.packets[Direction::ClientToServer],
+        t.packets[Direction::ServerToClient],
+        t.bytes[Direction::ClientToServer],
+        t.bytes[Direction::ServerToClient]
+    )?;
     let mut start = Vec::with_capacity(48);
     timestamp(&mut start, e.start)?;
     // `{"timestamp":"` and the closing quote come off: the value alone.

@@ -550,6 +550,12 @@ fn flow(w: &mut impl Write, p: Env<'_>, e: &FlowEvent<'_>) -> io::Result<()> {
         e.bytes_cut[Direction::ClientToServer],
         e.bytes_cut[Direction::ServerToClient]
     )?;
+    let t = &e.traffic;
+    write!(
+        w,
+        ",\"packets_c2s\":{},\"packets_s2c\":{},\"packet_bytes_c2s\":{},\"packet_bytes_s2c\":{}",
+        t.packets[C2S], t.packets[S2C], t.bytes[C2S], t.bytes[S2C]
+    )?;
     write!(w, ",\"end\":\"{}\"", e.end.name())?;
     tls(w, e.tls)?;
     w.write_all(b"}\n")

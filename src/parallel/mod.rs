@@ -126,6 +126,7 @@ enum Op {
         start: usize,
         len: usize,
         cut: Option<Cut>,
+        packet_len: u32,
     },
     Evict {
         packet: u64,
@@ -180,6 +181,7 @@ impl Batch {
             start: self.bytes.len(),
             len: seg.payload.len(),
             cut: seg.cut,
+            packet_len: seg.packet_len,
         });
         self.bytes.extend_from_slice(seg.payload);
     }
@@ -579,7 +581,7 @@ fn run_to(
                     stats.fragments += 1;
                     match defrag.add_checked(link, data, ts) {
                         Ok(Some(datagram)) => {
-                            match datagram.segment() {
+                            match datagram.segment(data) {
                                 Some(seg) => route(&seg, &mut pool, &mut own_sink),
                                 None => stats.skipped_not_tcp += 1,
                             }

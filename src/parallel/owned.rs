@@ -5,8 +5,8 @@
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, ConnectionEvent, Direction, EndReason, Event, EventSink,
-    FlowCounters, FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload, PerDir,
-    TcpSummary, Timestamp,
+    FlowCounters, FlowEvent, FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, PacketCounts,
+    Payload, PerDir, TcpSummary, Timestamp,
 };
 use crate::wire::frame::FrameHeader;
 use crate::wire::http::{AcceptVerdict, UpgradeRequest, UpgradeResponse};
@@ -337,6 +337,7 @@ pub(super) struct OwnedFlow {
     counters: FlowCounters,
     ping_rtt: Option<f64>,
     bytes_cut: PerDir<u64>,
+    traffic: PacketCounts,
     end: EndReason,
     tls: Option<TlsInfo>,
 }
@@ -354,6 +355,7 @@ impl OwnedFlow {
             counters: e.counters.clone(),
             ping_rtt: e.ping_rtt,
             bytes_cut: e.bytes_cut,
+            traffic: e.traffic,
             end: e.end,
             tls: e.tls.cloned(),
         }
@@ -371,6 +373,7 @@ impl OwnedFlow {
             counters: &self.counters,
             ping_rtt: self.ping_rtt,
             bytes_cut: self.bytes_cut,
+            traffic: self.traffic,
             end: self.end,
             tls: self.tls.as_ref(),
         })

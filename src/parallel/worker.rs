@@ -48,6 +48,7 @@ pub(super) fn worker(
                     start,
                     len,
                     cut,
+                    packet_len,
                 } => {
                     let seg = TcpSegment {
                         src: *src,
@@ -57,6 +58,7 @@ pub(super) fn worker(
                         flags: *flags,
                         payload: &batch.bytes[*start..*start + *len],
                         cut: *cut,
+                        packet_len: *packet_len,
                     };
                     next.set(mark(*packet, Step::Packet, 0));
                     analyzer.placed_segment(*ts, &seg, *place, &mut sink);

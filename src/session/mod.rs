@@ -357,6 +357,7 @@ the first copy was kept",
             counters,
             ping_rtt: counters.ping_rtt(),
             bytes_cut: ctx.bytes_cut,
+            traffic: ctx.traffic,
             end: how,
             tls: ctx.tls,
         }));
