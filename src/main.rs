@@ -507,7 +507,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_frames: cli.count,
             max_message: cli.max_message,
             show_frames: !cli.quiet && show != Show::Messages,
-            show_messages: !cli.quiet && show != Show::Frames,
+            // The text frame view shows a compressed message's inflated text on its last frame:
+            // it takes the message events without printing them.
+            show_messages: !cli.quiet && (show != Show::Frames || format == OutputFormat::Text),
         },
         reassembly: ReassemblyLimits {
             max_bytes: cli.max_ooo,
@@ -552,6 +554,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 precision: source.precision(),
                 color,
                 summary: cli.summary,
+                messages: show != Show::Frames,
             },
         };
         parallel::run(&mut source, &options, threads, format, out, control)?
@@ -563,7 +566,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),
             OutputFormat::Eve => Box::new(EveWriter::new(writer, !source.is_live())),
             OutputFormat::Text => {
-                let text = TextWriter::new(writer, source.precision(), color);
+                let mut text = TextWriter::new(writer, source.precision(), color);
+                if show == Show::Frames {
+                    text = text.without_message_lines();
+                }
                 Box::new(if cli.summary {
                     text.with_summary()
                 } else {

@@ -7,11 +7,11 @@ use super::escape::escaped;
 use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
-    AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
-    HandshakeEvent, MessageEvent, Payload, Timestamp,
+    AnomalyEvent, CloseEvent, CloseInfo, Direction, Event, EventSink, FlowEvent, FlowMeta,
+    FrameEvent, HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
-use crate::wire::frame::Opcode;
+use crate::wire::frame::{FrameHeader, Opcode};
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;
@@ -25,6 +25,25 @@ pub struct TextWriter<W: Write> {
     /// Local time of day for `clock_secs`, cached: most events share their second.
     clock_secs: i64,
     clock: [u8; 8],
+    /// Print message events (`--show messages` or `all`); without, they only complete the
+    /// held frames.
+    messages: bool,
+    /// The last frame of a fragmented or compressed message, waiting for the message event
+    /// that follows it at once: a compressed message's frame then shows the inflated text, as
+    /// DevTools shows a browser's messages.
+    held: Option<HeldFrame>,
+    /// The held frame's own payload (text or not), reused.
+    held_payload: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct HeldFrame {
+    ts: Timestamp,
+    flow: FlowMeta,
+    dir: Direction,
+    header: FrameHeader,
+    text: bool,
+    truncated: bool,
 }
 
 struct Style {
@@ -49,7 +68,17 @@ impl<W: Write> TextWriter<W> {
             color,
             clock_secs: i64::MIN,
             clock: *b"00:00:00",
+            messages: true,
+            held: None,
+            held_payload: Vec::new(),
         }
+    }
+
+    /// Message events complete their last frame (a compressed one shows the inflated text)
+    /// but are not printed themselves: the frame view.
+    pub fn without_message_lines(mut self) -> Self {
+        self.messages = false;
+        self
     }
 
     pub fn into_inner(self) -> W {
@@ -145,7 +174,67 @@ impl<W: Write> TextWriter<W> {
 
     fn frame(&mut self, e: &FrameEvent<'_>) -> io::Result<()> {
         let h = e.header;
-        self.prefix(e.ts, e.flow, e.dir)?;
+        let data = matches!(
+            h.opcode,
+            Opcode::Continuation | Opcode::Text | Opcode::Binary
+        );
+        if data && h.fin && (h.opcode == Opcode::Continuation || h.rsv & 4 != 0) {
+            let (bytes, text) = match e.payload {
+                Payload::Text(t) => (t.as_bytes(), true),
+                Payload::Data(d) => (d, false),
+            };
+            self.held_payload.clear();
+            self.held_payload.extend_from_slice(bytes);
+            self.held = Some(HeldFrame {
+                ts: e.ts,
+                flow: *e.flow,
+                dir: e.dir,
+                header: *h,
+                text,
+                truncated: e.truncated,
+            });
+            return Ok(());
+        }
+        self.frame_line(e.ts, e.flow, e.dir, h, e.close.as_ref())?;
+        payload(&mut self.out.w, e.payload, e.truncated)?;
+        self.out.w.write_all(b"\n")
+    }
+
+    /// A held frame, with the message's inflated payload when it is compressed, else its own.
+    fn held_frame(&mut self, message: Option<&MessageEvent<'_>>) -> io::Result<()> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        self.frame_line(held.ts, &held.flow, held.dir, &held.header, None)?;
+        let own = std::mem::take(&mut self.held_payload);
+        let result = match message {
+            Some(m) if m.compressed && !m.undecodable => {
+                self.out.w.write_all(b" inflated")?;
+                payload(&mut self.out.w, m.payload, m.truncated)
+            }
+            _ => {
+                let p = match std::str::from_utf8(&own) {
+                    Ok(t) if held.text => Payload::Text(t),
+                    _ => Payload::Data(&own),
+                };
+                payload(&mut self.out.w, p, held.truncated)
+            }
+        };
+        self.held_payload = own;
+        result?;
+        self.out.w.write_all(b"\n")
+    }
+
+    /// A frame's line up to its payload.
+    fn frame_line(
+        &mut self,
+        ts: Timestamp,
+        flow: &FlowMeta,
+        dir: Direction,
+        h: &FrameHeader,
+        close: Option<&CloseInfo<'_>>,
+    ) -> io::Result<()> {
+        self.prefix(ts, flow, dir)?;
         let style = match h.opcode {
             Opcode::Text => GREEN,
             Opcode::Binary => BLUE,
@@ -166,7 +255,7 @@ impl<W: Write> TextWriter<W> {
             w.write_all(b" masked")?;
         }
         write!(w, " len={}", h.len)?;
-        if let Some(close) = &e.close {
+        if let Some(close) = close {
             match close.code {
                 Some(code) => write!(w, " code={code}")?,
                 None => w.write_all(b" code=none")?,
@@ -176,10 +265,8 @@ impl<W: Write> TextWriter<W> {
                 escaped(w, close.reason)?;
                 w.write_all(b"\"")?;
             }
-        } else {
-            payload(w, e.payload, e.truncated)?;
         }
-        w.write_all(b"\n")
+        Ok(())
     }
 
     fn prefix(&mut self, ts: Timestamp, flow: &FlowMeta, dir: Direction) -> io::Result<()> {
@@ -326,9 +413,24 @@ impl<W: Write> EventSink for TextWriter<W> {
         if self.out.error.is_some() {
             return;
         }
+        // A held frame goes out before anything else; a message event completes it.
+        let completes = match event {
+            Event::Message(m) => self
+                .held
+                .as_ref()
+                .is_some_and(|h| h.flow.id == m.flow.id && h.dir == m.dir),
+            _ => false,
+        };
+        let message = match event {
+            Event::Message(m) if completes => Some(m),
+            _ => None,
+        };
+        let released = self.held_frame(message);
+        self.out.record(released);
         let result = match event {
             Event::Handshake(e) => self.handshake(e),
             Event::Frame(e) => self.frame(e),
+            Event::Message(_) if !self.messages => Ok(()),
             Event::Message(e) => self.message(e),
             Event::Close(e) => self.close(e),
             Event::Anomaly(e) => self.anomaly(e),
@@ -349,6 +451,8 @@ impl<W: Write> OutputSink for TextWriter<W> {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        let held = self.held_frame(None);
+        self.out.record(held);
         let result = self.write_summary();
         self.out.record(result);
         self.out.flush()

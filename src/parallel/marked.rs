@@ -25,8 +25,18 @@ impl WorkerSink {
             Format::Json(p) => WorkerSink::Json(JsonWriter::new(Vec::new(), p)),
             Format::Eve { pcap_cnt } => WorkerSink::Eve(EveWriter::new(Vec::new(), pcap_cnt)),
             Format::Text {
-                precision, color, ..
-            } => WorkerSink::Text(TextWriter::new(Vec::new(), precision, color)),
+                precision,
+                color,
+                messages,
+                ..
+            } => {
+                let text = TextWriter::new(Vec::new(), precision, color);
+                WorkerSink::Text(if messages {
+                    text
+                } else {
+                    text.without_message_lines()
+                })
+            }
             Format::Quiet | Format::Events => WorkerSink::Quiet,
         }
     }

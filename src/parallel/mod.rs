@@ -87,6 +87,8 @@ pub enum Format {
         color: bool,
         /// `--summary`: the table of every connection at the end.
         summary: bool,
+        /// Message events are printed (else they only complete their last frame).
+        messages: bool,
     },
     /// `-q`: nothing.
     Quiet,
@@ -633,6 +635,7 @@ fn run_to(
             precision,
             color,
             summary: true,
+            ..
         } = format
             && matches!(
                 end,
