@@ -498,6 +498,7 @@ pub fn pcap_file(data: &[u8]) -> u64 {
             on_drops: &mut on_drops,
             drop_report_interval: Duration::from_secs(5),
             keys: None,
+            unbuffered: false,
         },
     );
     check_json_lines(&sink.into_inner());

@@ -5,15 +5,22 @@
 
 use std::os::fd::RawFd;
 
-/// Hours, minutes and seconds of `secs` since the epoch in the local time zone, or None when
-/// the C library cannot convert it.
+/// The local date and time of `secs` since the epoch: (year, month 1-12, day, hour, minute,
+/// second), or None when the C library cannot convert it.
 #[inline]
-pub(crate) fn local_hms(secs: i64) -> Option<(i32, i32, i32)> {
+pub(crate) fn local_time(secs: i64) -> Option<(i64, u32, u32, i32, i32, i32)> {
     let t = secs as libc::time_t;
     // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid initial value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    ok.then_some((tm.tm_hour, tm.tm_min, tm.tm_sec))
+    ok.then_some((
+        i64::from(tm.tm_year) + 1900,
+        u32::try_from(tm.tm_mon + 1).unwrap_or(1),
+        u32::try_from(tm.tm_mday).unwrap_or(1),
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+    ))
 }
 
 /// Waits until `fd` has something to read or `timeout_ms` passes, or a signal comes.

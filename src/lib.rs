@@ -94,6 +94,8 @@ pub struct RunControl<'a> {
     /// Where TLS secrets go that the capture itself holds (pcapng Decryption Secrets Blocks),
     /// and the key logs to follow as they grow while capturing live.
     pub keys: Option<&'a tls::KeyStore>,
+    /// Each packet's events are written out at once, as when capturing live (`-l`, `-U`).
+    pub unbuffered: bool,
 }
 
 fn output_end(sink: &mut dyn OutputSink) -> Result<Option<RunEnd>, RunError> {
@@ -222,7 +224,7 @@ pub fn run(
     sink: &mut dyn OutputSink,
     mut control: RunControl<'_>,
 ) -> Result<RunEnd, RunError> {
-    let live = source.is_live();
+    let live = source.is_live() || control.unbuffered;
     let mut unflushed = false;
     let mut packets_read = 0u64;
     let read = read_loop(source, &mut control, &mut |turn| {

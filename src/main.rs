@@ -12,15 +12,17 @@ use clap::Parser;
 use wsnoop::analyzer::{
     Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats, TlsOptions,
 };
-use wsnoop::capture::{self, LiveOptions, Source};
+use wsnoop::capture::{self, CaptureError, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
 use wsnoop::net::defrag::{DefragLimits, FRAGMENT_TIMEOUT_SECS, MAX_PIECES};
 use wsnoop::net::tcp::ReassemblyLimits;
-use wsnoop::output::{EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, TextWriter};
+use wsnoop::output::{
+    EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, TextStyle, TextWriter, TimeFormat,
+};
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
-use wsnoop::{RunControl, RunEnd};
+use wsnoop::{RunControl, RunEnd, RunError};
 
 /// A line on stderr. Unlike `eprintln!`, which panics when stderr is a pipe whose reader has
 /// gone, a failed write is ignored: the run ends with the exit code it would have had.
@@ -74,6 +76,33 @@ struct Cli {
     /// Stop after this many frames.
     #[arg(short = 'c', value_name = "COUNT")]
     count: Option<u64>,
+
+    /// As tcpdump's: wsnoop never looks names up, so -n (and -nn) change nothing.
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    numeric: u8,
+
+    /// Line-buffered output, as tcpdump's -l: each packet's events are written at once, also
+    /// when reading a file.
+    #[arg(short = 'l')]
+    line_buffered: bool,
+
+    /// Packet-buffered output, as tcpdump's -U (the same as -l here).
+    #[arg(short = 'U')]
+    packet_buffered: bool,
+
+    /// Text lines' time, as tcpdump's: -t none, -tt seconds since the epoch, -ttt since the
+    /// previous line, -tttt date and time, -ttttt since the first line (-ttt and -ttttt decode
+    /// on one thread).
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    time: u8,
+
+    /// Text output also shows each payload in hex and ASCII, under its line (-XX the same).
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    hex: u8,
+
+    /// Dates and times in UTC rather than local time (text output).
+    #[arg(long)]
+    utc: bool,
 
     /// Payload bytes kept per frame in output (0 keeps none; control frames keep their close
     /// code and reason regardless).
@@ -418,6 +447,7 @@ fn run_control<'a>(
         on_drops,
         drop_report_interval: Duration::from_secs(5),
         keys: tls.keys.as_deref(),
+        unbuffered: false,
     }
 }
 
@@ -454,10 +484,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if cli.write.as_deref() == Some(std::path::Path::new("-")) && !cli.quiet && cli.output.is_none()
+    {
+        bail!(
+            "-w - writes the capture to standard output, where the events would go too: add -q, \
+             or send the events elsewhere with --output FILE"
+        );
+    }
     let duration = seconds(cli.source.duration, "--duration")?;
     // -c stops at the packet where one thread's frame count reaches N, and its counts are
     // those of the packets read until then: one thread's work.
-    let threads = if cli.count.is_some() {
+    let time = match cli.time {
+        0 => TimeFormat::Clock,
+        1 => TimeFormat::None,
+        2 => TimeFormat::Epoch,
+        3 => TimeFormat::Delta,
+        4 => TimeFormat::DateTime,
+        _ => TimeFormat::SinceFirst,
+    };
+    let style = TextStyle {
+        time,
+        utc: cli.utc,
+        hex_dump: cli.hex > 0,
+    };
+    // -c, and times relative to other lines, are one thread's: its counts, its lines.
+    let one_thread =
+        cli.count.is_some() || matches!(time, TimeFormat::Delta | TimeFormat::SinceFirst);
+    let threads = if one_thread {
         1
     } else {
         cli.threads
@@ -542,7 +595,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let color = cli.output.is_none() && use_color(cli.source.color, io::stdout().is_terminal());
     let mut on_drops = say_drops;
-    let control = run_control(duration, &mut on_drops, &options.tls);
+    let mut control = run_control(duration, &mut on_drops, &options.tls);
+    control.unbuffered = cli.line_buffered || cli.packet_buffered;
     let (end, stats) = if threads > 1 {
         let format = match format {
             _ if cli.quiet => Format::Quiet,
@@ -555,6 +609,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 color,
                 summary: cli.summary,
                 messages: show != Show::Frames,
+                style,
             },
         };
         parallel::run(&mut source, &options, threads, format, out, control)?
@@ -566,7 +621,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),
             OutputFormat::Eve => Box::new(EveWriter::new(writer, !source.is_live())),
             OutputFormat::Text => {
-                let mut text = TextWriter::new(writer, source.precision(), color);
+                let mut text = TextWriter::new(writer, source.precision(), color).with_style(style);
                 if show == Show::Frames {
                     text = text.without_message_lines();
                 }
@@ -588,7 +643,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
         report(&stats, source.live_stats());
     }
+    say_what_was_missed(&stats, cli.max_flows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Never silence: a run that printed nothing says what it saw instead, and limits that
+/// dropped connections say so (once, at the end).
+fn say_what_was_missed(stats: &Stats, max_flows: usize) {
+    if stats.evicted > 0 {
+        say!(
+            "wsnoop: {} connections ended early (\"evicted\") to stay within --max-flows {max_flows}: \
+             raise it to follow them to their end",
+            stats.evicted
+        );
+    }
+    let ws = &stats.ws;
+    if ws.handshakes > 0 || ws.frames > 0 {
+        return;
+    }
+    let tls = if ws.tls_connections > 0 {
+        format!(
+            ", {} of them TLS (wss or https: decrypting needs the key log, --keylog)",
+            ws.tls_connections
+        )
+    } else {
+        String::new()
+    };
+    say!(
+        "wsnoop: no WebSocket handshake or frame in {} packets ({} TCP connections{tls}); \
+         `wsnoop diagnose` says what the connections did",
+        stats.packets,
+        stats.connections
+    );
 }
 
 /// A capture file when `-r` was given, else a live capture; with the BPF filter applied.
@@ -602,9 +688,42 @@ fn open_source(
         None => Source::open_live(&live)?,
     };
     if !filter.is_empty() {
-        source.set_filter(&filter.join(" "))?;
+        let expression = filter.join(" ");
+        if let Err(e) = source.set_filter(&expression) {
+            return Err(match filter_hint(&expression) {
+                Some(hint) => anyhow::anyhow!("{e}\n{hint}"),
+                None => e.into(),
+            });
+        }
     }
     Ok(source)
+}
+
+/// For a filter libpcap refused that reads like a Wireshark display filter: what to write.
+fn filter_hint(expression: &str) -> Option<String> {
+    let display = [
+        "websocket",
+        "ws",
+        "http",
+        "tls",
+        "frame.",
+        "ip.addr",
+        "tcp.port",
+        "==",
+        "&&",
+    ];
+    if !display.iter().any(|w| expression.contains(w)) {
+        return None;
+    }
+    let port = expression
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|n| !n.is_empty() && n.len() <= 5)
+        .unwrap_or("8080");
+    Some(format!(
+        "hint: the filter is a BPF capture filter, as tcpdump takes it, not a Wireshark display \
+         filter: e.g. `tcp port {port}` or `host 10.0.0.1 and port {port}`; wsnoop already keeps \
+         only WebSocket traffic, and --show, --json with jq select what is printed"
+    ))
 }
 
 fn seconds(value: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
@@ -750,9 +869,27 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // As with `wsnoop ... | head`: the reader of `-w -` had what it wanted.
+        Err(e) if reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             say!("wsnoop: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn reader_gone(e: &anyhow::Error) -> bool {
+    let saving = |c: &CaptureError| {
+        matches!(
+            c,
+            CaptureError::Savefile {
+                reader_gone: true,
+                ..
+            }
+        )
+    };
+    e.chain().any(|cause| {
+        cause.downcast_ref::<CaptureError>().is_some_and(saving)
+            || matches!(cause.downcast_ref::<RunError>(), Some(RunError::Capture(c)) if saving(c))
+    })
 }

@@ -145,3 +145,173 @@ fn a_browsers_compressed_session_shows_its_texts_in_the_frame_view() {
         }
     }
 }
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(common::wsnoop_bin())
+        .args(args)
+        .output()
+        .expect("run wsnoop")
+}
+
+fn fixture(name: &str) -> String {
+    common::fixtures_dir()
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The JSON events of the lines text prints by default (handshakes, frames, closes, anomalies:
+/// not messages), as capture times in nanoseconds.
+fn json_times(capture: &str) -> Vec<i128> {
+    let out = run(&["-r", capture, "--json", "--show", "frames"]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("{\"type\":\"flow\""))
+        .map(|l| {
+            // The capture's 9 digits, exact: the number as written, not as an f64.
+            let at = l.find("\"ts\":").unwrap() + 5;
+            let raw = &l[at..at + l[at..].find(',').unwrap()];
+            let (s, f) = raw.split_once('.').unwrap_or((raw, "0"));
+            s.parse::<i128>().unwrap() * 1_000_000_000
+                + format!("{f:0<9}")[..9].parse::<i128>().unwrap()
+        })
+        .collect()
+}
+
+fn first_words(output: &[u8], n: usize) -> Vec<String> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .map(|l| l.split(' ').take(n).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn tcpdumps_time_flags() {
+    let capture = fixture("python-basic.pcap");
+    let times = json_times(&capture);
+    assert!(times.len() > 10);
+    let secs = |t: i128| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+    // -tt: seconds since the epoch, as the JSON's ts.
+    let tt = first_words(&run(&["-r", &capture, "-tt"]).stdout, 1);
+    assert_eq!(tt, times.iter().map(|&t| secs(t)).collect::<Vec<_>>());
+    // -ttt: since the previous line; -ttttt: since the first.
+    let ttt = first_words(&run(&["-r", &capture, "-ttt"]).stdout, 1);
+    let deltas: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| secs(t - times[i.saturating_sub(1)]))
+        .collect();
+    assert_eq!(ttt, deltas);
+    let ttttt = first_words(&run(&["-r", &capture, "-ttttt"]).stdout, 1);
+    assert_eq!(
+        ttttt,
+        times
+            .iter()
+            .map(|&t| secs(t - times[0]))
+            .collect::<Vec<_>>()
+    );
+    // -tttt --utc: the date and time `date -u` gives for the same second.
+    let tttt = first_words(&run(&["-r", &capture, "-tttt", "--utc"]).stdout, 2);
+    let first = times[0];
+    let date = Command::new("date")
+        .args(["-u", "-d", &format!("@{}", first / 1_000_000_000), "+%F %T"])
+        .output()
+        .unwrap();
+    let want = format!(
+        "{}.{:09}",
+        String::from_utf8(date.stdout).unwrap().trim(),
+        first % 1_000_000_000
+    );
+    assert_eq!(tttt[0], want);
+    // -t: no time, the line starts with the connection.
+    let t = run(&["-r", &capture, "-t"]).stdout;
+    assert!(
+        String::from_utf8_lossy(&t)
+            .lines()
+            .all(|l| l.starts_with('#'))
+    );
+    // -n, -nn, -l, -U change nothing wsnoop prints.
+    let plain = run(&["-r", &capture]).stdout;
+    for flags in [&["-n"][..], &["-nn"], &["-l"], &["-U"], &["-n", "-l"]] {
+        let mut args = vec!["-r", capture.as_str()];
+        args.extend_from_slice(flags);
+        assert_eq!(run(&args).stdout, plain, "{flags:?}");
+    }
+}
+
+#[test]
+fn hex_and_ascii_dumps_are_the_payloads() {
+    let capture = fixture("node-ws.pcap");
+    let out = String::from_utf8(run(&["-r", &capture, "-X"]).stdout).unwrap();
+    let json =
+        String::from_utf8(run(&["-r", &capture, "--json", "--show", "frames"]).stdout).unwrap();
+    let frames: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "frame")
+        .collect();
+    // Each frame line's dump, decoded from its hex columns.
+    let mut dumps: Vec<Vec<u8>> = Vec::new();
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("\t0x") {
+            let hex: String = rest[6..46].chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes =
+                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());
+            dumps
+                .last_mut()
+                .expect("a line before its dump")
+                .extend(bytes);
+        } else if line.contains(" len=") && !line.contains("handshake") {
+            dumps.push(Vec::new());
+        }
+    }
+    assert_eq!(dumps.len(), frames.len());
+    let mut texts = 0;
+    for (dump, frame) in dumps.iter().zip(&frames) {
+        if let Some(text) = frame["text"].as_str() {
+            assert_eq!(dump, text.as_bytes());
+            texts += 1;
+        }
+    }
+    assert!(texts > 0);
+}
+
+#[test]
+fn mistakes_get_a_word() {
+    let capture = fixture("python-basic.pcap");
+    // A Wireshark display filter gets a BPF hint.
+    for filter in ["websocket", "tcp.port == 9001"] {
+        let out = run(&["-r", &capture, filter]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("BPF capture filter"), "{filter}: {err}");
+        assert!(err.contains("tcp port"), "{filter}: {err}");
+    }
+    // -w - with events on standard output too is refused; with -q it is a capture.
+    let out = run(&["-r", &capture, "-w", "-"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-q"));
+    let out = run(&["-r", &capture, "-w", "-", "-q"]);
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        std::fs::read(&capture).unwrap(),
+        "the same pcap, packet for packet"
+    );
+    // A capture with no WebSocket says what it saw, and points at diagnose.
+    let tls = fixture("tls/tls13-python.pcap");
+    let out = run(&["-r", &tls]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Only why each connection stays encrypted, no frame.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(" len="));
+    assert!(
+        err.contains("no WebSocket") && err.contains("TLS") && err.contains("diagnose"),
+        "{err}"
+    );
+    // Connections ended by --max-flows are said once.
+    let out = run(&["-r", &fixture("concurrent.pcap"), "--max-flows", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("--max-flows").count(), 1, "{err}");
+}

@@ -76,7 +76,12 @@ pub enum CaptureError {
     #[error("no capture device found: {0}")]
     NoDevice(String),
     #[error("cannot write {path}: {message}")]
-    Savefile { path: String, message: String },
+    Savefile {
+        path: String,
+        message: String,
+        /// The reader of `-w -` went away (`| tcpdump -c 1 -r -`): an end, not a failure.
+        reader_gone: bool,
+    },
 }
 
 /// How to open a live capture.
@@ -192,6 +197,26 @@ impl Source {
     /// `--duration`.
     pub fn open_live(options: &LiveOptions) -> Result<Source, CaptureError> {
         let device = match &options.device {
+            // As tcpdump: a number is the interface at that place in `-D`'s list, unless an
+            // interface has that name.
+            Some(name) if name.bytes().all(|b| b.is_ascii_digit()) => {
+                let list = Device::list().map_err(|e| CaptureError::NoDevice(e.to_string()))?;
+                match list.iter().position(|d| d.name == *name) {
+                    Some(at) => list[at].clone(),
+                    None => {
+                        let index: usize = name.parse().unwrap_or(0);
+                        index
+                            .checked_sub(1)
+                            .and_then(|i| list.get(i).cloned())
+                            .ok_or_else(|| {
+                                CaptureError::NoDevice(format!(
+                                    "no interface {name} in the list (`wsnoop -D` lists {})",
+                                    list.len()
+                                ))
+                            })?
+                    }
+                }
+            }
             Some(name) => Device::from(name.as_str()),
             None => Device::lookup()
                 .map_err(|e| CaptureError::NoDevice(e.to_string()))?

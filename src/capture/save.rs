@@ -82,6 +82,7 @@ fn error(name: &str, e: &io::Error) -> CaptureError {
     CaptureError::Savefile {
         path: name.to_string(),
         message: e.to_string(),
+        reader_gone: e.kind() == io::ErrorKind::BrokenPipe,
     }
 }
 

@@ -14,7 +14,7 @@ use base64::Engine;
 
 use super::community_id::CommunityIds;
 use super::json::{BASE64, boolean, num, string};
-use super::{Out, OutputSink};
+use super::{Out, OutputSink, civil_from_days};
 use crate::event::{
     AnomalyEvent, Direction, EndReason, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
     HandshakeEvent, MessageEvent, Payload, Timestamp,
@@ -144,20 +144,6 @@ fn timestamp(w: &mut impl Write, ts: Timestamp) -> io::Result<()> {
         day % 60,
         ts.nanos / 1000
     )
-}
-
-/// The proleptic Gregorian date of a day count from 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A number for the connection that every record of it shares, as Suricata's flow_id: from

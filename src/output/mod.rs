@@ -18,7 +18,7 @@ pub use community_id::CommunityId;
 pub use eve::EveWriter;
 pub use json::JsonWriter;
 pub use reopen::ReopeningFile;
-pub use text::TextWriter;
+pub use text::{TextStyle, TextWriter, TimeFormat};
 
 use crate::event::{EventSink, Timestamp};
 
@@ -68,6 +68,20 @@ impl TsPrecision {
         }
         w.write_all(&out[..digits])
     }
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (Howard Hinnant's algorithm).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// Holds a writer and its first error.

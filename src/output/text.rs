@@ -5,13 +5,48 @@ use std::io::{self, Write};
 
 use super::escape::escaped;
 use super::summary::Summary;
-use super::{Out, OutputSink, TsPrecision};
+use super::{Out, OutputSink, TsPrecision, civil_from_days};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, Direction, Event, EventSink, FlowEvent, FlowMeta,
     FrameEvent, HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
 use crate::wire::frame::{FrameHeader, Opcode};
+
+/// How a text line starts: tcpdump's `-t` options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// The time of day (the default).
+    Clock,
+    /// `-t`: no time.
+    None,
+    /// `-tt`: seconds since the epoch.
+    Epoch,
+    /// `-ttt`: since the previous line.
+    Delta,
+    /// `-tttt`: the date and the time of day.
+    DateTime,
+    /// `-ttttt`: since the first line.
+    SinceFirst,
+}
+
+/// tcpdump's habits in the text view: how lines start, the time zone, hex dumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextStyle {
+    pub time: TimeFormat,
+    pub utc: bool,
+    pub hex_dump: bool,
+}
+
+impl Default for TextStyle {
+    fn default() -> Self {
+        TextStyle {
+            time: TimeFormat::Clock,
+            utc: false,
+            hex_dump: false,
+        }
+    }
+}
 
 /// Binary payloads show this many bytes as hex; the rest is counted.
 const HEX_PREVIEW: usize = 32;
@@ -22,9 +57,18 @@ pub struct TextWriter<W: Write> {
     summary: Option<Summary>,
     precision: TsPrecision,
     color: bool,
-    /// Local time of day for `clock_secs`, cached: most events share their second.
+    time: TimeFormat,
+    /// Date and time in UTC rather than local time (`--utc`).
+    utc: bool,
+    /// `-X`: each payload shown also as hex and ASCII, under its line.
+    hex_dump: bool,
+    /// The clock text of `clock_secs` ("HH:MM:SS", or with the date), cached: most events
+    /// share their second.
     clock_secs: i64,
-    clock: [u8; 8],
+    clock: String,
+    /// The first line's time, and the previous line's (`-ttttt`, `-ttt`).
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
     /// Print message events (`--show messages` or `all`); without, they only complete the
     /// held frames.
     messages: bool,
@@ -66,12 +110,25 @@ impl<W: Write> TextWriter<W> {
             summary: None,
             precision,
             color,
+            time: TimeFormat::Clock,
+            utc: false,
+            hex_dump: false,
             clock_secs: i64::MIN,
-            clock: *b"00:00:00",
+            clock: String::new(),
+            first_ts: None,
+            last_ts: None,
             messages: true,
             held: None,
             held_payload: Vec::new(),
         }
+    }
+
+    /// How lines start and what follows them: tcpdump's habits.
+    pub fn with_style(mut self, style: TextStyle) -> Self {
+        self.time = style.time;
+        self.utc = style.utc;
+        self.hex_dump = style.hex_dump;
+        self
     }
 
     /// Message events complete their last frame (a compressed one shows the inflated text)
@@ -122,14 +179,49 @@ impl<W: Write> TextWriter<W> {
         }
     }
 
+    /// The line's time and the space after it (nothing with `-t`).
     fn time(&mut self, ts: Timestamp) -> io::Result<()> {
-        if ts.secs != self.clock_secs {
-            self.clock_secs = ts.secs;
-            self.clock = local_clock(ts.secs);
+        let first = *self.first_ts.get_or_insert(ts);
+        let last = self.last_ts.replace(ts).unwrap_or(ts);
+        match self.time {
+            TimeFormat::None => return Ok(()),
+            TimeFormat::Epoch => {
+                write!(self.out.w, "{}.", ts.secs)?;
+                self.precision.write_fraction(&mut self.out.w, ts)?;
+            }
+            TimeFormat::Delta => self.duration(ts, last)?,
+            TimeFormat::SinceFirst => self.duration(ts, first)?,
+            TimeFormat::Clock | TimeFormat::DateTime => {
+                if ts.secs != self.clock_secs {
+                    self.clock_secs = ts.secs;
+                    let (y, mo, d, h, mi, s) = calendar(ts.secs, self.utc);
+                    self.clock.clear();
+                    if self.time == TimeFormat::DateTime {
+                        self.clock.push_str(&format!("{y:04}-{mo:02}-{d:02} "));
+                    }
+                    self.clock.push_str(&format!("{h:02}:{mi:02}:{s:02}"));
+                }
+                self.out.w.write_all(self.clock.as_bytes())?;
+                self.out.w.write_all(b".")?;
+                self.precision.write_fraction(&mut self.out.w, ts)?;
+            }
         }
-        self.out.w.write_all(&self.clock)?;
-        self.out.w.write_all(b".")?;
-        self.precision.write_fraction(&mut self.out.w, ts)
+        self.out.w.write_all(b" ")
+    }
+
+    /// `ts - from` as seconds with the capture's digits, signed.
+    fn duration(&mut self, ts: Timestamp, from: Timestamp) -> io::Result<()> {
+        let nanos = (i128::from(ts.secs) - i128::from(from.secs)) * 1_000_000_000
+            + i128::from(ts.nanos)
+            - i128::from(from.nanos);
+        let sign = if nanos < 0 { "-" } else { "" };
+        let abs = nanos.unsigned_abs();
+        write!(self.out.w, "{sign}{}.", abs / 1_000_000_000)?;
+        let rest = Timestamp {
+            secs: 0,
+            nanos: (abs % 1_000_000_000) as u32,
+        };
+        self.precision.write_fraction(&mut self.out.w, rest)
     }
 
     fn handshake(&mut self, e: &HandshakeEvent<'_>) -> io::Result<()> {
@@ -197,7 +289,45 @@ impl<W: Write> TextWriter<W> {
         }
         self.frame_line(e.ts, e.flow, e.dir, h, e.close.as_ref())?;
         payload(&mut self.out.w, e.payload, e.truncated)?;
-        self.out.w.write_all(b"\n")
+        self.out.w.write_all(b"\n")?;
+        self.dump(e.payload)
+    }
+
+    /// `-X`: the payload as tcpdump shows packets, 16 bytes a line in hex and ASCII.
+    fn dump(&mut self, payload: Payload<'_>) -> io::Result<()> {
+        if !self.hex_dump {
+            return Ok(());
+        }
+        let bytes = match payload {
+            Payload::Text(t) => t.as_bytes(),
+            Payload::Data(d) => d,
+        };
+        for (i, line) in bytes.chunks(16).enumerate() {
+            write!(self.out.w, "\t0x{:04x}:  ", i * 16)?;
+            for pair in 0..8 {
+                match line.get(pair * 2..(pair * 2 + 2).min(line.len())) {
+                    Some(p) if !p.is_empty() => {
+                        for b in p {
+                            write!(self.out.w, "{b:02x}")?;
+                        }
+                        if p.len() == 1 {
+                            self.out.w.write_all(b"  ")?;
+                        }
+                    }
+                    _ => self.out.w.write_all(b"    ")?,
+                }
+                self.out.w.write_all(b" ")?;
+            }
+            self.out.w.write_all(b" ")?;
+            // Printable ASCII as itself, anything else (controls, UTF-8 bytes) as a dot.
+            let ascii: Vec<u8> = line
+                .iter()
+                .map(|&b| if (0x20..0x7f).contains(&b) { b } else { b'.' })
+                .collect();
+            self.out.w.write_all(&ascii)?;
+            self.out.w.write_all(b"\n")?;
+        }
+        Ok(())
     }
 
     /// A held frame, with the message's inflated payload when it is compressed, else its own.
@@ -220,9 +350,17 @@ impl<W: Write> TextWriter<W> {
                 payload(&mut self.out.w, p, held.truncated)
             }
         };
-        self.held_payload = own;
         result?;
-        self.out.w.write_all(b"\n")
+        self.out.w.write_all(b"\n")?;
+        let dumped = match message {
+            Some(m) if m.compressed && !m.undecodable => self.dump(m.payload),
+            _ => match std::str::from_utf8(&own) {
+                Ok(t) if held.text => self.dump(Payload::Text(t)),
+                _ => self.dump(Payload::Data(&own)),
+            },
+        };
+        self.held_payload = own;
+        dumped
     }
 
     /// A frame's line up to its payload.
@@ -273,7 +411,7 @@ impl<W: Write> TextWriter<W> {
         self.time(ts)?;
         write!(
             self.out.w,
-            " #{} {} > {} ",
+            "#{} {} > {} ",
             flow.id,
             flow.source(dir),
             flow.destination(dir)
@@ -311,7 +449,8 @@ impl<W: Write> TextWriter<W> {
             write!(w, " (partial: {} unknown bytes)", e.unknown_bytes)?;
         }
         payload(w, e.payload, e.truncated)?;
-        w.write_all(b"\n")
+        w.write_all(b"\n")?;
+        self.dump(e.payload)
     }
 
     fn close(&mut self, e: &CloseEvent<'_>) -> io::Result<()> {
@@ -389,23 +528,17 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, truncated: bool) -> io::Res
     Ok(())
 }
 
-/// HH:MM:SS in local time, as tcpdump prints it.
-fn local_clock(secs: i64) -> [u8; 8] {
-    let (h, m, s) = crate::ffi::local_hms(secs).unwrap_or_else(|| {
-        let day = secs.rem_euclid(86_400) as i32;
-        (day / 3600, day / 60 % 60, day % 60)
-    });
-    let digit = |v: i32| b'0' + (v.clamp(0, 9) as u8);
-    [
-        digit(h / 10),
-        digit(h % 10),
-        b':',
-        digit(m / 10),
-        digit(m % 10),
-        b':',
-        digit(s / 10),
-        digit(s % 10),
-    ]
+/// The date and time of day of `secs`: local as tcpdump prints it, or UTC.
+fn calendar(secs: i64, utc: bool) -> (i64, u32, u32, i64, i64, i64) {
+    let local = (!utc)
+        .then(|| crate::ffi::local_time(secs))
+        .flatten()
+        .map(|(y, mo, d, h, mi, s)| (y, mo, d, i64::from(h), i64::from(mi), i64::from(s)));
+    local.unwrap_or_else(|| {
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let day = secs.rem_euclid(86_400);
+        (y, mo, d, day / 3600, day / 60 % 60, day % 60)
+    })
 }
 
 impl<W: Write> EventSink for TextWriter<W> {

@@ -28,9 +28,10 @@ impl WorkerSink {
                 precision,
                 color,
                 messages,
+                style,
                 ..
             } => {
-                let text = TextWriter::new(Vec::new(), precision, color);
+                let text = TextWriter::new(Vec::new(), precision, color).with_style(style);
                 WorkerSink::Text(if messages {
                     text
                 } else {

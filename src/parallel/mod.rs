@@ -31,6 +31,7 @@ use crate::event::{EventSink, Timestamp, TsPrecision};
 use crate::net::defrag::{Defragmenter, Refused};
 use crate::net::segment::{self, Cut, Skip, TcpFlags, TcpSegment};
 use crate::net::tcp::FlowKey;
+use crate::output::TextStyle;
 use crate::{RunControl, RunEnd, RunError, Turn, read_loop};
 
 mod marked;
@@ -89,6 +90,7 @@ pub enum Format {
         summary: bool,
         /// Message events are printed (else they only complete their last frame).
         messages: bool,
+        style: TextStyle,
     },
     /// `-q`: nothing.
     Quiet,
@@ -325,7 +327,7 @@ fn run_to(
     control: RunControl<'_>,
 ) -> Result<(RunEnd, Stats), RunError> {
     // A pipe's events are written as they happen, as a live capture's are.
-    let live = source.is_live() || source.is_stream();
+    let live = source.is_live() || source.is_stream() || control.unbuffered;
     let threads = threads.clamp(2, usize::from(MAX_THREADS));
     let workers = threads - 1;
     let printing = !matches!(format, Format::Quiet);

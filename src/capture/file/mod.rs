@@ -405,6 +405,7 @@ impl FileReader {
                         linktype_name(r.linktype),
                         linktype_name(save.linktype),
                     ),
+                    reader_gone: false,
                 });
             }
             save.write(r.ts, data, r.wire_len)?;
