@@ -12,6 +12,7 @@ mod text;
 use std::io;
 
 pub use json::JsonWriter;
+pub use summary::{SUMMARY_ROWS, SUMMARY_URI, Summary, SummaryShard};
 pub use text::TextWriter;
 
 use crate::event::{EventSink, Timestamp};

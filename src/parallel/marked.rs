@@ -6,9 +6,9 @@ use std::cell::Cell;
 use crate::analyzer::{Analyzer, SweepPlan};
 use crate::event::{Event, EventSink, Timestamp};
 use crate::net::tcp::FlowKey;
-use crate::output::{JsonWriter, TextWriter};
+use crate::output::{JsonWriter, SummaryShard, TextWriter};
 
-use super::owned::{OwnedEvent, OwnedFlow};
+use super::owned::OwnedEvent;
 use super::{FINISH_PACKET, Format, Mark, mark};
 
 /// A worker's sink: events written into a buffer the writer thread takes.
@@ -68,8 +68,8 @@ pub(super) struct Marked<'a> {
     current: Mark,
     /// (place, end offset in the buffer): the bytes since the previous entry belong there.
     marks: Vec<(Mark, usize)>,
-    /// `--summary`: every connection's flow event, kept for the table at the end.
-    pub(super) flows: Option<Vec<(Mark, OwnedFlow)>>,
+    /// `--summary`: this decoder's rows of the table at the end.
+    pub(super) flows: Option<SummaryShard<Mark>>,
     /// [`Format::Events`]: the events themselves, their strings and payloads in `arena`.
     events: Option<Vec<(Mark, OwnedEvent)>>,
     arena: Vec<u8>,
@@ -83,7 +83,7 @@ impl<'a> Marked<'a> {
             next,
             current: 0,
             marks: Vec::new(),
-            flows: summary.then(Vec::new),
+            flows: summary.then(SummaryShard::default),
             events: matches!(format, Format::Events).then(Vec::new),
             arena: Vec::new(),
         }
@@ -132,7 +132,7 @@ impl EventSink for Marked<'_> {
             return;
         }
         if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
-            flows.push((next, OwnedFlow::of(flow)));
+            flows.add(next, flow);
         }
         self.sink.event(event);
     }

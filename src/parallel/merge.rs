@@ -8,25 +8,19 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::event::{EventSink, TsPrecision};
 use crate::output::OutputSink;
-use crate::output::TextWriter;
+use crate::output::{SummaryShard, TextWriter};
 
 use super::Mark;
 use super::marked::Chunk;
-use super::owned::OwnedFlow;
 
 /// The `--summary` table of every decoder's connections, in one thread's order.
 pub(super) fn summary_table(
-    mut flows: Vec<(Mark, OwnedFlow)>,
+    shards: Vec<SummaryShard<Mark>>,
     precision: TsPrecision,
     color: bool,
 ) -> std::io::Result<Vec<u8>> {
-    flows.sort_by_key(|f| f.0);
-    let mut table = TextWriter::new(Vec::new(), precision, color).with_summary();
-    for (_, flow) in &flows {
-        table.event(&flow.event());
-    }
-    // The decoders printed the events; only the table is wanted from this writer.
-    table.get_mut().clear();
+    let mut table =
+        TextWriter::new(Vec::new(), precision, color).with_table(SummaryShard::merge(shards));
     table.finish()?;
     Ok(std::mem::take(table.get_mut()))
 }

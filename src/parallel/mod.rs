@@ -605,12 +605,12 @@ fn run_to(
         drop(pool);
         finish_shard(&mut own, &mut own_sink);
         hand_over_own(&mut own_sink, Mark::MAX);
-        let mut flows = own_sink.flows.take().unwrap_or_default();
+        let mut flows = vec![own_sink.flows.take().unwrap_or_default()];
         let mut worker_stats: Vec<Stats> = Vec::new();
         for handle in handles {
             let (stats, more) = handle.join().unwrap_or_default();
             worker_stats.push(stats);
-            flows.extend(more);
+            flows.push(more);
         }
         worker_stats.push(own.stats());
         // As one thread: the table ends a run that read its input, not one that failed or

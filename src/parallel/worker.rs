@@ -8,8 +8,8 @@ use crate::analyzer::{Analyzer, AnalyzerOptions, Stats, Step};
 use crate::net::segment::TcpSegment;
 
 use super::marked::{Chunk, Marked, evict_shard, finish_shard, sweep_shard};
-use super::owned::OwnedFlow;
 use super::{Batch, Format, Mark, OUTPUT_CHUNK, Op, PROGRESS_EVERY, Reply, Request, mark};
+use crate::output::SummaryShard;
 
 /// The channels of one worker.
 pub(super) struct WorkerEnds {
@@ -27,7 +27,7 @@ pub(super) fn worker(
     format: Format,
     ends: WorkerEnds,
     live: bool,
-) -> (Stats, Vec<(Mark, OwnedFlow)>) {
+) -> (Stats, SummaryShard<Mark>) {
     let mut analyzer = Analyzer::new(options);
     let next = Cell::new(0);
     let mut sink = Marked::new(format, &next);
