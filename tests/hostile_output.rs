@@ -8,6 +8,7 @@ mod common;
 #[path = "../benches/tools/hostile.rs"]
 mod hostile;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -184,4 +185,129 @@ fn long_uris_are_cut_in_the_summary_and_not_kept_after_their_connection() {
         many.max_rss_kb, few.max_rss_kb
     );
     assert!(per_conn < 8 * 1024, "{per_conn} bytes per connection");
+}
+
+/// The records of a classic little-endian pcap file: its global header, and each record.
+fn pcap_records(bytes: &[u8]) -> (&[u8], Vec<&[u8]>) {
+    let (head, mut rest) = bytes.split_at(24);
+    assert!(
+        head[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || head[..4] == [0x4d, 0x3c, 0xb2, 0xa1],
+        "a little-endian pcap"
+    );
+    let mut records = Vec::new();
+    while rest.len() >= 16 {
+        let caplen = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+        let (record, later) = rest.split_at(16 + caplen);
+        records.push(record);
+        rest = later;
+    }
+    (head, records)
+}
+
+/// A frame as the sender made it: opcode, FIN, length and mask key (a random 32-bit key per
+/// client frame, so a client frame is told apart from every other).
+type FrameId = (String, bool, u64, Option<String>);
+
+/// Frames by (client, direction).
+type Frames = BTreeMap<(String, String), Vec<FrameId>>;
+
+/// Each (client, direction)'s frames, in order, and the anomalies, of a `--json` run.
+fn frames_of(capture: &Path, extra: &[&str]) -> (Frames, Vec<String>) {
+    let events = common::run_wsnoop_json(capture, extra);
+    let mut frames = Frames::new();
+    let mut anomalies = Vec::new();
+    for e in &events {
+        let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        match e["type"].as_str() {
+            Some("frame") => frames.entry((s("client"), s("dir"))).or_default().push((
+                s("opcode"),
+                e["fin"].as_bool().unwrap(),
+                e["len"].as_u64().unwrap(),
+                e["mask"].as_str().map(str::to_string),
+            )),
+            Some("anomaly") => anomalies.push(format!("{}: {}", s("kind"), s("detail"))),
+            _ => {}
+        }
+    }
+    (frames, anomalies)
+}
+
+/// Real captures started at many packets after the handshake (inside the large masked
+/// messages among them) and decoded with `--ws-port`: before, the forced pickup believed the
+/// first plausible header in a masked payload (python-basic's cuts: 357 frames and 1,266
+/// anomalies the senders never made; big-message's: 11,826 frames). Now every frame reported
+/// is one the sender sent, in its place: each direction's frames are the tail of the uncut
+/// capture's, and nothing is reported wrong of a session whose uncut capture has no anomaly.
+#[test]
+fn ws_port_started_inside_masked_payloads_reports_only_sent_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    // (capture, every how many packets a cut starts)
+    let cases = [
+        ("python-basic.pcap", 1),
+        ("node-ws.pcap", 1),
+        ("midstream/big-message.pcap", 23),
+    ];
+    for (name, stride) in cases {
+        let path = common::fixtures_dir().join(name);
+        let (truth, anomalies) = frames_of(&path, &[]);
+        assert!(anomalies.is_empty(), "{name}: {anomalies:?}");
+        let events = common::run_wsnoop_json(&path, &[]);
+        let port = events
+            .iter()
+            .find(|e| e["type"] == "handshake")
+            .and_then(|e| e["server"].as_str()?.rsplit(':').next().map(str::to_string))
+            .expect("a handshake");
+        let bytes = std::fs::read(&path).unwrap();
+        let (head, records) = pcap_records(&bytes);
+        let upgraded = records
+            .iter()
+            .position(|r| r.windows(12).any(|w| w == b"HTTP/1.1 101"))
+            .expect("a 101");
+        let cuts: Vec<usize> = (upgraded + 1..records.len()).step_by(stride).collect();
+        let found = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for half in cuts.chunks(cuts.len().div_ceil(2)) {
+                let (dir, truth, records, port, found) = (&dir, &truth, &records, &port, &found);
+                scope.spawn(move || {
+                    for &cut in half {
+                        let out = dir
+                            .path()
+                            .join(format!("{}-{cut}.pcap", name.replace('/', "-")));
+                        let mut file = head.to_vec();
+                        for r in &records[cut..] {
+                            file.extend_from_slice(r);
+                        }
+                        std::fs::write(&out, file).unwrap();
+                        let (got, anomalies) =
+                            frames_of(&out, &["--ws-port", port, "--threads", "1"]);
+                        assert!(
+                            anomalies.is_empty(),
+                            "{name} cut at packet {cut}: {} anomalies, first {:?}",
+                            anomalies.len(),
+                            &anomalies[..anomalies.len().min(3)]
+                        );
+                        for (key, frames) in &got {
+                            let sent = truth.get(key).map_or(&[][..], Vec::as_slice);
+                            assert!(
+                                frames.len() <= sent.len() && sent.ends_with(frames),
+                                "{name} cut at packet {cut}, {key:?}: {} frames are not the \
+last ones sent; first: {:?}",
+                                frames.len(),
+                                frames.first()
+                            );
+                            found.fetch_add(frames.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        // Not vacuous: the frames after the cuts are found (most cuts leave many).
+        let found = found.into_inner();
+        eprintln!("{name}: {} cuts, {found} frames found", cuts.len());
+        assert!(
+            found > 10 * cuts.len(),
+            "{name}: {found} frames over {} cuts",
+            cuts.len()
+        );
+    }
 }
