@@ -235,12 +235,17 @@ pub fn one_byte<W: Write>(w: W, conns: u64, byte: u8) -> io::Result<W> {
     Ok(pcap.into_inner())
 }
 
-/// `conns` WebSocket connections sending, interleaved, `frames` two-byte-payload text frames
-/// each from the server, packed into full segments.
+/// A quiet WebSocket connection, then `conns` WebSocket connections sending, interleaved,
+/// `frames` two-byte-payload text frames each from the server, packed into full segments.
+/// (With `--threads 2` the first connection, quiet, is the reading thread's and up to three
+/// busy ones are the worker's: the worker's output waits for the reader's word on how far
+/// it got.)
 pub fn tiny_frames<W: Write>(w: W, conns: u64, frames: u64) -> io::Result<W> {
     let mut pcap = Pcap::new(w)?;
+    let mut quiet = Conn::open(&mut pcap, 0)?;
+    quiet.upgrade(&mut pcap, "/quiet")?;
     let mut all = Vec::new();
-    for n in 0..conns {
+    for n in 1..=conns {
         let mut c = Conn::open(&mut pcap, n)?;
         c.upgrade(&mut pcap, "/tiny")?;
         all.push(c);
@@ -260,6 +265,7 @@ pub fn tiny_frames<W: Write>(w: W, conns: u64, frames: u64) -> io::Result<W> {
     for c in &mut all {
         c.close(&mut pcap)?;
     }
+    quiet.close(&mut pcap)?;
     Ok(pcap.into_inner())
 }
 

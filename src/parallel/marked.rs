@@ -110,6 +110,7 @@ impl<'a> Marked<'a> {
     pub(super) fn take(&mut self, source: usize, spare: Vec<u8>, progress: Mark) -> Chunk {
         self.close_mark();
         Chunk {
+            cost: self.pending(),
             source,
             bytes: self.sink.take(spare),
             marks: std::mem::take(&mut self.marks),
@@ -141,6 +142,8 @@ impl EventSink for Marked<'_> {
 /// A decoder's output and how far it has got: it will write nothing more before `progress`.
 pub(super) struct Chunk {
     pub(super) source: usize,
+    /// What it weighs against its decoder's [`OUTPUT_BUDGET`](super::credit::OUTPUT_BUDGET).
+    pub(super) cost: usize,
     pub(super) bytes: Vec<u8>,
     pub(super) marks: Vec<(Mark, usize)>,
     /// [`Format::Events`]: the events instead of bytes.
