@@ -345,3 +345,29 @@ fn tiny_frames_with_threads_hold_little_output_in_flight() {
     let sent = t1.matches("text fin len=2 \"ok\"").count();
     assert_eq!(sent as u64, 3 * frames);
 }
+
+/// Connections that carry one byte each and stay open, by the ten thousand: each costs its
+/// flow table entry and what its first byte made (measured: about 2.5 KiB, most of it the
+/// 2 KiB of recent bytes TCP keeps per direction that carried data), and past `--max-flows`
+/// the longest-idle are evicted, so more of them cost nothing more.
+#[test]
+fn one_byte_connections_cost_a_bounded_entry_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = |n: u64| {
+        write_capture(
+            dir.path(),
+            &format!("one-{n}.pcap"),
+            hostile::one_byte(Vec::new(), n, b'x').unwrap(),
+        )
+    };
+    let (few, many, flood) = (capture(5_000), capture(20_000), capture(80_000));
+    let args = ["--threads", "1", "--max-flows", "20000"];
+    let few = run_to(&few, &args, Stdio::null()).max_rss_kb;
+    let many = run_to(&many, &args, Stdio::null()).max_rss_kb;
+    let flood = run_to(&flood, &args, Stdio::null()).max_rss_kb;
+    let per_conn = (many - few) * 1024 / 15_000;
+    eprintln!("{per_conn} bytes per connection; {few}, {many}, {flood} KiB");
+    assert!(per_conn <= 3 * 1024, "{per_conn} bytes per connection");
+    // Four times the connections of a full table: evicted, not kept.
+    assert!(flood <= many + many / 10, "{flood} KiB vs {many} KiB");
+}
