@@ -126,9 +126,7 @@ printf '%-58s %s  %s\n' "flood peak RSS vs issue 6's 64 MB (default --max-flows)
 # written by `gen_hostile`) are cached in $BENCH_DIR like the others.
 #   uris     N closed connections with 60,000-byte URIs, --summary (1x: 1000; before: 63 MB)
 #   onebyte  N connections that carry one byte each and stay open (1x: 25,000); past
-#            --max-flows the longest-idle are evicted, so 16x costs what 4x does (most of a
-#            tracked connection is the 2 KiB of recent bytes TCP keeps per direction that
-#            carried data, to check retransmissions: net/tcp/reassembly.rs)
+#            --max-flows the longest-idle are evicted, so 16x costs what 4x does
 #   tiny     3 connections of two-byte frames (1x: 250,000 each), --json --threads 2
 output_cases() {
     if [[ $BUILD == 1 ]]; then
