@@ -18,6 +18,7 @@ pub use community_id::CommunityId;
 pub use eve::EveWriter;
 pub use json::JsonWriter;
 pub use reopen::ReopeningFile;
+pub use summary::{SUMMARY_ROWS, SUMMARY_URI, Summary, SummaryShard};
 pub use text::{TextStyle, TextWriter, TimeFormat};
 
 use crate::event::{EventSink, Timestamp};

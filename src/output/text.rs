@@ -157,11 +157,17 @@ impl<W: Write> TextWriter<W> {
         self
     }
 
+    /// Prints `summary` as the table when flushed: `--threads` builds it from every decoder's.
+    pub fn with_table(mut self, summary: Summary) -> Self {
+        self.summary = Some(summary);
+        self
+    }
+
     fn flow(&mut self, e: &FlowEvent<'_>) -> io::Result<()> {
-        match &mut self.summary {
-            Some(summary) => summary.add(e),
-            None => Ok(()),
+        if let Some(summary) = &mut self.summary {
+            summary.add(e);
         }
+        Ok(())
     }
 
     fn write_summary(&mut self) -> io::Result<()> {

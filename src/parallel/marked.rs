@@ -6,9 +6,9 @@ use std::cell::Cell;
 use crate::analyzer::{Analyzer, SweepPlan};
 use crate::event::{Event, EventSink, Timestamp};
 use crate::net::tcp::FlowKey;
-use crate::output::{EveWriter, JsonWriter, TextWriter};
+use crate::output::{EveWriter, JsonWriter, SummaryShard, TextWriter};
 
-use super::owned::{OwnedEvent, OwnedFlow};
+use super::owned::OwnedEvent;
 use super::{FINISH_PACKET, Format, Mark, mark};
 
 /// A worker's sink: events written into a buffer the writer thread takes.
@@ -90,8 +90,8 @@ pub(super) struct Marked<'a> {
     current: Mark,
     /// (place, end offset in the buffer): the bytes since the previous entry belong there.
     marks: Vec<(Mark, usize)>,
-    /// `--summary`: every connection's flow event, kept for the table at the end.
-    pub(super) flows: Option<Vec<(Mark, OwnedFlow)>>,
+    /// `--summary`: this decoder's rows of the table at the end.
+    pub(super) flows: Option<SummaryShard<Mark>>,
     /// [`Format::Events`]: the events themselves, their strings and payloads in `arena`.
     events: Option<Vec<(Mark, OwnedEvent)>>,
     arena: Vec<u8>,
@@ -105,7 +105,7 @@ impl<'a> Marked<'a> {
             next,
             current: 0,
             marks: Vec::new(),
-            flows: summary.then(Vec::new),
+            flows: summary.then(SummaryShard::default),
             events: matches!(format, Format::Events).then(Vec::new),
             arena: Vec::new(),
         }
@@ -132,6 +132,7 @@ impl<'a> Marked<'a> {
     pub(super) fn take(&mut self, source: usize, spare: Vec<u8>, progress: Mark) -> Chunk {
         self.close_mark();
         Chunk {
+            cost: self.pending(),
             source,
             bytes: self.sink.take(spare),
             marks: std::mem::take(&mut self.marks),
@@ -158,7 +159,7 @@ impl EventSink for Marked<'_> {
             return;
         }
         if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
-            flows.push((next, OwnedFlow::of(flow)));
+            flows.add(next, flow);
         }
         self.sink.event(event);
     }
@@ -167,6 +168,8 @@ impl EventSink for Marked<'_> {
 /// A decoder's output and how far it has got: it will write nothing more before `progress`.
 pub(super) struct Chunk {
     pub(super) source: usize,
+    /// What it weighs against its decoder's [`OUTPUT_BUDGET`](super::credit::OUTPUT_BUDGET).
+    pub(super) cost: usize,
     pub(super) bytes: Vec<u8>,
     pub(super) marks: Vec<(Mark, usize)>,
     /// [`Format::Events`]: the events instead of bytes.

@@ -8,25 +8,20 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::event::{EventSink, TsPrecision};
 use crate::output::OutputSink;
-use crate::output::TextWriter;
+use crate::output::{SummaryShard, TextWriter};
 
 use super::Mark;
+use super::credit::Credit;
 use super::marked::Chunk;
-use super::owned::OwnedFlow;
 
 /// The `--summary` table of every decoder's connections, in one thread's order.
 pub(super) fn summary_table(
-    mut flows: Vec<(Mark, OwnedFlow)>,
+    shards: Vec<SummaryShard<Mark>>,
     precision: TsPrecision,
     color: bool,
 ) -> std::io::Result<Vec<u8>> {
-    flows.sort_by_key(|f| f.0);
-    let mut table = TextWriter::new(Vec::new(), precision, color).with_summary();
-    for (_, flow) in &flows {
-        table.event(&flow.event());
-    }
-    // The decoders printed the events; only the table is wanted from this writer.
-    table.get_mut().clear();
+    let mut table =
+        TextWriter::new(Vec::new(), precision, color).with_table(SummaryShard::merge(shards));
     table.finish()?;
     Ok(std::mem::take(table.get_mut()))
 }
@@ -59,6 +54,7 @@ fn write_merged(
     bound: Mark,
     pieces: &mut Vec<(usize, usize, usize, usize)>,
     spares: &[SyncSender<Vec<u8>>],
+    credit: &Credit,
 ) -> std::io::Result<()> {
     loop {
         pieces.clear();
@@ -99,6 +95,7 @@ fn write_merged(
             }
         }
         if pieces.is_empty() {
+            credit.written_through(bound);
             return Ok(());
         }
         let mut slices: Vec<std::io::IoSlice<'_>> = pieces
@@ -121,6 +118,7 @@ fn write_merged(
             q.cursor.chunk = 0;
             // Written chunks go back to their decoder to be filled again.
             for chunk in q.chunks.drain(..c.chunk) {
+                credit.written(chunk.source, chunk.cost);
                 let mut bytes = chunk.bytes;
                 bytes.clear();
                 let _ = spare.try_send(bytes);
@@ -138,6 +136,7 @@ pub(super) fn writer(
     mut out: Box<dyn Write + Send>,
     live: bool,
     reader_gone: &AtomicBool,
+    credit: &Credit,
 ) -> std::io::Result<()> {
     let mut queues: Vec<Queue> = (0..sources).map(|_| Queue::default()).collect();
     let mut pieces = Vec::with_capacity(MAX_PIECES);
@@ -147,6 +146,7 @@ pub(super) fn writer(
             let q = &mut queues[source];
             q.progress = q.progress.max(chunk.progress);
             if chunk.marks.is_empty() {
+                credit.written(source, chunk.cost);
                 let mut bytes = chunk.bytes;
                 bytes.clear();
                 let _ = spares[source].try_send(bytes);
@@ -154,16 +154,24 @@ pub(super) fn writer(
                 q.chunks.push_back(chunk);
             }
             let bound = queues.iter().map(|q| q.progress).min().unwrap_or(Mark::MAX);
-            write_merged(&mut queues, &mut *out, bound, &mut pieces, &spares)?;
+            write_merged(&mut queues, &mut *out, bound, &mut pieces, &spares, credit)?;
             if live {
                 out.flush()?;
             }
         }
-        write_merged(&mut queues, &mut *out, Mark::MAX, &mut pieces, &spares)?;
+        write_merged(
+            &mut queues,
+            &mut *out,
+            Mark::MAX,
+            &mut pieces,
+            &spares,
+            credit,
+        )?;
         out.flush()
     })();
     if result.is_err() {
         reader_gone.store(true, Ordering::Relaxed);
+        credit.close();
         // Keep taking chunks so that no decoder waits on a writer that stopped.
         for _ in &output {}
     }
@@ -179,7 +187,12 @@ struct EventQueue {
 }
 
 /// Hands every decoder's events to `sink` in one thread's order, up to `bound`.
-fn deliver_merged(queues: &mut [EventQueue], sink: &mut dyn EventSink, bound: Mark) {
+fn deliver_merged(
+    queues: &mut [EventQueue],
+    sink: &mut dyn EventSink,
+    bound: Mark,
+    credit: &Credit,
+) {
     loop {
         let Some((source, _)) = queues
             .iter()
@@ -188,6 +201,7 @@ fn deliver_merged(queues: &mut [EventQueue], sink: &mut dyn EventSink, bound: Ma
             .filter(|&(_, m)| m < bound)
             .min_by_key(|&(_, m)| m)
         else {
+            credit.written_through(bound);
             return;
         };
         let q = &mut queues[source];
@@ -197,6 +211,7 @@ fn deliver_merged(queues: &mut [EventQueue], sink: &mut dyn EventSink, bound: Ma
         chunk.events[q.next].1.deliver(&chunk.arena, sink);
         q.next += 1;
         if q.next == chunk.events.len() {
+            credit.written(source, chunk.cost);
             q.chunks.pop_front();
             q.next = 0;
         }
@@ -208,16 +223,19 @@ pub(super) fn event_writer(
     sources: usize,
     output: Receiver<Chunk>,
     sink: &mut (dyn EventSink + Send),
+    credit: &Credit,
 ) {
     let mut queues: Vec<EventQueue> = (0..sources).map(|_| EventQueue::default()).collect();
     for chunk in &output {
         let q = &mut queues[chunk.source];
         q.progress = q.progress.max(chunk.progress);
-        if !chunk.events.is_empty() {
+        if chunk.events.is_empty() {
+            credit.written(chunk.source, chunk.cost);
+        } else {
             q.chunks.push_back(chunk);
         }
         let bound = queues.iter().map(|q| q.progress).min().unwrap_or(Mark::MAX);
-        deliver_merged(&mut queues, sink, bound);
+        deliver_merged(&mut queues, sink, bound, credit);
     }
-    deliver_merged(&mut queues, sink, Mark::MAX);
+    deliver_merged(&mut queues, sink, Mark::MAX, credit);
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread;
 
 use crate::analyzer::{
@@ -34,11 +34,13 @@ use crate::net::tcp::FlowKey;
 use crate::output::TextStyle;
 use crate::{RunControl, RunEnd, RunError, Turn, read_loop};
 
+mod credit;
 mod marked;
 mod merge;
 mod owned;
 mod worker;
 
+use credit::Credit;
 use marked::{Chunk, Marked, evict_shard, finish_shard, sweep_shard};
 use merge::{event_writer, summary_table, writer};
 use worker::{WorkerEnds, worker};
@@ -249,33 +251,95 @@ enum Output<'s> {
 }
 
 /// The reader's side of the workers: their batches filling, and the channels.
+///
+/// Before the reader waits for a worker (its batches queue full, or a reply), it says how far
+/// it has got itself (`own`: hands over its output) and hands every other worker that would
+/// otherwise not know it the batch it has, so that the writer waits for no one who waits for
+/// the reader (a worker may be waiting for the writer: see [`credit`]).
 struct Workers {
     filling: Vec<Batch>,
     senders: Vec<SyncSender<Batch>>,
     empties: Vec<Receiver<Batch>>,
     replies: Vec<Receiver<Reply>>,
+    /// The `through` of each worker's last batch.
+    sent: Vec<Mark>,
 }
 
 impl Workers {
-    /// Hands worker `i` its batch, with every step before `through`.
-    fn send(&mut self, i: usize, through: Mark, request: Option<Request>) {
+    /// Worker `i`'s batch, ready to go with every step before `through`.
+    fn take(&mut self, i: usize, through: Mark, request: Option<Request>) -> Batch {
         let fresh = self.empties[i].try_recv().unwrap_or_default();
         let mut full = std::mem::replace(&mut self.filling[i], fresh);
         full.through = through;
         full.request = request;
-        let _ = self.senders[i].send(full);
+        self.sent[i] = self.sent[i].max(through);
+        full
     }
 
-    fn send_all(&mut self, through: Mark) {
+    /// Hands worker `i` its batch, with every step before `through`.
+    fn send(
+        &mut self,
+        i: usize,
+        through: Mark,
+        request: Option<Request>,
+        own: &mut dyn FnMut(Mark),
+    ) {
+        let full = self.take(i, through, request);
+        match self.senders[i].try_send(full) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(full)) => {
+                self.before_waiting(i, through, own);
+                let _ = self.senders[i].send(full);
+            }
+        }
+    }
+
+    /// The reader is about to wait for worker `i`: see [`Workers`].
+    fn before_waiting(&mut self, i: usize, through: Mark, own: &mut dyn FnMut(Mark)) {
+        own(through);
+        for j in 0..self.filling.len() {
+            if j == i || self.sent[j] >= through {
+                continue;
+            }
+            let previous = self.sent[j];
+            let batch = self.take(j, through, None);
+            if let Err(TrySendError::Full(batch)) = self.senders[j].try_send(batch) {
+                // Busy: it says how far it got when its queue runs dry. Its steps stay
+                // where they were (the spare taken for it is dropped: rare).
+                self.filling[j] = batch;
+                self.sent[j] = previous;
+            }
+        }
+    }
+
+    fn send_all(&mut self, through: Mark, own: &mut dyn FnMut(Mark)) {
         for i in 0..self.filling.len() {
-            self.send(i, through, None);
+            self.send(i, through, None, own);
+        }
+    }
+
+    /// Waits for worker `i`'s reply.
+    fn reply(&mut self, i: usize, through: Mark, own: &mut dyn FnMut(Mark)) -> Option<Reply> {
+        match self.replies[i].try_recv() {
+            Ok(reply) => Some(reply),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => {
+                self.before_waiting(i, through, own);
+                self.replies[i].recv().ok()
+            }
         }
     }
 
     /// Asks worker `i`, once it has done every step before `through`, and waits.
-    fn ask(&mut self, i: usize, through: Mark, request: Request) -> Option<Reply> {
-        self.send(i, through, Some(request));
-        self.replies[i].recv().ok()
+    fn ask(
+        &mut self,
+        i: usize,
+        through: Mark,
+        request: Request,
+        own: &mut dyn FnMut(Mark),
+    ) -> Option<Reply> {
+        self.send(i, through, Some(request), own);
+        self.reply(i, through, own)
     }
 }
 
@@ -359,18 +423,26 @@ fn run_to(
     let mut last_sweep = i64::MIN;
     let mut defrag = Defragmenter::new(options.defrag);
     let mut control = control;
+    let credit = Credit::new(workers + 1);
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
         let reader_gone = &reader_gone;
+        let credit = &credit;
         // A thread the system refuses ends the run before it reads anything.
         let mut spawn_error = None;
         let writer = if printing {
             let spawned = thread::Builder::new().spawn_scoped(scope, move || match out {
-                Output::Bytes(out) => {
-                    writer(workers + 1, output_rx, spare_txs, out, live, reader_gone)
-                }
+                Output::Bytes(out) => writer(
+                    workers + 1,
+                    output_rx,
+                    spare_txs,
+                    out,
+                    live,
+                    reader_gone,
+                    credit,
+                ),
                 Output::Events(sink) => {
-                    event_writer(workers + 1, output_rx, sink);
+                    event_writer(workers + 1, output_rx, sink, credit);
                     Ok(())
                 }
             });
@@ -384,6 +456,7 @@ fn run_to(
             senders: Vec::new(),
             empties: Vec::new(),
             replies: Vec::new(),
+            sent: Vec::new(),
         };
         let mut handles = Vec::new();
         for (index, spares) in spare_rxs.into_iter().enumerate() {
@@ -401,8 +474,9 @@ fn run_to(
                 spares,
             };
             let options = shard_options.clone();
-            let spawned = thread::Builder::new()
-                .spawn_scoped(scope, move || worker(index, options, format, ends, live));
+            let spawned = thread::Builder::new().spawn_scoped(scope, move || {
+                worker(index, options, format, ends, live, credit)
+            });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => spawn_error = Some(e),
@@ -411,12 +485,15 @@ fn run_to(
             pool.senders.push(batch_tx);
             pool.empties.push(empty_rx);
             pool.replies.push(reply_rx);
+            pool.sent.push(0);
         }
         // The reader's own events, marked, with how far it has got.
         let hand_over_own = |own_sink: &mut Marked<'_>, progress: Mark| {
             if printing {
                 let spare = reader_spares.try_recv().unwrap_or_default();
-                let _ = output_tx.send(own_sink.take(reader_tag, spare, progress));
+                let chunk = own_sink.take(reader_tag, spare, progress);
+                credit.handed(reader_tag, chunk.cost);
+                let _ = output_tx.send(chunk);
             }
         };
         let mut packet: u64 = 0;
@@ -438,7 +515,9 @@ fn run_to(
                     // Live and quiet: hand over what waits, so events appear as they happen.
                     if packet > epoch_start {
                         epoch_start = packet;
-                        pool.send_all(mark(packet, Step::Linger, 0));
+                        pool.send_all(mark(packet, Step::Linger, 0), &mut |m| {
+                            hand_over_own(&mut own_sink, m)
+                        });
                         hand_over_own(&mut own_sink, mark(packet, Step::Linger, 0));
                     }
                     return Ok(None);
@@ -465,14 +544,19 @@ fn run_to(
                 }
                 for (i, &ask) in asked.iter().enumerate() {
                     if ask {
-                        pool.send(i, here, Some(Request::Sweep { packet, ts }));
+                        pool.send(i, here, Some(Request::Sweep { packet, ts }), &mut |m| {
+                            hand_over_own(&mut own_sink, m)
+                        });
                     }
                 }
                 for key in sweep_shard(&mut own, packet, ts, &mut own_sink) {
                     table.remove(&key);
                 }
                 for (i, &ask) in asked.iter().enumerate() {
-                    if ask && let Ok(Reply::Swept(keys)) = pool.replies[i].recv() {
+                    if ask
+                        && let Some(Reply::Swept(keys)) =
+                            pool.reply(i, here, &mut |m| hand_over_own(&mut own_sink, m))
+                    {
                         for key in keys {
                             table.remove(&key);
                         }
@@ -519,7 +603,12 @@ fn run_to(
                                     && match owner {
                                         Owner::Reader => own.is_finished(&key),
                                         Owner::Worker(i) => matches!(
-                                            pool.ask(usize::from(i), here, Request::Finished(key)),
+                                            pool.ask(
+                                                usize::from(i),
+                                                here,
+                                                Request::Finished(key),
+                                                &mut |m| hand_over_own(own_sink, m)
+                                            ),
                                             Some(Reply::Finished(true))
                                         ),
                                     }
@@ -603,12 +692,17 @@ fn run_to(
             if full || packet - epoch_start >= EPOCH_PACKETS || own_sink.pending() >= OUTPUT_CHUNK {
                 epoch_start = packet;
                 let through = mark(packet, Step::Linger, 0);
-                pool.send_all(through);
+                pool.send_all(through, &mut |m| hand_over_own(&mut own_sink, m));
                 // Like a worker's: when much waits, or now and then to say how far it got.
                 own_unreported += 1;
                 if live || own_sink.pending() >= OUTPUT_CHUNK || own_unreported >= PROGRESS_EVERY {
                     own_unreported = 0;
                     hand_over_own(&mut own_sink, through);
+                    // Every worker has its batch up to here: none holds the writer up for
+                    // long (an idle one says how far it got).
+                    if printing && !live {
+                        credit.wait(reader_tag, through);
+                    }
                 }
             }
             Ok(None)
@@ -617,18 +711,20 @@ fn run_to(
         // Fewer workers than asked for when the system refused one.
         for i in 0..pool.filling.len() {
             if !pool.filling[i].ops.is_empty() {
-                pool.send(i, mark(packet, Step::Linger, 0), None);
+                pool.send(i, mark(packet, Step::Linger, 0), None, &mut |m| {
+                    hand_over_own(&mut own_sink, m)
+                });
             }
         }
         drop(pool);
         finish_shard(&mut own, &mut own_sink);
         hand_over_own(&mut own_sink, Mark::MAX);
-        let mut flows = own_sink.flows.take().unwrap_or_default();
+        let mut flows = vec![own_sink.flows.take().unwrap_or_default()];
         let mut worker_stats: Vec<Stats> = Vec::new();
         for handle in handles {
             let (stats, more) = handle.join().unwrap_or_default();
             worker_stats.push(stats);
-            flows.extend(more);
+            flows.push(more);
         }
         worker_stats.push(own.stats());
         // As one thread: the table ends a run that read its input, not one that failed or
@@ -649,6 +745,8 @@ fn run_to(
             let len = bytes.len();
             let _ = output_tx.send(Chunk {
                 source: reader_tag,
+                // The last chunk: nobody waits for it.
+                cost: 0,
                 bytes,
                 marks: vec![(Mark::MAX - 1, len)],
                 events: Vec::new(),

@@ -337,11 +337,14 @@ the first copy was kept",
             ),
             _ => (&no_counters, None),
         };
+        // The handshake is needed no more once the summary is made: a connection that lingers
+        // in the flow table after its FIN must not keep its request (up to 64 KiB of URI).
+        let handshake = self.handshake.take();
         if !(self.summarise || unanswered.is_some()) {
             return;
         }
         self.summarise = false;
-        let handshake = self.handshake.as_deref();
+        let handshake = handshake.as_deref();
         let uri = handshake
             .map(|h| h.request.uri.as_str())
             .filter(|u| !u.is_empty())

@@ -148,7 +148,7 @@ impl WsSession {
             deflate: Some(DeflateParams::default()),
         });
         for state in ws.dirs.iter_mut() {
-            state.resync = Some(Resync::default());
+            state.resync = Some(Resync::pickup());
             state.orphans_expected = true;
             if let Some(inflater) = &mut state.deflate {
                 // Earlier messages may have filled the window: later ones are inflated
@@ -209,8 +209,8 @@ impl WsSession {
                 ),
             );
         }
-        if self.dirs[dir].resync.is_some() {
-            self.dirs[dir].resync = Some(Resync::default());
+        if let Some(resync) = &mut self.dirs[dir].resync {
+            resync.restart();
             self.dirs[dir].orphans_expected = true;
             return;
         }
@@ -228,7 +228,7 @@ impl WsSession {
         } else {
             "bytes of a compressed stream were lost"
         });
-        self.dirs[dir].resync = Some(Resync::default());
+        self.dirs[dir].resync = Some(Resync::after_gap());
         self.dirs[dir].orphans_expected = true;
     }
 

@@ -5,8 +5,7 @@
 
 use crate::wire::frame::{FrameHeader, Opcode};
 
-/// Bytes held while looking for the next frame after a gap or on a connection picked up
-/// mid-stream.
+/// Bytes held while looking for the next frame after a gap.
 const RESYNC_BUFFER: usize = 64 * 1024;
 
 /// The evidence that frames resume at a segment start after a gap: two frames back to back,
@@ -26,8 +25,9 @@ const RESYNC_CHAIN_ANYWHERE: ChainRule = ChainRule {
 /// resync also believes up to `--max-message`.
 pub(super) const PLAUSIBLE_LEN: u64 = 1 << 24;
 
-/// Bytes a probe holds per side while hunting; beyond it the window slides past the offsets
-/// already ruled out, so a side that starts inside a long payload locks on at the next frame.
+/// Bytes a probe (or a direction picked up mid-stream) holds per side while hunting; beyond it
+/// the window slides past the offsets already ruled out, so a side that starts inside a long
+/// payload locks on at the next frame.
 const PROBE_LIMIT: usize = 16 * 1024;
 
 /// Bytes a probe holds per side while a plausible header at a segment start announces a frame
@@ -191,6 +191,34 @@ impl FrameHunt {
             .map(|(&start, end)| &self.buf[start..end])
     }
 
+    /// The probe's evidence, for bytes whose framing nothing told: a chain of [`PROBE_CHAIN`]
+    /// at a segment start, by any of `rules`; returns where it starts and by which rule. A
+    /// single header is never believed: while a long frame's chain is open its bytes are held
+    /// (up to [`PROBE_HOLD`]), and past [`PROBE_LIMIT`] the segment starts ruled out are slid
+    /// past. A chain confirmed at a later start wins over an earlier one still open: a header
+    /// read in a payload often announces a long frame, three frames in a row rarely follow.
+    fn hunt(&mut self, rules: &[Plausible]) -> Option<(usize, usize)> {
+        // The earliest start still open whose frame fits in what may be held.
+        let mut keep_from = self.len();
+        for &start in &self.starts {
+            let mut open = false;
+            for (which, rule) in rules.iter().enumerate() {
+                match chain_at(&self.buf, start, rule, &PROBE_CHAIN) {
+                    Some(true) => return Some((start, which)),
+                    Some(false) => {}
+                    None => open = true,
+                }
+            }
+            if open && self.len() - start <= PROBE_HOLD {
+                keep_from = keep_from.min(start);
+            }
+        }
+        if self.len() > PROBE_LIMIT {
+            self.drop_before(keep_from);
+        }
+        None
+    }
+
     /// Drops the bytes before `offset`, keeping the segment starts after it.
     fn drop_before(&mut self, offset: usize) {
         let cut = offset.min(self.buf.len());
@@ -239,35 +267,17 @@ impl Probe {
         }
         let side = &mut self.sides[i];
         side.push(bytes);
-        let mut undecided: Option<usize> = None;
-        for masked in [true, false] {
-            let rule = Plausible {
-                masked: Some(masked),
-                rsv1_allowed: true,
-                max_len: PLAUSIBLE_LEN,
-            };
-            match side.scan(&rule, &PROBE_CHAIN) {
-                ChainScan::Found(_) => {
-                    return ProbeVerdict::WebSocket {
-                        a_is_client: masked == from_a,
-                    };
-                }
-                ChainScan::Undecided(at) => {
-                    undecided = Some(undecided.map_or(at, |u| u.min(at)));
-                }
-                ChainScan::None => {}
-            }
+        let rule = |masked| Plausible {
+            masked: Some(masked),
+            rsv1_allowed: true,
+            max_len: PLAUSIBLE_LEN,
+        };
+        match side.hunt(&[rule(true), rule(false)]) {
+            Some((_, which)) => ProbeVerdict::WebSocket {
+                a_is_client: (which == 0) == from_a,
+            },
+            None => ProbeVerdict::Undecided,
         }
-        if side.len() > PROBE_LIMIT {
-            // Segment starts before the first one still open are ruled out: slide past them,
-            // and past an open one too once its frame is too long to hold.
-            let keep_from = match undecided {
-                Some(at) if side.len() - at <= PROBE_HOLD => at,
-                _ => side.len(),
-            };
-            side.drop_before(keep_from);
-        }
-        ProbeVerdict::Undecided
     }
 
     /// What each side sent: A to B, then B to A.
@@ -280,11 +290,50 @@ impl Probe {
 #[derive(Debug, Default)]
 pub(super) struct Resync {
     hunt: FrameHunt,
+    /// The direction was picked up mid-stream (no handshake seen, or `--ws-port`): nothing
+    /// says frames were ever here, so it needs the probe's evidence. After a gap in a
+    /// direction whose frames were followed, less will do.
+    pickup: bool,
 }
 
 impl Resync {
+    /// For a direction picked up mid-stream.
+    pub(super) fn pickup() -> Resync {
+        Resync {
+            pickup: true,
+            ..Resync::default()
+        }
+    }
+
+    /// For a direction whose frames were followed until bytes were lost.
+    pub(super) fn after_gap() -> Resync {
+        Resync::default()
+    }
+
+    /// Starts over (bytes were lost while looking), with the same evidence.
+    pub(super) fn restart(&mut self) {
+        *self = Resync {
+            pickup: self.pickup,
+            ..Resync::default()
+        };
+    }
+
     /// Adds one segment's bytes; once frames are found, returns all bytes from the first frame.
-    pub(super) fn push(&mut self, mut input: &[u8], rule: &Plausible) -> Option<Vec<u8>> {
+    pub(super) fn push(&mut self, input: &[u8], rule: &Plausible) -> Option<Vec<u8>> {
+        if self.pickup {
+            if input.is_empty() {
+                return None;
+            }
+            self.hunt.push(input);
+            let (start, _) = self.hunt.hunt(std::slice::from_ref(rule))?;
+            let mut bytes = std::mem::take(&mut self.hunt).into_bytes();
+            bytes.drain(..start);
+            return Some(bytes);
+        }
+        self.push_after_gap(input, rule)
+    }
+
+    fn push_after_gap(&mut self, mut input: &[u8], rule: &Plausible) -> Option<Vec<u8>> {
         while !input.is_empty() {
             let room = RESYNC_BUFFER.saturating_sub(self.hunt.len()).max(1);
             let (now, later) = input.split_at(room.min(input.len()));
@@ -410,5 +459,39 @@ mod tests {
             scan_chain(&zeros, 0..zeros.len(), &server_rule, &two),
             ChainScan::Found(64)
         );
+    }
+
+    /// A direction picked up inside a long masked payload: a header in the payload that
+    /// announces a frame longer than the window (which an after-gap resync believes once its
+    /// buffer is full) is not enough; the chain of real frames after the payload is.
+    #[test]
+    fn a_pickup_needs_a_chain_not_one_header() {
+        let rule = Plausible {
+            masked: Some(true),
+            rsv1_allowed: true,
+            max_len: PLAUSIBLE_LEN,
+        };
+        // A masked binary header announcing 1 MiB, at a segment start, then payload bytes
+        // that are no header the rule believes (0x70: opcode 0 with RSV bits set).
+        let mut header = vec![0x82, 0xFF];
+        header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        let filler = [0x70u8; 1400];
+        let mut gap = Resync::after_gap();
+        let mut pickup = Resync::pickup();
+        let mut gap_locked = false;
+        for i in 0..100 {
+            let segment: &[u8] = if i == 0 { &header } else { &filler };
+            gap_locked |= gap.push(segment, &rule).is_some();
+            assert!(pickup.push(segment, &rule).is_none(), "segment {i}");
+            assert!(pickup.hunt.len() <= PROBE_HOLD + filler.len());
+        }
+        assert!(gap_locked, "the after-gap rule believes a long header");
+        let mut frames = Vec::new();
+        for word in [&b"one"[..], b"two", b"three"] {
+            frames.extend(encode(true, 1, Some([9, 8, 7, 6]), word));
+        }
+        let found = pickup.push(&frames, &rule).expect("the chain is found");
+        assert_eq!(found, frames);
     }
 }

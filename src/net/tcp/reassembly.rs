@@ -54,23 +54,44 @@ pub(super) struct HeldSegment {
 /// two, so a byte's place is its sequence number modulo this, across wraparound too.
 const RECENT: usize = 2048;
 
-/// The last bytes delivered, indexed by sequence number.
+/// The last bytes delivered, indexed by sequence number. The ring grows with what was
+/// delivered, up to [`RECENT`]: a connection that carried a byte costs a few bytes here.
 #[derive(Debug)]
 struct Recent {
-    ring: Box<[u8; RECENT]>,
+    /// A power of two long, at most [`RECENT`].
+    ring: Box<[u8]>,
     /// How many bytes before `next_seq` the ring holds.
     len: usize,
 }
 
 impl Recent {
+    fn new() -> Recent {
+        Recent {
+            ring: Box::new([]),
+            len: 0,
+        }
+    }
+
     fn record(&mut self, seq: u32, data: &[u8]) {
         let skip = data.len().saturating_sub(RECENT);
         let (data, seq) = (&data[skip..], seq.wrapping_add(skip as u32));
-        let at = seq as usize & (RECENT - 1);
-        let first = (RECENT - at).min(data.len());
+        let want = (self.len + data.len()).min(RECENT);
+        if want > self.ring.len() {
+            // The bytes held end at `seq`: each goes to its place in the larger ring.
+            let mut ring = vec![0; want.next_power_of_two().max(16)].into_boxed_slice();
+            let (old, new) = (self.ring.len().max(1) - 1, ring.len() - 1);
+            for k in 0..self.len {
+                let s = seq.wrapping_sub((self.len - k) as u32) as usize;
+                ring[s & new] = self.ring[s & old];
+            }
+            self.ring = ring;
+        }
+        let cap = self.ring.len();
+        let at = seq as usize & (cap - 1);
+        let first = (cap - at).min(data.len());
         self.ring[at..at + first].copy_from_slice(&data[..first]);
         self.ring[..data.len() - first].copy_from_slice(&data[first..]);
-        self.len = (self.len + data.len()).min(RECENT);
+        self.len = (self.len + data.len()).min(cap);
     }
 
     /// Compares `data` at `seq`, all before `next`, with what was delivered; only the part still
@@ -78,11 +99,12 @@ impl Recent {
     fn differs(&self, seq: u32, data: &[u8], next: u32) -> bool {
         let oldest = next.wrapping_sub(self.len as u32);
         let skip = seq_offset(oldest, seq).max(0) as usize;
-        if skip >= data.len() {
+        if skip >= data.len() || self.ring.is_empty() {
             return false;
         }
+        let mask = self.ring.len() - 1;
         data[skip..].iter().enumerate().any(|(i, &b)| {
-            let at = seq.wrapping_add((skip + i) as u32) as usize & (RECENT - 1);
+            let at = seq.wrapping_add((skip + i) as u32) as usize & mask;
             self.ring[at] != b
         })
     }
@@ -315,10 +337,7 @@ impl HalfStream {
             self.acked_to = None;
         }
         self.recent
-            .get_or_insert_with(|| Recent {
-                ring: Box::new([0; RECENT]),
-                len: 0,
-            })
+            .get_or_insert_with(Recent::new)
             .record(next, fresh);
         deliver(Chunk::Data(fresh, ts));
     }
