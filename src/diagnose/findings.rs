@@ -47,7 +47,10 @@ pub fn write_text(w: &mut impl Write, findings: &[Finding], color: bool) -> io::
         } else {
             w.write_all(label.as_bytes())?;
         }
-        writeln!(w, " {}: {}", f.kind, f.detail)?;
+        // Details quote what the wire said: escaped as the text view escapes it.
+        write!(w, " {}: ", f.kind)?;
+        crate::output::escaped(w, &f.detail)?;
+        writeln!(w)?;
         writeln!(w, "  -> {}", f.advice)?;
     }
     Ok(())

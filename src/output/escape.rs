@@ -37,7 +37,7 @@ fn needs_escape_ascii(b: u8) -> bool {
 }
 
 /// Writes `s` with every character of the rule above escaped.
-pub(super) fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
+pub(crate) fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;

@@ -15,6 +15,7 @@ mod text;
 use std::io;
 
 pub use community_id::CommunityId;
+pub(crate) use escape::escaped;
 pub use eve::EveWriter;
 pub use json::JsonWriter;
 pub use reopen::ReopeningFile;
