@@ -315,3 +315,30 @@ fn mistakes_get_a_word() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("--max-flows").count(), 1, "{err}");
 }
+
+#[test]
+fn a_session_the_capture_ends_in_is_still_open() {
+    // The first 100 packets of a session that goes on (and closes) after them.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcap");
+    let status = Command::new("editcap")
+        .args([
+            "-r",
+            &fixture("python-basic.pcap"),
+            cut.to_str().unwrap(),
+            "1-100",
+        ])
+        .status()
+        .expect("editcap (tshark's package)");
+    assert!(status.success());
+    let text = String::from_utf8(run(&["-r", cut.to_str().unwrap()]).stdout).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.ends_with("still open at the end of the capture"),
+        "{last}"
+    );
+    assert!(!text.contains("closed"), "{text}");
+    // The whole session closes, and says how.
+    let whole = String::from_utf8(run(&["-r", &fixture("python-basic.pcap")]).stdout).unwrap();
+    assert!(whole.lines().any(|l| l.contains(" closed by ")), "{whole}");
+}

@@ -7,8 +7,8 @@ use super::escape::escaped;
 use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision, civil_from_days};
 use crate::event::{
-    AnomalyEvent, CloseEvent, CloseInfo, Direction, Event, EventSink, FlowEvent, FlowMeta,
-    FrameEvent, HandshakeEvent, MessageEvent, Payload, Timestamp,
+    AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowEvent,
+    FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
 use crate::wire::frame::{FrameHeader, Opcode};
@@ -461,6 +461,11 @@ impl<W: Write> TextWriter<W> {
 
     fn close(&mut self, e: &CloseEvent<'_>) -> io::Result<()> {
         self.connection_prefix(e.ts, e.flow)?;
+        // The capture, not the session, ended: nothing closed it (a live capture's Ctrl-C).
+        if e.end == EndReason::CaptureEnd && e.initiator.is_none() {
+            self.paint(&CYAN, "still open")?;
+            return writeln!(self.out.w, " at the end of the capture");
+        }
         let style = if e.clean { CYAN } else { RED };
         self.paint(&style, "closed")?;
         let w = &mut self.out.w;
