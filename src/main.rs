@@ -224,6 +224,13 @@ Examples:
   wsnoop diagnose -i eth0 --duration 60 --port 8080 --port 8443
   wsnoop diagnose -r capture.pcap --json | jq 'select(.severity != \"info\")'")]
     Diagnose(DiagnoseArgs),
+    /// Print a shell completion script: `wsnoop completions bash > /etc/bash_completion.d/wsnoop`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `wsnoop man > /usr/local/share/man/man1/wsnoop.1`.
+    Man,
 }
 
 #[derive(clap::Args, Debug)]
@@ -856,7 +863,7 @@ fn stdout_was_closed() -> bool {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let writes_stdout = match &cli.command {
-        Some(Command::Diagnose(_)) => true,
+        Some(Command::Diagnose(_) | Command::Completions { .. } | Command::Man) => true,
         None => !cli.quiet || cli.write.as_deref() == Some(std::path::Path::new("-")),
     };
     if writes_stdout && stdout_was_closed() {
@@ -865,6 +872,21 @@ fn main() -> ExitCode {
     }
     let result = match cli.command.take() {
         Some(Command::Diagnose(args)) => run_diagnose(args),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            // Into memory first: clap_complete panics on a failed write (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "wsnoop", &mut script);
+            print_all(&script)
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| print_all(&page))
+        }
         None => run(cli),
     };
     match result {
@@ -875,6 +897,14 @@ fn main() -> ExitCode {
             say!("wsnoop: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `bytes` to standard output; a reader that went away (`| head`) is no failure.
+fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    match io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 
