@@ -104,6 +104,10 @@ struct Cli {
     #[arg(long)]
     utc: bool,
 
+    /// Text output: JSON texts also pretty-printed, indented under their line.
+    #[arg(long)]
+    pretty: bool,
+
     /// Payload bytes kept per frame in output (0 keeps none; control frames keep their close
     /// code and reason regardless).
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]
@@ -513,6 +517,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         time,
         utc: cli.utc,
         hex_dump: cli.hex > 0,
+        pretty: cli.pretty,
     };
     // -c, and times relative to other lines, are one thread's: its counts, its lines.
     let one_thread =

@@ -342,3 +342,46 @@ fn a_session_the_capture_ends_in_is_still_open() {
     let whole = String::from_utf8(run(&["-r", &fixture("python-basic.pcap")]).stdout).unwrap();
     assert!(whole.lines().any(|l| l.contains(" closed by ")), "{whole}");
 }
+
+#[test]
+fn json_texts_read_as_json_and_pretty_prints_them() {
+    let sent = sent_texts("signalling-8080");
+    let json_texts: Vec<&String> = sent
+        .values()
+        .flatten()
+        .filter(|t| t.starts_with('{'))
+        .collect();
+    assert!(json_texts.len() > 5);
+    let out = String::from_utf8(run(&["-r", &fixture("signalling-8080.pcap")]).stdout).unwrap();
+    // Each JSON text the peers sent is on a frame line as it was sent: no quotes, no escapes.
+    for text in &json_texts {
+        assert!(
+            out.lines().any(|l| l.ends_with(&format!(" {text}"))),
+            "{text} not shown as it was sent"
+        );
+    }
+    // --pretty: the indented lines under a frame line are the same JSON value.
+    let pretty =
+        String::from_utf8(run(&["-r", &fixture("signalling-8080.pcap"), "--pretty"]).stdout)
+            .unwrap();
+    let lines: Vec<&str> = pretty.lines().collect();
+    let mut checked = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(at) = lines[i].find(" {") else {
+            i += 1;
+            continue;
+        };
+        let head: Value = serde_json::from_str(&lines[i][at + 1..]).expect("a JSON text");
+        let block: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("    "))
+            .copied()
+            .collect();
+        let body: Value = serde_json::from_str(&block.join("\n")).expect("pretty JSON");
+        assert_eq!(head, body);
+        checked += 1;
+        i += 1 + block.len();
+    }
+    assert!(checked >= json_texts.len(), "{checked}");
+}

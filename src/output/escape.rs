@@ -38,6 +38,17 @@ fn needs_escape_ascii(b: u8) -> bool {
 
 /// Writes `s` with every character of the rule above escaped.
 pub(crate) fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
+    escape_with(w, s, true)
+}
+
+/// Writes a JSON text as it is, escaping only what could drive the terminal: its quotes and
+/// backslashes are JSON's own (a backslash in a JSON string is always `\\` or an escape), so
+/// the text stays readable and still cannot be confused with an escape of ours (`\u{...}`).
+pub(crate) fn escaped_json(w: &mut impl Write, s: &str) -> io::Result<()> {
+    escape_with(w, s, false)
+}
+
+fn escape_with(w: &mut impl Write, s: &str, quotes: bool) -> io::Result<()> {
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -45,7 +56,7 @@ pub(crate) fn escaped(w: &mut impl Write, s: &str) -> io::Result<()> {
         let b = bytes[i];
         let (c, len) = if b < 0x80 {
             // The fast path: ASCII pays no table lookup and no decoding.
-            if !needs_escape_ascii(b) {
+            if !needs_escape_ascii(b) || (!quotes && (b == b'"' || b == b'\\')) {
                 i += 1;
                 continue;
             }

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::escape::escaped;
+use super::escape::{escaped, escaped_json};
 use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision, civil_from_days};
 use crate::event::{
@@ -36,6 +36,8 @@ pub struct TextStyle {
     pub time: TimeFormat,
     pub utc: bool,
     pub hex_dump: bool,
+    /// JSON texts pretty-printed under their line (`--pretty`).
+    pub pretty: bool,
 }
 
 impl Default for TextStyle {
@@ -44,6 +46,7 @@ impl Default for TextStyle {
             time: TimeFormat::Clock,
             utc: false,
             hex_dump: false,
+            pretty: false,
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct TextWriter<W: Write> {
     utc: bool,
     /// `-X`: each payload shown also as hex and ASCII, under its line.
     hex_dump: bool,
+    /// `--pretty`: JSON texts indented under their line.
+    pretty: bool,
     /// The clock text of `clock_secs` ("HH:MM:SS", or with the date), cached: most events
     /// share their second.
     clock_secs: i64,
@@ -113,6 +118,7 @@ impl<W: Write> TextWriter<W> {
             time: TimeFormat::Clock,
             utc: false,
             hex_dump: false,
+            pretty: false,
             clock_secs: i64::MIN,
             clock: String::new(),
             first_ts: None,
@@ -128,6 +134,7 @@ impl<W: Write> TextWriter<W> {
         self.time = style.time;
         self.utc = style.utc;
         self.hex_dump = style.hex_dump;
+        self.pretty = style.pretty;
         self
     }
 
@@ -299,8 +306,20 @@ impl<W: Write> TextWriter<W> {
         self.dump(e.payload)
     }
 
-    /// `-X`: the payload as tcpdump shows packets, 16 bytes a line in hex and ASCII.
+    /// What follows a payload's line: `--pretty`'s JSON, then `-X`'s dump.
     fn dump(&mut self, payload: Payload<'_>) -> io::Result<()> {
+        if self.pretty
+            && let Payload::Text(text) = payload
+            && looks_like_json(text)
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+            && let Ok(pretty) = serde_json::to_string_pretty(&value)
+        {
+            for line in pretty.lines() {
+                self.out.w.write_all(b"    ")?;
+                escaped_json(&mut self.out.w, line)?;
+                self.out.w.write_all(b"\n")?;
+            }
+        }
         if !self.hex_dump {
             return Ok(());
         }
@@ -515,8 +534,19 @@ impl<W: Write> TextWriter<W> {
     }
 }
 
+/// A text that reads as a JSON object or array (what signalling servers send): shown as it
+/// is rather than quoted, so its own quotes need no escape.
+fn looks_like_json(text: &str) -> bool {
+    let t = text.trim();
+    (t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']'))
+}
+
 fn payload(w: &mut impl Write, payload: Payload<'_>, truncated: bool) -> io::Result<()> {
     match payload {
+        Payload::Text(text) if !truncated && looks_like_json(text) => {
+            w.write_all(b" ")?;
+            escaped_json(w, text)?;
+        }
         Payload::Text(text) if !text.is_empty() => {
             w.write_all(b" \"")?;
             escaped(w, text)?;
