@@ -38,6 +38,7 @@ pub mod http;
 pub mod net;
 pub mod output;
 pub mod parallel;
+pub mod report;
 pub mod session;
 pub mod tls;
 pub mod wire;

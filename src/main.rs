@@ -30,6 +30,9 @@ macro_rules! say {
     }};
 }
 
+// After the macro, which it uses.
+mod report_cli;
+
 /// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
 /// capture file or a live interface.
 #[derive(Parser, Debug)]
@@ -132,6 +135,11 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = DefragLimits::default().max_bytes)]
     max_frag_bytes: usize,
 
+    /// Also write the WebSocket sessions to this HAR file, as Chrome's DevTools export them
+    /// (Network, Import HAR): handshakes, messages and control frames, within bounds.
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+
     /// Also write every packet read to this pcap file.
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<PathBuf>,
@@ -195,6 +203,13 @@ Examples:
   wsnoop diagnose -i eth0 --duration 60 --port 8080 --port 8443
   wsnoop diagnose -r capture.pcap --json | jq 'select(.severity != \"info\")'")]
     Diagnose(DiagnoseArgs),
+    /// Write one self-contained HTML page to open in a browser: every connection, its
+    /// messages DevTools-style with a filter, a timeline, and the diagnosis at the top.
+    #[command(after_help = "\
+Examples:
+  wsnoop report -r capture.pcap -o report.html
+  wsnoop report -i eth0 --duration 60 -o report.html --har session.har port 8080")]
+    Report(report_cli::ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -503,11 +518,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let options = AnalyzerOptions {
         ws: WsOptions {
             // -q prints no event: keep no payload and build no frame or message event.
-            max_payload: if cli.quiet { 0 } else { cli.max_payload },
+            max_payload: if cli.quiet && cli.har.is_none() {
+                0
+            } else {
+                cli.max_payload
+            },
             max_frames: cli.count,
             max_message: cli.max_message,
-            show_frames: !cli.quiet && show != Show::Messages,
-            show_messages: !cli.quiet && show != Show::Frames,
+            // The HAR file takes every message and control frame, whatever is printed.
+            show_frames: cli.har.is_some() || (!cli.quiet && show != Show::Messages),
+            show_messages: cli.har.is_some() || (!cli.quiet && show != Show::Frames),
         },
         reassembly: ReassemblyLimits {
             max_bytes: cli.max_ooo,
@@ -527,6 +547,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         report_connections: false,
         tls: tls_options(&cli.source.keylog, &source)?,
     };
+    let har = cli
+        .har
+        .as_deref()
+        .map(report_cli::HarFile::create)
+        .transpose()?;
     let stdout = io::stdout();
     let out: Box<dyn Write + Send> = match &cli.output {
         Some(path) => {
@@ -541,7 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let color = cli.output.is_none() && use_color(cli.source.color, io::stdout().is_terminal());
     let mut on_drops = say_drops;
     let control = run_control(duration, &mut on_drops, &options.tls);
-    let (end, stats) = if threads > 1 {
+    let (end, stats) = if threads > 1 && har.is_none() {
         let format = match format {
             _ if cli.quiet => Format::Quiet,
             OutputFormat::Json => Format::Json(source.precision()),
@@ -554,9 +579,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         parallel::run(&mut source, &options, threads, format, out, control)?
     } else {
-        let mut analyzer = Analyzer::new(options.clone());
         let writer = io::BufWriter::with_capacity(64 * 1024, out);
-        let mut sink: Box<dyn OutputSink> = match format {
+        let mut sink: Box<dyn OutputSink + Send> = match format {
             _ if cli.quiet => Box::new(Quiet),
             OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),
             OutputFormat::Eve => Box::new(EveWriter::new(writer)),
@@ -569,8 +593,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
         };
-        let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
-        (end, analyzer.stats())
+        let shown = (
+            !cli.quiet && show != Show::Messages,
+            !cli.quiet && show != Show::Frames,
+        );
+        if let Some(har) = har {
+            har.run(sink, shown, &mut source, &options, threads, control)?
+        } else {
+            let mut analyzer = Analyzer::new(options.clone());
+            let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
+            (end, analyzer.stats())
+        }
     };
     let mut stats = stats;
     if let Some(file) = source.file_stats() {
@@ -730,6 +763,7 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let writes_stdout = match &cli.command {
         Some(Command::Diagnose(_)) => true,
+        Some(Command::Report(_)) => false,
         None => !cli.quiet || cli.write.as_deref() == Some(std::path::Path::new("-")),
     };
     if writes_stdout && stdout_was_closed() {
@@ -738,6 +772,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command.take() {
         Some(Command::Diagnose(args)) => run_diagnose(args),
+        Some(Command::Report(args)) => report_cli::run_report(args),
         None => run(cli),
     };
     match result {

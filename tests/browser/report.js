@@ -1,0 +1,74 @@
+// Opens a wsnoop report in Debian's chromium and says what a person would see, as JSON on
+// stdout: for tests/report.rs, which compares it with wsnoop's --json of the same capture.
+//
+//   node report.js PAGE.html SCREENSHOT.png '{"flows":[N,...],"filters":[[N,"regex"],...],"scroll":N}'
+//
+// flows: connections to click, each time counting the messages shown; filters: a connection
+// and a regular expression to type into the filter box; scroll: a connection whose message
+// list is scrolled to its end (windowing: the last rows must be there, and few rows in all).
+"use strict";
+const { chromium } = require("playwright-core");
+const { pathToFileURL } = require("url");
+
+async function main() {
+  const [page_path, shot, spec_text] = process.argv.slice(2);
+  const spec = JSON.parse(spec_text || "{}");
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+  const out = { requests: [], errors: [], flows: [], clicked: {}, filters: [], timeline: {} };
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
+    const url = pathToFileURL(page_path).href;
+    page.on("request", (r) => { if (r.url() !== url) out.requests.push(r.url()); });
+    page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") out.errors.push(m.type() + ": " + m.text()); });
+    page.on("pageerror", (e) => out.errors.push("pageerror: " + e.message));
+    await page.goto(url, { waitUntil: "load" });
+    out.flows = await page.$$eval('[data-testid="connection"]', (rows) => rows.map((r) => Number(r.getAttribute("data-flow"))));
+    const shown = async () => ({
+      count: Number(await page.getAttribute('[data-testid="message-count"]', "data-count")),
+      rows: await page.$$eval('[data-testid="message"]', (rows) => rows.map((r) => Number(r.getAttribute("data-index")))),
+    });
+    for (const flow of spec.flows || []) {
+      await page.click(`[data-testid="connection"][data-flow="${flow}"]`);
+      out.clicked[flow] = await shown();
+    }
+    for (const [flow, regex] of spec.filters || []) {
+      await page.click(`[data-testid="connection"][data-flow="${flow}"]`);
+      await page.fill('[data-testid="filter"]', regex);
+      await page.press('[data-testid="filter"]', "Enter");
+      out.filters.push({ flow, regex, ...(await shown()) });
+      await page.fill('[data-testid="filter"]', "");
+      await page.press('[data-testid="filter"]', "Enter");
+    }
+    if (spec.scroll !== undefined) {
+      await page.click(`[data-testid="connection"][data-flow="${spec.scroll}"]`);
+      const before = await shown();
+      await page.$eval("#viewport", (v) => { v.scrollTop = v.scrollHeight; v.dispatchEvent(new Event("scroll")); });
+      await page.waitForTimeout(50);
+      out.scrolled = { before, after: await shown() };
+    }
+    // The first message of the connection shown last: its detail, JSON pretty-printed if it is.
+    if (spec.detail !== undefined) {
+      await page.click(`[data-testid="connection"][data-flow="${spec.detail}"]`);
+      await page.click('[data-testid="message"]');
+      out.detail = await page.textContent("#detail-body");
+    }
+    out.timeline = await page.$eval('[data-testid="timeline"]', (t) => ({
+      svg: t.querySelectorAll("svg").length,
+      elements: t.querySelectorAll("svg *").length,
+      gantt: t.querySelectorAll("rect.gantt").length,
+      bins: t.querySelectorAll("rect.bin").length,
+      markers: t.querySelectorAll(".marker").length,
+      rtt: t.querySelectorAll("circle.rtt").length,
+    }));
+    out.findings = await page.$$eval('[data-testid="finding"]', (f) => f.map((x) => x.getAttribute("data-kind")));
+    if (shot) await page.screenshot({ path: shot, fullPage: true });
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
