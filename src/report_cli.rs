@@ -37,6 +37,11 @@ pub struct ReportArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]
     max_payload: usize,
 
+    /// Messages and control frames kept per connection (at most twice as many in all); past
+    /// it they are counted, and the page and the HAR file say so.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().messages_per_connection)]
+    max_messages: usize,
+
     /// A server port the diagnosis checks (repeatable); default: every port seen.
     #[arg(long = "port", value_name = "PORT")]
     ports: Vec<u16>,
@@ -178,8 +183,13 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         tls: super::tls_options(&args.source.keylog, &source)?,
         ..AnalyzerOptions::default()
     };
+    let limits = Limits {
+        messages_per_connection: args.max_messages,
+        messages: args.max_messages.saturating_mul(2),
+        ..Limits::default()
+    };
     let mut sink = ReportSink {
-        collector: Collector::new(Limits::default()),
+        collector: Collector::new(limits),
         diagnoser: Diagnoser::new(
             args.ports.clone(),
             DiagnoseOptions {

@@ -29,7 +29,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            messages_per_connection: 20_000,
+            messages_per_connection: 100_000,
             messages: 200_000,
             payload_bytes: 64 << 20,
             connections: 20_000,

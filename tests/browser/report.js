@@ -1,9 +1,11 @@
 // Opens a wsnoop report in Debian's chromium and says what a person would see, as JSON on
 // stdout: for tests/report.rs, which compares it with wsnoop's --json of the same capture.
 //
-//   node report.js PAGE.html SCREENSHOT.png '{"flows":[N,...],"filters":[[N,"regex"],...],"scroll":N}'
+//   node report.js JOBS.json
 //
-// flows: connections to click, each time counting the messages shown; filters: a connection
+// JOBS.json: a list of {"page": "x.html", "shot": "x.png", "flows": [N, ...],
+// "filters": [[N, "regex"], ...], "scroll": N, "detail": N}, one page each, in one browser;
+// the output is the list of what each page showed. flows: connections to click, each time counting the messages shown; filters: a connection
 // and a regular expression to type into the filter box; scroll: a connection whose message
 // list is scrolled to its end (windowing: the last rows must be there, and few rows in all).
 "use strict";
@@ -11,16 +13,25 @@ const { chromium } = require("playwright-core");
 const { pathToFileURL } = require("url");
 
 async function main() {
-  const [page_path, shot, spec_text] = process.argv.slice(2);
-  const spec = JSON.parse(spec_text || "{}");
+  const jobs = JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"));
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
   });
-  const out = { requests: [], errors: [], flows: [], clicked: {}, filters: [], timeline: {} };
+  const results = [];
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
-    const url = pathToFileURL(page_path).href;
+    for (const spec of jobs) results.push(await look(browser, spec));
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(results) + "\n");
+}
+
+async function look(browser, spec) {
+  const out = { requests: [], errors: [], flows: [], clicked: {}, filters: [], timeline: {} };
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
+  try {
+    const url = pathToFileURL(spec.page).href;
     page.on("request", (r) => { if (r.url() !== url) out.requests.push(r.url()); });
     page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") out.errors.push(m.type() + ": " + m.text()); });
     page.on("pageerror", (e) => out.errors.push("pageerror: " + e.message));
@@ -64,11 +75,11 @@ async function main() {
       rtt: t.querySelectorAll("circle.rtt").length,
     }));
     out.findings = await page.$$eval('[data-testid="finding"]', (f) => f.map((x) => x.getAttribute("data-kind")));
-    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    if (spec.shot) await page.screenshot({ path: spec.shot, fullPage: true });
   } finally {
-    await browser.close();
+    await page.close();
   }
-  process.stdout.write(JSON.stringify(out) + "\n");
+  return out;
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
