@@ -119,7 +119,8 @@
   for (const c of conns) {
     const tr = el("tr", { "data-testid": "connection", "data-flow": c.flow, id: "flow-" + c.flow });
     for (const col of COLS) {
-      const td = el("td", col[3] ? { class: "num" } : null, String((col[4] || col[2])(c)));
+      const text = String((col[4] || col[2])(c));
+      const td = el("td", col[3] ? { class: "num" } : { title: text }, text);
       tr.append(td);
     }
     const status = tr.children[6];
@@ -400,7 +401,9 @@
     drawTimeline();
   }
   renderConnections();
-  const first = conns.find((c) => c.items.length) || conns[0];
-  if (first) select(first.flow, false); else { applyFilter(); drawTimeline(); }
+  // A link to a connection (report.html#flow-N) opens with it chosen.
+  const linked = /^#flow-(\d+)$/.exec(location.hash);
+  const first = (linked && byFlow.get(Number(linked[1]))) || conns.find((c) => c.items.length) || conns[0];
+  if (first) select(first.flow, !!linked); else { applyFilter(); drawTimeline(); }
   window.addEventListener("resize", () => drawTimeline());
 })();

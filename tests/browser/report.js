@@ -4,7 +4,7 @@
 //   node report.js JOBS.json
 //
 // JOBS.json: a list of {"page": "x.html", "shot": "x.png", "flows": [N, ...],
-// "filters": [[N, "regex"], ...], "scroll": N, "detail": N}, one page each, in one browser;
+// "filters": [[N, "regex"], ...], "scroll": N, "detail": N, "hash": "#flow-N"}, one page each, in one browser;
 // the output is the list of what each page showed. flows: connections to click, each time counting the messages shown; filters: a connection
 // and a regular expression to type into the filter box; scroll: a connection whose message
 // list is scrolled to its end (windowing: the last rows must be there, and few rows in all).
@@ -31,8 +31,8 @@ async function look(browser, spec) {
   const out = { requests: [], errors: [], flows: [], clicked: {}, filters: [], timeline: {} };
   const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
   try {
-    const url = pathToFileURL(spec.page).href;
-    page.on("request", (r) => { if (r.url() !== url) out.requests.push(r.url()); });
+    const file = pathToFileURL(spec.page).href, url = file + (spec.hash || "");
+    page.on("request", (r) => { if (r.url() !== file && r.url() !== url) out.requests.push(r.url()); });
     page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") out.errors.push(m.type() + ": " + m.text()); });
     page.on("pageerror", (e) => out.errors.push("pageerror: " + e.message));
     await page.goto(url, { waitUntil: "load" });
