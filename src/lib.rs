@@ -14,9 +14,9 @@
 //! out through an [`event::EventSink`]; every handler of a connection's bytes gets a
 //! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings;
 //! [`report`] one that keeps connections and messages, bounded, for `wsnoop report`'s page and
-//! `--har`. [`run`] drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`]. The values that
-//! stages and events share (a frame header, the handshake's heads) are in [`wire`], which uses
-//! nothing else of the crate's.
+//! `--har`. [`run`] drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`].
+//! The values that stages and events share (a frame header, the handshake's heads) are in
+//! [`wire`], which uses nothing else of the crate's.
 //!
 //! Words used throughout: a *TCP connection* (a flow, as the JSON names it: both directions of
 //! one pair of endpoints, [`net::tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
