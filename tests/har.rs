@@ -256,7 +256,17 @@ fn har_matches_chromiums_own_view_of_the_same_session() {
         .iter()
         .filter(|m| m["opcode"] == 1 || m["opcode"] == 2)
         .collect();
-    assert_eq!(data.len(), chrome_messages.len());
+    if data.len() != chrome_messages.len() {
+        let text = wsnoop(&["-r", capture.to_str().unwrap(), "--show", "all"]);
+        panic!(
+            "{} data messages in the capture, {} in DevTools' record; tcpdump said: {}\nwsnoop \
+             read: {}",
+            data.len(),
+            chrome_messages.len(),
+            std::fs::read_to_string(dir.path().join("tcpdump.txt")).unwrap_or_default(),
+            String::from_utf8_lossy(&text.stdout)
+        );
+    }
     for (i, (m, c)) in data.iter().zip(chrome_messages).enumerate() {
         for field in ["type", "opcode", "data"] {
             assert_eq!(m[field], c[field], "message {i}: {field}");

@@ -358,3 +358,36 @@ fn what_the_caps_leave_out_is_said() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains(&format!("\"notKept\":{not_kept}")));
 }
+
+/// The data block of a report page, as JSON, without the time it was written.
+fn page_data(page: &Path) -> Value {
+    let html = std::fs::read_to_string(page).expect("page written");
+    let start = r#"<script type="application/json" id="wsnoop-data">"#;
+    let from = html.find(start).expect("the data block") + start.len();
+    let to = from + html[from..].find("</script>").expect("its end");
+    let mut data: Value = serde_json::from_str(&html[from..to]).expect("the data is JSON");
+    data.as_object_mut().unwrap().remove("generated");
+    data
+}
+
+#[test]
+fn the_report_is_the_same_whatever_the_threads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["concurrent", "python-deflate", "rejected-403"] {
+        let capture = fixtures_dir().join(format!("{name}.pcap"));
+        let mut seen = Vec::new();
+        for threads in ["1", "2"] {
+            let page = dir.path().join(format!("{name}-{threads}.html"));
+            let har = dir.path().join(format!("{name}-{threads}.har"));
+            report(
+                &capture,
+                &page,
+                &["--threads", threads, "--har", har.to_str().unwrap()],
+            );
+            seen.push((page_data(&page), std::fs::read(&har).expect("har written")));
+        }
+        assert_eq!(seen[0], seen[1], "{name}: --threads 1 and 2");
+        let conns = seen[0].0["conns"].as_array().unwrap();
+        assert!(!conns.is_empty(), "{name}: connections in the data");
+    }
+}

@@ -57,9 +57,11 @@ async function main() {
     res.end("<!DOCTYPE html><title>wsnoop har test</title><p>session</p>");
   });
   try {
-    const tcpdump = spawn("tcpdump", ["-i", "lo", "-U", "-s", "0", "-w", path.join(outdir, "capture.pcap"),
+    const tcpdump = spawn("tcpdump", ["-i", "lo", "--immediate-mode", "-U", "-s", "0", "-w", path.join(outdir, "capture.pcap"),
       "tcp", "port", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
     children.push(tcpdump);
+    let tcpdumpSaid = "";
+    tcpdump.stderr.on("data", (d) => { tcpdumpSaid += d.toString(); });
     await waitFor(tcpdump, "stderr", /listening on/, "tcpdump");
     const server = spawn(python, [path.join(__dirname, "echo_server.py"), "--port", String(port)],
       { stdio: ["ignore", "pipe", "inherit"] });
@@ -108,9 +110,11 @@ async function main() {
     await browser.close();
     browser = null;
     await exited(server);
-    await new Promise((r) => setTimeout(r, 300));
+    // Packets still in the kernel's buffer when tcpdump stops are lost: let it take them.
+    await new Promise((r) => setTimeout(r, 1000));
     tcpdump.kill("SIGINT");
     await exited(tcpdump);
+    fs.writeFileSync(path.join(outdir, "tcpdump.txt"), tcpdumpSaid);
     fs.writeFileSync(path.join(outdir, "chrome.har"), JSON.stringify(har(events), null, 1));
     fs.writeFileSync(path.join(outdir, "sent.json"), JSON.stringify(SENT));
   } finally {
