@@ -391,3 +391,113 @@ fn the_report_is_the_same_whatever_the_threads() {
         assert!(!conns.is_empty(), "{name}: connections in the data");
     }
 }
+
+#[test]
+fn a_live_report_ends_at_ctrl_c_with_the_session_in_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if !common::netns::is_root() {
+        eprintln!("skipped: needs root for a network namespace");
+        return;
+    }
+    let python = fixtures_dir().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "fixtures/.venv is missing: run `.ci/setup --test`"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let page = dir.path().join("live.html");
+    let ns = common::netns::Netns::new("report");
+    let mut wsnoop = ns
+        .command(
+            wsnoop_bin().to_str().unwrap(),
+            // The duration only bounds a test that fails before its Ctrl-C.
+            &[
+                "report",
+                "-i",
+                "lo",
+                "--duration",
+                "60",
+                "-o",
+                page.to_str().unwrap(),
+                "port",
+                "9200",
+            ],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wsnoop starts");
+    let mut stderr = BufReader::new(wsnoop.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("wsnoop says it records");
+    assert!(line.contains("recording a report on lo"), "{line}");
+    let server = manifest_dir().join("tests/browser/echo_server.py");
+    let mut server = ns
+        .command(
+            python.to_str().unwrap(),
+            &[server.to_str().unwrap(), "--port", "9200"],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let mut ready = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .expect("the server says it is ready");
+    assert_eq!(ready.trim(), "ready");
+    let client = "from websockets.sync.client import connect\n\
+                  with connect('ws://127.0.0.1:9200/live', subprotocols=['chat.v1']) as ws:\n\
+                  \x20   for m in ['one', 'two', b'\\x00\\x01three']:\n\
+                  \x20       ws.send(m)\n\
+                  \x20       assert ws.recv() == m\n";
+    let ran = ns
+        .command(python.to_str().unwrap(), &["-c", client])
+        .status()
+        .expect("the client runs");
+    assert!(ran.success());
+    let _ = server.wait();
+    // Ctrl-C: wsnoop drains what the kernel holds, then writes the page.
+    // SAFETY: a signal to our own child, by its pid.
+    unsafe { libc::kill(wsnoop.id() as i32, libc::SIGINT) };
+    let status = wsnoop.wait().expect("wsnoop ends");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    let data = page_data(&page);
+    let conns = data["conns"].as_array().unwrap();
+    assert_eq!(conns.len(), 1, "{rest}");
+    let c = &conns[0];
+    assert_eq!(c["uri"], "/live");
+    assert_eq!(c["protocol"], "chat.v1");
+    let items = c["items"].as_array().unwrap();
+    // [t, dir, opcode, len, wire_len, flags, data, close code]: the three messages each way,
+    // the server's ping and its pong, the closes.
+    let data_items: Vec<(u64, u64, &str)> = items
+        .iter()
+        .filter(|i| i[2].as_u64() < Some(8))
+        .map(|i| {
+            (
+                i[1].as_u64().unwrap(),
+                i[2].as_u64().unwrap(),
+                i[6].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        data_items,
+        vec![
+            (0, 1, "one"),
+            (1, 1, "one"),
+            (0, 1, "two"),
+            (1, 1, "two"),
+            (0, 2, "AAF0aHJlZQ=="),
+            (1, 2, "AAF0aHJlZQ=="),
+        ]
+    );
+    let controls: Vec<u64> = items
+        .iter()
+        .filter_map(|i| i[2].as_u64())
+        .filter(|op| *op >= 8)
+        .collect();
+    assert_eq!(controls, vec![9, 10, 8, 8]);
+}
