@@ -155,6 +155,41 @@ fn har_of_fixtures_holds_every_message_and_control_frame_of_the_json() {
 }
 
 #[test]
+fn har_changes_nothing_that_is_printed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let har = dir.path().join("x.har");
+    let har = har.to_str().unwrap();
+    for name in ["python-basic", "concurrent"] {
+        let capture = fixtures_dir().join(format!("{name}.pcap"));
+        let capture = capture.to_str().unwrap();
+        for extra in [
+            &["--show", "messages"][..],
+            &["--show", "frames", "--json"],
+            &["--summary"],
+            &["--format", "eve"],
+        ] {
+            for threads in ["1", "2"] {
+                let mut args = vec!["-r", capture, "--threads", threads];
+                args.extend_from_slice(extra);
+                let plain = wsnoop(&args);
+                args.extend_from_slice(&["--har", har]);
+                let with_har = wsnoop(&args);
+                assert_eq!(
+                    String::from_utf8_lossy(&with_har.stdout),
+                    String::from_utf8_lossy(&plain.stdout),
+                    "{name} {extra:?} --threads {threads}"
+                );
+                let entries = read_json(Path::new(har))["log"]["entries"].clone();
+                assert!(
+                    !messages(&entries[0]).is_empty(),
+                    "{name}: the HAR has messages"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn har_matches_chromiums_own_view_of_the_same_session() {
     if !is_root() {
         eprintln!("skipped: needs root for a network namespace and tcpdump");

@@ -280,9 +280,11 @@ impl Collector {
             return;
         }
         let mut dropped_payload = false;
-        if payload.len() <= arena_room {
+        if let Ok(kept) = u32::try_from(payload.len())
+            && payload.len() <= arena_room
+        {
             item.start = self.arena.len();
-            item.kept = payload.len() as u32;
+            item.kept = kept;
             self.arena.extend_from_slice(payload);
         } else {
             item.flags |= flag::DROPPED;
