@@ -91,6 +91,151 @@ fn items_of(events: &[Value], flow: u64) -> Vec<String> {
         .collect()
 }
 
+/// The `--json` events of what the page lists for one connection, in order.
+fn item_events(events: &[Value], flow: u64) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["flow"] == flow)
+        .filter(|e| {
+            e["type"] == "message"
+                || (e["type"] == "frame"
+                    && ["close", "ping", "pong"].contains(&e["opcode"].as_str().unwrap_or("")))
+        })
+        .collect()
+}
+
+/// Runs a Python expression on `input` (bound to `d`), returning what it prints.
+fn python(expr: &str, input: &Value) -> String {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import json, sys\nd = json.load(sys.stdin)\nsys.stdout.write({expr})"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(input).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().expect("python3 ends");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn messages_are_shown_as_devtools_shows_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut jobs = Vec::new();
+    let mut cases = Vec::new();
+    for name in ["signalling-8080", "python-basic"] {
+        let capture = fixtures_dir().join(format!("{name}.pcap"));
+        let page = dir.path().join(format!("{name}.html"));
+        report(&capture, &page, &[]);
+        let events = run_wsnoop_json(&capture, &[]);
+        let items: Vec<Value> = item_events(&events, 0).into_iter().cloned().collect();
+        // The first JSON text, the first other text and the first binary message.
+        let first = |f: &dyn Fn(&Value) -> bool| items.iter().position(f);
+        let json_text = first(&|e| {
+            e.get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).is_ok())
+        });
+        let plain_text = first(&|e| {
+            e.get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.is_empty() && serde_json::from_str::<Value>(t).is_err())
+        });
+        let binary = first(&|e| e["opcode"] == "binary" && e["len"].as_u64() > Some(16));
+        let picks: Vec<usize> = [json_text, plain_text, binary]
+            .into_iter()
+            .flatten()
+            .collect();
+        match name {
+            "signalling-8080" => assert!(json_text.is_some(), "{name}: a JSON message"),
+            _ => assert!(
+                plain_text.is_some() && binary.is_some(),
+                "{name}: text and binary"
+            ),
+        }
+        jobs.push(json!({
+            "page": page,
+            "flows": [],
+            "kinds": 0,
+            "details": picks.iter().map(|i| json!([0, i])).collect::<Vec<_>>(),
+        }));
+        cases.push((name, items, picks));
+    }
+    let seen = look(&jobs);
+    for ((name, items, picks), page) in cases.into_iter().zip(&seen) {
+        assert_eq!(page["errors"], json!([]), "{name}");
+        let control = |e: &Value| e["type"] == "frame";
+        let indices = |f: &dyn Fn(&Value) -> bool| -> Vec<u64> {
+            (0..items.len() as u64)
+                .filter(|i| f(&items[*i as usize]))
+                .collect()
+        };
+        let kinds = &page["kinds"];
+        assert_eq!(
+            numbers(&kinds["send"]["rows"]),
+            indices(&|e| e["dir"] == "c2s"),
+            "{name}: Sent"
+        );
+        assert_eq!(
+            numbers(&kinds["receive"]["rows"]),
+            indices(&|e| e["dir"] == "s2c"),
+            "{name}: Received"
+        );
+        assert_eq!(
+            numbers(&kinds["control"]["rows"]),
+            indices(&control),
+            "{name}: Control"
+        );
+        assert_eq!(kinds["all"]["count"].as_u64(), Some(items.len() as u64));
+        assert_eq!(page["details"].as_array().unwrap().len(), picks.len());
+        for (pick, detail) in picks.iter().zip(page["details"].as_array().unwrap()) {
+            let e = &items[*pick];
+            let text = detail["text"].as_str().unwrap();
+            if let Some(t) = e.get("text").and_then(Value::as_str) {
+                let parsed = serde_json::from_str::<serde_json::Map<String, Value>>(t).is_ok();
+                assert_eq!(detail["pretty"], parsed, "{name} #{pick}: JSON offered");
+                let want = if parsed {
+                    python(
+                        "json.dumps(json.loads(d), indent=2, ensure_ascii=False)",
+                        &json!(t),
+                    )
+                } else {
+                    t.to_owned()
+                };
+                assert_eq!(text, want, "{name} #{pick}");
+            } else {
+                // Binary: offset, 16 bytes in hex, then as ASCII, a line per 16 bytes.
+                let bytes = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    e["data"].as_str().unwrap(),
+                )
+                .unwrap();
+                let line = python(
+                    "' '.join('%02x' % b for b in bytes(d[:8])) + '  ' + \
+                     ' '.join('%02x' % b for b in bytes(d[8:16])) + '  |' + \
+                     ''.join(chr(b) if 32 <= b < 127 else '.' for b in d[:16]) + '|'",
+                    &json!(bytes),
+                );
+                let first_line = text.lines().next().unwrap();
+                assert_eq!(first_line, format!("00000000  {line}"), "{name} #{pick}");
+                assert_eq!(
+                    text.lines().count(),
+                    bytes.len().div_ceil(16),
+                    "{name} #{pick}"
+                );
+            }
+        }
+    }
+}
+
 /// The indices of `items` that Python's `re.search(regex, item, re.I)` matches.
 fn python_matches(items: &[String], regex: &str) -> Vec<u64> {
     let out = Command::new("python3")

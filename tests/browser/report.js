@@ -4,7 +4,8 @@
 //   node report.js JOBS.json
 //
 // JOBS.json: a list of {"page": "x.html", "shot": "x.png", "flows": [N, ...],
-// "filters": [[N, "regex"], ...], "scroll": N, "detail": N, "hash": "#flow-N"}, one page each, in one browser;
+// "filters": [[N, "regex"], ...], "scroll": N, "kinds": N, "details": [[N, index], ...],
+// "hash": "#flow-N"}, one page each, in one browser;
 // the output is the list of what each page showed. flows: connections to click, each time counting the messages shown; filters: a connection
 // and a regular expression to type into the filter box; scroll: a connection whose message
 // list is scrolled to its end (windowing: the last rows must be there, and few rows in all).
@@ -60,11 +61,23 @@ async function look(browser, spec) {
       await page.waitForTimeout(50);
       out.scrolled = { before, after: await shown() };
     }
-    // The first message of the connection shown last: its detail, JSON pretty-printed if it is.
-    if (spec.detail !== undefined) {
-      await page.click(`[data-testid="connection"][data-flow="${spec.detail}"]`);
-      await page.click('[data-testid="message"]');
-      out.detail = await page.textContent("#detail-body");
+    // kinds: a connection whose messages are counted under All, Sent, Received and Control.
+    if (spec.kinds !== undefined) {
+      await page.click(`[data-testid="connection"][data-flow="${spec.kinds}"]`);
+      out.kinds = {};
+      for (const kind of ["send", "receive", "control", "all"]) {
+        await page.click(`#kinds [data-kind="${kind}"]`);
+        out.kinds[kind] = await shown();
+      }
+    }
+    // details: [flow, index] pairs: the message's detail, pretty-printed when it is JSON.
+    out.details = [];
+    for (const [flow, index] of spec.details || []) {
+      await page.click(`[data-testid="connection"][data-flow="${flow}"]`);
+      await page.click(`[data-testid="message"][data-index="${index}"]`);
+      const pretty = await page.isVisible("#pretty");
+      if (pretty) await page.click("#pretty");
+      out.details.push({ flow, index, pretty, text: await page.textContent("#detail-body") });
     }
     out.timeline = await page.$eval('[data-testid="timeline"]', (t) => ({
       svg: t.querySelectorAll("svg").length,
