@@ -305,6 +305,7 @@ fn reports_of_real_captures_show_what_the_json_says() {
         expected.push((name, events, flows, busiest, regexes));
     }
     let seen = look(&jobs);
+    let mut links_followed = 0;
     for ((name, events, flows, busiest, regexes), page) in expected.into_iter().zip(&seen) {
         assert_eq!(
             page["requests"],
@@ -362,11 +363,47 @@ fn reports_of_real_captures_show_what_the_json_says() {
                 "{name}: close marked"
             );
         }
-        assert!(
-            !page["findings"].as_array().unwrap().is_empty(),
-            "{name}: the diagnosis is shown"
+        // The diagnosis, as `wsnoop diagnose --json` gives it, each example linked.
+        let capture = fixtures_dir().join(format!("{name}.pcap"));
+        let diagnosis = Command::new(wsnoop_bin())
+            .args(["diagnose", "--json", "-r"])
+            .arg(&capture)
+            .output()
+            .expect("wsnoop diagnose runs");
+        let findings = common::parse_json_lines(&String::from_utf8_lossy(&diagnosis.stdout), name);
+        let kinds: Vec<&Value> = findings.iter().map(|f| &f["kind"]).collect();
+        assert_eq!(
+            page["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            kinds,
+            "{name}"
         );
+        let examples: Vec<u64> = findings
+            .iter()
+            .flat_map(|f| numbers(&f["flows"]))
+            .filter(|f| flows.contains(f))
+            .collect();
+        let links = page["links"].as_array().unwrap();
+        assert_eq!(
+            links
+                .iter()
+                .map(|l| l["to"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            examples,
+            "{name}: example connections linked"
+        );
+        for link in links {
+            assert_eq!(
+                link["to"], link["selected"],
+                "{name}: a link selects its connection"
+            );
+        }
+        links_followed += links.len();
     }
+    assert!(links_followed > 0, "some finding links a connection");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,6 +88,16 @@ async function look(browser, spec) {
       rtt: t.querySelectorAll("circle.rtt").length,
     }));
     out.findings = await page.$$eval('[data-testid="finding"]', (f) => f.map((x) => x.getAttribute("data-kind")));
+    // Each finding's links to its example connections: where a click on each one leads.
+    out.links = [];
+    const links = await page.$$("[data-flow-link]");
+    for (const link of links) {
+      await link.click();
+      out.links.push({
+        to: Number(await link.getAttribute("data-flow-link")),
+        selected: Number(await page.getAttribute('tr.selected[data-testid="connection"]', "data-flow")),
+      });
+    }
     if (spec.shot) await page.screenshot({ path: spec.shot, fullPage: true });
   } finally {
     await page.close();
