@@ -127,6 +127,52 @@ fn python(expr: &str, input: &Value) -> String {
 }
 
 #[test]
+fn connections_sort_by_a_column_both_ways() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let capture = fixtures_dir().join("concurrent.pcap");
+    let page = dir.path().join("sort.html");
+    report(&capture, &page, &[]);
+    let events = run_wsnoop_json(&capture, &[]);
+    // Duration: from the upgrade (the handshake) to the connection's end (its flow event).
+    let at = |kind: &str, flow: u64| {
+        events
+            .iter()
+            .find(|e| e["type"] == kind && e["flow"] == flow)
+            .and_then(|e| e["ts"].as_f64())
+            .expect("event")
+    };
+    let mut flows: Vec<(f64, u64)> = (0..20)
+        .map(|f| (at("flow", f) - at("handshake", f), f))
+        .collect();
+    flows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let ascending: Vec<u64> = flows.iter().map(|f| f.1).collect();
+    let descending: Vec<u64> = ascending.iter().rev().copied().collect();
+    // Client addresses, as text: the same length here, so byte order is the page's order.
+    let seen =
+        look(&[json!({"page": page, "flows": [], "sort": ["dur", "dur", "client", "flow"]})]);
+    let sorted = seen[0]["sorted"].as_array().unwrap();
+    assert_eq!(numbers(&sorted[0]), ascending, "by duration");
+    assert_eq!(numbers(&sorted[1]), descending, "by duration, descending");
+    let mut by_client: Vec<(String, u64)> = (0..20)
+        .map(|f| {
+            let e = events.iter().find(|e| e["flow"] == f).unwrap();
+            (e["client"].as_str().unwrap().to_owned(), f)
+        })
+        .collect();
+    by_client.sort();
+    assert_eq!(
+        numbers(&sorted[2]),
+        by_client.iter().map(|c| c.1).collect::<Vec<_>>(),
+        "by client"
+    );
+    assert_eq!(
+        numbers(&sorted[3]),
+        (0..20).collect::<Vec<_>>(),
+        "by number"
+    );
+}
+
+#[test]
 fn messages_are_shown_as_devtools_shows_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut jobs = Vec::new();

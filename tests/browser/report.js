@@ -4,7 +4,7 @@
 //   node report.js JOBS.json
 //
 // JOBS.json: a list of {"page": "x.html", "shot": "x.png", "flows": [N, ...],
-// "filters": [[N, "regex"], ...], "scroll": N, "kinds": N, "details": [[N, index], ...],
+// "filters": [[N, "regex"], ...], "scroll": N, "sort": ["dur", ...], "kinds": N, "details": [[N, index], ...],
 // "hash": "#flow-N"}, one page each, in one browser;
 // the output is the list of what each page showed. flows: connections to click, each time counting the messages shown; filters: a connection
 // and a regular expression to type into the filter box; scroll: a connection whose message
@@ -60,6 +60,13 @@ async function look(browser, spec) {
       await page.$eval("#viewport", (v) => { v.scrollTop = v.scrollHeight; v.dispatchEvent(new Event("scroll")); });
       await page.waitForTimeout(50);
       out.scrolled = { before, after: await shown() };
+    }
+    // sort: column keys whose headers are clicked in turn; the rows' order after each.
+    out.sorted = [];
+    for (const col of spec.sort || []) {
+      await page.click(`#conn-head th[data-col="${col}"]`);
+      out.sorted.push(await page.$$eval('#conn-body [data-testid="connection"]',
+        (rows) => rows.map((r) => Number(r.getAttribute("data-flow")))));
     }
     // kinds: a connection whose messages are counted under All, Sent, Received and Control.
     if (spec.kinds !== undefined) {
