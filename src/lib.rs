@@ -12,10 +12,11 @@
 //!
 //! [`analyzer::Analyzer`] ties net, session, http and ws together: packets go in, events come
 //! out through an [`event::EventSink`]; every handler of a connection's bytes gets a
-//! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings. [`run`]
-//! drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`]. The values that
-//! stages and events share (a frame header, the handshake's heads) are in [`wire`], which uses
-//! nothing else of the crate's.
+//! [`context::Context`]. [`diagnose`] is an event sink that turns events into findings;
+//! [`report`] one that keeps connections and messages, bounded, for `wsnoop report`'s page and
+//! `--har`. [`run`] drives an analyzer from a [`capture::Source`] to an [`output::OutputSink`].
+//! The values that stages and events share (a frame header, the handshake's heads) are in
+//! [`wire`], which uses nothing else of the crate's.
 //!
 //! Words used throughout: a *TCP connection* (a flow, as the JSON names it: both directions of
 //! one pair of endpoints, [`net::tcp::FlowKey`]) carries HTTP until it upgrades; from then on, or
@@ -38,6 +39,7 @@ pub mod http;
 pub mod net;
 pub mod output;
 pub mod parallel;
+pub mod report;
 pub mod session;
 pub mod tls;
 pub mod wire;

@@ -32,6 +32,9 @@ macro_rules! say {
     }};
 }
 
+// After the macro, which it uses.
+mod report_cli;
+
 /// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
 /// capture file or a live interface.
 #[derive(Parser, Debug)]
@@ -165,6 +168,11 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = DefragLimits::default().max_bytes)]
     max_frag_bytes: usize,
 
+    /// Also write the WebSocket sessions to this HAR file, as Chrome's DevTools export them
+    /// (Network, Import HAR): handshakes, messages and control frames, within bounds.
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+
     /// Also write every packet read to this pcap file.
     #[arg(short = 'w', value_name = "FILE")]
     write: Option<PathBuf>,
@@ -235,6 +243,13 @@ Examples:
     },
     /// Print the manual page (roff): `wsnoop man > /usr/local/share/man/man1/wsnoop.1`.
     Man,
+    /// Write one self-contained HTML page to open in a browser: every connection, its
+    /// messages DevTools-style with a filter, a timeline, and the diagnosis at the top.
+    #[command(after_help = "\
+Examples:
+  wsnoop report -r capture.pcap -o report.html
+  wsnoop report -i eth0 --duration 60 -o report.html --har session.har port 8080")]
+    Report(report_cli::ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -568,13 +583,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let options = AnalyzerOptions {
         ws: WsOptions {
             // -q prints no event: keep no payload and build no frame or message event.
-            max_payload: if cli.quiet { 0 } else { cli.max_payload },
+            max_payload: if cli.quiet && cli.har.is_none() {
+                0
+            } else {
+                cli.max_payload
+            },
             max_frames: cli.count,
             max_message: cli.max_message,
-            show_frames: !cli.quiet && show != Show::Messages,
-            // The text frame view shows a compressed message's inflated text on its last frame:
-            // it takes the message events without printing them.
-            show_messages: !cli.quiet && (show != Show::Frames || format == OutputFormat::Text),
+            // The HAR file takes every message and control frame, whatever is printed; the text
+            // frame view shows a compressed message's inflated text on its last frame: it takes
+            // the message events without printing them.
+            show_frames: cli.har.is_some() || (!cli.quiet && show != Show::Messages),
+            show_messages: cli.har.is_some()
+                || (!cli.quiet && (show != Show::Frames || format == OutputFormat::Text)),
         },
         reassembly: ReassemblyLimits {
             max_bytes: cli.max_ooo,
@@ -594,6 +615,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         report_connections: false,
         tls: tls_options(&cli.source.keylog, &source)?,
     };
+    let har = cli
+        .har
+        .as_deref()
+        .map(report_cli::HarFile::create)
+        .transpose()?;
     let stdout = io::stdout();
     let out: Box<dyn Write + Send> = match &cli.output {
         Some(path) => {
@@ -609,7 +635,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut on_drops = say_drops;
     let mut control = run_control(duration, &mut on_drops, &options.tls);
     control.unbuffered = cli.line_buffered || cli.packet_buffered;
-    let (end, stats) = if threads > 1 {
+    let (end, stats) = if threads > 1 && har.is_none() {
         let format = match format {
             _ if cli.quiet => Format::Quiet,
             OutputFormat::Json => Format::Json(source.precision()),
@@ -626,9 +652,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         parallel::run(&mut source, &options, threads, format, out, control)?
     } else {
-        let mut analyzer = Analyzer::new(options.clone());
         let writer = io::BufWriter::with_capacity(64 * 1024, out);
-        let mut sink: Box<dyn OutputSink> = match format {
+        let mut sink: Box<dyn OutputSink + Send> = match format {
             _ if cli.quiet => Box::new(Quiet),
             OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),
             OutputFormat::Eve => Box::new(EveWriter::new(writer, !source.is_live())),
@@ -644,8 +669,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
         };
-        let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
-        (end, analyzer.stats())
+        let shown = (
+            !cli.quiet && show != Show::Messages,
+            !cli.quiet && show != Show::Frames,
+        );
+        if let Some(har) = har {
+            har.run(sink, shown, &mut source, &options, threads, control)?
+        } else {
+            let mut analyzer = Analyzer::new(options.clone());
+            let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
+            (end, analyzer.stats())
+        }
     };
     let mut stats = stats;
     if let Some(file) = source.file_stats() {
@@ -869,6 +903,7 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let writes_stdout = match &cli.command {
         Some(Command::Diagnose(_) | Command::Completions { .. } | Command::Man) => true,
+        Some(Command::Report(_)) => false,
         None => !cli.quiet || cli.write.as_deref() == Some(std::path::Path::new("-")),
     };
     if writes_stdout && stdout_was_closed() {
@@ -892,6 +927,7 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
                 .and_then(|()| print_all(&page))
         }
+        Some(Command::Report(args)) => report_cli::run_report(args),
         None => run(cli),
     };
     match result {

@@ -1,0 +1,243 @@
+//! `wsnoop report` and `--har`, the command line's side: arguments, files, what is said on
+//! stderr. What they write is the library's ([`wsnoop::report`]).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use wsnoop::analyzer::{Analyzer, AnalyzerOptions, MidstreamOptions, Stats};
+use wsnoop::capture::{LiveOptions, Source};
+use wsnoop::context::WsOptions;
+use wsnoop::diagnose::{DiagnoseOptions, Diagnoser};
+use wsnoop::event::Timestamp;
+use wsnoop::output::OutputSink;
+use wsnoop::parallel;
+use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
+use wsnoop::{RunControl, RunEnd};
+
+use super::{SourceArgs, install_signal_handlers, open_source, run_control, say_drops, seconds};
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+
+    /// The HTML file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+
+    /// Also write a HAR file, as the plain run's --har.
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+
+    /// Payload bytes kept per message and control frame.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    max_payload: usize,
+
+    /// Messages and control frames kept per connection (at most twice as many in all); past
+    /// it they are counted, and the page and the HAR file say so.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().messages_per_connection)]
+    max_messages: usize,
+
+    /// A server port the diagnosis checks (repeatable); default: every port seen.
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+
+    /// Treat connections to this server port as WebSocket without a captured handshake.
+    #[arg(long = "ws-port", value_name = "PORT")]
+    ws_ports: Vec<u16>,
+
+    /// A session this long without data frames is reported idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    idle: f64,
+
+    /// Decode with this many threads [default: as many as CPUs]; the report is the same
+    /// whatever N.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    threads: Option<u16>,
+}
+
+/// A file to write, created before the run so that a bad path fails at once.
+struct Target {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl Target {
+    fn create(path: &Path, what: &str) -> anyhow::Result<Target> {
+        let file = File::create(path).with_context(|| format!("{what} {}", path.display()))?;
+        Ok(Target {
+            path: path.to_owned(),
+            file: BufWriter::with_capacity(64 * 1024, file),
+        })
+    }
+
+    fn write(
+        mut self,
+        what: &str,
+        body: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+    ) -> anyhow::Result<()> {
+        body(&mut self.file)
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing {what} {}", self.path.display()))
+    }
+}
+
+/// What the caps left out is said, as the file says it.
+fn say_cuts(collector: &Collector, file: &Path) {
+    if let Some(cuts) = collector.cuts() {
+        say!("wsnoop: {}: {cuts}", file.display());
+    }
+}
+
+/// `--har FILE` of the plain run.
+pub struct HarFile(Target);
+
+impl HarFile {
+    pub fn create(path: &Path) -> anyhow::Result<HarFile> {
+        Target::create(path, "--har").map(HarFile)
+    }
+
+    /// Runs with the output writer `out` (printing the data events `shown` names: frames,
+    /// messages) and the HAR collector side by side, then writes the HAR file.
+    pub fn run(
+        self,
+        out: Box<dyn OutputSink + Send>,
+        shown: (bool, bool),
+        source: &mut Source,
+        options: &AnalyzerOptions,
+        threads: usize,
+        control: RunControl<'_>,
+    ) -> anyhow::Result<(RunEnd, Stats)> {
+        let live = source.is_live() || source.is_stream();
+        let mut tee = HarTee::new(
+            out,
+            Limits::default(),
+            shown.0,
+            shown.1,
+            live && threads > 1,
+        );
+        let (end, stats) = if threads > 1 {
+            let ran = parallel::run_events(source, options, threads, &mut tee, control)?;
+            match tee.finish() {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                    return Err(anyhow::Error::new(e).context("writing output"));
+                }
+                _ => {}
+            }
+            ran
+        } else {
+            let mut analyzer = Analyzer::new(options.clone());
+            let end = wsnoop::run(source, &mut analyzer, &mut tee, control)?;
+            (end, analyzer.stats())
+        };
+        say_cuts(&tee.collector, &self.0.path);
+        self.0.write("--har", |w| har::write(w, &tee.collector))?;
+        Ok((end, stats))
+    }
+}
+
+pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let duration = seconds(args.source.duration, "--duration")?;
+    install_signal_handlers();
+    let mut source = open_source(
+        args.source.read.as_deref(),
+        LiveOptions {
+            device: args.source.interface.clone(),
+            promiscuous: !args.source.no_promiscuous,
+            buffer_kib: None,
+        },
+        &args.source.filter,
+    )?;
+    let page = Target::create(&args.output, "-o")?;
+    let har_file = args.har.as_deref().map(HarFile::create).transpose()?;
+    let name = match &args.source.read {
+        Some(path) => path.display().to_string(),
+        None => format!("live capture on {}", source.name()),
+    };
+    if source.is_live() {
+        say!(
+            "wsnoop: recording a report on {}{}",
+            source.name(),
+            match duration {
+                Some(d) => format!(" for {} s", d.as_secs_f64()),
+                None => " until Ctrl-C".to_string(),
+            }
+        );
+    }
+    let options = AnalyzerOptions {
+        ws: WsOptions {
+            max_payload: args.max_payload,
+            ..WsOptions::default()
+        },
+        // The diagnosis at the top needs every TCP connection, as `wsnoop diagnose` does.
+        report_connections: true,
+        midstream: MidstreamOptions {
+            ws_ports: args.ws_ports.clone(),
+            heuristics: true,
+        },
+        tls: super::tls_options(&args.source.keylog, &source)?,
+        ..AnalyzerOptions::default()
+    };
+    let limits = Limits {
+        messages_per_connection: args.max_messages,
+        messages: args.max_messages.saturating_mul(2),
+        ..Limits::default()
+    };
+    let mut sink = ReportSink {
+        collector: Collector::new(limits),
+        diagnoser: Diagnoser::new(
+            args.ports.clone(),
+            DiagnoseOptions {
+                idle_secs: args.idle,
+                keylog_given: options.tls.keys_expected,
+            },
+        ),
+    };
+    let mut on_drops = say_drops;
+    let control = run_control(duration, &mut on_drops, &options.tls);
+    let threads = args
+        .threads
+        .map_or_else(parallel::default_threads, usize::from);
+    let mut stats = if threads > 1 {
+        parallel::run_events(&mut source, &options, threads, &mut sink, control)?.1
+    } else {
+        let mut analyzer = Analyzer::new(options.clone());
+        wsnoop::run(&mut source, &mut analyzer, &mut sink, control)?;
+        analyzer.stats()
+    };
+    if let Some(file) = source.file_stats() {
+        stats.add_file(&file);
+    }
+    let findings = sink.diagnoser.findings(&stats);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let info = html::PageInfo {
+        source: &name,
+        generated: Timestamp {
+            secs: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            nanos: now.subsec_nanos(),
+        },
+    };
+    say_cuts(&sink.collector, &args.output);
+    page.write("the report", |w| {
+        html::write(w, &sink.collector, &findings, &info)
+    })?;
+    if let Some(har_file) = har_file {
+        har_file
+            .0
+            .write("--har", |w| har::write(w, &sink.collector))?;
+    }
+    say!(
+        "wsnoop: {} connections, {} messages and control frames in {}",
+        sink.collector.connections().len(),
+        sink.collector.items(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
