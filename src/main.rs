@@ -3,26 +3,23 @@
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use wsnoop::analyzer::{
-    Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats, TlsOptions,
-};
-use wsnoop::capture::{self, CaptureError, LiveOptions, Source};
+use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, TlsOptions};
+use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
-use wsnoop::net::defrag::{DefragLimits, FRAGMENT_TIMEOUT_SECS, MAX_PIECES};
+use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{
     EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, TextStyle, TextWriter, TimeFormat,
 };
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
-use wsnoop::{RunControl, RunEnd, RunError};
+use wsnoop::{RunControl, RunEnd};
 
 /// A line on stderr. Unlike `eprintln!`, which panics when stderr is a pipe whose reader has
 /// gone, a failed write is ignored: the run ends with the exit code it would have had.
@@ -33,7 +30,15 @@ macro_rules! say {
 }
 
 // After the macro, which it uses.
+mod process;
 mod report_cli;
+mod say;
+
+use process::{
+    REOPEN, STOP, drop_privileges, install_hangup_handler, install_signal_handlers, print_all,
+    reader_gone, stdout_was_closed,
+};
+use say::{filter_hint, report, say_drops, say_fragments_dropped, say_what_was_missed};
 
 /// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
 /// capture file or a live interface.
@@ -297,170 +302,6 @@ enum OutputFormat {
     Eve,
 }
 
-/// Set by SIGHUP: `--output` opens its file again before the next write.
-static REOPEN: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_hangup(_: libc::c_int) {
-    REOPEN.store(true, Ordering::Relaxed);
-}
-
-/// SIGHUP asks `--output` to reopen its file (logrotate's postrotate), as Suricata does.
-/// SA_RESTART: a read interrupted by it goes on.
-fn install_hangup_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_hangup as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
-    }
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// SIGINT and SIGTERM end the run cleanly: output and the -w file are flushed. No SA_RESTART,
-/// so a blocking wait returns and the loop sees the request. SA_RESETHAND: a second signal,
-/// should the clean stop hang (a reader that stopped reading), ends the process at once.
-fn install_signal_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            action.sa_flags = libc::SA_RESETHAND;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-fn drop_privileges(user: &str) -> anyhow::Result<()> {
-    let name = std::ffi::CString::new(user).context("user name contains a NUL byte")?;
-    // SAFETY: getpwnam returns a pointer into static storage, read at once; the set*id calls
-    // take plain integers.
-    unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        if pw.is_null() {
-            bail!("-Z {user}: no such user");
-        }
-        let (uid, gid) = ((*pw).pw_uid, (*pw).pw_gid);
-        if libc::initgroups(name.as_ptr(), gid) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-        {
-            bail!(
-                "-Z {user}: cannot switch user: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The packets that yielded no TCP segment, by reason; None when every packet did.
-fn skipped_packets(stats: &Stats) -> Option<String> {
-    let reasons = [
-        (stats.skipped_not_tcp, "not TCP over IP"),
-        (stats.skipped_malformed, "malformed or cut short below TCP"),
-        (
-            stats.skipped_link_type,
-            "of a link type wsnoop does not read",
-        ),
-    ];
-    let parts: Vec<String> = reasons
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, why)| format!("{n} {why}"))
-        .collect();
-    let total: u64 = reasons.iter().map(|(n, _)| n).sum();
-    (total > 0).then(|| format!("{total} packets skipped: {}", parts.join(", ")))
-}
-
-fn report(stats: &Stats, live: Option<capture::LiveStats>) {
-    let mut err = io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "{} packets, {} connections, {} handshakes ({} upgraded), {} frames, {} messages, {} anomalies",
-        stats.packets,
-        stats.connections,
-        stats.ws.handshakes,
-        stats.ws.upgrades,
-        stats.ws.frames,
-        stats.ws.messages,
-        stats.ws.anomalies
-    );
-    if let Some(skipped) = skipped_packets(stats) {
-        let _ = writeln!(err, "{skipped}");
-    }
-    if stats.ws.probes_given_up > 0 {
-        let _ = writeln!(
-            err,
-            "{} connections without a captured handshake probed for WebSocket frames and given up \
-(no chain of frames in their first 4 MiB or before they ended, or bytes lost before one)",
-            stats.ws.probes_given_up
-        );
-    }
-    let given_up = &stats.ws.http_given_up;
-    if given_up.total() > 0 {
-        let _ = writeln!(
-            err,
-            "{} connections given up by the HTTP layer ({}), {} of them reported as http_abandoned",
-            given_up.total(),
-            given_up.summary(),
-            given_up.reported
-        );
-    }
-    if stats.truncated_packets > 0 {
-        let _ = writeln!(
-            err,
-            "{} packets cut at {} bytes by the snapshot length: {} payload bytes not captured",
-            stats.truncated_packets, stats.snaplen, stats.bytes_cut
-        );
-    }
-    if stats.skipped_cut_header > 0 {
-        let _ = writeln!(
-            err,
-            "{} packets cut inside their TCP header by the snapshot length: their bytes are gaps",
-            stats.skipped_cut_header
-        );
-    }
-    if stats.defrag.expired > 0 {
-        let _ = writeln!(
-            err,
-            "{} IP datagrams given up incomplete {FRAGMENT_TIMEOUT_SECS} s after their first fragment",
-            stats.defrag.expired
-        );
-    }
-    if let Some(l) = live {
-        let _ = writeln!(
-            err,
-            "{} packets received by filter, {} packets dropped by kernel, {} packets dropped by interface",
-            l.received, l.dropped, l.if_dropped
-        );
-    }
-}
-
-/// Datagrams the defragmenter dropped are lost bytes: said whatever the options, as drops are.
-fn say_fragments_dropped(stats: &Stats, max_frag_bytes: usize) {
-    if stats.defrag.dropped > 0 {
-        say!(
-            "wsnoop: {} incomplete IP datagrams dropped, the oldest first, to keep what their \
-fragments hold within --max-frag-bytes ({max_frag_bytes} bytes), or for coming in more than \
-{MAX_PIECES} fragments",
-            stats.defrag.dropped
-        );
-    }
-}
-
-/// Kernel drops while capturing: a drop can explain a missing frame.
-fn say_drops(s: capture::LiveStats) {
-    say!("wsnoop: {} packets dropped by the kernel so far", s.dropped);
-}
-
 /// How every run stops: Ctrl-C or SIGTERM, `--duration`; drops are said every 5 s at most.
 fn run_control<'a>(
     duration: Option<Duration>,
@@ -693,36 +534,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Never silence: a run that printed nothing says what it saw instead, and limits that
-/// dropped connections say so (once, at the end).
-fn say_what_was_missed(stats: &Stats, max_flows: usize) {
-    if stats.evicted > 0 {
-        say!(
-            "wsnoop: {} connections ended early (\"evicted\") to stay within --max-flows {max_flows}: \
-             raise it to follow them to their end",
-            stats.evicted
-        );
-    }
-    let ws = &stats.ws;
-    if ws.handshakes > 0 || ws.frames > 0 {
-        return;
-    }
-    let tls = if ws.tls_connections > 0 {
-        format!(
-            ", {} of them TLS (wss or https: decrypting needs the key log, --keylog)",
-            ws.tls_connections
-        )
-    } else {
-        String::new()
-    };
-    say!(
-        "wsnoop: no WebSocket handshake or frame in {} packets ({} TCP connections{tls}); \
-         `wsnoop diagnose` says what the connections did",
-        stats.packets,
-        stats.connections
-    );
-}
-
 /// A capture file when `-r` was given, else a live capture; with the BPF filter applied.
 fn open_source(
     read: Option<&std::path::Path>,
@@ -743,33 +554,6 @@ fn open_source(
         }
     }
     Ok(source)
-}
-
-/// For a filter libpcap refused that reads like a Wireshark display filter: what to write.
-fn filter_hint(expression: &str) -> Option<String> {
-    let display = [
-        "websocket",
-        "ws",
-        "http",
-        "tls",
-        "frame.",
-        "ip.addr",
-        "tcp.port",
-        "==",
-        "&&",
-    ];
-    if !display.iter().any(|w| expression.contains(w)) {
-        return None;
-    }
-    let port = expression
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|n| !n.is_empty() && n.len() <= 5)
-        .unwrap_or("8080");
-    Some(format!(
-        "hint: the filter is a BPF capture filter, as tcpdump takes it, not a Wireshark display \
-         filter: e.g. `tcp port {port}` or `host 10.0.0.1 and port {port}`; wsnoop already keeps \
-         only WebSocket traffic, and --show, --json with jq select what is printed"
-    ))
 }
 
 fn seconds(value: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
@@ -871,34 +655,6 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Whether standard output was closed when wsnoop started (`>&-`). Rust's runtime then
-/// opens /dev/null on descriptor 1, read-write, so that the first file opened does not take
-/// its place; a redirection to /dev/null by a shell opens it write-only. A closed stdout
-/// would lose the output without a word.
-fn stdout_was_closed() -> bool {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Ok(null) = std::fs::metadata("/dev/null") else {
-        return false;
-    };
-    let fd = io::stdout().as_raw_fd();
-    // SAFETY: fcntl and fstat on a descriptor number only read the kernel's state of it;
-    // the stat buffer is ours, zeroed, and fstat fills it.
-    let (flags, stat) = unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        (flags, (libc::fstat(fd, &mut stat) == 0).then_some(stat))
-    };
-    let Some(stat) = stat else {
-        return false;
-    };
-    null.file_type().is_char_device()
-        && stat.st_rdev == null.rdev()
-        && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
-        && flags >= 0
-        && flags & libc::O_ACCMODE == libc::O_RDWR
-}
-
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let writes_stdout = match &cli.command {
@@ -939,28 +695,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Writes `bytes` to standard output; a reader that went away (`| head`) is no failure.
-fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
-    match io::stdout().lock().write_all(bytes) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
-}
-
-fn reader_gone(e: &anyhow::Error) -> bool {
-    let saving = |c: &CaptureError| {
-        matches!(
-            c,
-            CaptureError::Savefile {
-                reader_gone: true,
-                ..
-            }
-        )
-    };
-    e.chain().any(|cause| {
-        cause.downcast_ref::<CaptureError>().is_some_and(saving)
-            || matches!(cause.downcast_ref::<RunError>(), Some(RunError::Capture(c)) if saving(c))
-    })
 }

@@ -18,7 +18,9 @@ use wsnoop::parallel;
 use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
 use wsnoop::{RunControl, RunEnd};
 
-use super::{SourceArgs, install_signal_handlers, open_source, run_control, say_drops, seconds};
+use super::process::install_signal_handlers;
+use super::say::say_drops;
+use super::{SourceArgs, open_source, run_control, seconds};
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
