@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -490,4 +490,51 @@ fn flow_records_count_packets_and_bytes_as_tshark_does() {
         }
     }
     assert!(checked >= 8, "only {checked} flow records");
+}
+
+#[test]
+fn http_records_carry_the_headers_tshark_sees() {
+    let capture = common::fixtures_dir().join("python-basic.pcap");
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&capture)
+        .args([
+            "-Y",
+            "http",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=|",
+        ])
+        .args(["-e", "http.request.line", "-e", "http.response.line"])
+        .output()
+        .expect("run tshark");
+    let lines: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .split(['|', '\t', '\n'])
+        .map(|l| l.trim_end_matches("\\r\\n").trim().to_ascii_lowercase())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "tshark saw no HTTP header lines");
+    let mut seen = 0;
+    for line in wsnoop(&capture, &["--format", "eve"]).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["event_type"] != "http" {
+            continue;
+        }
+        for key in ["request_headers", "response_headers"] {
+            for h in v["http"][key].as_array().expect(key) {
+                let line = format!(
+                    "{}: {}",
+                    h["name"].as_str().unwrap(),
+                    h["value"].as_str().unwrap()
+                )
+                .to_ascii_lowercase();
+                assert!(lines.contains(&line), "{line} not among tshark's {lines:?}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 8, "{seen}");
 }

@@ -276,7 +276,30 @@ fn http(w: &mut impl Write, id: &str, cnt: Option<u64>, e: &HandshakeEvent<'_>) 
     string(w, &req.method)?;
     w.write_all(b",\"protocol\":\"HTTP/1.1\",\"status\":")?;
     num(w, resp.status)?;
-    w.write_all(b",\"length\":0}}\n")
+    w.write_all(b",\"length\":0")?;
+    // As Suricata's dump-all-headers logs them: the headers wsnoop keeps.
+    headers(w, "request_headers", &req.kept_headers())?;
+    headers(w, "response_headers", &resp.kept_headers())?;
+    w.write_all(b"}}\n")
+}
+
+fn headers(w: &mut impl Write, key: &str, kept: &[(&str, String)]) -> io::Result<()> {
+    // Suricata's schema wants at least one header when the field is there.
+    if kept.is_empty() {
+        return Ok(());
+    }
+    write!(w, ",\"{key}\":[")?;
+    for (i, (name, value)) in kept.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        w.write_all(b"{\"name\":")?;
+        string(w, name)?;
+        w.write_all(b",\"value\":")?;
+        string(w, value)?;
+        w.write_all(b"}")?;
+    }
+    w.write_all(b"]")
 }
 
 /// Suricata's flow `state` and `reason` for how a connection ended.

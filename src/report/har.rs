@@ -45,52 +45,15 @@ fn header(name: &str, value: &str) -> Value {
     json!({ "name": name, "value": value })
 }
 
-/// The request's headers, as far as wsnoop keeps them: the ones a WebSocket handshake is about.
+/// The request's headers, as far as wsnoop keeps them.
 fn request_headers(h: &Handshake) -> Vec<Value> {
-    let r = &h.request;
-    let mut out = Vec::new();
-    let mut opt = |name: &str, value: &Option<String>| {
-        if let Some(v) = value {
-            out.push(header(name, v));
-        }
-    };
-    opt("Host", &r.host);
-    opt("Origin", &r.origin);
-    opt("User-Agent", &r.user_agent);
-    opt("Sec-WebSocket-Key", &r.key);
-    opt("Sec-WebSocket-Version", &r.version);
-    if !r.protocols.is_empty() {
-        out.push(header("Sec-WebSocket-Protocol", &r.protocols.join(", ")));
-    }
-    if !r.extensions.is_empty() {
-        out.push(header("Sec-WebSocket-Extensions", &r.extensions.join(", ")));
-    }
-    // wsnoop keeps whether the tokens were there, not how they were spelt.
-    if r.upgrade_websocket {
-        out.push(header("Upgrade", "websocket"));
-    }
-    if r.connection_upgrade {
-        out.push(header("Connection", "Upgrade"));
-    }
-    out
+    let kept = h.request.kept_headers();
+    kept.iter().map(|(n, v)| header(n, v)).collect()
 }
 
 fn response_headers(h: &Handshake) -> Vec<Value> {
-    let r = &h.response;
-    let mut out = Vec::new();
-    if r.upgrade_websocket {
-        out.push(header("Upgrade", "websocket"));
-    }
-    if let Some(v) = &r.accept {
-        out.push(header("Sec-WebSocket-Accept", v));
-    }
-    if let Some(v) = &r.protocol {
-        out.push(header("Sec-WebSocket-Protocol", v));
-    }
-    if !r.extensions.is_empty() {
-        out.push(header("Sec-WebSocket-Extensions", &r.extensions.join(", ")));
-    }
-    out
+    let kept = h.response.kept_headers();
+    kept.iter().map(|(n, v)| header(n, v)).collect()
 }
 
 /// `name=value` pairs of the URL's query, as HAR's `queryString` (not percent-decoded).

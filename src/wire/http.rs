@@ -47,6 +47,59 @@ pub struct UpgradeResponse {
     pub malformed: Option<String>,
 }
 
+impl UpgradeRequest {
+    /// The headers wsnoop keeps, as (name, value): the ones a WebSocket handshake is about.
+    /// Of Upgrade and Connection only their tokens' presence is kept, so they are written as
+    /// the standard spelling.
+    pub fn kept_headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (name, value) in [
+            ("Host", &self.host),
+            ("Origin", &self.origin),
+            ("User-Agent", &self.user_agent),
+            ("Sec-WebSocket-Key", &self.key),
+            ("Sec-WebSocket-Version", &self.version),
+        ] {
+            if let Some(v) = value {
+                out.push((name, v.clone()));
+            }
+        }
+        if !self.protocols.is_empty() {
+            out.push(("Sec-WebSocket-Protocol", self.protocols.join(", ")));
+        }
+        if !self.extensions.is_empty() {
+            out.push(("Sec-WebSocket-Extensions", self.extensions.join(", ")));
+        }
+        if self.upgrade_websocket {
+            out.push(("Upgrade", "websocket".to_string()));
+        }
+        if self.connection_upgrade {
+            out.push(("Connection", "Upgrade".to_string()));
+        }
+        out
+    }
+}
+
+impl UpgradeResponse {
+    /// The headers wsnoop keeps, as [`UpgradeRequest::kept_headers`].
+    pub fn kept_headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.upgrade_websocket {
+            out.push(("Upgrade", "websocket".to_string()));
+        }
+        if let Some(v) = &self.accept {
+            out.push(("Sec-WebSocket-Accept", v.clone()));
+        }
+        if let Some(v) = &self.protocol {
+            out.push(("Sec-WebSocket-Protocol", v.clone()));
+        }
+        if !self.extensions.is_empty() {
+            out.push(("Sec-WebSocket-Extensions", self.extensions.join(", ")));
+        }
+        out
+    }
+}
+
 /// The verdict on Sec-WebSocket-Accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptVerdict {
