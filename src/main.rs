@@ -510,9 +510,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
         };
+        // What the writer takes: as the analyzer's options say without --har.
         let shown = (
             !cli.quiet && show != Show::Messages,
-            !cli.quiet && show != Show::Frames,
+            !cli.quiet && (show != Show::Frames || format == OutputFormat::Text),
         );
         if let Some(har) = har {
             har.run(sink, shown, &mut source, &options, threads, control)?

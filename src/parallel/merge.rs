@@ -194,7 +194,7 @@ fn deliver_merged(
     credit: &Credit,
 ) {
     loop {
-        let Some((source, _)) = queues
+        let Some((source, mark)) = queues
             .iter()
             .enumerate()
             .filter_map(|(i, q)| q.chunks.front().map(|c| (i, c.events[q.next].0)))
@@ -208,6 +208,9 @@ fn deliver_merged(
         let Some(chunk) = q.chunks.front() else {
             return;
         };
+        // Marks number packets from 0; one thread counts them from 1.
+        let packet = (mark >> 64) as u64;
+        sink.at_packet((packet != super::FINISH_PACKET).then(|| packet + 1));
         chunk.events[q.next].1.deliver(&chunk.arena, sink);
         q.next += 1;
         if q.next == chunk.events.len() {

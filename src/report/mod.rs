@@ -65,6 +65,10 @@ impl EventSink for HarTee {
             }
         }
     }
+
+    fn at_packet(&mut self, number: Option<u64>) {
+        self.out.at_packet(number);
+    }
 }
 
 impl OutputSink for HarTee {
