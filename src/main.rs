@@ -575,21 +575,26 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
     }
 }
 
-fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
-    let duration = seconds(args.source.duration, "--duration")?;
+/// The source of a subcommand (`diagnose`, `report`): its file or interface, with the
+/// default kernel buffer; live, says that `doing` starts, and for how long.
+fn subcommand_source(
+    args: &SourceArgs,
+    duration: Option<Duration>,
+    doing: &str,
+) -> anyhow::Result<Source> {
     install_signal_handlers();
-    let mut source = open_source(
-        args.source.read.as_deref(),
+    let source = open_source(
+        args.read.as_deref(),
         LiveOptions {
-            device: args.source.interface.clone(),
-            promiscuous: !args.source.no_promiscuous,
+            device: args.interface.clone(),
+            promiscuous: !args.no_promiscuous,
             buffer_kib: None,
         },
-        &args.source.filter,
+        &args.filter,
     )?;
     if source.is_live() {
         say!(
-            "wsnoop: diagnosing on {}{}",
+            "wsnoop: {doing} on {}{}",
             source.name(),
             match duration {
                 Some(d) => format!(" for {} s", d.as_secs_f64()),
@@ -597,6 +602,12 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    Ok(source)
+}
+
+fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
+    let duration = seconds(args.source.duration, "--duration")?;
+    let mut source = subcommand_source(&args.source, duration, "diagnosing")?;
     let options = AnalyzerOptions {
         ws: WsOptions {
             max_payload: 0,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use wsnoop::analyzer::{Analyzer, AnalyzerOptions, MidstreamOptions, Stats};
-use wsnoop::capture::{LiveOptions, Source};
+use wsnoop::capture::Source;
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{DiagnoseOptions, Diagnoser};
 use wsnoop::event::Timestamp;
@@ -18,9 +18,8 @@ use wsnoop::parallel;
 use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
 use wsnoop::{RunControl, RunEnd};
 
-use super::process::install_signal_handlers;
 use super::say::say_drops;
-use super::{SourceArgs, open_source, run_control, seconds};
+use super::{SourceArgs, run_control, seconds};
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
@@ -145,32 +144,13 @@ impl HarFile {
 
 pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let duration = seconds(args.source.duration, "--duration")?;
-    install_signal_handlers();
-    let mut source = open_source(
-        args.source.read.as_deref(),
-        LiveOptions {
-            device: args.source.interface.clone(),
-            promiscuous: !args.source.no_promiscuous,
-            buffer_kib: None,
-        },
-        &args.source.filter,
-    )?;
+    let mut source = super::subcommand_source(&args.source, duration, "recording a report")?;
     let page = Target::create(&args.output, "-o")?;
     let har_file = args.har.as_deref().map(HarFile::create).transpose()?;
     let name = match &args.source.read {
         Some(path) => path.display().to_string(),
         None => format!("live capture on {}", source.name()),
     };
-    if source.is_live() {
-        say!(
-            "wsnoop: recording a report on {}{}",
-            source.name(),
-            match duration {
-                Some(d) => format!(" for {} s", d.as_secs_f64()),
-                None => " until Ctrl-C".to_string(),
-            }
-        );
-    }
     let options = AnalyzerOptions {
         ws: WsOptions {
             max_payload: args.max_payload,
