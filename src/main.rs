@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 
-use wsnoop::analyzer::{Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, TlsOptions};
+use wsnoop::analyzer::{
+    Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats, TlsOptions,
+};
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
@@ -575,6 +577,31 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
     }
 }
 
+/// A subcommand's run into a sink that takes events (the diagnoser, the report's): one
+/// thread, or `threads` merged into one thread's order. The counts include the file's.
+fn run_events(
+    source: &mut Source,
+    options: &AnalyzerOptions,
+    threads: Option<u16>,
+    duration: Option<Duration>,
+    sink: &mut (dyn OutputSink + Send),
+) -> anyhow::Result<Stats> {
+    let mut on_drops = say_drops;
+    let control = run_control(duration, &mut on_drops, &options.tls);
+    let threads = threads.map_or_else(parallel::default_threads, usize::from);
+    let mut stats = if threads > 1 {
+        parallel::run_events(source, options, threads, sink, control)?.1
+    } else {
+        let mut analyzer = Analyzer::new(options.clone());
+        wsnoop::run(source, &mut analyzer, sink, control)?;
+        analyzer.stats()
+    };
+    if let Some(file) = source.file_stats() {
+        stats.add_file(&file);
+    }
+    Ok(stats)
+}
+
 /// The source of a subcommand (`diagnose`, `report`): its file or interface, with the
 /// default kernel buffer; live, says that `doing` starts, and for how long.
 fn subcommand_source(
@@ -630,22 +657,13 @@ fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
             keylog_given: options.tls.keys_expected,
         },
     );
-    let mut on_drops = say_drops;
-    let control = run_control(duration, &mut on_drops, &options.tls);
-    let threads = args
-        .threads
-        .map_or_else(parallel::default_threads, usize::from);
-    let stats = if threads > 1 {
-        parallel::run_events(&mut source, &options, threads, &mut diagnoser, control)?.1
-    } else {
-        let mut analyzer = Analyzer::new(options.clone());
-        wsnoop::run(&mut source, &mut analyzer, &mut diagnoser, control)?;
-        analyzer.stats()
-    };
-    let mut stats = stats;
-    if let Some(file) = source.file_stats() {
-        stats.add_file(&file);
-    }
+    let stats = run_events(
+        &mut source,
+        &options,
+        args.threads,
+        duration,
+        &mut diagnoser,
+    )?;
     let findings = diagnoser.findings(&stats);
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();

@@ -18,8 +18,7 @@ use wsnoop::parallel;
 use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
 use wsnoop::{RunControl, RunEnd};
 
-use super::say::say_drops;
-use super::{SourceArgs, run_control, seconds};
+use super::{SourceArgs, seconds};
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
@@ -180,21 +179,7 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             },
         ),
     };
-    let mut on_drops = say_drops;
-    let control = run_control(duration, &mut on_drops, &options.tls);
-    let threads = args
-        .threads
-        .map_or_else(parallel::default_threads, usize::from);
-    let mut stats = if threads > 1 {
-        parallel::run_events(&mut source, &options, threads, &mut sink, control)?.1
-    } else {
-        let mut analyzer = Analyzer::new(options.clone());
-        wsnoop::run(&mut source, &mut analyzer, &mut sink, control)?;
-        analyzer.stats()
-    };
-    if let Some(file) = source.file_stats() {
-        stats.add_file(&file);
-    }
+    let stats = super::run_events(&mut source, &options, args.threads, duration, &mut sink)?;
     let findings = sink.diagnoser.findings(&stats);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
