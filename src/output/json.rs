@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use base64::Engine;
 use base64::engine::{Simd, general_purpose};
 
-use super::community_id::CommunityIds;
+use super::community_id::CommunityId;
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
@@ -26,7 +26,7 @@ pub struct JsonWriter<W: Write> {
     precision: TsPrecision,
     /// Reused, so no event allocates.
     payloads: PayloadMemo,
-    community_ids: CommunityIds,
+    envelopes: Envelopes,
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -35,7 +35,7 @@ impl<W: Write> JsonWriter<W> {
             out: Out::new(w),
             precision,
             payloads: PayloadMemo::default(),
-            community_ids: CommunityIds::default(),
+            envelopes: Envelopes::default(),
         }
     }
 
@@ -222,11 +222,81 @@ fn endpoint(w: &mut impl Write, addr: SocketAddr) -> io::Result<()> {
 }
 
 /// What every event's envelope needs besides the event: the capture's precision and the
-/// connection's Community ID.
+/// connection's part of it, already written.
 #[derive(Clone, Copy)]
 struct Env<'a> {
     precision: TsPrecision,
-    community_id: &'a str,
+    /// `,"flow":N,"client":"...","server":"...","community_id":"..."`.
+    connection: &'a [u8],
+}
+
+/// The connection's part of the envelope: the longest is two IPv6 endpoints with scope-free
+/// addresses, a 20-digit number and the ID, well under this.
+const ENVELOPE_MAX: usize = 232;
+
+/// Each recent connection's envelope part, written once rather than at every event: a
+/// direct-mapped table by connection number (connections are numbered in order, so up to
+/// this many interleaved ones never share a slot).
+struct Envelopes {
+    slots: Box<[EnvelopeSlot]>,
+}
+
+#[derive(Clone)]
+struct EnvelopeSlot {
+    id: u64,
+    /// The endpoints it was written for, client first: a connection is oriented once, but a
+    /// stale slot must never speak for another.
+    ends: Option<(SocketAddr, SocketAddr)>,
+    len: u8,
+    bytes: [u8; ENVELOPE_MAX],
+}
+
+const ENVELOPE_SLOTS: usize = 1024;
+
+impl Default for Envelopes {
+    fn default() -> Self {
+        let empty = EnvelopeSlot {
+            // No connection has this number: every slot starts empty.
+            id: u64::MAX,
+            ends: None,
+            len: 0,
+            bytes: [0; ENVELOPE_MAX],
+        };
+        Envelopes {
+            slots: vec![empty; ENVELOPE_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl Envelopes {
+    fn get(&mut self, flow: &FlowMeta) -> &[u8] {
+        let slot = &mut self.slots[(flow.id % ENVELOPE_SLOTS as u64) as usize];
+        let ends = Some((flow.client, flow.server));
+        if slot.id != flow.id || slot.ends != ends {
+            let mut part = Vec::with_capacity(ENVELOPE_MAX);
+            // Writing into a Vec cannot fail.
+            let _ = connection_part(&mut part, flow);
+            let len = part.len().min(ENVELOPE_MAX);
+            slot.bytes[..len].copy_from_slice(&part[..len]);
+            slot.len = len as u8;
+            slot.id = flow.id;
+            slot.ends = ends;
+        }
+        &slot.bytes[..usize::from(slot.len)]
+    }
+}
+
+fn connection_part(w: &mut impl Write, flow: &FlowMeta) -> io::Result<()> {
+    w.write_all(b",\"flow\":")?;
+    num(w, flow.id)?;
+    w.write_all(b",\"client\":")?;
+    endpoint(w, flow.client)?;
+    w.write_all(b",\"server\":")?;
+    endpoint(w, flow.server)?;
+    // Base64 and "1:": nothing to escape.
+    w.write_all(b",\"community_id\":\"")?;
+    w.write_all(CommunityId::of(flow).as_str().as_bytes())?;
+    w.write_all(b"\"")
 }
 
 fn envelope(
@@ -241,16 +311,7 @@ fn envelope(
     w.write_all(kind.as_bytes())?;
     w.write_all(b"\",\"ts\":")?;
     ts_value(w, ts, precision)?;
-    w.write_all(b",\"flow\":")?;
-    num(w, flow.id)?;
-    w.write_all(b",\"client\":")?;
-    endpoint(w, flow.client)?;
-    w.write_all(b",\"server\":")?;
-    endpoint(w, flow.server)?;
-    // Base64 and "1:": nothing to escape.
-    w.write_all(b",\"community_id\":\"")?;
-    w.write_all(env.community_id.as_bytes())?;
-    w.write_all(b"\"")?;
+    w.write_all(env.connection)?;
     if flow.midstream {
         w.write_all(b",\"midstream\":true")?;
     }
@@ -571,10 +632,9 @@ impl<W: Write> EventSink for JsonWriter<W> {
         let Some(flow_meta) = event.flow() else {
             return;
         };
-        let id = self.community_ids.get(flow_meta);
         let p = Env {
             precision: self.precision,
-            community_id: id.as_str(),
+            connection: self.envelopes.get(flow_meta),
         };
         let result = match event {
             Event::Handshake(e) => handshake(w, p, e),
