@@ -14,10 +14,12 @@ use wsnoop::analyzer::{
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
+use wsnoop::event::{Direction, Selection, Selector};
 use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{
-    EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, TextStyle, TextWriter, TimeFormat,
+    EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput, TextStyle, TextWriter,
+    TimeFormat,
 };
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
@@ -117,6 +119,23 @@ struct Cli {
     /// Text output: JSON texts also pretty-printed, indented under their line.
     #[arg(long)]
     pretty: bool,
+
+    /// Print only this connection's events (the JSON's "flow"; repeatable). Connections keep
+    /// their numbers.
+    #[arg(long = "flow", value_name = "N")]
+    flows: Vec<u64>,
+
+    /// Print only the connections of this client (an address, with a port or not; repeatable).
+    #[arg(long = "client", value_name = "ADDR[:PORT]")]
+    clients: Vec<String>,
+
+    /// Print only the connections whose upgrade request's URI contains this.
+    #[arg(long, value_name = "SUBSTRING")]
+    uri: Option<String>,
+
+    /// Print only the frames, messages and anomalies of this direction.
+    #[arg(long, value_enum, value_name = "DIR")]
+    dir: Option<DirChoice>,
 
     /// Payload bytes kept per frame in output (0 keeps none; control frames keep their close
     /// code and reason regardless).
@@ -298,6 +317,12 @@ enum Show {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DirChoice {
+    C2s,
+    S2c,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum OutputFormat {
     Text,
     Json,
@@ -457,6 +482,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         report_connections: false,
         tls: tls_options(&cli.source.keylog, &source)?,
+        select: selection(&cli)?,
     };
     let har = cli
         .har
@@ -521,6 +547,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             har.run(sink, shown, &mut source, &options, threads, control)?
         } else {
             let mut analyzer = Analyzer::new(options.clone());
+            if let Some(selector) = Selector::new(&options.select) {
+                sink = Box::new(SelectedOutput {
+                    inner: sink,
+                    selector,
+                });
+            }
             let end = wsnoop::run(&mut source, &mut analyzer, sink.as_mut(), control)?;
             (end, analyzer.stats())
         }
@@ -575,6 +607,34 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
         ColorChoice::Never => false,
         ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
     }
+}
+
+/// `--flow`, `--client`, `--uri`, `--dir`.
+fn selection(cli: &Cli) -> anyhow::Result<Selection> {
+    let clients = cli
+        .clients
+        .iter()
+        .map(|c| {
+            if let Ok(addr) = c.parse::<std::net::SocketAddr>() {
+                return Ok((addr.ip(), Some(addr.port())));
+            }
+            c.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .map(|ip| (ip, None))
+                .with_context(|| {
+                    format!("--client {c}: not an address (10.0.0.1, 10.0.0.1:5000, [::1]:5000)")
+                })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Selection {
+        flows: cli.flows.clone(),
+        clients,
+        uri: cli.uri.clone(),
+        dir: cli.dir.map(|d| match d {
+            DirChoice::C2s => Direction::ClientToServer,
+            DirChoice::S2c => Direction::ServerToClient,
+        }),
+    })
 }
 
 /// A subcommand's run into a sink that takes events (the diagnoser, the report's): one

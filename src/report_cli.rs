@@ -13,6 +13,7 @@ use wsnoop::capture::Source;
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{DiagnoseOptions, Diagnoser};
 use wsnoop::event::Timestamp;
+use wsnoop::event::{Selected, Selector};
 use wsnoop::output::OutputSink;
 use wsnoop::parallel;
 use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
@@ -132,7 +133,16 @@ impl HarFile {
             ran
         } else {
             let mut analyzer = Analyzer::new(options.clone());
-            let end = wsnoop::run(source, &mut analyzer, &mut tee, control)?;
+            // The selection holds for the HAR as for what is printed, as with threads.
+            let end = match Selector::new(&options.select) {
+                Some(selector) => {
+                    let mut selected = Selected::new(tee, selector);
+                    let end = wsnoop::run(source, &mut analyzer, &mut selected, control)?;
+                    tee = selected.inner;
+                    end
+                }
+                None => wsnoop::run(source, &mut analyzer, &mut tee, control)?,
+            };
             (end, analyzer.stats())
         };
         say_cuts(&tee.collector, &self.0.path);

@@ -385,3 +385,72 @@ fn json_texts_read_as_json_and_pretty_prints_them() {
     }
     assert!(checked >= json_texts.len(), "{checked}");
 }
+
+/// The full run's JSON events, as lines and values.
+fn json_lines(capture: &str, extra: &[&str]) -> Vec<(String, Value)> {
+    let mut args = vec!["-r", capture, "--json"];
+    args.extend_from_slice(extra);
+    String::from_utf8(run(&args).stdout)
+        .unwrap()
+        .lines()
+        .map(|l| (l.to_string(), serde_json::from_str(l).unwrap()))
+        .collect()
+}
+
+#[test]
+fn selecting_connections_and_directions_keeps_their_numbers() {
+    let capture = fixture("concurrent.pcap");
+    let all = json_lines(&capture, &[]);
+    let pick = |keep: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        all.iter()
+            .filter(|(_, v)| keep(v))
+            .map(|(l, _)| l.clone())
+            .collect()
+    };
+    let lines = |extra: &[&str]| -> Vec<String> {
+        json_lines(&capture, extra)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect()
+    };
+    // --flow: that connection's events, byte for byte as in the full run, with threads too.
+    let want = pick(&|v| v["flow"] == 2);
+    assert!(want.len() > 5);
+    assert_eq!(lines(&["--flow", "2"]), want);
+    assert_eq!(lines(&["--flow", "2", "--threads", "3"]), want);
+    assert_eq!(
+        lines(&["--flow", "2", "--flow", "5"]),
+        pick(&|v| v["flow"] == 2 || v["flow"] == 5)
+    );
+    // --client: by address and port.
+    let client = all.iter().find(|(_, v)| v["flow"] == 1).unwrap().1["client"].clone();
+    let client = client.as_str().unwrap();
+    assert_eq!(
+        lines(&["--client", client]),
+        pick(&|v| v["client"] == client)
+    );
+    // --uri: the connections whose upgrade asked for it.
+    let flows_with_uri: Vec<Value> = all
+        .iter()
+        .filter(|(_, v)| {
+            v["type"] == "handshake" && v["uri"].as_str().unwrap().contains("/client/01")
+        })
+        .map(|(_, v)| v["flow"].clone())
+        .collect();
+    assert!(!flows_with_uri.is_empty());
+    assert_eq!(
+        lines(&["--uri", "/client/01"]),
+        pick(&|v| flows_with_uri.contains(&v["flow"]))
+    );
+    // --dir: frames, messages and anomalies of that direction; the rest of the connection stays.
+    assert_eq!(
+        lines(&["--dir", "s2c"]),
+        pick(&|v| !matches!(v["type"].as_str(), Some("frame" | "message")) || v["dir"] == "s2c")
+    );
+    // Text output selects the same: every event line is connection 2's.
+    let text = String::from_utf8(run(&["-r", &capture, "--flow", "2"]).stdout).unwrap();
+    assert!(!text.is_empty());
+    assert!(text.lines().all(|l| l.contains(" #2 ")), "{text}");
+    let out = run(&["-r", &capture, "--client", "not-an-address"]);
+    assert!(!out.status.success());
+}

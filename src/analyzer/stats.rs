@@ -44,6 +44,8 @@ pub struct AnalyzerOptions {
     pub tls: TlsOptions,
     /// Emit a connection event for every TCP connection as it leaves the table.
     pub report_connections: bool,
+    /// Which connections' events are printed (`--flow`, ...); the analysis is the same.
+    pub select: crate::event::Selection,
 }
 
 /// Counts reported at the end of a run.

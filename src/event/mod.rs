@@ -2,10 +2,12 @@
 //! duration of one [`EventSink::event`] call, so emitting one costs no allocation.
 
 mod counters;
+mod select;
 
 use std::net::SocketAddr;
 
 pub use counters::FlowCounters;
+pub use select::{Selected, Selection, Selector};
 
 use crate::wire::frame::FrameHeader;
 use crate::wire::http::{

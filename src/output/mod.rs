@@ -36,6 +36,52 @@ pub trait OutputSink: EventSink {
     }
 }
 
+/// A writer behind a selection (`--flow`, ...).
+pub struct SelectedOutput {
+    pub inner: Box<dyn OutputSink + Send>,
+    pub selector: crate::event::Selector,
+}
+
+impl EventSink for SelectedOutput {
+    fn event(&mut self, event: &crate::event::Event<'_>) {
+        if self.selector.keeps(event) {
+            self.inner.event(event);
+        }
+    }
+
+    fn at_packet(&mut self, number: Option<u64>) {
+        self.inner.at_packet(number);
+    }
+}
+
+impl OutputSink for SelectedOutput {
+    fn error(&self) -> Option<&io::Error> {
+        self.inner.error()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+}
+
+impl<S: OutputSink> OutputSink for crate::event::Selected<S> {
+    fn error(&self) -> Option<&io::Error> {
+        self.inner.error()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+}
+
 /// Prints nothing: `-q` decodes everything and reports only the end-of-run counts.
 #[derive(Debug, Default)]
 pub struct Quiet;

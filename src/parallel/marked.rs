@@ -4,7 +4,7 @@
 use std::cell::Cell;
 
 use crate::analyzer::{Analyzer, SweepPlan};
-use crate::event::{Event, EventSink, Timestamp};
+use crate::event::{Event, EventSink, Selection, Selector, Timestamp};
 use crate::net::tcp::FlowKey;
 use crate::output::{EveWriter, JsonWriter, SummaryShard, TextWriter};
 
@@ -95,12 +95,15 @@ pub(super) struct Marked<'a> {
     /// [`Format::Events`]: the events themselves, their strings and payloads in `arena`.
     events: Option<Vec<(Mark, OwnedEvent)>>,
     arena: Vec<u8>,
+    /// `--flow`, `--client`, ...: what is printed, decided where one thread decides it.
+    selector: Option<Selector>,
 }
 
 impl<'a> Marked<'a> {
-    pub(super) fn new(format: Format, next: &'a Cell<Mark>) -> Self {
+    pub(super) fn new(format: Format, next: &'a Cell<Mark>, selection: &Selection) -> Self {
         let summary = matches!(format, Format::Text { summary: true, .. });
         Marked {
+            selector: Selector::new(selection),
             sink: WorkerSink::new(format),
             next,
             current: 0,
@@ -153,6 +156,11 @@ impl EventSink for Marked<'_> {
             let packet = (next >> 64) as u64;
             self.sink
                 .at_packet((packet != FINISH_PACKET).then(|| packet + 1));
+        }
+        if let Some(selector) = &mut self.selector
+            && !selector.keeps(event)
+        {
+            return;
         }
         if let Some(events) = &mut self.events {
             events.push((next, OwnedEvent::of(event, &mut self.arena)));

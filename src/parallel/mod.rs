@@ -415,7 +415,7 @@ fn run_to(
     shard_options.flows.max_flows = usize::MAX;
     let mut own = Analyzer::new(shard_options.clone());
     let own_next = Cell::new(0);
-    let mut own_sink = Marked::new(format, &own_next);
+    let mut own_sink = Marked::new(format, &own_next, &options.select);
     let mut table: HashMap<FlowKey, Entry, foldhash::fast::RandomState> = HashMap::default();
     let mut next_id = 0u64;
     let mut reader_taken = 0u64;

@@ -49,9 +49,9 @@ pub(super) fn worker(
     live: bool,
     credit: &Credit,
 ) -> (Stats, SummaryShard<Mark>) {
-    let mut analyzer = Analyzer::new(options);
     let next = Cell::new(0);
-    let mut sink = Marked::new(format, &next);
+    let mut sink = Marked::new(format, &next, &options.select);
+    let mut analyzer = Analyzer::new(options);
     let mut unreported = 0u32;
     let mut progress = 0;
     // The progress the writer was told of.
