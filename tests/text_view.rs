@@ -454,3 +454,18 @@ fn selecting_connections_and_directions_keeps_their_numbers() {
     let out = run(&["-r", &capture, "--client", "not-an-address"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_close_frame_shows_its_code_and_reason_not_its_bytes() {
+    // The signalling session's peers close with 1000 "bye" and 1000 "peer left" (the sidecar).
+    let out = String::from_utf8(run(&["-r", &fixture("signalling-8080.pcap")]).stdout).unwrap();
+    let closes: Vec<&str> = out.lines().filter(|l| l.contains(" close fin")).collect();
+    assert_eq!(closes.len(), 4, "{out}");
+    for line in closes {
+        assert!(
+            line.ends_with("code=1000 reason=\"bye\"")
+                || line.ends_with("code=1000 reason=\"peer left\""),
+            "{line}"
+        );
+    }
+}

@@ -301,7 +301,10 @@ impl<W: Write> TextWriter<W> {
             return Ok(());
         }
         self.frame_line(e.ts, e.flow, e.dir, h, e.close.as_ref())?;
-        payload(&mut self.out.w, e.payload, e.truncated)?;
+        // A close frame's line says its code and reason instead.
+        if e.close.is_none() {
+            payload(&mut self.out.w, e.payload, e.truncated)?;
+        }
         self.out.w.write_all(b"\n")?;
         self.dump(e.payload)
     }
