@@ -73,34 +73,6 @@ fn tcp(a: SocketAddr, b: SocketAddr, seed: u16) -> CommunityId {
     CommunityId(out)
 }
 
-/// Community IDs of recent connections, so that each is hashed once rather than at every
-/// event: a direct-mapped table by connection number.
-pub(crate) struct CommunityIds {
-    slots: Box<[(u64, CommunityId)]>,
-}
-
-// Connections are numbered in order, so up to this many interleaved ones never share a slot.
-const SLOTS: usize = 4096;
-
-impl Default for CommunityIds {
-    fn default() -> Self {
-        // u64::MAX: no connection has that number, so every slot starts empty.
-        CommunityIds {
-            slots: vec![(u64::MAX, CommunityId([b'?'; LEN])); SLOTS].into_boxed_slice(),
-        }
-    }
-}
-
-impl CommunityIds {
-    pub(crate) fn get(&mut self, flow: &FlowMeta) -> CommunityId {
-        let slot = &mut self.slots[(flow.id % SLOTS as u64) as usize];
-        if slot.0 != flow.id {
-            *slot = (flow.id, CommunityId::of(flow));
-        }
-        slot.1
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

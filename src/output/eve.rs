@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 
 use base64::Engine;
 
-use super::community_id::CommunityIds;
+use super::community_id::CommunityId;
 use super::json::{BASE64, boolean, num, string};
+use super::per_connection::PerConnection;
 use super::{Out, OutputSink, civil_from_days};
 use crate::event::{
     AnomalyEvent, Direction, EndReason, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
@@ -23,7 +24,7 @@ use crate::wire::frame::Opcode;
 
 pub struct EveWriter<W: Write> {
     out: Out<W>,
-    community_ids: CommunityIds,
+    community_ids: PerConnection<CommunityId>,
     /// The last frame of a message that the message event right after it completes.
     held: Option<HeldFrame>,
     /// The held frame's own payload, should no message event follow. Reused.
@@ -51,7 +52,7 @@ impl<W: Write> EveWriter<W> {
     pub fn new(w: W, pcap_cnt: bool) -> Self {
         EveWriter {
             out: Out::new(w),
-            community_ids: CommunityIds::default(),
+            community_ids: PerConnection::new(4096),
             held: None,
             held_payload: Vec::new(),
             pcap_cnt,
@@ -74,7 +75,7 @@ impl<W: Write> EveWriter<W> {
     /// Writes the held frame with its own payload (no message event came for it).
     fn release(&mut self) {
         if let Some(held) = self.held.take() {
-            let id = self.community_ids.get(&held.flow);
+            let id = *self.community_ids.get(&held.flow, CommunityId::of);
             let payload = std::mem::take(&mut self.held_payload);
             let result = websocket(&mut self.out.w, id.as_str(), &held, &payload);
             self.held_payload = payload;
@@ -109,7 +110,7 @@ impl<W: Write> EveWriter<W> {
             self.held = Some(held);
             return Ok(());
         }
-        let id = self.community_ids.get(e.flow);
+        let id = *self.community_ids.get(e.flow, CommunityId::of);
         websocket(&mut self.out.w, id.as_str(), &held, bytes)
     }
 
@@ -120,7 +121,7 @@ impl<W: Write> EveWriter<W> {
         else {
             return Ok(());
         };
-        let id = self.community_ids.get(e.flow);
+        let id = *self.community_ids.get(e.flow, CommunityId::of);
         let payload = match e.payload {
             // Without its dictionary, the compressed bytes are all there is to show.
             _ if e.undecodable => &self.held_payload[..],
@@ -190,11 +191,12 @@ fn envelope(
         num(w, n)?;
     }
     write!(w, ",\"event_type\":\"{kind}\",\"src_ip\":")?;
-    string(w, &from.ip().to_string())?;
+    // An address has nothing to escape: written as it displays, without a String.
+    write!(w, "\"{}\"", from.ip())?;
     w.write_all(b",\"src_port\":")?;
     num(w, from.port())?;
     w.write_all(b",\"dest_ip\":")?;
-    string(w, &to.ip().to_string())?;
+    write!(w, "\"{}\"", to.ip())?;
     w.write_all(b",\"dest_port\":")?;
     num(w, to.port())?;
     write!(
@@ -230,9 +232,12 @@ fn websocket(w: &mut impl Write, id: &str, f: &HeldFrame, payload: &[u8]) -> io:
     w.write_all(b",\"opcode\":")?;
     string(w, &opcode_name(f.opcode))?;
     w.write_all(b",\"payload_base64\":\"")?;
-    let mut b64 = String::new();
-    BASE64.encode_string(payload, &mut b64);
-    w.write_all(b64.as_bytes())?;
+    // In pieces of a multiple of 3 bytes, so that only the last is padded: no allocation.
+    let mut out = [0u8; 1024];
+    for piece in payload.chunks(768) {
+        let n = BASE64.encode_slice(piece, &mut out).unwrap_or(0);
+        w.write_all(&out[..n])?;
+    }
     w.write_all(b"\",\"payload_printable\":")?;
     // As Suricata: the payload as UTF-8, invalid sequences replaced.
     string(w, &String::from_utf8_lossy(payload))?;
@@ -387,7 +392,7 @@ impl<W: Write> EventSink for EveWriter<W> {
         let Some(flow_meta) = event.flow() else {
             return;
         };
-        let id = self.community_ids.get(flow_meta);
+        let id = *self.community_ids.get(flow_meta, CommunityId::of);
         let cnt = self.packet();
         let result = match event {
             Event::Frame(e) => self.frame(e),

@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::{Simd, general_purpose};
 
 use super::community_id::CommunityId;
+use super::per_connection::PerConnection;
 use super::{Out, OutputSink, TsPrecision};
 use crate::event::{
     AnomalyEvent, CloseEvent, Direction, Event, EventSink, FlowEvent, FlowMeta, FrameEvent,
@@ -26,7 +27,7 @@ pub struct JsonWriter<W: Write> {
     precision: TsPrecision,
     /// Reused, so no event allocates.
     payloads: PayloadMemo,
-    envelopes: Envelopes,
+    envelopes: PerConnection<EnvelopePart>,
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -35,7 +36,7 @@ impl<W: Write> JsonWriter<W> {
             out: Out::new(w),
             precision,
             payloads: PayloadMemo::default(),
-            envelopes: Envelopes::default(),
+            envelopes: PerConnection::new(1024),
         }
     }
 
@@ -230,59 +231,32 @@ struct Env<'a> {
     connection: &'a [u8],
 }
 
-/// The connection's part of the envelope: the longest is two IPv6 endpoints with scope-free
-/// addresses, a 20-digit number and the ID, well under this.
+/// The connection's part of the envelope: the longest is two IPv6 endpoints, a 20-digit
+/// number and the ID, well under this.
 const ENVELOPE_MAX: usize = 232;
 
-/// Each recent connection's envelope part, written once rather than at every event: a
-/// direct-mapped table by connection number (connections are numbered in order, so up to
-/// this many interleaved ones never share a slot).
-struct Envelopes {
-    slots: Box<[EnvelopeSlot]>,
-}
-
-#[derive(Clone)]
-struct EnvelopeSlot {
-    id: u64,
-    /// The endpoints it was written for, client first: a connection is oriented once, but a
-    /// stale slot must never speak for another.
-    ends: Option<(SocketAddr, SocketAddr)>,
+/// A connection's part of the envelope, written once.
+struct EnvelopePart {
     len: u8,
     bytes: [u8; ENVELOPE_MAX],
 }
 
-const ENVELOPE_SLOTS: usize = 1024;
-
-impl Default for Envelopes {
-    fn default() -> Self {
-        let empty = EnvelopeSlot {
-            // No connection has this number: every slot starts empty.
-            id: u64::MAX,
-            ends: None,
-            len: 0,
-            bytes: [0; ENVELOPE_MAX],
-        };
-        Envelopes {
-            slots: vec![empty; ENVELOPE_SLOTS].into_boxed_slice(),
+impl EnvelopePart {
+    fn of(flow: &FlowMeta) -> EnvelopePart {
+        let mut part = Vec::with_capacity(ENVELOPE_MAX);
+        // Writing into a Vec cannot fail.
+        let _ = connection_part(&mut part, flow);
+        let len = part.len().min(ENVELOPE_MAX);
+        let mut bytes = [0; ENVELOPE_MAX];
+        bytes[..len].copy_from_slice(&part[..len]);
+        EnvelopePart {
+            len: len as u8,
+            bytes,
         }
     }
-}
 
-impl Envelopes {
-    fn get(&mut self, flow: &FlowMeta) -> &[u8] {
-        let slot = &mut self.slots[(flow.id % ENVELOPE_SLOTS as u64) as usize];
-        let ends = Some((flow.client, flow.server));
-        if slot.id != flow.id || slot.ends != ends {
-            let mut part = Vec::with_capacity(ENVELOPE_MAX);
-            // Writing into a Vec cannot fail.
-            let _ = connection_part(&mut part, flow);
-            let len = part.len().min(ENVELOPE_MAX);
-            slot.bytes[..len].copy_from_slice(&part[..len]);
-            slot.len = len as u8;
-            slot.id = flow.id;
-            slot.ends = ends;
-        }
-        &slot.bytes[..usize::from(slot.len)]
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 }
 
@@ -634,7 +608,7 @@ impl<W: Write> EventSink for JsonWriter<W> {
         };
         let p = Env {
             precision: self.precision,
-            connection: self.envelopes.get(flow_meta),
+            connection: self.envelopes.get(flow_meta, EnvelopePart::of).as_bytes(),
         };
         let result = match event {
             Event::Handshake(e) => handshake(w, p, e),

@@ -8,6 +8,7 @@ mod community_id;
 mod escape;
 mod eve;
 mod json;
+mod per_connection;
 mod reopen;
 mod summary;
 mod text;
