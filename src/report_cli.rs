@@ -19,7 +19,8 @@ use wsnoop::parallel;
 use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
 use wsnoop::{RunControl, RunEnd};
 
-use super::{SourceArgs, seconds};
+use super::seconds;
+use crate::cli::SourceArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {

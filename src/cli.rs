@@ -1,0 +1,298 @@
+//! The command line: what a user can ask for, parsed by clap. `main` turns it into the
+//! library's options.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use wsnoop::analyzer::FlowLimits;
+use wsnoop::net::defrag::DefragLimits;
+use wsnoop::net::tcp::ReassemblyLimits;
+use wsnoop::parallel;
+
+use crate::report_cli;
+
+/// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
+/// capture file or a live interface.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wsnoop",
+    version,
+    about,
+    after_help = "\
+Examples:
+  wsnoop -r capture.pcap                      every handshake and frame, one line each
+  wsnoop -r capture.pcap --json | jq .        JSON Lines
+  wsnoop -r big.pcap tcp port 8080            with a BPF filter, as tcpdump takes it
+  wsnoop -i eth0 port 8080                    live, on a server interface
+  tcpdump -i eth0 -U -w - port 8080 | wsnoop -r -"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    #[command(flatten)]
+    pub(crate) source: SourceArgs,
+
+    /// List the capture interfaces and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    pub(crate) list_interfaces: bool,
+
+    /// Emit JSON Lines instead of text (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
+    pub(crate) json: bool,
+
+    /// Output format: text (a line per event, for people), json (JSON Lines, every field
+    /// wsnoop has) or eve (Suricata's EVE JSON, for SIEM pipelines that read Suricata's logs).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) format: Option<OutputFormat>,
+
+    /// Append events to this file instead of writing them to standard output; on SIGHUP the
+    /// file is opened again (by name), so that logrotate can move it away.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+
+    /// Stop after this many frames.
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub(crate) count: Option<u64>,
+
+    /// As tcpdump's: wsnoop never looks names up, so -n (and -nn) change nothing.
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    pub(crate) numeric: u8,
+
+    /// Line-buffered output, as tcpdump's -l: each packet's events are written at once, also
+    /// when reading a file.
+    #[arg(short = 'l')]
+    pub(crate) line_buffered: bool,
+
+    /// Packet-buffered output, as tcpdump's -U (the same as -l here).
+    #[arg(short = 'U')]
+    pub(crate) packet_buffered: bool,
+
+    /// Text lines' time, as tcpdump's: -t none, -tt seconds since the epoch, -ttt since the
+    /// previous line, -tttt date and time, -ttttt since the first line (-ttt and -ttttt decode
+    /// on one thread).
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    pub(crate) time: u8,
+
+    /// Text output also shows each payload in hex and ASCII, under its line (-XX the same).
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    pub(crate) hex: u8,
+
+    /// Dates and times in UTC rather than local time (text output).
+    #[arg(long)]
+    pub(crate) utc: bool,
+
+    /// Text output: JSON texts also pretty-printed, indented under their line.
+    #[arg(long)]
+    pub(crate) pretty: bool,
+
+    /// Print only this connection's events (the JSON's "flow"; repeatable). Connections keep
+    /// their numbers.
+    #[arg(long = "flow", value_name = "N")]
+    pub(crate) flows: Vec<u64>,
+
+    /// Print only the connections of this client (an address, with a port or not; repeatable).
+    #[arg(long = "client", value_name = "ADDR[:PORT]")]
+    pub(crate) clients: Vec<String>,
+
+    /// Print only the connections whose upgrade request's URI contains this.
+    #[arg(long, value_name = "SUBSTRING")]
+    pub(crate) uri: Option<String>,
+
+    /// Print only the frames, messages and anomalies of this direction.
+    #[arg(long, value_enum, value_name = "DIR")]
+    pub(crate) dir: Option<DirChoice>,
+
+    /// Payload bytes kept per frame in output (0 keeps none; control frames keep their close
+    /// code and reason regardless).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub(crate) max_payload: usize,
+
+    /// Largest message, after decompression, that is inflated and checked whole; beyond it a
+    /// message is cut and reported (a decompression bomb costs no more than this).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub(crate) max_message: u64,
+
+    /// Which data events to print: frames, messages or all [default: frames for text output,
+    /// all for --json]. Handshakes, closes and anomalies are always printed.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub(crate) show: Option<Show>,
+
+    /// In text output, end with a table of every WebSocket connection (the JSON "flow" events).
+    #[arg(long)]
+    pub(crate) summary: bool,
+
+    /// Decode with this many threads [default: as many as CPUs]: the one reading the capture
+    /// and N-1 workers, connections shared out among them; the output is the same whatever N
+    /// (1 asks for one thread). With -c the run uses one thread.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    pub(crate) threads: Option<u16>,
+
+    /// Decode everything but print no events: only the counts at the end, on stderr.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+
+    /// Treat connections to this server port as WebSocket even without a captured handshake,
+    /// as Wireshark's Decode As does (repeatable).
+    #[arg(long = "ws-port", value_name = "PORT")]
+    pub(crate) ws_ports: Vec<u16>,
+
+    /// Do not recognise WebSocket connections from their frames alone when the handshake was
+    /// not captured.
+    #[arg(long)]
+    pub(crate) no_heuristics: bool,
+
+    /// Connections tracked at once; beyond it the longest-idle are ended ("evicted").
+    #[arg(long, value_name = "N", default_value_t = FlowLimits::default().max_flows)]
+    pub(crate) max_flows: usize,
+
+    /// End a connection after this many seconds without a packet, in capture time.
+    #[arg(long, value_name = "SECONDS", default_value_t = FlowLimits::default().idle_timeout_secs)]
+    pub(crate) idle_timeout: i64,
+
+    /// Out-of-order bytes held per direction while waiting for a missing segment.
+    #[arg(long, value_name = "BYTES", default_value_t = ReassemblyLimits::default().max_bytes)]
+    pub(crate) max_ooo: usize,
+
+    /// Bytes the fragments of incomplete IP datagrams may hold together; beyond it the oldest
+    /// datagrams are dropped (and counted on stderr).
+    #[arg(long, value_name = "BYTES", default_value_t = DefragLimits::default().max_bytes)]
+    pub(crate) max_frag_bytes: usize,
+
+    /// Also write the WebSocket sessions to this HAR file, as Chrome's DevTools export them
+    /// (Network, Import HAR): handshakes, messages and control frames, within bounds.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) har: Option<PathBuf>,
+
+    /// Also write every packet read to this pcap file.
+    #[arg(short = 'w', value_name = "FILE")]
+    pub(crate) write: Option<PathBuf>,
+
+    /// Kernel capture buffer size in KiB [default: 32768, 65536 on "any"].
+    #[arg(
+        short = 'B',
+        long = "buffer-size",
+        value_name = "KiB",
+        value_parser = clap::value_parser!(i32).range(1..=2_097_151)
+    )]
+    pub(crate) buffer_kib: Option<i32>,
+
+    /// After opening the interface, drop privileges to this user.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
+    pub(crate) user: Option<String>,
+}
+
+/// Where packets come from: the same for every command.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SourceArgs {
+    /// Read packets from a pcap or pcapng file ("-" for standard input).
+    #[arg(short = 'r', value_name = "FILE", conflicts_with = "interface")]
+    pub(crate) read: Option<PathBuf>,
+
+    /// Capture live on this interface ("any" for all). Without -i and -r, libpcap's default device.
+    #[arg(short = 'i', value_name = "IFACE")]
+    pub(crate) interface: Option<String>,
+
+    /// Do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    pub(crate) no_promiscuous: bool,
+
+    /// Stop capturing after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) duration: Option<f64>,
+
+    /// Colour in text output.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub(crate) color: ColorChoice,
+
+    /// Decrypt TLS (wss) with the secrets in this NSS key log (repeatable): what browsers write
+    /// to SSLKEYLOGFILE. Default: $SSLKEYLOGFILE. Live, the file is followed as it grows.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keylog: Vec<PathBuf>,
+
+    /// A BPF filter expression, as tcpdump takes it (e.g. tcp port 8080). Options may follow
+    /// it, as with tcpdump on Linux.
+    #[arg(value_name = "FILTER")]
+    pub(crate) filter: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Look at every connection attempt and WebSocket session and say in plain words what is
+    /// wrong: closed ports, dropped SYNs, refused upgrades, TLS, one-way or idle sessions,
+    /// abnormal closes, protocol violations. Exits 1 when something is wrong, 0 when healthy.
+    #[command(after_help = "\
+Examples:
+  wsnoop diagnose -r capture.pcap
+  wsnoop diagnose -i eth0 --duration 60 --port 8080 --port 8443
+  wsnoop diagnose -r capture.pcap --json | jq 'select(.severity != \"info\")'")]
+    Diagnose(DiagnoseArgs),
+    /// Print a shell completion script: `wsnoop completions bash > /etc/bash_completion.d/wsnoop`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `wsnoop man > /usr/local/share/man/man1/wsnoop.1`.
+    Man,
+    /// Write one self-contained HTML page to open in a browser: every connection, its
+    /// messages DevTools-style with a filter, a timeline, and the diagnosis at the top.
+    #[command(after_help = "\
+Examples:
+  wsnoop report -r capture.pcap -o report.html
+  wsnoop report -i eth0 --duration 60 -o report.html --har session.har port 8080")]
+    Report(report_cli::ReportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DiagnoseArgs {
+    #[command(flatten)]
+    pub(crate) source: SourceArgs,
+
+    /// A server port to check (repeatable); default: every port seen.
+    #[arg(long = "port", value_name = "PORT")]
+    pub(crate) ports: Vec<u16>,
+
+    /// A session this long without data frames is reported idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub(crate) idle: f64,
+
+    /// Findings as JSON Lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Decode with this many threads [default: as many as CPUs]; the findings are the same
+    /// whatever N.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    pub(crate) threads: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Show {
+    Frames,
+    Messages,
+    All,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirChoice {
+    C2s,
+    S2c,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutputFormat {
+    Text,
+    Json,
+    Eve,
+}
