@@ -74,18 +74,18 @@ static ESCAPES: [u8; 256] = {
 };
 
 const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
+pub(super) const HIGH: u64 = 0x8080_8080_8080_8080;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
 /// The high bit of each byte of `word` that equals `byte`. Exact, unlike the classic
 /// has-zero test: the additions cannot carry into the next byte.
-fn bytes_equal(word: u64, byte: u8) -> u64 {
+pub(super) fn bytes_equal(word: u64, byte: u8) -> u64 {
     let diff = word ^ (ONES * u64::from(byte));
     !(((diff & LOW7) + LOW7) | diff) & HIGH
 }
 
 /// The high bit of each byte of `word` below 0x20 (a control character).
-fn bytes_below_space(word: u64) -> u64 {
+pub(super) fn bytes_below_space(word: u64) -> u64 {
     !(word | ((word & LOW7) + ONES * 0x60)) & HIGH
 }
 
@@ -94,12 +94,15 @@ fn bytes_below_space(word: u64) -> u64 {
 const ESCAPE_BLOCK: usize = 512;
 /// A block's worst case, and room for the eight-byte stores of the last word.
 const ESCAPE_OUT: usize = ESCAPE_BLOCK * 6 + 24;
+/// The same for strings of at most this many bytes.
+const SHORT_BLOCK: usize = 128;
+const SHORT_OUT: usize = SHORT_BLOCK * 6 + 24;
 
 /// Appends `byte`, escaped, at `out[n..]`; returns the new length. Quotes and backslashes are
 /// common in payloads that are JSON themselves, so they take no branch: both bytes of a
 /// two-byte escape are stored and the length moves by one or two.
 #[inline(always)]
-fn escape_byte(byte: u8, out: &mut [u8; ESCAPE_OUT], n: usize) -> usize {
+fn escape_byte<const N: usize>(byte: u8, out: &mut [u8; N], n: usize) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let escape = ESCAPES[usize::from(byte)];
     if escape == b'u' {
@@ -123,7 +126,12 @@ fn escape_byte(byte: u8, out: &mut [u8; ESCAPE_OUT], n: usize) -> usize {
 /// and backslashes, which escape as themselves after a backslash); returns the new length.
 /// Every piece is stored as a whole word, the bytes past the piece overwritten by the next.
 #[inline(always)]
-fn escape_quotes(word: u64, mut quotes: u64, out: &mut [u8; ESCAPE_OUT], mut n: usize) -> usize {
+fn escape_quotes<const N: usize>(
+    word: u64,
+    mut quotes: u64,
+    out: &mut [u8; N],
+    mut n: usize,
+) -> usize {
     let mut start = 0;
     while quotes != 0 {
         let at = (quotes.trailing_zeros() / 8) as usize;
@@ -142,10 +150,19 @@ fn escape_quotes(word: u64, mut quotes: u64, out: &mut [u8; ESCAPE_OUT], mut n: 
 /// only escapes are quotes and backslashes (payloads are often JSON themselves) are escaped
 /// without a loop over their bytes, and control characters go byte by byte.
 pub(super) fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
-    let mut out = [0u8; ESCAPE_OUT];
+    // The block buffer is zeroed at every call: most strings are short, and get a short one.
+    if s.len() <= SHORT_BLOCK {
+        string_in::<SHORT_OUT>(w, s, SHORT_BLOCK)
+    } else {
+        string_in::<ESCAPE_OUT>(w, s, ESCAPE_BLOCK)
+    }
+}
+
+fn string_in<const N: usize>(w: &mut impl Write, s: &str, block: usize) -> io::Result<()> {
+    let mut out = [0u8; N];
     out[0] = b'"';
     let mut n = 1;
-    for block in s.as_bytes().chunks(ESCAPE_BLOCK) {
+    for block in s.as_bytes().chunks(block) {
         if n + block.len() * 6 + 17 > out.len() {
             w.write_all(&out[..n])?;
             n = 0;
