@@ -15,8 +15,8 @@ use crate::hostile::{ACK, Conn, MSS, PSH, Pcap, SERVER, SYN, accept_key, server_
 /// The bytes missing before what each connection of [`holes`] holds.
 pub const HOLE: u32 = 100;
 
-/// `conns` connections one after the other, each (after its three-way handshake) sending
-/// `bytes` from the client [`HOLE`] bytes past where its stream is: held out of order, the
+/// `conns` WebSocket connections one after the other, each (after its upgrade) sending
+/// `bytes` from the server [`HOLE`] bytes past where its stream is: held out of order, the
 /// hole never filled, the connection never closed.
 pub fn holes<W: Write>(w: W, conns: u64, bytes: usize) -> io::Result<W> {
     let mut pcap = Pcap::new(w)?;
@@ -27,13 +27,44 @@ pub fn holes<W: Write>(w: W, conns: u64, bytes: usize) -> io::Result<W> {
         pcap.tcp(client, SERVER, c, 0, SYN, &[])?;
         pcap.tcp(SERVER, client, s, c + 1, SYN | ACK, &[])?;
         pcap.tcp(client, SERVER, c + 1, s + 1, ACK, &[])?;
-        let mut seq = c + 1 + HOLE;
+        let (request, response) = upgrade_heads("/holes", "");
+        pcap.tcp(client, SERVER, c + 1, s + 1, PSH | ACK, request.as_bytes())?;
+        let c_next = c + 1 + request.len() as u32;
+        pcap.tcp(
+            SERVER,
+            client,
+            s + 1,
+            c_next,
+            PSH | ACK,
+            response.as_bytes(),
+        )?;
+        let mut seq = s + 1 + response.len() as u32 + HOLE;
         for piece in payload.chunks(MSS) {
-            pcap.tcp(client, SERVER, seq, s + 1, PSH | ACK, piece)?;
+            pcap.tcp(SERVER, client, seq, c_next, PSH | ACK, piece)?;
             seq = seq.wrapping_add(piece.len() as u32);
         }
     }
     Ok(pcap.into_inner())
+}
+
+/// An upgrade request for `uri` and its 101, both with `extensions` if not empty.
+fn upgrade_heads(uri: &str, extensions: &str) -> (String, String) {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let ext = if extensions.is_empty() {
+        String::new()
+    } else {
+        format!("Sec-WebSocket-Extensions: {extensions}\r\n")
+    };
+    let request = format!(
+        "GET {uri} HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
+    );
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {}\r\n{ext}\r\n",
+        accept_key(key)
+    );
+    (request, response)
 }
 
 /// The text of message `m` (0 or 1) of connection `n` of [`deflating`].
@@ -87,18 +118,8 @@ pub fn deflating<W: Write>(w: W, conns: u64) -> io::Result<W> {
 }
 
 fn upgrade_deflate<W: Write>(c: &mut Conn, pcap: &mut Pcap<W>) -> io::Result<()> {
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let request = format!(
-        "GET /deflate HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\n\
-Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-    );
+    let (request, response) = upgrade_heads("/deflate", "permessage-deflate");
     c.send(pcap, 0, request.as_bytes())?;
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-        accept_key(key)
-    );
     c.send(pcap, 1, response.as_bytes())
 }
 
