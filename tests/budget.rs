@@ -292,6 +292,33 @@ fn open_connections_long_uris_are_cut_and_say_so() {
 }
 
 #[test]
+fn heads_that_cannot_be_cut_end_their_connections_as_evicted() {
+    // An unfinished head is all an HTTP connection holds: nothing to shed, so the longest
+    // idle are ended.
+    let dir = tempfile::tempdir().unwrap();
+    let (conns, head) = (300u64, 30_000usize);
+    let capture = write_capture(
+        dir.path(),
+        "heads.pcap",
+        budget_caps::open_heads(Vec::new(), conns, head).unwrap(),
+    );
+    let base = base_rss_kb(dir.path());
+    for threads in ["1", "2"] {
+        let r = run(
+            &capture,
+            &["--json", "--threads", threads, "--max-memory", "4M"],
+        );
+        assert_within(&r, base, 4 << 20, threads, "heads");
+        let (said, bytes, inflaters, evicted) = said_lost(&r.stderr).expect("the loss is said");
+        assert_eq!((bytes, inflaters), (0, 0));
+        assert_eq!(said, evicted);
+        // 300 heads of 30,000 bytes in 3 MiB of pool: most must go, some stay.
+        assert!(said >= conns / 2 && said < conns, "{said} of {conns}");
+    }
+    assert_no_pressure_changes_nothing(&capture);
+}
+
+#[test]
 fn max_flows_that_cannot_fit_are_lowered_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let capture = write_capture(

@@ -137,3 +137,16 @@ pub fn open_uris<W: Write>(w: W, conns: u64, uri_len: usize) -> io::Result<W> {
     }
     Ok(pcap.into_inner())
 }
+
+/// `conns` connections one after the other, each sending the first `head_bytes` of a request
+/// head (one long header) whose end never comes: the HTTP layer holds each, waiting for it.
+pub fn open_heads<W: Write>(w: W, conns: u64, head_bytes: usize) -> io::Result<W> {
+    let mut pcap = Pcap::new(w)?;
+    let mut head = b"GET /head HTTP/1.1\r\nHost: example.test\r\nX-Pad: ".to_vec();
+    head.resize(head_bytes.max(head.len()), b'p');
+    for n in 0..conns {
+        let mut c = Conn::open(&mut pcap, n)?;
+        c.send(&mut pcap, 0, &head)?;
+    }
+    Ok(pcap.into_inner())
+}

@@ -183,6 +183,10 @@ pub(super) struct Budget {
     limit: usize,
     /// What the connections hold, as last charged.
     held: usize,
+    /// When shedding and eviction could not get under the limit (with threads, a decoder
+    /// whose connections' fixed costs pass its share): the total the next try waits for, so
+    /// the table is not scanned again at every packet.
+    retry_at: usize,
     pub(super) stats: MemoryStats,
 }
 
@@ -191,6 +195,7 @@ impl Budget {
         Budget {
             limit: limits.pool,
             held: 0,
+            retry_at: 0,
             stats: MemoryStats::default(),
         }
     }
@@ -211,7 +216,18 @@ impl Budget {
 
     #[inline]
     pub(super) fn over(&self, flows: usize) -> bool {
-        self.total(flows) > self.limit
+        self.total(flows) > self.limit.max(self.retry_at)
+    }
+
+    /// Shedding ended: if still over the limit, the next try waits until the total has grown
+    /// by an eighth of the limit.
+    pub(super) fn relief_ended(&mut self, flows: usize) {
+        let total = self.total(flows);
+        self.retry_at = if total > self.limit {
+            total.saturating_add(self.limit / 8)
+        } else {
+            0
+        };
     }
 
     /// Back under the low-water mark: shedding stops.

@@ -189,7 +189,8 @@ impl Connection {
 
     /// Gives up what it holds to stay within the memory budget, each loss reported: segments
     /// held out of order (declared lost with the hole before them), a probe's bytes, bytes
-    /// held while looking for frames, inflaters' contexts, the kept handshake's URI.
+    /// held while looking for frames, inflaters' contexts, the kept handshake's URI; and the
+    /// rings of delivered bytes kept to check retransmissions (not a loss of data).
     pub(super) fn shed(&mut self, env: &mut Env<'_>) -> Shed {
         let mut shed = Shed::default();
         let app = &mut self.app;
@@ -200,6 +201,8 @@ impl Connection {
         let a_finished = a_to_b.is_finished();
         shed.bytes += b_to_a.give_up_held(&mut |chunk| app.chunk(false, chunk, a_finished, env));
         env.gap_cause = Cause::Gap;
+        a_to_b.forget_delivered();
+        b_to_a.forget_delivered();
         if app.session.is_probing() {
             shed.bytes += app.session.shed_probe();
             env.stats.probes_given_up += 1;

@@ -344,10 +344,10 @@ impl Analyzer {
             .collect();
         order.sort_unstable();
         let flows = self.flows.len();
-        for evict in [false, true] {
+        'passes: for evict in [false, true] {
             for &(_, _, key) in &order {
                 if self.budget.relieved(flows) {
-                    return;
+                    break 'passes;
                 }
                 let Some(conn) = self.flows.get_mut(&key) else {
                     continue;
@@ -365,6 +365,9 @@ impl Analyzer {
                 };
                 let lost = if evict {
                     conn.close(EndReason::Evicted, &mut env);
+                    for half in &mut conn.halves {
+                        half.forget_delivered();
+                    }
                     self.budget.stats.evicted += 1;
                     true
                 } else {
@@ -382,6 +385,7 @@ impl Analyzer {
                 conn.charged = held;
             }
         }
+        self.budget.relief_ended(flows);
     }
 
     /// Ends idle connections, drops long-closed ones and stale IP fragments, so the tables

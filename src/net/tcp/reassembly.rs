@@ -155,6 +155,12 @@ impl HalfStream {
             + self.recent.as_ref().map_or(0, |r| r.ring.len())
     }
 
+    /// Drops the ring of delivered bytes, to stay within the memory budget: retransmissions of
+    /// what was delivered before are no longer compared (the ring grows again as bytes come).
+    pub fn forget_delivered(&mut self) {
+        self.recent = None;
+    }
+
     /// Gives up the segments held out of order, to stay within the memory budget: they and the
     /// hole before them are declared lost at once (one gap up to the end of the furthest),
     /// as when a hole does not fill within `--max-ooo`, but without delivering them. Returns
