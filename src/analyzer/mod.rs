@@ -284,6 +284,14 @@ impl Analyzer {
         if conn.closed() {
             return;
         }
+        // A bare ACK delivers nothing when nothing is held out of order: what the connection
+        // holds cannot change, so it is not measured again (half the packets of most traffic).
+        let measure = !seg.payload.is_empty()
+            || seg.cut.is_some()
+            || seg.flags.syn
+            || seg.flags.fin
+            || seg.flags.rst
+            || conn.halves.iter().any(|h| h.held_bytes() > 0);
         let mut env = Env {
             ts,
             sink,
@@ -324,11 +332,13 @@ impl Analyzer {
         }
         // The accountant follows what the connection holds now; only past the budget does it
         // cost more than a comparison.
-        let held = conn.held();
-        self.budget.charge(conn.charged, held);
-        conn.charged = held;
-        if self.budget.over(self.flows.len()) {
-            self.relieve(ts, sink);
+        if measure {
+            let held = conn.held();
+            self.budget.charge(conn.charged, held);
+            conn.charged = held;
+            if self.budget.over(self.flows.len()) {
+                self.relieve(ts, sink);
+            }
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Session {
     fresh: bool,
     /// The opening handshake, upgraded or refused; None mid-stream.
     handshake: Option<Box<Upgrade>>,
+    /// What `handshake` costs ([`upgrade_memory`]), measured when it is kept or cut rather
+    /// than at every packet.
+    handshake_memory: usize,
     /// The connection is to be summarised when it ends (a handshake was tried, or frames
     /// were found without one).
     summarise: bool,
@@ -82,6 +85,7 @@ impl Session {
             },
             fresh: false,
             handshake: None,
+            handshake_memory: 0,
             ws_port: false,
             skip_heads: PerDir::new(false, false),
             picked_up: false,
@@ -139,6 +143,7 @@ impl Session {
         Session {
             fresh: true,
             handshake: None,
+            handshake_memory: 0,
             summarise: false,
             ws_port: false,
             skip_heads: PerDir::new(false, false),
@@ -159,7 +164,7 @@ impl Session {
             Mode::Probe(probe) => size_of::<Probe>() + probe.memory(),
             Mode::Fresh | Mode::Ignored => 0,
         };
-        mode + self.handshake.as_deref().map_or(0, upgrade_memory)
+        mode + self.handshake_memory
     }
 
     /// A probing session gives up its bytes to stay within the memory budget: it stops
@@ -184,8 +189,14 @@ impl Session {
         };
         if let Some(handshake) = &mut self.handshake {
             bytes += cut_handshake(handshake);
+            self.handshake_memory = upgrade_memory(handshake);
         }
         (bytes, inflaters)
+    }
+
+    fn keep_handshake(&mut self, handshake: Box<Upgrade>) {
+        self.handshake_memory = upgrade_memory(&handshake);
+        self.handshake = Some(handshake);
     }
 
     pub fn is_ignored(&self) -> bool {
@@ -381,6 +392,7 @@ the first copy was kept",
         // The handshake is needed no more once the summary is made: a connection that lingers
         // in the flow table after its FIN must not keep its request (up to 64 KiB of URI).
         let handshake = self.handshake.take();
+        self.handshake_memory = 0;
         if !(self.summarise || unanswered.is_some()) {
             return;
         }
@@ -451,7 +463,7 @@ the first copy was kept",
                 };
                 // An upgrade answered with something other than a switch to WebSocket.
                 if let Some(refused) = http.refused.take() {
-                    self.handshake = Some(refused);
+                    self.keep_handshake(refused);
                     self.summarise = true;
                 }
                 match next {
@@ -479,7 +491,7 @@ the first copy was kept",
             return;
         };
         self.mode = Mode::WebSocket(Box::new(WsSession::new(upgrade.negotiated)));
-        self.handshake = Some(upgrade);
+        self.keep_handshake(upgrade);
         self.summarise = true;
         // Frames the server sent in the 101's own segment, then anything the client sent
         // before it saw the 101.
