@@ -319,6 +319,57 @@ fn heads_that_cannot_be_cut_end_their_connections_as_evicted() {
 }
 
 #[test]
+fn bytes_held_while_looking_for_frames_are_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conns, held) = (400u64, 10_000usize);
+    let capture = write_capture(
+        dir.path(),
+        "probes.pcap",
+        budget_caps::probes(Vec::new(), conns, held).unwrap(),
+    );
+    let base = base_rss_kb(dir.path());
+    for threads in ["1", "2"] {
+        // Probes: nobody knows which side is the client, so only the counts say it.
+        let r = run(
+            &capture,
+            &["--json", "--threads", threads, "--max-memory", "4M"],
+        );
+        assert_within(&r, base, 4 << 20, threads, "probes");
+        let (said, bytes, _, evicted) = said_lost(&r.stderr).expect("the loss is said");
+        assert_eq!(bytes, said * held as u64, "{}", r.stderr);
+        assert_eq!(evicted, 0);
+        assert!(said > 0 && said < conns, "{said} of {conns}");
+        // Picked up on a --ws-port: the server is known, each loss is an event.
+        let r = run(
+            &capture,
+            &[
+                "--json",
+                "--threads",
+                threads,
+                "--max-memory",
+                "4M",
+                "--ws-port",
+                "8080",
+            ],
+        );
+        assert_within(&r, base, 4 << 20, threads, "--ws-port");
+        let (said, bytes, _, _) = said_lost(&r.stderr).expect("the loss is said");
+        let lost = memory_anomalies(&events(&r));
+        assert_eq!(lost.len() as u64, said);
+        for (_, kind, detail) in &lost {
+            assert_eq!(kind, "tcp_gap");
+            assert!(
+                detail.starts_with(&format!("{held} bytes of the c2s")),
+                "{detail}"
+            );
+        }
+        assert_eq!(bytes, said * held as u64);
+        assert!(said > 0 && said < conns, "{said} of {conns}");
+    }
+    assert_no_pressure_changes_nothing(&capture);
+}
+
+#[test]
 fn max_flows_that_cannot_fit_are_lowered_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let capture = write_capture(

@@ -150,3 +150,20 @@ pub fn open_heads<W: Write>(w: W, conns: u64, head_bytes: usize) -> io::Result<W
     }
     Ok(pcap.into_inner())
 }
+
+/// `conns` connections whose start was not captured (no SYN), one after the other, each
+/// client sending `bytes` that never parse as frames (0xff: a reserved opcode): wsnoop probes
+/// them for frames, or with `--ws-port 8080` looks for where frames start, holding the bytes.
+pub fn probes<W: Write>(w: W, conns: u64, bytes: usize) -> io::Result<W> {
+    let mut pcap = Pcap::new(w)?;
+    let payload = vec![0xff; bytes];
+    for n in 0..conns {
+        let client = Conn::client_of(n);
+        let mut seq = 7_000u32;
+        for piece in payload.chunks(MSS) {
+            pcap.tcp(client, SERVER, seq, 3_000, PSH | ACK, piece)?;
+            seq = seq.wrapping_add(piece.len() as u32);
+        }
+    }
+    Ok(pcap.into_inner())
+}
