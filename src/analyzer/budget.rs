@@ -18,7 +18,7 @@
 //!
 //! The accountant is a plain counter per analyzer (no lock, no allocation): after each segment
 //! the connection's measure is compared with what it was charged. Past the budget the
-//! longest-idle connections give up what they hold ([`Shed`]) until the total is back under
+//! longest-idle connections give up what they hold until the total is back under
 //! the low-water mark, and if that is not enough they are ended as `"evicted"`.
 
 use std::mem::size_of;
@@ -154,26 +154,6 @@ impl std::ops::AddAssign<&MemoryStats> for MemoryStats {
         self.bytes += o.bytes;
         self.inflaters += o.inflaters;
         self.evicted += o.evicted;
-    }
-}
-
-/// What one connection gave up at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Shed {
-    pub bytes: u64,
-    pub inflaters: u64,
-}
-
-impl Shed {
-    pub fn any(&self) -> bool {
-        self.bytes > 0 || self.inflaters > 0
-    }
-}
-
-impl std::ops::AddAssign for Shed {
-    fn add_assign(&mut self, o: Shed) {
-        self.bytes += o.bytes;
-        self.inflaters += o.inflaters;
     }
 }
 

@@ -15,7 +15,6 @@ use crate::wire::tls::TlsInfo;
 
 use std::mem::size_of;
 
-use super::budget::Shed;
 use super::layer::TlsLayer;
 
 use super::{AnalyzerOptions, Env};
@@ -79,6 +78,19 @@ pub(super) struct SideFacts {
     fin: [bool; 2],
     bytes: [u64; 2],
     first_payload: [Option<PayloadKind>; 2],
+}
+
+/// What one connection gave up to the memory budget at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Shed {
+    pub(super) bytes: u64,
+    pub(super) inflaters: u64,
+}
+
+impl Shed {
+    pub(super) fn any(&self) -> bool {
+        self.bytes > 0 || self.inflaters > 0
+    }
 }
 
 #[derive(Debug)]
