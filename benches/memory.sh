@@ -27,6 +27,9 @@
 #             complete): bound base + 2 x --max-frag-bytes (4 MiB; the allocator's slack)
 #   heads     K connections sending a 65,000-byte request head a byte per segment: bound
 #             base + K x 2 x 64 KiB (a head held per direction)
+# and the global budget (--max-memory 16M; BUDGET_CASES=0 skips it): holes, deflate, uris and
+# heads held by open connections, each with --threads 1 and 2, at 1x/4x/16x: bound base +
+# --max-memory + 25% (+ the batches with threads); see the block below.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +44,7 @@ while [[ $# -gt 0 ]]; do
         --threads) THREADS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --no-bounds) BOUNDS=0; shift ;;
-        *) sed -n '2,31p' "$0"; exit 2 ;;
+        *) sed -n '2,32p' "$0"; exit 2 ;;
     esac
 done
 
