@@ -7,7 +7,7 @@
 //!   most [`MAX_OUTPUT_SHARE`] each);
 //! - the rest, the pool, for the connections: each one's fixed cost ([`connection_cost`],
 //!   bounded by `--max-flows`, lowered when `--max-flows` connections would take more than
-//!   half the budget) and what it holds ([`Connection::held`](super::connection)): bytes out of
+//!   half the budget) and what it holds (`Connection::held`): bytes out of
 //!   order, probe and resync buffers, HTTP heads and the handshake kept until it ends,
 //!   inflaters and their windows, TLS records.
 //!

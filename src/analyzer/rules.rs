@@ -73,7 +73,7 @@ pub fn starts_again(flags: TcpFlags, finished: impl FnOnce() -> bool) -> bool {
 pub(super) const SWEEP_BACKWARDS_SECS: i64 = 3600;
 
 /// True when a sweep is due at `now`: its interval has passed, or time went back more than
-/// [`SWEEP_BACKWARDS_SECS`] (the sweep then runs at `now`, and later ones follow it).
+/// an hour (the sweep then runs at `now`, and later ones follow it).
 pub fn sweep_due(last_sweep: i64, now: Timestamp) -> bool {
     now.secs >= last_sweep.saturating_add(SWEEP_INTERVAL_SECS)
         || now.secs < last_sweep.saturating_sub(SWEEP_BACKWARDS_SECS)
