@@ -27,6 +27,9 @@
 #             complete): bound base + 2 x --max-frag-bytes (4 MiB; the allocator's slack)
 #   heads     K connections sending a 65,000-byte request head a byte per segment: bound
 #             base + K x 2 x 64 KiB (a head held per direction)
+# and the global budget (--max-memory 16M; BUDGET_CASES=0 skips it): holes, deflate, uris and
+# heads held by open connections, each with --threads 1 and 2, at 1x/4x/16x: bound base +
+# --max-memory + 25% (+ the batches with threads); see the block below.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +44,7 @@ while [[ $# -gt 0 ]]; do
         --threads) THREADS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --no-bounds) BOUNDS=0; shift ;;
-        *) sed -n '2,31p' "$0"; exit 2 ;;
+        *) sed -n '2,32p' "$0"; exit 2 ;;
     esac
 done
 
@@ -185,6 +188,64 @@ if [[ $BOUNDS == 1 ]]; then
                     "$(awk -v b="$(stat -c %s "$file")" 'BEGIN {print b / 1048576}')" \
                     "$(cat "$TMP/wall")" "$(awk -v k="$bound" 'BEGIN {print k / 1024}')" "$how" \
                     "$(verdict "$kb <= $bound * 1.05")"
+            done
+        done
+    done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Issue 19, the global budget (--max-memory): what connections hold, each case at 1x, 4x, 16x
+# with --threads 1 and 2 (or --threads N), against --max-memory $BUDGET (16 MiB):
+#   holes    1x: 32 WebSocket connections, each holding 250,000 bytes out of order behind a
+#            hole that never fills (given up, longest idle first)
+#   deflate  1x: 500 deflating WebSocket connections kept open (an inflater, 2^15 + 8 KiB
+#            charged, each; dropped longest idle first)
+#   uris     1x: 500 open WebSocket connections with 20,000-byte URIs (cut to 256 bytes)
+#   openhead 1x: 250 connections holding an unfinished 30,000-byte head (ended as evicted)
+# bound: base (a capture of one connection) + --max-memory + 25% (the allocator's slack, as
+# tests/budget.rs allows) + the batches of each worker (as above). The stderr line says how
+# many connections lost how many bytes.
+if [[ ${BUDGET_CASES:-1} == 1 && $BOUNDS == 1 ]]; then
+    GEN_BOUNDS=$TARGET_DIR/examples/gen_bounds
+    BOUNDS_HASH=$(cat "$ROOT/benches/tools/gen_bounds.rs" "$ROOT/benches/tools/budget_caps.rs" \
+        "$ROOT/benches/tools/hostile.rs" | sha1sum | cut -c1-8)
+    BUDGET=$((16 << 20))
+    budget_capture() { # KIND N [gen_bounds options...] -> path (cached)
+        local kind=$1 n=$2
+        shift 2
+        local f="$BENCH_DIR/budget-$kind-$n-$BOUNDS_HASH.pcap"
+        if [[ ! -s $f ]]; then
+            "$GEN_BOUNDS" "--$kind" "$n" "$@" -o "$f.tmp" >&2
+            mv "$f.tmp" "$f"
+        fi
+        echo "$f"
+    }
+    echo
+    echo "== issue 19: peak RSS against --max-memory $BUDGET ($(mb $BUDGET))"
+    printf '%-8s %-4s %3s %8s %9s %7s %9s  %s\n' case size thr "RSS MB" "input MB" wall \
+        "bound MB" "verdict; what stderr said"
+    budget_threads=(1 2)
+    [[ $THREADS -gt 2 ]] && budget_threads=(1 "$THREADS")
+    for threads in "${budget_threads[@]}"; do
+        batches=0
+        [[ $threads -gt 1 ]] && batches=$(((threads - 1) * 11 * (320 + 240)))
+        base=$(bounds_kb "$threads" "$(budget_capture holes 1 --hole-bytes 10)")
+        bound=$((base + BUDGET / 1024 * 5 / 4 + batches))
+        for scale in 1 4 16; do
+            for kind in holes deflate open-uris open-heads; do
+                case $kind in
+                    holes) file=$(budget_capture holes $((32 * scale)) --hole-bytes 250000) ;;
+                    deflate) file=$(budget_capture deflate $((500 * scale))) ;;
+                    open-uris) file=$(budget_capture open-uris $((500 * scale)) --uri-bytes 20000) ;;
+                    open-heads) file=$(budget_capture open-heads $((250 * scale)) --head-bytes 30000) ;;
+                esac
+                kb=$(bounds_kb "$threads" "$file" --max-memory "$BUDGET")
+                said=$(grep -o '[0-9]* connections lost [0-9]* bytes' "$TMP/err" || echo "nothing lost")
+                printf '%-8s %-4s %3s %8.1f %9.1f %6ss %9.1f  %s; %s\n' "${kind#open-}" "${scale}x" \
+                    "$threads" "$(awk -v k="$kb" 'BEGIN {print k / 1024}')" \
+                    "$(awk -v b="$(stat -c %s "$file")" 'BEGIN {print b / 1048576}')" \
+                    "$(cat "$TMP/wall")" "$(awk -v k="$bound" 'BEGIN {print k / 1024}')" \
+                    "$(verdict "$kb <= $bound")" "$said"
             done
         done
     done

@@ -228,6 +228,8 @@ pub enum Cause {
     Gap,
     /// Bytes the capture's snapshot length cut off their packets.
     Snaplen,
+    /// What wsnoop gave up to stay within `--max-memory`.
+    Memory,
 }
 
 impl Cause {
@@ -236,6 +238,7 @@ impl Cause {
             Cause::Traffic => "traffic",
             Cause::Gap => "gap",
             Cause::Snaplen => "snaplen",
+            Cause::Memory => "memory",
         }
     }
 

@@ -162,6 +162,12 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = DefragLimits::default().max_bytes)]
     pub(crate) max_frag_bytes: usize,
 
+    /// What wsnoop's connections, fragments and output in flight may take together (K, M, G:
+    /// KiB, MiB, GiB); beyond it the longest-idle connections give up what they hold, and are
+    /// ended if that is not enough (said on stderr at the end).
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    pub(crate) max_memory: usize,
+
     /// Also write the WebSocket sessions to this HAR file, as Chrome's DevTools export them
     /// (Network, Import HAR): handshakes, messages and control frames, within bounds.
     #[arg(long, value_name = "FILE")]
@@ -295,4 +301,26 @@ pub(crate) enum OutputFormat {
     Text,
     Json,
     Eve,
+}
+
+/// A size in bytes, with an optional K, M or G (powers of 1024), as `--max-memory` takes it.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.as_bytes().last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&s[..s.len() - 1], 10),
+        Some(b'M') => (&s[..s.len() - 1], 20),
+        Some(b'G') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: a number of bytes, or with K, M or G"))?;
+    let bytes = n
+        .checked_mul(1usize << shift)
+        .ok_or_else(|| format!("{s} is more bytes than this machine can address"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("{s} is less than the least wsnoop runs in (1M)"));
+    }
+    Ok(bytes)
 }

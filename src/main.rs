@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 
+use wsnoop::analyzer::budget::MemoryPlan;
 use wsnoop::analyzer::{
     Analyzer, AnalyzerOptions, FlowLimits, MidstreamOptions, Stats, TlsOptions,
 };
@@ -44,7 +45,10 @@ use process::{
     REOPEN, STOP, drop_privileges, install_hangup_handler, install_signal_handlers, print_all,
     reader_gone, stdout_was_closed,
 };
-use say::{filter_hint, report, say_drops, say_fragments_dropped, say_what_was_missed};
+use say::{
+    filter_hint, report, say_drops, say_fragments_dropped, say_memory_plan, say_memory_shed,
+    say_what_was_missed,
+};
 
 /// How every run stops: Ctrl-C or SIGTERM, `--duration`; drops are said every 5 s at most.
 fn run_control<'a>(
@@ -165,6 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => cli.show.unwrap_or(Show::All),
         OutputFormat::Text => cli.show.unwrap_or(Show::Frames),
     };
+    let plan = MemoryPlan::new(cli.max_memory, cli.max_flows.max(1), cli.max_frag_bytes);
+    say_memory_plan(&plan);
     let options = AnalyzerOptions {
         ws: WsOptions {
             // -q prints no event: keep no payload and build no frame or message event.
@@ -187,12 +193,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..ReassemblyLimits::default()
         },
         flows: FlowLimits {
-            max_flows: cli.max_flows.max(1),
+            max_flows: plan.max_flows,
             idle_timeout_secs: cli.idle_timeout.max(1),
         },
         defrag: DefragLimits {
-            max_bytes: cli.max_frag_bytes,
+            max_bytes: plan.max_frag_bytes,
         },
+        memory: plan.share(1),
         midstream: MidstreamOptions {
             ws_ports: cli.ws_ports.clone(),
             heuristics: !cli.no_heuristics,
@@ -278,11 +285,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(file) = source.file_stats() {
         stats.add_file(&file);
     }
-    say_fragments_dropped(&stats, cli.max_frag_bytes);
+    say_fragments_dropped(&stats, plan.max_frag_bytes);
+    say_memory_shed(&stats, plan.max_memory);
     if cli.quiet || source.is_live() || end == RunEnd::Interrupted {
         report(&stats, source.live_stats());
     }
-    say_what_was_missed(&stats, cli.max_flows);
+    say_what_was_missed(&stats, plan.max_flows);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use wsnoop::analyzer::Stats;
+use wsnoop::analyzer::budget::{MemoryPlan, connection_cost};
 use wsnoop::capture;
 use wsnoop::net::defrag::{FRAGMENT_TIMEOUT_SECS, MAX_PIECES};
 
@@ -100,6 +101,44 @@ fragments hold within --max-frag-bytes ({max_frag_bytes} bytes), or for coming i
             stats.defrag.dropped
         );
     }
+}
+
+/// At start: limits that `--max-memory` could not hold were lowered.
+pub(crate) fn say_memory_plan(plan: &MemoryPlan) {
+    if let Some(asked) = plan.flows_lowered_from {
+        say!(
+            "wsnoop: --max-flows {asked} connections cannot fit in half of --max-memory ({} \
+bytes) at {} bytes each: following at most {} at once",
+            plan.max_memory,
+            connection_cost(),
+            plan.max_flows
+        );
+    }
+    if let Some(asked) = plan.frag_lowered_from {
+        say!(
+            "wsnoop: --max-frag-bytes {asked} is more than an eighth of --max-memory ({} bytes): \
+IP fragments hold at most {} bytes",
+            plan.max_memory,
+            plan.max_frag_bytes
+        );
+    }
+}
+
+/// At the end, once: what connections gave up to stay within `--max-memory`.
+pub(crate) fn say_memory_shed(stats: &Stats, max_memory: usize) {
+    let m = &stats.memory;
+    if m.connections == 0 {
+        return;
+    }
+    say!(
+        "wsnoop: {} connections lost {} bytes to stay within --max-memory ({max_memory} bytes): \
+held out of order, waiting for frames or a cut handshake URI; {} inflaters dropped, {} \
+connections ended early (\"evicted\"); their anomalies have cause \"memory\"",
+        m.connections,
+        m.bytes,
+        m.inflaters,
+        m.evicted
+    );
 }
 
 /// Kernel drops while capturing: a drop can explain a missing frame.

@@ -3,6 +3,10 @@
 //!
 //!   gen_bounds --frag N -o FILE
 //!   gen_bounds --heads N [--head-bytes B] -o FILE
+//!   gen_bounds --holes N [--hole-bytes B] -o FILE
+//!   gen_bounds --deflate N -o FILE
+//!   gen_bounds --open-uris N [--uri-bytes L] -o FILE
+//!   gen_bounds --open-heads N [--head-bytes B] -o FILE
 //!
 //! `--frag N`: N IPv4 fragments of 8 bytes at offset 65,520, each the last piece of its own
 //! TCP datagram (distinct sources and identifications), whose other pieces never come; one
@@ -13,8 +17,17 @@
 //! header, `Upgrade: websocket` at its end) one byte per segment, the connections interleaved
 //! byte by byte; no response.
 //!
-//! Classic pcap, Ethernet, microsecond timestamps, correct IP and TCP checksums. Output is
-//! streamed.
+//! `--holes`, `--deflate`, `--open-uris`, `--open-heads` (the `--max-memory` budget): see
+//! budget_caps.rs; `--hole-bytes` defaults to 1,000,000 bytes held per connection,
+//! `--uri-bytes` to 60,000, `--head-bytes` to 65,000 (as for `--heads`).
+//!
+//! Classic pcap, Ethernet, microsecond timestamps, correct IP and TCP checksums (the budget's
+//! captures: hostile.rs's packets, checksums left 0). Output is streamed.
+
+#[path = "budget_caps.rs"]
+mod budget_caps;
+#[path = "hostile.rs"]
+mod hostile;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -180,13 +193,19 @@ fn heads(out: &str, n: u32, head_bytes: usize) -> io::Result<()> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: gen_bounds --frag N -o FILE | gen_bounds --heads N [--head-bytes B] -o FILE");
+    eprintln!(
+        "usage: gen_bounds --frag N -o FILE | gen_bounds --heads N [--head-bytes B] -o FILE\n\
+         | --holes N [--hole-bytes B] -o FILE | --deflate N -o FILE\n\
+         | --open-uris N [--uri-bytes L] -o FILE | --open-heads N [--head-bytes B] -o FILE"
+    );
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut frags, mut conns, mut head_bytes, mut out) = (None, None, 65_000usize, None);
+    let (mut holes, mut deflate, mut uris, mut open_heads) = (None, None, None, None);
+    let (mut hole_bytes, mut uri_bytes) = (1_000_000usize, 60_000usize);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
@@ -196,6 +215,12 @@ fn main() -> ExitCode {
             "--frag" => value.parse().map(|v| frags = Some(v)).is_ok(),
             "--heads" => value.parse().map(|v| conns = Some(v)).is_ok(),
             "--head-bytes" => value.parse().map(|v| head_bytes = v).is_ok(),
+            "--holes" => value.parse().map(|v| holes = Some(v)).is_ok(),
+            "--hole-bytes" => value.parse().map(|v| hole_bytes = v).is_ok(),
+            "--deflate" => value.parse().map(|v| deflate = Some(v)).is_ok(),
+            "--open-uris" => value.parse().map(|v| uris = Some(v)).is_ok(),
+            "--uri-bytes" => value.parse().map(|v| uri_bytes = v).is_ok(),
+            "--open-heads" => value.parse().map(|v| open_heads = Some(v)).is_ok(),
             "-o" => {
                 out = Some(value.clone());
                 true
@@ -209,9 +234,22 @@ fn main() -> ExitCode {
     let Some(out) = out else {
         return usage();
     };
-    let written = match (frags, conns) {
-        (Some(n), None) => frag(&out, n),
-        (None, Some(n)) => heads(&out, n, head_bytes),
+    let file = || File::create(&out).map(|f| BufWriter::with_capacity(1 << 20, f));
+    let written = match (frags, conns, holes, deflate, uris, open_heads) {
+        (Some(n), None, None, None, None, None) => frag(&out, n),
+        (None, Some(n), None, None, None, None) => heads(&out, n, head_bytes),
+        (None, None, Some(n), None, None, None) => {
+            file().and_then(|w| budget_caps::holes(w, n, hole_bytes)?.flush())
+        }
+        (None, None, None, Some(n), None, None) => {
+            file().and_then(|w| budget_caps::deflating(w, n)?.flush())
+        }
+        (None, None, None, None, Some(n), None) => {
+            file().and_then(|w| budget_caps::open_uris(w, n, uri_bytes)?.flush())
+        }
+        (None, None, None, None, None, Some(n)) => {
+            file().and_then(|w| budget_caps::open_heads(w, n, head_bytes)?.flush())
+        }
         _ => return usage(),
     };
     match written {

@@ -13,6 +13,8 @@ use crate::session::{Session, SessionStart};
 use crate::wire::http::{looks_like_request_start, looks_like_response_start};
 use crate::wire::tls::TlsInfo;
 
+use std::mem::size_of;
+
 use super::layer::TlsLayer;
 
 use super::{AnalyzerOptions, Env};
@@ -52,6 +54,16 @@ pub(super) struct Cuts {
 }
 
 impl App {
+    #[inline]
+    fn memory(&self) -> usize {
+        self.session.memory()
+            + self
+                .tls
+                .as_deref()
+                .map_or(0, |t| size_of::<TlsLayer>() + t.stream.memory())
+            + self.cuts.as_ref().map_or(0, |_| size_of::<Cuts>())
+    }
+
     fn bytes_cut(&self) -> [u64; 2] {
         self.cuts.as_ref().map_or([0; 2], |c| c.bytes)
     }
@@ -68,6 +80,19 @@ pub(super) struct SideFacts {
     first_payload: [Option<PayloadKind>; 2],
 }
 
+/// What one connection gave up to the memory budget at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Shed {
+    pub(super) bytes: u64,
+    pub(super) inflaters: u64,
+}
+
+impl Shed {
+    pub(super) fn any(&self) -> bool {
+        self.bytes > 0 || self.inflaters > 0
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Connection {
     /// Index 0 carries bytes from side A to side B.
@@ -78,6 +103,10 @@ pub(super) struct Connection {
     pub(super) facts: Option<Box<SideFacts>>,
     /// Why the connection was closed (RST, eviction, timeout, the capture's end), once it is.
     pub(super) end: Option<EndReason>,
+    /// What the memory budget was last charged for what it holds ([`Connection::held`]).
+    pub(super) charged: usize,
+    /// It gave something up to the memory budget (counted once).
+    pub(super) shed: bool,
 }
 
 impl Connection {
@@ -160,6 +189,45 @@ impl Connection {
 }
 
 impl Connection {
+    /// What the connection holds beyond its fixed cost, for the memory budget: both halves'
+    /// held segments and rings, the TLS layer, the session and what it keeps.
+    #[inline]
+    pub(super) fn held(&self) -> usize {
+        self.halves[0].memory()
+            + self.halves[1].memory()
+            + self.app.memory()
+            + self.facts.as_ref().map_or(0, |_| size_of::<SideFacts>())
+    }
+
+    /// Gives up what it holds to stay within the memory budget, each loss reported: segments
+    /// held out of order (declared lost with the hole before them), a probe's bytes, bytes
+    /// held while looking for frames, inflaters' contexts, the kept handshake's URI; and the
+    /// rings of delivered bytes kept to check retransmissions (not a loss of data).
+    pub(super) fn shed(&mut self, env: &mut Env<'_>) -> Shed {
+        let mut shed = Shed::default();
+        let app = &mut self.app;
+        let [a_to_b, b_to_a] = &mut self.halves;
+        env.gap_cause = Cause::Memory;
+        let b_finished = b_to_a.is_finished();
+        shed.bytes += a_to_b.give_up_held(&mut |chunk| app.chunk(true, chunk, b_finished, env));
+        let a_finished = a_to_b.is_finished();
+        shed.bytes += b_to_a.give_up_held(&mut |chunk| app.chunk(false, chunk, a_finished, env));
+        env.gap_cause = Cause::Gap;
+        a_to_b.forget_delivered();
+        b_to_a.forget_delivered();
+        if app.session.is_probing() {
+            shed.bytes += app.session.shed_probe();
+            env.stats.probes_given_up += 1;
+        } else if let Some(flow) = app.flow() {
+            let mut ctx = env.context(&flow);
+            ctx.tls = app.tls.as_deref().map(TlsLayer::info);
+            let (bytes, inflaters) = app.session.shed(&mut ctx);
+            shed.bytes += bytes;
+            shed.inflaters += inflaters;
+        }
+        shed
+    }
+
     pub(super) fn close(&mut self, how: EndReason, env: &mut Env<'_>) {
         self.end.get_or_insert(how);
         let app = &mut self.app;
@@ -298,9 +366,10 @@ impl App {
                     self.give_up_probe(env);
                     return;
                 };
+                let cause = env.gap_cause;
                 let (mut ctx, scratch) = env.context_and_scratch(&flow);
                 ctx.tls = tls;
-                ctx.cause = Cause::Gap;
+                ctx.cause = cause;
                 self.session
                     .gap(direction(from_a, client_is_a), lost, scratch, &mut ctx);
                 self.midstream |= self.session.picked_up();

@@ -3,11 +3,13 @@
 //!
 //! Memory is bounded whatever the input: the flow table has a maximum size (the longest-idle
 //! connections are evicted to make room), idle connections time out in capture time, each
-//! direction's out-of-order buffer has a budget, and IP fragments wait only so long.
+//! direction's out-of-order buffer has a budget, and IP fragments wait only so long. Above
+//! them all, `--max-memory` ([`budget`]) bounds what the connections cost together.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use crate::anomaly::Cause;
 use crate::context::{Context, WsStats};
 use crate::event::{EndReason, EventSink, FlowMeta, Timestamp};
 use crate::net::defrag::{Defragmenter, Refused};
@@ -17,6 +19,7 @@ use crate::net::tcp::{FlowKey, HalfStream};
 use crate::session::Session;
 use crate::ws::Scratch;
 
+pub mod budget;
 mod connection;
 mod layer;
 mod rules;
@@ -25,8 +28,9 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+use budget::Budget;
 use connection::{App, Connection};
-use rules::{CLOSED_LINGER_SECS, SWEEP_INTERVAL_SECS};
+use rules::CLOSED_LINGER_SECS;
 pub use rules::{
     Marker, Place, Step, SweepPlan, eviction_victims, starts_again, sweep_due, sweep_may_list,
 };
@@ -43,6 +47,7 @@ pub struct Analyzer {
     scratch: Scratch,
     stats: Stats,
     last_sweep: i64,
+    budget: Budget,
 }
 
 /// What a chunk handler needs from the analyzer, borrowed apart from the flow table.
@@ -52,6 +57,8 @@ struct Env<'a> {
     options: &'a AnalyzerOptions,
     stats: &'a mut WsStats,
     scratch: &'a mut Scratch,
+    /// Whose fault a gap delivered now is: the capture's, or the memory budget's.
+    gap_cause: Cause,
 }
 
 impl Env<'_> {
@@ -76,6 +83,7 @@ impl Analyzer {
     pub fn new(options: AnalyzerOptions) -> Self {
         Analyzer {
             defrag: Defragmenter::new(options.defrag),
+            budget: Budget::new(options.memory),
             options,
             flows: HashMap::default(),
             next_id: 0,
@@ -88,6 +96,7 @@ impl Analyzer {
     pub fn stats(&self) -> Stats {
         Stats {
             defrag: self.defrag.stats(),
+            memory: self.budget.stats,
             ..self.stats
         }
     }
@@ -104,7 +113,7 @@ impl Analyzer {
     /// interfaces of several link types.
     pub fn packet(&mut self, link: LinkType, ts: Timestamp, data: &[u8], sink: &mut dyn EventSink) {
         self.stats.packets += 1;
-        if ts.secs >= self.last_sweep.saturating_add(SWEEP_INTERVAL_SECS) {
+        if sweep_due(self.last_sweep, ts) {
             self.sweep(ts, sink);
         }
         match segment::decode(link, data) {
@@ -162,6 +171,8 @@ impl Analyzer {
             last_seen: ts,
             facts: facts.then(Box::default),
             end: None,
+            charged: 0,
+            shed: false,
         }
     }
 
@@ -221,12 +232,14 @@ impl Analyzer {
                             options: &self.options,
                             stats: &mut self.stats.ws,
                             scratch: &mut self.scratch,
+                            gap_cause: Cause::Gap,
                         };
                         conn.close(EndReason::Evicted, &mut env);
                     }
                     if self.options.report_connections {
                         conn.report(sink);
                     }
+                    self.budget.charge(conn.charged, 0);
                     **conn = Self::new_connection(id, key, ts, self.options.report_connections);
                     self.next_id = self.next_id.max(id + 1);
                     self.stats.connections += 1;
@@ -271,12 +284,21 @@ impl Analyzer {
         if conn.closed() {
             return;
         }
+        // A bare ACK delivers nothing when nothing is held out of order: what the connection
+        // holds cannot change, so it is not measured again (half the packets of most traffic).
+        let measure = !seg.payload.is_empty()
+            || seg.cut.is_some()
+            || seg.flags.syn
+            || seg.flags.fin
+            || seg.flags.rst
+            || conn.halves.iter().any(|h| h.held_bytes() > 0);
         let mut env = Env {
             ts,
             sink,
             options: &self.options,
             stats: &mut self.stats.ws,
             scratch: &mut self.scratch,
+            gap_cause: Cause::Gap,
         };
         let [a_to_b, b_to_a] = &mut conn.halves;
         let (half, peer) = if from_a {
@@ -308,6 +330,72 @@ impl Analyzer {
         if seg.flags.rst {
             conn.close(EndReason::Rst, &mut env);
         }
+        // The accountant follows what the connection holds now; only past the budget does it
+        // cost more than a comparison.
+        if measure {
+            let held = conn.held();
+            self.budget.charge(conn.charged, held);
+            conn.charged = held;
+            if self.budget.over(self.flows.len()) {
+                self.relieve(ts, sink);
+            }
+        }
+    }
+
+    /// Past the memory budget: the longest-idle connections give up what they hold until the
+    /// total is under the low-water mark; if that is not enough, they are ended as evicted
+    /// (their entries linger as finished ones do, so the table decides as before).
+    fn relieve(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
+        let mut order: Vec<(Timestamp, u64, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(_, c)| !c.closed() && c.charged > 0)
+            .map(|(k, c)| (c.last_seen, c.app.id, *k))
+            .collect();
+        order.sort_unstable();
+        let flows = self.flows.len();
+        'passes: for evict in [false, true] {
+            for &(_, _, key) in &order {
+                if self.budget.relieved(flows) {
+                    break 'passes;
+                }
+                let Some(conn) = self.flows.get_mut(&key) else {
+                    continue;
+                };
+                if conn.closed() {
+                    continue;
+                }
+                let mut env = Env {
+                    ts: now,
+                    sink: &mut *sink,
+                    options: &self.options,
+                    stats: &mut self.stats.ws,
+                    scratch: &mut self.scratch,
+                    gap_cause: Cause::Gap,
+                };
+                let lost = if evict {
+                    conn.close(EndReason::Evicted, &mut env);
+                    for half in &mut conn.halves {
+                        half.forget_delivered();
+                    }
+                    self.budget.stats.evicted += 1;
+                    true
+                } else {
+                    let shed = conn.shed(&mut env);
+                    self.budget.stats.bytes += shed.bytes;
+                    self.budget.stats.inflaters += shed.inflaters;
+                    shed.any()
+                };
+                if lost && !conn.shed {
+                    conn.shed = true;
+                    self.budget.stats.connections += 1;
+                }
+                let held = conn.held();
+                self.budget.charge(conn.charged, held);
+                conn.charged = held;
+            }
+        }
+        self.budget.relief_ended(flows);
     }
 
     /// Ends idle connections, drops long-closed ones and stale IP fragments, so the tables
@@ -387,9 +475,11 @@ impl Analyzer {
         mark: Marker<'_>,
     ) {
         for &(id, key) in keys {
-            if let Some(conn) = self.flows.remove(&key)
-                && self.options.report_connections
-            {
+            let Some(conn) = self.flows.remove(&key) else {
+                continue;
+            };
+            self.budget.charge(conn.charged, 0);
+            if self.options.report_connections {
                 mark(step, id);
                 conn.report(sink);
             }
@@ -423,8 +513,12 @@ impl Analyzer {
                 options: &self.options,
                 stats: &mut self.stats.ws,
                 scratch: &mut self.scratch,
+                gap_cause: Cause::Gap,
             };
             conn.close(how, &mut env);
+            let held = conn.held();
+            self.budget.charge(conn.charged, held);
+            conn.charged = held;
         }
     }
 

@@ -68,9 +68,15 @@ pub fn starts_again(flags: TcpFlags, finished: impl FnOnce() -> bool) -> bool {
     flags.syn && !flags.ack && finished()
 }
 
-/// True when a sweep is due at `now`.
+/// How far capture time may go back before the last sweep's time is taken for an absurd
+/// stamp (one packet near +2^63 would otherwise stop every later sweep).
+pub(super) const SWEEP_BACKWARDS_SECS: i64 = 3600;
+
+/// True when a sweep is due at `now`: its interval has passed, or time went back more than
+/// an hour (the sweep then runs at `now`, and later ones follow it).
 pub fn sweep_due(last_sweep: i64, now: Timestamp) -> bool {
     now.secs >= last_sweep.saturating_add(SWEEP_INTERVAL_SECS)
+        || now.secs < last_sweep.saturating_sub(SWEEP_BACKWARDS_SECS)
 }
 
 /// The connections evicted to make room in a full table, given as `(last_seen, id, key)`:

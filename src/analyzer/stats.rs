@@ -5,6 +5,7 @@ use crate::net::defrag::{DefragLimits, DefragStats};
 use crate::net::tcp::ReassemblyLimits;
 
 use super::TlsOptions;
+use super::budget::{MemoryLimits, MemoryStats};
 
 /// Limits on the flow table.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +47,8 @@ pub struct AnalyzerOptions {
     pub report_connections: bool,
     /// Which connections' events are printed (`--flow`, ...); the analysis is the same.
     pub select: crate::event::Selection,
+    /// This analyzer's share of `--max-memory`.
+    pub memory: MemoryLimits,
 }
 
 /// Counts reported at the end of a run.
@@ -72,6 +75,8 @@ pub struct Stats {
     /// skips them before the analyzer, and [`Stats::add_file`] counts them here.
     pub skipped_link_type: u64,
     pub ws: WsStats,
+    /// What the connections gave up to stay within `--max-memory`.
+    pub memory: MemoryStats,
 }
 
 impl Stats {
@@ -101,6 +106,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
             skipped_cut_header,
             skipped_link_type,
             ws,
+            memory,
         } = self;
         *packets += o.packets;
         *tcp_packets += o.tcp_packets;
@@ -118,6 +124,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         *skipped_cut_header += o.skipped_cut_header;
         *skipped_link_type += o.skipped_link_type;
         *ws += &o.ws;
+        *memory += &o.memory;
     }
 }
 

@@ -335,6 +335,30 @@ pub(crate) fn report_malformed(dir: Direction, what: Option<&str>, ctx: &mut Con
 }
 
 impl HttpState {
+    /// What the HTTP layer keeps on the heap beyond its own box, for the memory budget: heads
+    /// being read, client bytes held for an upgrade's answer, requests waiting for theirs.
+    pub(crate) fn memory(&self) -> usize {
+        let pending: usize = self
+            .pending
+            .iter()
+            .map(|p| {
+                p.method.capacity()
+                    + p.upgrade.as_ref().map_or(0, |(request, _)| {
+                        std::mem::size_of::<UpgradeRequest>() + request_memory(request)
+                    })
+            })
+            .sum();
+        self.request_head.capacity()
+            + self.response_head.capacity()
+            + self.early_client_bytes.capacity()
+            + self.pending.capacity() * std::mem::size_of::<PendingRequest>()
+            + pending
+            + self.early_response.as_ref().map_or(0, |e| {
+                std::mem::size_of::<EarlyResponse>() + e.server_bytes.capacity()
+            })
+            + self.refused.as_deref().map_or(0, upgrade_memory)
+    }
+
     /// Client bytes while a 101 seen first waits: its request (paired into the handshake) or,
     /// when the capture began between the two, the client's frames.
     fn client_after_early_response(&mut self, input: &[u8], ctx: &mut Context<'_>) -> HttpOutcome {
@@ -641,4 +665,38 @@ fn report_handshake(
         accept,
         Negotiated::from_server_extensions(&response.extensions),
     )
+}
+
+fn strings(s: &[String]) -> usize {
+    s.iter().map(String::capacity).sum::<usize>() + std::mem::size_of_val(s)
+}
+
+fn option(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::capacity)
+}
+
+/// What a request head keeps on the heap, for the memory budget.
+pub(crate) fn request_memory(r: &UpgradeRequest) -> usize {
+    r.method.capacity()
+        + r.uri.capacity()
+        + option(&r.host)
+        + option(&r.origin)
+        + option(&r.user_agent)
+        + option(&r.key)
+        + option(&r.version)
+        + strings(&r.protocols)
+        + strings(&r.extensions)
+        + option(&r.malformed)
+}
+
+/// What a kept handshake costs, its box included, for the memory budget.
+pub(crate) fn upgrade_memory(u: &Upgrade) -> usize {
+    let r = &u.response;
+    std::mem::size_of::<Upgrade>()
+        + request_memory(&u.request)
+        + r.reason.capacity()
+        + option(&r.accept)
+        + option(&r.protocol)
+        + strings(&r.extensions)
+        + option(&r.malformed)
 }

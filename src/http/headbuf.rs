@@ -28,6 +28,11 @@ impl std::ops::Deref for HeadBuf {
 }
 
 impl HeadBuf {
+    /// What the buffer keeps on the heap, for the memory budget.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Forgets the head, keeping the buffer for the next one.
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();

@@ -1,7 +1,9 @@
 //! Back-pressure between the decoders and the writer thread: how many bytes of each
 //! decoder's output wait to be written, and how far the writer has written.
 //!
-//! A decoder that has handed over more than [`OUTPUT_BUDGET`] waits until the writer has
+//! A decoder that has handed over more than its credit (its share of `--max-memory`'s output
+//! in flight: [`MemoryLimits::output_credit`](crate::analyzer::budget::MemoryLimits), 4 MiB
+//! by default) waits until the writer has
 //! written some, or has written everything before the decoder's own progress (then what
 //! waits is output that cannot be written before the decoder goes on, and waiting would never
 //! end). Without it, a decoder whose output waits for a slower one's word on how far it got
@@ -15,9 +17,6 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use super::Mark;
 
-/// Bytes of output one decoder may have handed over and not yet written before it waits.
-pub(super) const OUTPUT_BUDGET: usize = 4 << 20;
-
 #[derive(Default)]
 struct State {
     /// Per decoder: bytes handed over, not yet written.
@@ -28,20 +27,22 @@ struct State {
     closed: bool,
 }
 
-#[derive(Default)]
 pub(super) struct Credit {
     state: Mutex<State>,
     written: Condvar,
+    /// Bytes of output one decoder may have handed over and not yet written before it waits.
+    budget: usize,
 }
 
 impl Credit {
-    pub(super) fn new(decoders: usize) -> Credit {
+    pub(super) fn new(decoders: usize, budget: usize) -> Credit {
         Credit {
             state: Mutex::new(State {
                 held: vec![0; decoders],
                 ..State::default()
             }),
             written: Condvar::new(),
+            budget,
         }
     }
 
@@ -82,12 +83,12 @@ impl Credit {
     }
 
     /// Decoder `source`, which will write nothing more before `progress` (and has said so to
-    /// the writer), waits while it has more than [`OUTPUT_BUDGET`] in flight.
+    /// the writer), waits while it has more than its credit in flight.
     pub(super) fn wait(&self, source: usize, progress: Mark) {
         let mut state = self.lock();
         while !state.closed
             && state.written_through < progress
-            && state.held.get(source).is_some_and(|&h| h > OUTPUT_BUDGET)
+            && state.held.get(source).is_some_and(|&h| h > self.budget)
         {
             state = self
                 .written

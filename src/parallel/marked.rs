@@ -176,7 +176,7 @@ impl EventSink for Marked<'_> {
 /// A decoder's output and how far it has got: it will write nothing more before `progress`.
 pub(super) struct Chunk {
     pub(super) source: usize,
-    /// What it weighs against its decoder's [`OUTPUT_BUDGET`](super::credit::OUTPUT_BUDGET).
+    /// What it weighs against its decoder's output credit (see [`super::credit`]).
     pub(super) cost: usize,
     pub(super) bytes: Vec<u8>,
     pub(super) marks: Vec<(Mark, usize)>,

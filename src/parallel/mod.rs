@@ -413,6 +413,9 @@ fn run_to(
     // Decoders hold what the reader's table places in them: they never sweep or evict.
     let mut shard_options = options.clone();
     shard_options.flows.max_flows = usize::MAX;
+    // Each decoder answers to an equal share of the memory budget: under pressure, and only
+    // then, what is given up depends on the thread count.
+    shard_options.memory = options.memory.split(threads);
     let mut own = Analyzer::new(shard_options.clone());
     let own_next = Cell::new(0);
     let mut own_sink = Marked::new(format, &own_next, &options.select);
@@ -423,7 +426,7 @@ fn run_to(
     let mut last_sweep = i64::MIN;
     let mut defrag = Defragmenter::new(options.defrag);
     let mut control = control;
-    let credit = Credit::new(workers + 1);
+    let credit = Credit::new(workers + 1, shard_options.memory.output_credit());
 
     let (end, worker_stats, write_error) = thread::scope(|scope| {
         let reader_gone = &reader_gone;

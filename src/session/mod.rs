@@ -19,7 +19,9 @@ use crate::context::Context;
 use crate::event::{
     Direction, EndReason, Event, FlowCounters, FlowEvent, FlowMeta, PerDir, Timestamp,
 };
-use crate::http::exchange::{HttpOutcome, HttpSide, HttpState, after_head, count_give_up};
+use crate::http::exchange::{
+    HttpOutcome, HttpSide, HttpState, after_head, count_give_up, upgrade_memory,
+};
 use crate::ws::resync::{Probe, ProbeVerdict};
 use crate::ws::{Scratch, WsSession};
 
@@ -42,6 +44,9 @@ pub struct Session {
     fresh: bool,
     /// The opening handshake, upgraded or refused; None mid-stream.
     handshake: Option<Box<Upgrade>>,
+    /// What `handshake` costs ([`upgrade_memory`]), measured when it is kept or cut rather
+    /// than at every packet.
+    handshake_memory: usize,
     /// The connection is to be summarised when it ends (a handshake was tried, or frames
     /// were found without one).
     summarise: bool,
@@ -80,6 +85,7 @@ impl Session {
             },
             fresh: false,
             handshake: None,
+            handshake_memory: 0,
             ws_port: false,
             skip_heads: PerDir::new(false, false),
             picked_up: false,
@@ -137,6 +143,7 @@ impl Session {
         Session {
             fresh: true,
             handshake: None,
+            handshake_memory: 0,
             summarise: false,
             ws_port: false,
             skip_heads: PerDir::new(false, false),
@@ -145,6 +152,51 @@ impl Session {
             // port scan never carry one.
             mode: Mode::Fresh,
         }
+    }
+
+    /// What the session keeps on the heap, for the memory budget: its mode's box and what
+    /// that holds, and the handshake kept for the connection's summary.
+    pub fn memory(&self) -> usize {
+        use std::mem::size_of;
+        let mode = match &self.mode {
+            Mode::Http(http) => size_of::<HttpState>() + http.memory(),
+            Mode::WebSocket(ws) => size_of::<WsSession>() + ws.memory(),
+            Mode::Probe(probe) => size_of::<Probe>() + probe.memory(),
+            Mode::Fresh | Mode::Ignored => 0,
+        };
+        mode + self.handshake_memory
+    }
+
+    /// A probing session gives up its bytes to stay within the memory budget: it stops
+    /// probing (the connection is not decoded). Returns the bytes it held.
+    pub fn shed_probe(&mut self) -> u64 {
+        let Mode::Probe(probe) = &self.mode else {
+            return 0;
+        };
+        let held = probe.held() as u64;
+        self.mode = Mode::Ignored;
+        held
+    }
+
+    /// Gives up what can be given up to stay within the memory budget, each loss reported: a
+    /// WebSocket session's bytes held while looking for frames and its inflaters' contexts,
+    /// and the kept handshake's URI beyond [`SHED_URI`] bytes (the summary says it was cut).
+    /// Returns the data bytes given up and the inflaters dropped.
+    pub fn shed(&mut self, ctx: &mut Context<'_>) -> (u64, u64) {
+        let (mut bytes, inflaters) = match &mut self.mode {
+            Mode::WebSocket(ws) => ws.shed(ctx),
+            _ => (0, 0),
+        };
+        if let Some(handshake) = &mut self.handshake {
+            bytes += cut_handshake(handshake);
+            self.handshake_memory = upgrade_memory(handshake);
+        }
+        (bytes, inflaters)
+    }
+
+    fn keep_handshake(&mut self, handshake: Box<Upgrade>) {
+        self.handshake_memory = upgrade_memory(&handshake);
+        self.handshake = Some(handshake);
     }
 
     pub fn is_ignored(&self) -> bool {
@@ -340,6 +392,7 @@ the first copy was kept",
         // The handshake is needed no more once the summary is made: a connection that lingers
         // in the flow table after its FIN must not keep its request (up to 64 KiB of URI).
         let handshake = self.handshake.take();
+        self.handshake_memory = 0;
         if !(self.summarise || unanswered.is_some()) {
             return;
         }
@@ -410,7 +463,7 @@ the first copy was kept",
                 };
                 // An upgrade answered with something other than a switch to WebSocket.
                 if let Some(refused) = http.refused.take() {
-                    self.handshake = Some(refused);
+                    self.keep_handshake(refused);
                     self.summarise = true;
                 }
                 match next {
@@ -438,13 +491,52 @@ the first copy was kept",
             return;
         };
         self.mode = Mode::WebSocket(Box::new(WsSession::new(upgrade.negotiated)));
-        self.handshake = Some(upgrade);
+        self.keep_handshake(upgrade);
         self.summarise = true;
         // Frames the server sent in the 101's own segment, then anything the client sent
         // before it saw the 101.
         self.data(Direction::ServerToClient, server_rest, scratch, ctx);
         self.replay_early(&http, scratch, ctx);
     }
+}
+
+/// The bytes of a kept handshake's URI left when the memory budget cuts it.
+pub const SHED_URI: usize = 256;
+
+/// Cuts a kept handshake to what the connection's summary shows: the URI to [`SHED_URI`] bytes
+/// (on a character boundary, saying so), the request's other headers dropped (its handshake
+/// event has shown them). Returns the URI bytes cut.
+fn cut_handshake(handshake: &mut Upgrade) -> u64 {
+    let request = &mut handshake.request;
+    let uri = &request.uri;
+    let cut_from = uri.len();
+    // A URI cut once stays: its note makes it a little longer than it was cut to.
+    let mut keep = if cut_from > SHED_URI + 64 {
+        SHED_URI
+    } else {
+        cut_from
+    };
+    while !uri.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let cut = cut_from - keep;
+    let slim = crate::wire::http::UpgradeRequest {
+        method: std::mem::take(&mut request.method),
+        uri: if cut > 0 {
+            format!(
+                "{} ... (cut to stay within --max-memory, {cut_from} bytes)",
+                &uri[..keep]
+            )
+        } else {
+            std::mem::take(&mut request.uri)
+        },
+        ..Default::default()
+    };
+    *request = slim;
+    handshake.response.reason = String::new();
+    handshake.response.accept = None;
+    handshake.response.malformed = None;
+    cut as u64
 }
 
 #[cfg(test)]

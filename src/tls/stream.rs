@@ -124,6 +124,20 @@ impl TlsStream {
         TlsStream::default()
     }
 
+    /// What the stream keeps on the heap, for the memory budget: each direction's record
+    /// being assembled, bytes kept to feed again, and bytes held waiting for keys.
+    pub fn memory(&self) -> usize {
+        self.dirs
+            .iter()
+            .map(|d| {
+                d.rec.capacity()
+                    + d.spare.capacity()
+                    + d.held.capacity()
+                    + d.held_gaps.capacity() * std::mem::size_of::<(usize, u64)>()
+            })
+            .sum()
+    }
+
     /// A TLS handshake record holding a ClientHello.
     pub fn looks_like_client_hello(bytes: &[u8]) -> bool {
         looks_like_hello(bytes, hello::CLIENT_HELLO)

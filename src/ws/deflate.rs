@@ -28,7 +28,13 @@ pub(super) struct Inflater {
     pub(super) recover: Option<Box<Recover>>,
     /// The loss not reported yet: its report says whether exact decoding resumed.
     pub(super) loss: Option<Loss>,
+    /// The memory budget took the context: later compressed messages are not inflated.
+    pub(super) dropped: bool,
 }
+
+/// What the memory budget charges for an inflater beside its window: zlib-rs's inflate state
+/// (its tables and bit buffer, about 7 KiB) and flate2's box around it.
+pub const INFLATE_STATE: usize = 8 << 10;
 
 /// A lost deflate context, counted until exact decoding resumes or the connection ends.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +68,28 @@ messages in this direction were partial"
 }
 
 impl Inflater {
+    /// What the memory budget charges: `2^window_bits + INFLATE_STATE` once the exact
+    /// inflater is made, and the recovering decoder's [`Recover::memory`] while it runs.
+    pub(super) fn memory(&self) -> usize {
+        let exact = self
+            .z
+            .as_ref()
+            .map_or(0, |_| (1usize << self.window_bits) + INFLATE_STATE);
+        exact + self.recover.as_deref().map_or(0, Recover::memory)
+    }
+
+    /// Drops the context for the memory budget; false when nothing was held.
+    pub(super) fn drop_context(&mut self) -> bool {
+        if self.z.is_none() && self.recover.is_none() {
+            return false;
+        }
+        self.z = None;
+        self.recover = None;
+        self.context_lost = false;
+        self.dropped = true;
+        true
+    }
+
     /// A recovering decoder that reached a point where the exact inflater can take over: it
     /// does, seeded with the window. Returns whether it did.
     pub(super) fn try_resume(&mut self) -> bool {

@@ -65,10 +65,12 @@ impl Visitor<'_, '_, '_> {
             self.state.orphans_expected = false;
             let compressed = self.state.deflate.is_some() && h.rsv & 4 != 0;
             let mut recovering = false;
+            let mut dropped = false;
             if compressed && let Some(inflater) = &mut self.state.deflate {
+                dropped = inflater.dropped;
                 // A compressed message starts on a block boundary: the place to pick the
                 // stream up without its history.
-                if inflater.context_lost {
+                if inflater.context_lost && !dropped {
                     inflater.context_lost = false;
                     inflater.stream_ended = false;
                     inflater.recover = Some(Box::new(Recover::new(inflater.window_bits)));
@@ -80,6 +82,8 @@ impl Visitor<'_, '_, '_> {
                 compressed,
                 recovering,
                 single_frame: h.fin && !compressed,
+                undecodable: dropped,
+                inflate_stopped: dropped,
                 ..Message::default()
             });
             self.state.message_kept.clear();
@@ -224,6 +228,39 @@ impl Visitor<'_, '_, '_> {
             messages: 0,
             partial: 0,
         });
+    }
+
+    /// The memory budget takes the inflater's context (and a recovering decoder's window):
+    /// this message and later compressed ones of the direction are not inflated, and that is
+    /// said once. Returns the bytes the inflater held, 0 when it held none.
+    pub(super) fn drop_inflater(&mut self) -> usize {
+        let Some(inflater) = &mut self.state.deflate else {
+            return 0;
+        };
+        let held = inflater.memory();
+        if !inflater.drop_context() {
+            return 0;
+        }
+        let earlier = inflater.loss.take();
+        if let Some(earlier) = earlier {
+            self.report_loss(&earlier, None);
+        }
+        if let Some(message) = &mut self.state.message
+            && message.compressed
+        {
+            message.inflate_stopped = true;
+        }
+        let detail = format!(
+            "the inflater's context ({held} bytes) was dropped to stay within --max-memory: \
+later compressed messages in this direction are not inflated"
+        );
+        self.ctx.anomaly_caused(
+            Some(self.state.dir),
+            AnomalyKind::DeflateContextLost,
+            Cause::Memory,
+            &detail,
+        );
+        held
     }
 
     fn report_loss(&mut self, loss: &Loss, resumed: Option<&str>) {

@@ -88,6 +88,7 @@ impl DirState {
             stream_ended: false,
             recover: None,
             loss: None,
+            dropped: false,
         });
         DirState {
             dir,
@@ -134,6 +135,59 @@ impl WsSession {
 
     pub fn counters(&self) -> &FlowCounters {
         &self.counters
+    }
+
+    /// What the session keeps on the heap beyond its own box, for the memory budget.
+    pub fn memory(&self) -> usize {
+        self.dirs
+            .iter()
+            .map(|d| {
+                d.frame_kept.capacity()
+                    + d.display.capacity()
+                    + d.lossy.capacity()
+                    + d.message_kept.capacity()
+                    + d.resync.as_ref().map_or(0, Resync::memory)
+                    + d.deflate.as_ref().map_or(0, Inflater::memory)
+            })
+            .sum()
+    }
+
+    /// Gives up, to stay within the memory budget, the bytes held while looking for frames
+    /// (as if they had been lost) and the inflaters' contexts; each loss is reported. Returns
+    /// the data bytes given up and the inflaters dropped.
+    pub fn shed(&mut self, ctx: &mut Context<'_>) -> (u64, u64) {
+        let (mut bytes, mut inflaters) = (0, 0);
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let state = &mut self.dirs[dir];
+            if let Some(resync) = &mut state.resync
+                && resync.held() > 0
+            {
+                let held = resync.held();
+                resync.restart();
+                bytes += held as u64;
+                ctx.anomaly_caused(
+                    Some(dir),
+                    AnomalyKind::TcpGap,
+                    Cause::Memory,
+                    &format!(
+                        "{held} bytes of the {} stream held while looking for frames were given \
+up to stay within --max-memory",
+                        dir.name()
+                    ),
+                );
+            }
+            let mut visitor = Visitor {
+                state: &mut self.dirs[dir],
+                close: &mut self.close,
+                counters: &mut self.counters,
+                inflate_buf: &mut [],
+                ctx,
+            };
+            if visitor.drop_inflater() > 0 {
+                inflaters += 1;
+            }
+        }
+        (bytes, inflaters)
     }
 
     /// The upgrade happened at `ts`: silence is counted from here.
@@ -199,7 +253,17 @@ impl WsSession {
     /// Bytes the snapshot length cut (`ctx.cause` says so) are reported by whoever knows the
     /// snapshot length; they are handled the same way.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
-        if ctx.cause != Cause::Snaplen {
+        if ctx.cause == Cause::Memory {
+            ctx.anomaly(
+                Some(dir),
+                AnomalyKind::TcpGap,
+                &format!(
+                    "{lost} bytes of the {} stream were given up to stay within --max-memory \
+(the segments held out of order behind a hole, and the hole)",
+                    dir.name()
+                ),
+            );
+        } else if ctx.cause != Cause::Snaplen {
             ctx.anomaly(
                 Some(dir),
                 AnomalyKind::TcpGap,

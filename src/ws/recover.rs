@@ -279,6 +279,16 @@ fn same_run(flags: &[u8], flag: u8) -> usize {
 }
 
 impl Recover {
+    /// What the decoder keeps on the heap, for the memory budget: its window, a byte per
+    /// window byte saying whether it is known, the input waiting, and the fixed codes.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Recover>()
+            + self.window.len()
+            + self.known.len()
+            + self.pending.capacity()
+            + std::mem::size_of::<(Huffman, Huffman)>()
+    }
+
     /// A decoder for a sender whose LZ77 window is 2^`window_bits` (9 to 15).
     pub fn new(window_bits: u8) -> Recover {
         let size = 1usize << window_bits.clamp(9, 15);

@@ -156,6 +156,11 @@ impl FrameHunt {
         self.buf.len()
     }
 
+    /// What it keeps on the heap, for the memory budget.
+    pub fn memory(&self) -> usize {
+        self.buf.capacity() + self.starts.capacity() * std::mem::size_of::<usize>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -280,6 +285,16 @@ impl Probe {
         }
     }
 
+    /// What both sides' bytes keep on the heap, for the memory budget.
+    pub fn memory(&self) -> usize {
+        self.sides.iter().map(FrameHunt::memory).sum()
+    }
+
+    /// The bytes held, both sides.
+    pub fn held(&self) -> usize {
+        self.sides.iter().map(FrameHunt::len).sum()
+    }
+
     /// What each side sent: A to B, then B to A.
     pub fn into_sides(self) -> [FrameHunt; 2] {
         self.sides
@@ -308,6 +323,15 @@ impl Resync {
     /// For a direction whose frames were followed until bytes were lost.
     pub(super) fn after_gap() -> Resync {
         Resync::default()
+    }
+
+    pub(super) fn memory(&self) -> usize {
+        self.hunt.memory()
+    }
+
+    /// The bytes held while looking.
+    pub(super) fn held(&self) -> usize {
+        self.hunt.len()
     }
 
     /// Starts over (bytes were lost while looking), with the same evidence.

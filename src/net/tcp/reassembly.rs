@@ -146,6 +146,56 @@ impl HalfStream {
         self.held_bytes
     }
 
+    /// What this direction keeps on the heap, for the memory budget: the segments held out of
+    /// order and the ring of delivered bytes.
+    #[inline]
+    pub fn memory(&self) -> usize {
+        self.held_bytes
+            + self.held.capacity() * std::mem::size_of::<HeldSegment>()
+            + self.recent.as_ref().map_or(0, |r| r.ring.len())
+    }
+
+    /// Drops the ring of delivered bytes, to stay within the memory budget: retransmissions of
+    /// what was delivered before are no longer compared (the ring grows again as bytes come).
+    pub fn forget_delivered(&mut self) {
+        self.recent = None;
+    }
+
+    /// Gives up the segments held out of order, to stay within the memory budget: they and the
+    /// hole before them are declared lost at once (one gap up to the end of the furthest),
+    /// as when a hole does not fill within `--max-ooo`, but without delivering them. Returns
+    /// the held payload bytes dropped.
+    pub fn give_up_held(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) -> u64 {
+        let Some(next) = self.next_seq else {
+            return 0;
+        };
+        let Some(end) = self
+            .held
+            .iter()
+            .map(|h| h.seq.wrapping_add(h.bytes.len() as u32).wrapping_add(h.cut))
+            .max_by_key(|&end| seq_offset(end, next))
+        else {
+            return 0;
+        };
+        let dropped = self.held_bytes as u64;
+        self.held = Vec::new();
+        self.held_bytes = 0;
+        let lost = seq_offset(end, next);
+        if lost > 0 {
+            self.next_seq = Some(end);
+            if self
+                .acked_to
+                .is_some_and(|acked| seq_offset(acked, end) <= 0)
+            {
+                self.acked_to = None;
+            }
+            self.forget_recent();
+            deliver(Chunk::Gap(lost as u64));
+        }
+        self.maybe_fin(deliver);
+        dropped
+    }
+
     /// Takes one segment of this direction. `deliver` receives what is now in order.
     #[inline]
     pub fn push(
