@@ -14,7 +14,7 @@ use wsnoop::analyzer::{
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
-use wsnoop::event::{Direction, Selection, Selector};
+use wsnoop::event::{Direction, Grep, Selection, Selector};
 use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{
@@ -180,7 +180,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // the message events without printing them.
             show_frames: cli.har.is_some() || (!cli.quiet && show != Show::Messages),
             show_messages: cli.har.is_some()
-                || (!cli.quiet && (show != Show::Frames || format == OutputFormat::Text)),
+                || (!cli.quiet
+                    && (show != Show::Frames
+                        || format == OutputFormat::Text
+                        || cli.grep.is_some())),
         },
         reassembly: ReassemblyLimits {
             max_bytes: cli.max_ooo,
@@ -199,7 +202,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         report_connections: false,
         tls: tls_options(&cli.source.keylog, &source)?,
-        select: selection(&cli)?,
+        // --grep decides a compressed message's last frame by its message: JSON's frame view
+        // takes the messages then, without printing them.
+        select: selection(
+            &cli,
+            cli.har.is_none() && format != OutputFormat::Text && show == Show::Frames,
+        )?,
     };
     let har = cli
         .har
@@ -326,8 +334,8 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
     }
 }
 
-/// `--flow`, `--client`, `--uri`, `--dir`.
-fn selection(cli: &Cli) -> anyhow::Result<Selection> {
+/// `--flow`, `--client`, `--uri`, `--dir`, `--grep`; `frame_view`: messages are not printed.
+fn selection(cli: &Cli, frame_view: bool) -> anyhow::Result<Selection> {
     let clients = cli
         .clients
         .iter()
@@ -351,6 +359,13 @@ fn selection(cli: &Cli) -> anyhow::Result<Selection> {
             DirChoice::C2s => Direction::ClientToServer,
             DirChoice::S2c => Direction::ServerToClient,
         }),
+        grep: cli
+            .grep
+            .as_deref()
+            .map(Grep::new)
+            .transpose()
+            .context("--grep")?,
+        hide_messages: cli.grep.is_some() && frame_view,
     })
 }
 

@@ -45,12 +45,12 @@ pub struct SelectedOutput {
 
 impl EventSink for SelectedOutput {
     fn event(&mut self, event: &crate::event::Event<'_>) {
-        if self.selector.keeps(event) {
-            self.inner.event(event);
-        }
+        self.selector.pass(event, &mut *self.inner);
     }
 
     fn at_packet(&mut self, number: Option<u64>) {
+        // A frame --grep holds belongs to the packet before.
+        self.selector.release(&mut *self.inner);
         self.inner.at_packet(number);
     }
 }
@@ -65,6 +65,7 @@ impl OutputSink for SelectedOutput {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.selector.release(&mut *self.inner);
         self.inner.finish()
     }
 }
@@ -79,6 +80,7 @@ impl<S: OutputSink> OutputSink for crate::event::Selected<S> {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.release();
         self.inner.finish()
     }
 }
