@@ -469,3 +469,57 @@ fn a_close_frame_shows_its_code_and_reason_not_its_bytes() {
         );
     }
 }
+
+/// Checks each binary payload's line against the JSON of the same run, decoded by Python:
+/// the line ends with the first 16 bytes as `hexdump -C` prints a row (hex, then the ASCII
+/// column between bars, a dot for anything not printable), and `...` when there is more.
+const BINARY_ROWS: &str = r#"
+import base64, json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+events = [e for e in events if e['type'] in ('frame', 'message')]
+lines = [l.rstrip('\n') for l in open(sys.argv[2], encoding='utf-8')
+         if ' len=' in l and ' handshake ' not in l]
+assert len(lines) == len(events), (len(lines), len(events))
+checked = 0
+for i, (e, line) in enumerate(zip(events, lines)):
+    shown = e
+    if ' inflated' in line:
+        # A compressed message's last frame shows the message that follows it.
+        shown = events[i + 1]
+    if 'data' not in shown or shown.get('opcode') == 'close' or not shown['data']:
+        continue
+    data = base64.b64decode(shown['data'])
+    head = data[:16]
+    want = ' ' + ' '.join('%02x' % b for b in head) + ' |'
+    want += ''.join(chr(b) if 0x20 <= b < 0x7f else '.' for b in head) + '|'
+    if len(data) > 16 or shown['truncated']:
+        want += '...'
+    assert line.endswith(want), (line, want)
+    checked += 1
+print(checked)
+"#;
+
+#[test]
+fn binary_payloads_show_hex_and_ascii_on_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["node-ws", "chromium-deflate", "python-deflate"] {
+        let capture = fixture(&format!("{name}.pcap"));
+        let json = dir.path().join(format!("{name}.json"));
+        let text = dir.path().join(format!("{name}.txt"));
+        std::fs::write(&json, run(&["-r", &capture, "--json"]).stdout).unwrap();
+        std::fs::write(&text, run(&["-r", &capture, "--show", "all"]).stdout).unwrap();
+        let out = Command::new("python3")
+            .args(["-c", BINARY_ROWS])
+            .arg(&json)
+            .arg(&text)
+            .output()
+            .expect("python3 (needed for this test)");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let checked: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(checked >= 2, "{name}: only {checked} binary payloads");
+    }
+}

@@ -7,6 +7,7 @@
 mod community_id;
 mod escape;
 mod eve;
+mod hexview;
 mod json;
 mod per_connection;
 mod reopen;

@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use super::escape::{escaped, escaped_json};
+use super::hexview;
 use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision, civil_from_days};
 use crate::event::{
@@ -50,9 +51,6 @@ impl Default for TextStyle {
         }
     }
 }
-
-/// Binary payloads show this many bytes as hex; the rest is counted.
-const HEX_PREVIEW: usize = 32;
 
 pub struct TextWriter<W: Write> {
     out: Out<W>,
@@ -330,32 +328,7 @@ impl<W: Write> TextWriter<W> {
             Payload::Text(t) => t.as_bytes(),
             Payload::Data(d) => d,
         };
-        for (i, line) in bytes.chunks(16).enumerate() {
-            write!(self.out.w, "\t0x{:04x}:  ", i * 16)?;
-            for pair in 0..8 {
-                match line.get(pair * 2..(pair * 2 + 2).min(line.len())) {
-                    Some(p) if !p.is_empty() => {
-                        for b in p {
-                            write!(self.out.w, "{b:02x}")?;
-                        }
-                        if p.len() == 1 {
-                            self.out.w.write_all(b"  ")?;
-                        }
-                    }
-                    _ => self.out.w.write_all(b"    ")?,
-                }
-                self.out.w.write_all(b" ")?;
-            }
-            self.out.w.write_all(b" ")?;
-            // Printable ASCII as itself, anything else (controls, UTF-8 bytes) as a dot.
-            let ascii: Vec<u8> = line
-                .iter()
-                .map(|&b| if (0x20..0x7f).contains(&b) { b } else { b'.' })
-                .collect();
-            self.out.w.write_all(&ascii)?;
-            self.out.w.write_all(b"\n")?;
-        }
-        Ok(())
+        hexview::dump(&mut self.out.w, bytes)
     }
 
     /// A held frame, with the message's inflated payload when it is compressed, else its own.
@@ -558,15 +531,7 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, truncated: bool) -> io::Res
                 w.write_all(b"...")?;
             }
         }
-        Payload::Data(data) if !data.is_empty() => {
-            w.write_all(b" ")?;
-            for b in data.iter().take(HEX_PREVIEW) {
-                write!(w, "{b:02x}")?;
-            }
-            if data.len() > HEX_PREVIEW || truncated {
-                w.write_all(b"...")?;
-            }
-        }
+        Payload::Data(data) if !data.is_empty() => hexview::preview(w, data, truncated)?,
         _ => {}
     }
     Ok(())
