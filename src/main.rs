@@ -18,8 +18,8 @@ use wsnoop::event::{Direction, Grep, Selection, Selector};
 use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{
-    EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput, TextStyle, TextWriter,
-    TimeFormat,
+    CutLines, EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput, TextStyle,
+    TextWriter, TimeFormat, stdout_columns,
 };
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
@@ -223,7 +223,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("--output {}", path.display()))?,
             )
         }
-        None => Box::new(stdout),
+        // A terminal's lines are cut at its width rather than wrapped, unless --wrap.
+        None => match stdout_columns() {
+            Some(width) if format == OutputFormat::Text && !cli.wrap => {
+                Box::new(CutLines::new(stdout, width))
+            }
+            _ => Box::new(stdout),
+        },
     };
     let color = cli.output.is_none() && use_color(cli.source.color, io::stdout().is_terminal());
     let mut on_drops = say_drops;

@@ -5,6 +5,7 @@
 //! the caller checks [`OutputSink::error`] between packets.
 
 mod community_id;
+mod cut;
 mod escape;
 mod eve;
 mod hexview;
@@ -17,6 +18,7 @@ mod text;
 use std::io;
 
 pub use community_id::CommunityId;
+pub use cut::{CutLines, stdout_columns};
 pub(crate) use escape::escaped;
 pub use eve::EveWriter;
 pub use json::JsonWriter;
