@@ -523,3 +523,108 @@ fn binary_payloads_show_hex_and_ascii_on_their_line() {
         assert!(checked >= 2, "{name}: only {checked} binary payloads");
     }
 }
+
+/// The records of a classic pcap file, after its 24-byte header.
+fn pcap_records(bytes: &[u8]) -> Vec<&[u8]> {
+    let little = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || bytes[..4] == [0x4d, 0x3c, 0xb2, 0xa1];
+    let word = |at: usize| {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
+        if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = 16 + word(at + 8) as usize;
+        records.push(&bytes[at..at + len]);
+        at += len;
+    }
+    records
+}
+
+/// A slow writer into `-r -` (tcpdump -U -w - | wsnoop -r -): the pcap header and the
+/// packets up to the server's first frame, then the pipe stays open; the frame's line must
+/// come while it is open. The bound only ends a run that would otherwise wait forever.
+#[test]
+fn a_slow_writer_into_standard_input_sees_frames_before_it_closes() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let capture = fixture("python-basic.pcap");
+    let bytes = std::fs::read(&capture).unwrap();
+    // The server's first text, as the sidecar says it sent it, and its frame on the wire
+    // (unmasked, so findable in the packets).
+    let sidecar: Value = serde_json::from_slice(
+        &std::fs::read(common::fixtures_dir().join("python-basic.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let text = sidecar["connections"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dir"] == "s2c" && m["opcode"] == "text")
+        .and_then(|m| m["text"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(text.len() < 126);
+    let mut frame = vec![0x81, text.len() as u8];
+    frame.extend_from_slice(text.as_bytes());
+    let records = pcap_records(&bytes);
+    let last = records
+        .iter()
+        .position(|r| r.windows(frame.len()).any(|w| w == frame))
+        .expect("the server's first frame in a packet");
+    assert!(last + 2 < records.len(), "packets left unwritten");
+    for threads in ["1", "2"] {
+        let mut child = Command::new(common::wsnoop_bin())
+            .args(["-r", "-", "--threads", threads])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wsnoop starts");
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.expect("a line")).is_err() {
+                    break;
+                }
+            }
+        });
+        stdin.write_all(&bytes[..24]).unwrap();
+        for r in &records[..=last] {
+            stdin.write_all(r).unwrap();
+        }
+        stdin.flush().unwrap();
+        let written = Instant::now();
+        let want = format!("text fin len={} \"{text}\"", text.len());
+        let deadline = written + Duration::from_secs(20);
+        let seen = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(&want) && !line.contains("masked") => break true,
+                Ok(_) => {}
+                Err(_) => break false,
+            }
+        };
+        // The latency is for the report, not an assertion.
+        eprintln!(
+            "--threads {threads}: the frame's line {:?} after the last packet was written",
+            written.elapsed()
+        );
+        drop(stdin);
+        assert!(
+            seen,
+            "--threads {threads}: no {want:?} while the pipe was open"
+        );
+        assert!(child.wait().unwrap().success());
+        reader.join().unwrap();
+    }
+}
