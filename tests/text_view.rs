@@ -545,18 +545,72 @@ fn pcap_records(bytes: &[u8]) -> Vec<&[u8]> {
     records
 }
 
-/// A slow writer into `-r -` (tcpdump -U -w - | wsnoop -r -): the pcap header and the
-/// packets up to the server's first frame, then the pipe stays open; the frame's line must
-/// come while it is open. The bound only ends a run that would otherwise wait forever.
-#[test]
-fn a_slow_writer_into_standard_input_sees_frames_before_it_closes() {
+/// Writes the pcap header and `capture`'s packets up to the first that holds `wire` into
+/// wsnoop's standard input, keeps the pipe open and waits for a line containing `want` (and
+/// not `masked`); closes the pipe after. Says how long the line took after the last packet.
+/// The bound only ends a run that would otherwise wait forever.
+fn seen_while_the_pipe_is_open(capture: &str, wire: &[u8], args: &[&str], want: &str) -> bool {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    let capture = fixture("python-basic.pcap");
-    let bytes = std::fs::read(&capture).unwrap();
+    let bytes = std::fs::read(fixture(capture)).unwrap();
+    let records = pcap_records(&bytes);
+    let last = records
+        .iter()
+        .position(|r| r.windows(wire.len()).any(|w| w == wire))
+        .expect("the frame in a packet");
+    assert!(last + 2 < records.len(), "packets left unwritten");
+    let mut child = Command::new(common::wsnoop_bin())
+        .args(["-r", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wsnoop starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.expect("a line")).is_err() {
+                break;
+            }
+        }
+    });
+    stdin.write_all(&bytes[..24]).unwrap();
+    for r in &records[..=last] {
+        stdin.write_all(r).unwrap();
+    }
+    stdin.flush().unwrap();
+    let written = Instant::now();
+    let deadline = written + Duration::from_secs(20);
+    let seen = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(want) && !line.contains("masked") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    // The latency is for the report, not an assertion.
+    eprintln!(
+        "{capture} {args:?}: {want:?} {:?} after the last packet was written",
+        written.elapsed()
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    seen
+}
+
+/// A slow writer into `-r -` (tcpdump -U -w - | wsnoop -r -): the pcap header and the
+/// packets up to the server's first frame, then the pipe stays open; the frame's line must
+/// come while it is open.
+#[test]
+fn a_slow_writer_into_standard_input_sees_frames_before_it_closes() {
     // The server's first text, as the sidecar says it sent it, and its frame on the wire
     // (unmasked, so findable in the packets).
     let sidecar: Value = serde_json::from_slice(
@@ -574,57 +628,27 @@ fn a_slow_writer_into_standard_input_sees_frames_before_it_closes() {
     assert!(text.len() < 126);
     let mut frame = vec![0x81, text.len() as u8];
     frame.extend_from_slice(text.as_bytes());
-    let records = pcap_records(&bytes);
-    let last = records
-        .iter()
-        .position(|r| r.windows(frame.len()).any(|w| w == frame))
-        .expect("the server's first frame in a packet");
-    assert!(last + 2 < records.len(), "packets left unwritten");
+    let want = format!("text fin len={} \"{text}\"", text.len());
     for threads in ["1", "2"] {
-        let mut child = Command::new(common::wsnoop_bin())
-            .args(["-r", "-", "--threads", threads])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("wsnoop starts");
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line.expect("a line")).is_err() {
-                    break;
-                }
-            }
-        });
-        stdin.write_all(&bytes[..24]).unwrap();
-        for r in &records[..=last] {
-            stdin.write_all(r).unwrap();
-        }
-        stdin.flush().unwrap();
-        let written = Instant::now();
-        let want = format!("text fin len={} \"{text}\"", text.len());
-        let deadline = written + Duration::from_secs(20);
-        let seen = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains(&want) && !line.contains("masked") => break true,
-                Ok(_) => {}
-                Err(_) => break false,
-            }
-        };
-        // The latency is for the report, not an assertion.
-        eprintln!(
-            "--threads {threads}: the frame's line {:?} after the last packet was written",
-            written.elapsed()
-        );
-        drop(stdin);
         assert!(
-            seen,
+            seen_while_the_pipe_is_open(
+                "python-basic.pcap",
+                &frame,
+                &["--threads", threads],
+                &want
+            ),
             "--threads {threads}: no {want:?} while the pipe was open"
         );
-        assert!(child.wait().unwrap().success());
-        reader.join().unwrap();
+    }
+    // The last frame of a fragmented message, which the text view holds for its message:
+    // when --grep keeps the frame ("réply") but not its message ("server fragmented réply"),
+    // it is shown all the same at once.
+    let last_fragment = [&[0x80, 6][..], "réply".as_bytes()].concat();
+    for threads in ["1", "2"] {
+        let args = ["--threads", threads, "--grep", "^r.ply"];
+        assert!(
+            seen_while_the_pipe_is_open("node-ws.pcap", &last_fragment, &args, "\"réply\""),
+            "--threads {threads}: the held fragment waited"
+        );
     }
 }

@@ -143,6 +143,14 @@ impl<W: Write> TextWriter<W> {
         self
     }
 
+    /// A held frame whose message did not come with it is shown with its own payload: its
+    /// message comes in the same packet, if at all (`--grep` may have dropped it), so a held
+    /// frame never waits for the next packet.
+    pub fn release_held(&mut self) {
+        let released = self.held_frame(None);
+        self.out.record(released);
+    }
+
     pub fn into_inner(self) -> W {
         self.out.w
     }
@@ -581,6 +589,10 @@ impl<W: Write> EventSink for TextWriter<W> {
         };
         self.out.record(result);
     }
+
+    fn at_packet(&mut self, _number: Option<u64>) {
+        self.release_held();
+    }
 }
 
 impl<W: Write> OutputSink for TextWriter<W> {
@@ -589,6 +601,8 @@ impl<W: Write> OutputSink for TextWriter<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // What is flushed is what a live reader waits for: a held frame too.
+        self.release_held();
         self.out.flush()
     }
 

@@ -42,6 +42,13 @@ impl WorkerSink {
         }
     }
 
+    /// The text view's held frame, shown where the output is now.
+    fn release_held(&mut self) {
+        if let WorkerSink::Text(w) = self {
+            w.release_held();
+        }
+    }
+
     /// Bytes written since the last [`WorkerSink::take`].
     fn pending(&self) -> usize {
         match self {
@@ -133,6 +140,7 @@ impl<'a> Marked<'a> {
 
     /// What was written since the last call, marked; `spare` becomes the buffer.
     pub(super) fn take(&mut self, source: usize, spare: Vec<u8>, progress: Mark) -> Chunk {
+        self.sink.release_held();
         self.close_mark();
         Chunk {
             cost: self.pending(),
@@ -166,6 +174,7 @@ impl Marked<'_> {
             selector.release(&mut |e: &Event<'_>| self.deliver(e));
             self.selector = Some(selector);
         }
+        self.sink.release_held();
     }
 }
 
