@@ -226,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // A terminal's lines are cut at its width rather than wrapped, unless --wrap.
         None => match stdout_columns() {
             Some(width) if format == OutputFormat::Text && !cli.wrap => {
-                Box::new(CutLines::new(stdout, width))
+                Box::new(CutLines::new(stdout, width).following_stdout())
             }
             _ => Box::new(stdout),
         },

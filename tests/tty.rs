@@ -166,3 +166,86 @@ fn nothing_is_cut_in_a_pipe_with_wrap_or_in_json() {
     assert!(widest > 60);
     assert_eq!(json, in_a_pipe(&["-r", capture, "--json"]), "--json");
 }
+
+/// A pseudo-terminal of 60 columns resized to 40 while wsnoop reads a slow pipe: the pcap
+/// header and packets up to the server's "hello" frame, then (its line seen) the resize and
+/// the rest. Prints the lines up to that one and those after, escapes removed, as JSON.
+const RESIZED: &str = r#"
+import fcntl, json, os, pty, re, select, struct, subprocess, sys, termios, time
+wsnoop, capture = sys.argv[1], sys.argv[2]
+data = open(capture, 'rb').read()
+records, at = [], 24
+while at + 16 <= len(data):
+    n = 16 + struct.unpack('<I', data[at + 8:at + 12])[0]
+    records.append(data[at:at + n])
+    at += n
+hello = b'\x81\x05hello'
+last = next(i for i, r in enumerate(records) if hello in r)
+master, slave = pty.openpty()
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 60, 0, 0))
+env = dict(os.environ)
+env.pop('COLUMNS', None)
+child = subprocess.Popen([wsnoop, '-r', '-', '-t', '--color', 'never'] + sys.argv[3:],
+                         stdin=subprocess.PIPE, stdout=slave, stderr=subprocess.DEVNULL, env=env)
+child.stdin.write(data[:24] + b''.join(records[:last + 1]))
+child.stdin.flush()
+out = b''
+deadline = time.monotonic() + 20
+while b'len=5 "hello"' not in out.replace(b'masked len=5', b''):
+    left = deadline - time.monotonic()
+    assert left > 0, 'no hello line while the pipe was open'
+    if select.select([master], [], [], left)[0]:
+        out += os.read(master, 65536)
+before = out
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 40, 0, 0))
+os.close(slave)
+child.stdin.write(b''.join(records[last + 1:]))
+child.stdin.close()
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+assert child.wait() == 0
+lines = lambda b: b.decode().replace('\r\n', '\n').split('\n')[:-1]
+print(json.dumps({'before': lines(before), 'after': lines(out[len(before):])}))
+"#;
+
+#[test]
+fn a_resized_terminal_is_followed_from_the_next_line() {
+    let capture = common::fixtures_dir().join("python-basic.pcap");
+    for threads in ["1", "2"] {
+        let out = Command::new("python3")
+            .args(["-c", RESIZED])
+            .arg(common::wsnoop_bin())
+            .arg(&capture)
+            .args(["--threads", threads])
+            .output()
+            .expect("python3 (needed for this test)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let columns = |part: &str| -> Vec<usize> {
+            v[part]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().chars().count())
+                .collect()
+        };
+        let (before, after) = (columns("before"), columns("after"));
+        assert!(!before.is_empty() && !after.is_empty(), "{v}");
+        // Cut before any wide character (😀): a character is a column.
+        assert!(
+            before.iter().all(|&w| w <= 60) && before.iter().any(|&w| w > 40),
+            "{v}"
+        );
+        assert!(after.iter().all(|&w| w <= 40) && after.contains(&40), "{v}");
+    }
+}

@@ -55,6 +55,10 @@ pub struct CutLines<W: Write> {
     utf8_need: usize,
     /// What one write makes, handed on in one piece.
     buf: Vec<u8>,
+    /// Asks standard output's terminal its width at each write, so that a resized window is
+    /// followed from the next line on.
+    follow: bool,
+    next_width: usize,
 }
 
 impl<W: Write> CutLines<W> {
@@ -71,7 +75,16 @@ impl<W: Write> CutLines<W> {
             utf8_len: 0,
             utf8_need: 0,
             buf: Vec::new(),
+            follow: false,
+            next_width: width.max(2),
         }
+    }
+
+    /// Follows standard output's terminal when it is resized (one ioctl per write: at most
+    /// one per buffer, or per packet live).
+    pub fn following_stdout(mut self) -> Self {
+        self.follow = true;
+        self
     }
 
     pub fn into_inner(self) -> W {
@@ -129,6 +142,7 @@ impl<W: Write> CutLines<W> {
         self.buf.push(b'\n');
         self.col = 0;
         self.cut = false;
+        self.width = self.next_width;
     }
 
     fn byte(&mut self, b: u8) {
@@ -195,6 +209,14 @@ impl<W: Write> CutLines<W> {
 
 impl<W: Write> Write for CutLines<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.follow
+            && let Some(cols) = crate::ffi::terminal_columns(libc::STDOUT_FILENO)
+        {
+            self.next_width = usize::from(cols).max(2);
+            if self.col == 0 && !self.cut && self.pending.is_empty() {
+                self.width = self.next_width;
+            }
+        }
         for &b in data {
             self.byte(b);
         }
