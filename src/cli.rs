@@ -109,8 +109,9 @@ pub(crate) struct Cli {
     /// (Rust's regex syntax; `(?i)` ignores case). It searches what an event carries: the
     /// unmasked, inflated payload, its first --max-payload bytes, as bytes (binary payloads
     /// too). A compressed message's last frame goes with its message's text, a close frame by
-    /// its reason. Handshakes, closes and anomalies are not payload and are not printed;
-    /// --flow N with --grep shows one connection's matches.
+    /// its reason; raw bytes are written `(?-u:\xca\xfe)`. Handshakes, closes and anomalies
+    /// are not payload and are not printed; a connection's flow record (JSON, --summary) is
+    /// printed when something of it matched. --flow N with --grep shows one connection's matches.
     #[arg(long, value_name = "REGEX")]
     pub(crate) grep: Option<String>,
 
