@@ -269,3 +269,43 @@ fn a_bad_pattern_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--grep") && err.contains("unclosed"), "{err}");
 }
+
+#[test]
+fn the_har_keeps_the_messages_json_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (capture, pattern) = ("chromium-deflate.pcap", r"again #[12]\b|(?i)WÖRLD");
+    let json = wsnoop(capture, &["--json", "--grep", pattern]);
+    let want: Vec<String> = json
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "message")
+        .map(|v| v["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(want.len() >= 4, "{want:?}");
+    for threads in ["1", "2"] {
+        let har = dir.path().join(format!("{threads}.har"));
+        let har_arg = har.to_str().unwrap();
+        wsnoop(
+            capture,
+            &[
+                "-q",
+                "--threads",
+                threads,
+                "--grep",
+                pattern,
+                "--har",
+                har_arg,
+            ],
+        );
+        let har: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+        let got: Vec<String> = har["log"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["_webSocketMessages"].as_array().unwrap())
+            .map(|m| m["data"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "--threads {threads}");
+    }
+}
