@@ -643,12 +643,18 @@ fn a_slow_writer_into_standard_input_sees_frames_before_it_closes() {
     // The last frame of a fragmented message, which the text view holds for its message:
     // when --grep keeps the frame ("réply") but not its message ("server fragmented réply"),
     // it is shown all the same at once.
+    // EVE holds that frame too (to write it with its message's payload).
     let last_fragment = [&[0x80, 6][..], "réply".as_bytes()].concat();
     for threads in ["1", "2"] {
-        let args = ["--threads", threads, "--grep", "^r.ply"];
-        assert!(
-            seen_while_the_pipe_is_open("node-ws.pcap", &last_fragment, &args, "\"réply\""),
-            "--threads {threads}: the held fragment waited"
-        );
+        for (format, want) in [
+            ("text", "\"réply\""),
+            ("eve", "\"payload_printable\":\"réply\""),
+        ] {
+            let args = ["--threads", threads, "--grep", "^r.ply", "--format", format];
+            assert!(
+                seen_while_the_pipe_is_open("node-ws.pcap", &last_fragment, &args, want),
+                "--format {format} --threads {threads}: the held fragment waited"
+            );
+        }
     }
 }

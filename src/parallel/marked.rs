@@ -42,10 +42,13 @@ impl WorkerSink {
         }
     }
 
-    /// The text view's held frame, shown where the output is now.
+    /// The held frame of the text view or EVE (a message's last frame), shown where the
+    /// output is now.
     fn release_held(&mut self) {
-        if let WorkerSink::Text(w) = self {
-            w.release_held();
+        match self {
+            WorkerSink::Text(w) => w.release_held(),
+            WorkerSink::Eve(w) => w.release(),
+            _ => {}
         }
     }
 
