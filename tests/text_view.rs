@@ -143,6 +143,18 @@ fn a_browsers_compressed_session_shows_its_texts_in_the_frame_view() {
                 "{fixture}: --threads {threads}"
             );
         }
+        // With --har, threads hand the writer events, not text: the same lines.
+        let plain = text_output(&capture, &[]);
+        assert!(plain.contains(" inflated "), "{fixture}");
+        let har = tempfile::NamedTempFile::new().unwrap();
+        let har = har.path().to_str().unwrap();
+        for threads in ["1", "2"] {
+            assert_eq!(
+                text_output(&capture, &["--threads", threads, "--har", har]),
+                plain,
+                "{fixture}: --har --threads {threads}"
+            );
+        }
     }
 }
 

@@ -412,7 +412,10 @@ impl<W: Write> EventSink for EveWriter<W> {
     }
 
     fn at_packet(&mut self, number: Option<u64>) {
-        self.release();
+        // Said again for each event when merged from threads: only a new packet ends one.
+        if number != self.packet {
+            self.release();
+        }
         self.packet = number;
     }
 }

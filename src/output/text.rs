@@ -81,6 +81,8 @@ pub struct TextWriter<W: Write> {
     held: Option<HeldFrame>,
     /// The held frame's own payload (text or not), reused.
     held_payload: Vec<u8>,
+    /// The packet the events belong to, as [`EventSink::at_packet`] said.
+    packet: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -124,6 +126,7 @@ impl<W: Write> TextWriter<W> {
             messages: true,
             held: None,
             held_payload: Vec::new(),
+            packet: None,
         }
     }
 
@@ -590,8 +593,12 @@ impl<W: Write> EventSink for TextWriter<W> {
         self.out.record(result);
     }
 
-    fn at_packet(&mut self, _number: Option<u64>) {
-        self.release_held();
+    fn at_packet(&mut self, number: Option<u64>) {
+        // Said again for each event when merged from threads: only a new packet ends one.
+        if number != self.packet {
+            self.packet = number;
+            self.release_held();
+        }
     }
 }
 
