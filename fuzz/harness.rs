@@ -282,7 +282,7 @@ fn check_head<T: std::fmt::Debug>(
 /// Where events go in the pipeline target.
 enum Sink {
     Json(JsonWriter<Vec<u8>>),
-    Text(TextWriter<io::Sink>),
+    Text(Box<TextWriter<io::Sink>>),
     Diagnose(Box<Diagnoser>),
     Quiet(Quiet),
 }
@@ -398,7 +398,11 @@ pub fn pipeline(data: &[u8]) -> u64 {
     let ports = input.options.midstream.ws_ports.clone();
     let mut sink = match input.output {
         0 => Sink::Json(JsonWriter::new(Vec::new(), TsPrecision::Nano)),
-        1 => Sink::Text(TextWriter::new(io::sink(), TsPrecision::Micro, true)),
+        1 => Sink::Text(Box::new(TextWriter::new(
+            io::sink(),
+            TsPrecision::Micro,
+            true,
+        ))),
         2 => Sink::Diagnose(Box::new(Diagnoser::new(
             ports,
             DiagnoseOptions {

@@ -105,6 +105,21 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, value_name = "DIR")]
     pub(crate) dir: Option<DirChoice>,
 
+    /// Print only the frames and messages whose payload matches this regular expression
+    /// (Rust's regex syntax; `(?i)` ignores case). It searches what an event carries: the
+    /// unmasked, inflated payload, its first --max-payload bytes, as bytes (binary payloads
+    /// too). A compressed message's last frame goes with its message's text, a close frame by
+    /// its reason; raw bytes are written `(?-u:\xca\xfe)`. Handshakes, closes and anomalies
+    /// are not payload and are not printed; a connection's flow record (JSON, --summary) is
+    /// printed when something of it matched. --flow N with --grep shows one connection's matches.
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) grep: Option<String>,
+
+    /// On a terminal, let long lines wrap instead of cutting them at its width with a `…`
+    /// (text output; lines are never cut in a pipe or a file).
+    #[arg(long)]
+    pub(crate) wrap: bool,
+
     /// Payload bytes kept per frame in output (0 keeps none; control frames keep their close
     /// code and reason regardless).
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]

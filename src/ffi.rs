@@ -37,3 +37,18 @@ pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) {
         libc::poll(&mut pfd, 1, timeout_ms);
     }
 }
+
+/// The columns of the terminal `fd` is open on; None when it is not a terminal or does not
+/// say (a width of 0).
+pub(crate) fn terminal_columns(fd: RawFd) -> Option<u16> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize, the one we pass; on a descriptor that is not a
+    // terminal it fails with ENOTTY and writes nothing.
+    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then_some(ws.ws_col)
+}

@@ -15,12 +15,12 @@ use wsnoop::analyzer::{
 use wsnoop::capture::{self, LiveOptions, Source};
 use wsnoop::context::WsOptions;
 use wsnoop::diagnose::{self, DiagnoseOptions, Diagnoser, Severity};
-use wsnoop::event::{Direction, Selection, Selector};
+use wsnoop::event::{Direction, Grep, Selection, Selector};
 use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{
-    EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput, TextStyle, TextWriter,
-    TimeFormat,
+    CutLines, EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput, TextStyle,
+    TextWriter, TimeFormat, stdout_columns,
 };
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
@@ -186,7 +186,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // the message events without printing them.
             show_frames: cli.har.is_some() || (!cli.quiet && show != Show::Messages),
             show_messages: cli.har.is_some()
-                || (!cli.quiet && (show != Show::Frames || format == OutputFormat::Text)),
+                || (!cli.quiet
+                    && (show != Show::Frames
+                        || format == OutputFormat::Text
+                        || cli.grep.is_some())),
         },
         reassembly: ReassemblyLimits {
             max_bytes: cli.max_ooo,
@@ -206,7 +209,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         report_connections: false,
         tls: tls_options(&cli.source.keylog, &source)?,
-        select: selection(&cli)?,
+        // --grep decides a compressed message's last frame by its message: JSON's frame view
+        // takes the messages then, without printing them.
+        select: selection(
+            &cli,
+            cli.har.is_none() && format != OutputFormat::Text && show == Show::Frames,
+        )?,
     };
     let har = cli
         .har
@@ -222,7 +230,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("--output {}", path.display()))?,
             )
         }
-        None => Box::new(stdout),
+        // A terminal's lines are cut at its width rather than wrapped, unless --wrap.
+        None => match stdout_columns() {
+            Some(width) if format == OutputFormat::Text && !cli.wrap => {
+                Box::new(CutLines::new(stdout, width).following_stdout())
+            }
+            _ => Box::new(stdout),
+        },
     };
     let color = cli.output.is_none() && use_color(cli.source.color, io::stdout().is_terminal());
     let mut on_drops = say_drops;
@@ -334,8 +348,8 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
     }
 }
 
-/// `--flow`, `--client`, `--uri`, `--dir`.
-fn selection(cli: &Cli) -> anyhow::Result<Selection> {
+/// `--flow`, `--client`, `--uri`, `--dir`, `--grep`; `frame_view`: messages are not printed.
+fn selection(cli: &Cli, frame_view: bool) -> anyhow::Result<Selection> {
     let clients = cli
         .clients
         .iter()
@@ -359,6 +373,13 @@ fn selection(cli: &Cli) -> anyhow::Result<Selection> {
             DirChoice::C2s => Direction::ClientToServer,
             DirChoice::S2c => Direction::ServerToClient,
         }),
+        grep: cli
+            .grep
+            .as_deref()
+            .map(Grep::new)
+            .transpose()
+            .context("--grep")?,
+        hide_messages: cli.grep.is_some() && frame_view,
     })
 }
 

@@ -143,6 +143,18 @@ fn a_browsers_compressed_session_shows_its_texts_in_the_frame_view() {
                 "{fixture}: --threads {threads}"
             );
         }
+        // With --har, threads hand the writer events, not text: the same lines.
+        let plain = text_output(&capture, &[]);
+        assert!(plain.contains(" inflated "), "{fixture}");
+        let har = tempfile::NamedTempFile::new().unwrap();
+        let har = har.path().to_str().unwrap();
+        for threads in ["1", "2"] {
+            assert_eq!(
+                text_output(&capture, &["--threads", threads, "--har", har]),
+                plain,
+                "{fixture}: --har --threads {threads}"
+            );
+        }
     }
 }
 
@@ -467,5 +479,194 @@ fn a_close_frame_shows_its_code_and_reason_not_its_bytes() {
                 || line.ends_with("code=1000 reason=\"peer left\""),
             "{line}"
         );
+    }
+}
+
+/// Checks each binary payload's line against the JSON of the same run, decoded by Python:
+/// the line ends with the first 16 bytes as `hexdump -C` prints a row (hex, then the ASCII
+/// column between bars, a dot for anything not printable), and `...` when there is more.
+const BINARY_ROWS: &str = r#"
+import base64, json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+events = [e for e in events if e['type'] in ('frame', 'message')]
+lines = [l.rstrip('\n') for l in open(sys.argv[2], encoding='utf-8')
+         if ' len=' in l and ' handshake ' not in l]
+assert len(lines) == len(events), (len(lines), len(events))
+checked = 0
+for i, (e, line) in enumerate(zip(events, lines)):
+    shown = e
+    if ' inflated' in line:
+        # A compressed message's last frame shows the message that follows it.
+        shown = events[i + 1]
+    if 'data' not in shown or shown.get('opcode') == 'close' or not shown['data']:
+        continue
+    data = base64.b64decode(shown['data'])
+    head = data[:16]
+    want = ' ' + ' '.join('%02x' % b for b in head) + ' |'
+    want += ''.join(chr(b) if 0x20 <= b < 0x7f else '.' for b in head) + '|'
+    if len(data) > 16 or shown['truncated']:
+        want += '...'
+    assert line.endswith(want), (line, want)
+    checked += 1
+print(checked)
+"#;
+
+#[test]
+fn binary_payloads_show_hex_and_ascii_on_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["node-ws", "chromium-deflate", "python-deflate"] {
+        let capture = fixture(&format!("{name}.pcap"));
+        let json = dir.path().join(format!("{name}.json"));
+        let text = dir.path().join(format!("{name}.txt"));
+        std::fs::write(&json, run(&["-r", &capture, "--json"]).stdout).unwrap();
+        std::fs::write(&text, run(&["-r", &capture, "--show", "all"]).stdout).unwrap();
+        let out = Command::new("python3")
+            .args(["-c", BINARY_ROWS])
+            .arg(&json)
+            .arg(&text)
+            .output()
+            .expect("python3 (needed for this test)");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let checked: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(checked >= 2, "{name}: only {checked} binary payloads");
+    }
+}
+
+/// The records of a classic pcap file, after its 24-byte header.
+fn pcap_records(bytes: &[u8]) -> Vec<&[u8]> {
+    let little = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1] || bytes[..4] == [0x4d, 0x3c, 0xb2, 0xa1];
+    let word = |at: usize| {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
+        if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = 16 + word(at + 8) as usize;
+        records.push(&bytes[at..at + len]);
+        at += len;
+    }
+    records
+}
+
+/// Writes the pcap header and `capture`'s packets up to the first that holds `wire` into
+/// wsnoop's standard input, keeps the pipe open and waits for a line containing `want` (and
+/// not `masked`); closes the pipe after. Says how long the line took after the last packet.
+/// The bound only ends a run that would otherwise wait forever.
+fn seen_while_the_pipe_is_open(capture: &str, wire: &[u8], args: &[&str], want: &str) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let bytes = std::fs::read(fixture(capture)).unwrap();
+    let records = pcap_records(&bytes);
+    let last = records
+        .iter()
+        .position(|r| r.windows(wire.len()).any(|w| w == wire))
+        .expect("the frame in a packet");
+    assert!(last + 2 < records.len(), "packets left unwritten");
+    let mut child = Command::new(common::wsnoop_bin())
+        .args(["-r", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wsnoop starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.expect("a line")).is_err() {
+                break;
+            }
+        }
+    });
+    stdin.write_all(&bytes[..24]).unwrap();
+    for r in &records[..=last] {
+        stdin.write_all(r).unwrap();
+    }
+    stdin.flush().unwrap();
+    let written = Instant::now();
+    let deadline = written + Duration::from_secs(20);
+    let seen = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(want) && !line.contains("masked") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    // The latency is for the report, not an assertion.
+    eprintln!(
+        "{capture} {args:?}: {want:?} {:?} after the last packet was written",
+        written.elapsed()
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    seen
+}
+
+/// A slow writer into `-r -` (tcpdump -U -w - | wsnoop -r -): the pcap header and the
+/// packets up to the server's first frame, then the pipe stays open; the frame's line must
+/// come while it is open.
+#[test]
+fn a_slow_writer_into_standard_input_sees_frames_before_it_closes() {
+    // The server's first text, as the sidecar says it sent it, and its frame on the wire
+    // (unmasked, so findable in the packets).
+    let sidecar: Value = serde_json::from_slice(
+        &std::fs::read(common::fixtures_dir().join("python-basic.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let text = sidecar["connections"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dir"] == "s2c" && m["opcode"] == "text")
+        .and_then(|m| m["text"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(text.len() < 126);
+    let mut frame = vec![0x81, text.len() as u8];
+    frame.extend_from_slice(text.as_bytes());
+    let want = format!("text fin len={} \"{text}\"", text.len());
+    for threads in ["1", "2"] {
+        assert!(
+            seen_while_the_pipe_is_open(
+                "python-basic.pcap",
+                &frame,
+                &["--threads", threads],
+                &want
+            ),
+            "--threads {threads}: no {want:?} while the pipe was open"
+        );
+    }
+    // The last frame of a fragmented message, which the text view holds for its message:
+    // when --grep keeps the frame ("réply") but not its message ("server fragmented réply"),
+    // it is shown all the same at once.
+    // EVE holds that frame too (to write it with its message's payload).
+    let last_fragment = [&[0x80, 6][..], "réply".as_bytes()].concat();
+    for threads in ["1", "2"] {
+        for (format, want) in [
+            ("text", "\"réply\""),
+            ("eve", "\"payload_printable\":\"réply\""),
+        ] {
+            let args = ["--threads", threads, "--grep", "^r.ply", "--format", format];
+            assert!(
+                seen_while_the_pipe_is_open("node-ws.pcap", &last_fragment, &args, want),
+                "--format {format} --threads {threads}: the held fragment waited"
+            );
+        }
     }
 }

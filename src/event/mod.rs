@@ -7,7 +7,7 @@ mod select;
 use std::net::SocketAddr;
 
 pub use counters::FlowCounters;
-pub use select::{Selected, Selection, Selector};
+pub use select::{Grep, Selected, Selection, Selector};
 
 use crate::wire::frame::FrameHeader;
 use crate::wire::http::{

@@ -1,10 +1,11 @@
-//! Which connections' events a user asked to see (`--flow`, `--client`, `--uri`, `--dir`):
+//! Which events a user asked to see (`--flow`, `--client`, `--uri`, `--dir`, `--grep`):
 //! chosen before output, so connections keep their numbers and every writer shows the same.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::{Direction, Event, EventSink};
+use super::{Direction, Event, EventSink, FlowMeta, FrameEvent, Payload, Timestamp};
+use crate::wire::frame::{FrameHeader, Opcode};
 
 /// What to show; empty shows everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,6 +18,11 @@ pub struct Selection {
     pub uri: Option<String>,
     /// Frames, messages and anomalies of this direction only.
     pub dir: Option<Direction>,
+    /// Frames and messages whose payload matches (see [`Selector`]).
+    pub grep: Option<Grep>,
+    /// Message events are decoded only for `--grep` to decide a compressed message's last
+    /// frame by (the frame view of JSON): they are not passed on.
+    pub hide_messages: bool,
 }
 
 impl Selection {
@@ -25,13 +31,66 @@ impl Selection {
     }
 }
 
+/// A `--grep` pattern, on bytes: a payload need not be UTF-8 to be searched.
+#[derive(Clone, Debug)]
+pub struct Grep(regex::bytes::Regex);
+
+impl Grep {
+    pub fn new(pattern: &str) -> Result<Grep, regex::Error> {
+        regex::bytes::Regex::new(pattern).map(Grep)
+    }
+
+    fn matches(&self, payload: Payload<'_>) -> bool {
+        self.0.is_match(bytes(payload))
+    }
+}
+
+impl PartialEq for Grep {
+    fn eq(&self, other: &Grep) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Grep {}
+
+fn bytes(payload: Payload<'_>) -> &[u8] {
+    match payload {
+        Payload::Text(t) => t.as_bytes(),
+        Payload::Data(d) => d,
+    }
+}
+
 /// Decides event by event. The URI is known from a connection's handshake on: what its
 /// number matched is kept until its flow event, the last of it (so at most one entry per
 /// connection in the flow table).
+///
+/// `--grep` keeps the frames and messages whose payload, as the event carries it (unmasked,
+/// inflated, at most `--max-payload` bytes), matches: a message by its text or bytes, a frame
+/// by its own payload, a close frame by its reason, and the last frame of a compressed
+/// message by the message's inflated payload, so that frame and message are kept together.
+/// That message event comes right after its frame: the frame is held until then (one frame,
+/// in a buffer reused). Handshakes, closes and anomalies are not payload and are dropped, as
+/// grep drops lines; a connection's flow event (its summary) is kept when something of it
+/// was.
 #[derive(Debug)]
 pub struct Selector {
     selection: Selection,
     uri_matched: HashMap<u64, bool>,
+    /// `--grep`: connections with a data event kept, until their flow event.
+    grep_matched: HashSet<u64>,
+    held: Option<HeldFrame>,
+    /// The held frame's payload.
+    held_payload: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HeldFrame {
+    ts: Timestamp,
+    flow: FlowMeta,
+    dir: Direction,
+    header: FrameHeader,
+    text: bool,
+    truncated: bool,
 }
 
 impl Selector {
@@ -40,11 +99,136 @@ impl Selector {
         (!selection.is_empty()).then(|| Selector {
             selection: selection.clone(),
             uri_matched: HashMap::new(),
+            grep_matched: HashSet::new(),
+            held: None,
+            held_payload: Vec::new(),
         })
     }
 
-    /// Whether `event` is shown; keeps what its connection's URI matched.
-    pub fn keeps(&mut self, event: &Event<'_>) -> bool {
+    /// Passes on to `out` what is shown of `event`, and a frame held for it first.
+    pub fn pass(&mut self, event: &Event<'_>, out: &mut dyn EventSink) {
+        if let Some(held) = self.held {
+            match event {
+                // Anomalies are dropped under --grep: the frame keeps waiting for its message.
+                Event::Anomaly(_) => {
+                    let _ = self.keeps(event);
+                    return;
+                }
+                Event::Message(m)
+                    if m.flow.id == held.flow.id
+                        && m.dir == held.dir
+                        && m.compressed
+                        && !m.undecodable =>
+                {
+                    self.held = None;
+                    let shown = self.keeps(event)
+                        && self
+                            .selection
+                            .grep
+                            .as_ref()
+                            .is_some_and(|g| g.matches(m.payload));
+                    if shown {
+                        self.grep_matched.insert(m.flow.id);
+                        self.emit_held(&held, out);
+                        if !self.selection.hide_messages {
+                            out.event(event);
+                        }
+                    }
+                    return;
+                }
+                _ => self.release(out),
+            }
+        }
+        if !self.keeps(event) {
+            return;
+        }
+        let Some(grep) = &self.selection.grep else {
+            if !(self.selection.hide_messages && matches!(event, Event::Message(_))) {
+                out.event(event);
+            }
+            return;
+        };
+        let shown = match event {
+            Event::Frame(e) if completes_a_message(e.header) => {
+                self.hold(e);
+                return;
+            }
+            Event::Frame(e) => match &e.close {
+                Some(close) => grep.0.is_match(close.reason.as_bytes()),
+                None => grep.matches(e.payload),
+            },
+            Event::Message(m) => !self.selection.hide_messages && grep.matches(m.payload),
+            Event::Flow(f) => {
+                let matched = self.grep_matched.remove(&f.flow.id);
+                if matched {
+                    out.event(event);
+                }
+                return;
+            }
+            Event::Connection(_) => true,
+            Event::Handshake(_) | Event::Close(_) | Event::Anomaly(_) => false,
+        };
+        if shown {
+            if let Some(flow) = event.flow() {
+                self.grep_matched.insert(flow.id);
+            }
+            out.event(event);
+        }
+    }
+
+    /// A held frame whose message did not come (or is not compressed) is decided by its own
+    /// payload: at the end, or before its decoder's output moves on.
+    pub fn release(&mut self, out: &mut dyn EventSink) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let shown = self
+            .selection
+            .grep
+            .as_ref()
+            .is_some_and(|g| g.0.is_match(&self.held_payload));
+        if shown {
+            self.grep_matched.insert(held.flow.id);
+            self.emit_held(&held, out);
+        }
+    }
+
+    fn hold(&mut self, e: &FrameEvent<'_>) {
+        let (bytes, text) = match e.payload {
+            Payload::Text(t) => (t.as_bytes(), true),
+            Payload::Data(d) => (d, false),
+        };
+        self.held_payload.clear();
+        self.held_payload.extend_from_slice(bytes);
+        self.held = Some(HeldFrame {
+            ts: e.ts,
+            flow: *e.flow,
+            dir: e.dir,
+            header: *e.header,
+            text,
+            truncated: e.truncated,
+        });
+    }
+
+    fn emit_held(&self, held: &HeldFrame, out: &mut dyn EventSink) {
+        let payload = match std::str::from_utf8(&self.held_payload) {
+            Ok(t) if held.text => Payload::Text(t),
+            _ => Payload::Data(&self.held_payload),
+        };
+        out.event(&Event::Frame(FrameEvent {
+            ts: held.ts,
+            flow: &held.flow,
+            dir: held.dir,
+            header: &held.header,
+            payload,
+            truncated: held.truncated,
+            close: None,
+        }));
+    }
+
+    /// Whether `event` passes `--flow`, `--client`, `--uri` and `--dir`; keeps what its
+    /// connection's URI matched.
+    fn keeps(&mut self, event: &Event<'_>) -> bool {
         let Some(flow) = event.flow() else {
             return true;
         };
@@ -89,26 +273,41 @@ impl Selector {
     }
 }
 
+/// The last frame of a fragmented or compressed message, which its message event follows:
+/// the frames the text view holds too.
+fn completes_a_message(h: &FrameHeader) -> bool {
+    let data = matches!(
+        h.opcode,
+        Opcode::Continuation | Opcode::Text | Opcode::Binary
+    );
+    data && h.fin && (h.opcode == Opcode::Continuation || h.rsv & 4 != 0)
+}
+
 /// A sink that passes on the selected events only.
 pub struct Selected<S> {
     pub inner: S,
     selector: Selector,
 }
 
-impl<S> Selected<S> {
+impl<S: EventSink> Selected<S> {
     pub fn new(inner: S, selector: Selector) -> Self {
         Selected { inner, selector }
+    }
+
+    /// The end: a frame still held is decided.
+    pub fn release(&mut self) {
+        self.selector.release(&mut self.inner);
     }
 }
 
 impl<S: EventSink> EventSink for Selected<S> {
     fn event(&mut self, event: &Event<'_>) {
-        if self.selector.keeps(event) {
-            self.inner.event(event);
-        }
+        self.selector.pass(event, &mut self.inner);
     }
 
     fn at_packet(&mut self, number: Option<u64>) {
+        // A frame --grep holds belongs to the packet before.
+        self.release();
         self.inner.at_packet(number);
     }
 }

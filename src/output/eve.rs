@@ -72,8 +72,10 @@ impl<W: Write> EveWriter<W> {
         &self.out.w
     }
 
-    /// Writes the held frame with its own payload (no message event came for it).
-    fn release(&mut self) {
+    /// Writes the held frame with its own payload (no message event came for it): also at
+    /// the end of its packet, so that a live reader does not wait for the next one when its
+    /// message was not shown (`--grep`).
+    pub(crate) fn release(&mut self) {
         if let Some(held) = self.held.take() {
             let id = *self.community_ids.get(&held.flow, CommunityId::of);
             let payload = std::mem::take(&mut self.held_payload);
@@ -410,6 +412,10 @@ impl<W: Write> EventSink for EveWriter<W> {
     }
 
     fn at_packet(&mut self, number: Option<u64>) {
+        // Said again for each event when merged from threads: only a new packet ends one.
+        if number != self.packet {
+            self.release();
+        }
         self.packet = number;
     }
 }
@@ -420,6 +426,7 @@ impl<W: Write> OutputSink for EveWriter<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.release();
         self.out.flush()
     }
 

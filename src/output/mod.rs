@@ -5,8 +5,10 @@
 //! the caller checks [`OutputSink::error`] between packets.
 
 mod community_id;
+mod cut;
 mod escape;
 mod eve;
+mod hexview;
 mod json;
 mod per_connection;
 mod reopen;
@@ -16,6 +18,7 @@ mod text;
 use std::io;
 
 pub use community_id::CommunityId;
+pub use cut::{CutLines, stdout_columns};
 pub(crate) use escape::escaped;
 pub use eve::EveWriter;
 pub use json::JsonWriter;
@@ -45,12 +48,12 @@ pub struct SelectedOutput {
 
 impl EventSink for SelectedOutput {
     fn event(&mut self, event: &crate::event::Event<'_>) {
-        if self.selector.keeps(event) {
-            self.inner.event(event);
-        }
+        self.selector.pass(event, &mut *self.inner);
     }
 
     fn at_packet(&mut self, number: Option<u64>) {
+        // A frame --grep holds belongs to the packet before.
+        self.selector.release(&mut *self.inner);
         self.inner.at_packet(number);
     }
 }
@@ -65,6 +68,7 @@ impl OutputSink for SelectedOutput {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.selector.release(&mut *self.inner);
         self.inner.finish()
     }
 }
@@ -79,6 +83,7 @@ impl<S: OutputSink> OutputSink for crate::event::Selected<S> {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.release();
         self.inner.finish()
     }
 }

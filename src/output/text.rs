@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use super::escape::{escaped, escaped_json};
+use super::hexview;
 use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision, civil_from_days};
 use crate::event::{
@@ -51,9 +52,6 @@ impl Default for TextStyle {
     }
 }
 
-/// Binary payloads show this many bytes as hex; the rest is counted.
-const HEX_PREVIEW: usize = 32;
-
 pub struct TextWriter<W: Write> {
     out: Out<W>,
     /// `--summary`: one row per connection, printed as a table at the end.
@@ -83,6 +81,8 @@ pub struct TextWriter<W: Write> {
     held: Option<HeldFrame>,
     /// The held frame's own payload (text or not), reused.
     held_payload: Vec<u8>,
+    /// The packet the events belong to, as [`EventSink::at_packet`] said.
+    packet: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -126,6 +126,7 @@ impl<W: Write> TextWriter<W> {
             messages: true,
             held: None,
             held_payload: Vec::new(),
+            packet: None,
         }
     }
 
@@ -143,6 +144,14 @@ impl<W: Write> TextWriter<W> {
     pub fn without_message_lines(mut self) -> Self {
         self.messages = false;
         self
+    }
+
+    /// A held frame whose message did not come with it is shown with its own payload: its
+    /// message comes in the same packet, if at all (`--grep` may have dropped it), so a held
+    /// frame never waits for the next packet.
+    pub fn release_held(&mut self) {
+        let released = self.held_frame(None);
+        self.out.record(released);
     }
 
     pub fn into_inner(self) -> W {
@@ -330,32 +339,7 @@ impl<W: Write> TextWriter<W> {
             Payload::Text(t) => t.as_bytes(),
             Payload::Data(d) => d,
         };
-        for (i, line) in bytes.chunks(16).enumerate() {
-            write!(self.out.w, "\t0x{:04x}:  ", i * 16)?;
-            for pair in 0..8 {
-                match line.get(pair * 2..(pair * 2 + 2).min(line.len())) {
-                    Some(p) if !p.is_empty() => {
-                        for b in p {
-                            write!(self.out.w, "{b:02x}")?;
-                        }
-                        if p.len() == 1 {
-                            self.out.w.write_all(b"  ")?;
-                        }
-                    }
-                    _ => self.out.w.write_all(b"    ")?,
-                }
-                self.out.w.write_all(b" ")?;
-            }
-            self.out.w.write_all(b" ")?;
-            // Printable ASCII as itself, anything else (controls, UTF-8 bytes) as a dot.
-            let ascii: Vec<u8> = line
-                .iter()
-                .map(|&b| if (0x20..0x7f).contains(&b) { b } else { b'.' })
-                .collect();
-            self.out.w.write_all(&ascii)?;
-            self.out.w.write_all(b"\n")?;
-        }
-        Ok(())
+        hexview::dump(&mut self.out.w, bytes)
     }
 
     /// A held frame, with the message's inflated payload when it is compressed, else its own.
@@ -558,15 +542,7 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, truncated: bool) -> io::Res
                 w.write_all(b"...")?;
             }
         }
-        Payload::Data(data) if !data.is_empty() => {
-            w.write_all(b" ")?;
-            for b in data.iter().take(HEX_PREVIEW) {
-                write!(w, "{b:02x}")?;
-            }
-            if data.len() > HEX_PREVIEW || truncated {
-                w.write_all(b"...")?;
-            }
-        }
+        Payload::Data(data) if !data.is_empty() => hexview::preview(w, data, truncated)?,
         _ => {}
     }
     Ok(())
@@ -616,6 +592,14 @@ impl<W: Write> EventSink for TextWriter<W> {
         };
         self.out.record(result);
     }
+
+    fn at_packet(&mut self, number: Option<u64>) {
+        // Said again for each event when merged from threads: only a new packet ends one.
+        if number != self.packet {
+            self.packet = number;
+            self.release_held();
+        }
+    }
 }
 
 impl<W: Write> OutputSink for TextWriter<W> {
@@ -624,6 +608,8 @@ impl<W: Write> OutputSink for TextWriter<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // What is flushed is what a live reader waits for: a held frame too.
+        self.release_held();
         self.out.flush()
     }
 

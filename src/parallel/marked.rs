@@ -42,6 +42,16 @@ impl WorkerSink {
         }
     }
 
+    /// The held frame of the text view or EVE (a message's last frame), shown where the
+    /// output is now.
+    fn release_held(&mut self) {
+        match self {
+            WorkerSink::Text(w) => w.release_held(),
+            WorkerSink::Eve(w) => w.release(),
+            _ => {}
+        }
+    }
+
     /// Bytes written since the last [`WorkerSink::take`].
     fn pending(&self) -> usize {
         match self {
@@ -133,6 +143,7 @@ impl<'a> Marked<'a> {
 
     /// What was written since the last call, marked; `spare` becomes the buffer.
     pub(super) fn take(&mut self, source: usize, spare: Vec<u8>, progress: Mark) -> Chunk {
+        self.sink.release_held();
         self.close_mark();
         Chunk {
             cost: self.pending(),
@@ -146,10 +157,35 @@ impl<'a> Marked<'a> {
     }
 }
 
+impl Marked<'_> {
+    /// One shown event, where the output is now.
+    fn deliver(&mut self, event: &Event<'_>) {
+        if let Some(events) = &mut self.events {
+            events.push((self.current, OwnedEvent::of(event, &mut self.arena)));
+            return;
+        }
+        if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
+            flows.add(self.current, flow);
+        }
+        self.sink.event(event);
+    }
+
+    /// A frame `--grep` holds is decided before the output's place moves on (as one thread
+    /// decides it at the next packet) and at the end.
+    pub(super) fn release_held(&mut self) {
+        if let Some(mut selector) = self.selector.take() {
+            selector.release(&mut |e: &Event<'_>| self.deliver(e));
+            self.selector = Some(selector);
+        }
+        self.sink.release_held();
+    }
+}
+
 impl EventSink for Marked<'_> {
     fn event(&mut self, event: &Event<'_>) {
         let next = self.next.get();
         if next != self.current {
+            self.release_held();
             self.close_mark();
             self.current = next;
             // Marks number packets from 0; one thread counts them from 1.
@@ -157,19 +193,14 @@ impl EventSink for Marked<'_> {
             self.sink
                 .at_packet((packet != FINISH_PACKET).then(|| packet + 1));
         }
-        if let Some(selector) = &mut self.selector
-            && !selector.keeps(event)
-        {
-            return;
+        // Taken out for the call, so that what it passes on can reach the rest of self.
+        match self.selector.take() {
+            Some(mut selector) => {
+                selector.pass(event, &mut |e: &Event<'_>| self.deliver(e));
+                self.selector = Some(selector);
+            }
+            None => self.deliver(event),
         }
-        if let Some(events) = &mut self.events {
-            events.push((next, OwnedEvent::of(event, &mut self.arena)));
-            return;
-        }
-        if let (Event::Flow(flow), Some(flows)) = (event, &mut self.flows) {
-            flows.add(next, flow);
-        }
-        self.sink.event(event);
     }
 }
 
@@ -223,4 +254,5 @@ pub(super) fn finish_shard(analyzer: &mut Analyzer, sink: &mut Marked<'_>) {
     analyzer.finish_marked(sink, &mut |step, id| {
         next.set(mark(FINISH_PACKET, step, id))
     });
+    sink.release_held();
 }
