@@ -251,5 +251,6 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 s.carry_len = cut.len();
             }
         }
+        self.state.return_large_buffers();
     }
 }
