@@ -5,41 +5,18 @@
 
 mod common;
 
+#[path = "common/peak.rs"]
+mod peak;
+
 #[path = "../benches/tools/hostile.rs"]
 mod hostile;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 use common::wsnoop_bin;
-
-fn write_capture(dir: &Path, name: &str, bytes: Vec<u8>) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-struct Run {
-    stdout: String,
-    /// Peak resident set of the wsnoop process, in KiB.
-    max_rss_kb: i64,
-}
-
-/// Starts wsnoop from a small python3 process that reports its peak memory (wait4's
-/// ru_maxrss). Not from this test process: Linux counts the parent's peak in a child it
-/// starts (the child's memory is a copy of the parent's until exec), and this process holds
-/// captures and other tests' output; python's own size (about 10 MiB) is the floor instead.
-const MEASURE: &str = r#"
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
+use peak::{Run, write_capture};
 
 fn run(capture: &Path, args: &[&str]) -> Run {
     run_to(capture, args, Stdio::piped())
@@ -47,28 +24,7 @@ fn run(capture: &Path, args: &[&str]) -> Run {
 
 /// [`run`] with stdout somewhere else (a writer as fast as /dev/null).
 fn run_to(capture: &Path, args: &[&str], stdout: Stdio) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let rss = dir.path().join("rss");
-    let out = Command::new("python3")
-        .args(["-c", MEASURE])
-        .arg(&rss)
-        .arg(wsnoop_bin())
-        .arg("-r")
-        .arg(capture)
-        .args(args)
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "{:?}", out.status);
-    Run {
-        stdout: String::from_utf8(out.stdout).expect("text output is UTF-8"),
-        max_rss_kb: std::fs::read_to_string(&rss)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    }
+    peak::run_to(&wsnoop_bin(), capture, args, stdout)
 }
 
 /// The escape the text output promises for a code point: `\xNN` below U+0100, else
