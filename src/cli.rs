@@ -9,8 +9,7 @@ use wsnoop::analyzer::FlowLimits;
 use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::parallel;
-
-use crate::report_cli;
+use wsnoop::report::Limits;
 
 /// Passive WebSocket traffic analyzer: every handshake and frame of every connection, from a
 /// capture file or a live interface.
@@ -264,7 +263,7 @@ Examples:
 Examples:
   wsnoop report -r capture.pcap -o report.html
   wsnoop report -i eth0 --duration 60 -o report.html --har session.har port 8080")]
-    Report(report_cli::ReportArgs),
+    Report(ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -338,4 +337,45 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
         return Err(format!("{s} is less than the least wsnoop runs in (1M)"));
     }
     Ok(bytes)
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    pub(crate) source: SourceArgs,
+
+    /// The HTML file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: PathBuf,
+
+    /// Also write a HAR file, as the plain run's --har.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) har: Option<PathBuf>,
+
+    /// Payload bytes kept per message and control frame.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub(crate) max_payload: usize,
+
+    /// Messages and control frames kept per connection (at most twice as many in all); past
+    /// it they are counted, and the page and the HAR file say so.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().messages_per_connection)]
+    pub(crate) max_messages: usize,
+
+    /// A server port the diagnosis checks (repeatable); default: every port seen.
+    #[arg(long = "port", value_name = "PORT")]
+    pub(crate) ports: Vec<u16>,
+
+    /// Treat connections to this server port as WebSocket without a captured handshake.
+    #[arg(long = "ws-port", value_name = "PORT")]
+    pub(crate) ws_ports: Vec<u16>,
+
+    /// A session this long without data frames is reported idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub(crate) idle: f64,
+
+    /// Decode with this many threads [default: as many as CPUs]; the report is the same
+    /// whatever N.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
+    pub(crate) threads: Option<u16>,
 }

@@ -20,48 +20,7 @@ use wsnoop::report::{Collector, HarTee, Limits, ReportSink, har, html};
 use wsnoop::{RunControl, RunEnd};
 
 use super::seconds;
-use crate::cli::SourceArgs;
-
-#[derive(clap::Args, Debug)]
-pub struct ReportArgs {
-    #[command(flatten)]
-    source: SourceArgs,
-
-    /// The HTML file to write.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: PathBuf,
-
-    /// Also write a HAR file, as the plain run's --har.
-    #[arg(long, value_name = "FILE")]
-    har: Option<PathBuf>,
-
-    /// Payload bytes kept per message and control frame.
-    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
-    max_payload: usize,
-
-    /// Messages and control frames kept per connection (at most twice as many in all); past
-    /// it they are counted, and the page and the HAR file say so.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().messages_per_connection)]
-    max_messages: usize,
-
-    /// A server port the diagnosis checks (repeatable); default: every port seen.
-    #[arg(long = "port", value_name = "PORT")]
-    ports: Vec<u16>,
-
-    /// Treat connections to this server port as WebSocket without a captured handshake.
-    #[arg(long = "ws-port", value_name = "PORT")]
-    ws_ports: Vec<u16>,
-
-    /// A session this long without data frames is reported idle.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-    idle: f64,
-
-    /// Decode with this many threads [default: as many as CPUs]; the report is the same
-    /// whatever N.
-    #[arg(long, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
-    threads: Option<u16>,
-}
+use crate::cli::ReportArgs;
 
 /// A file to write, created before the run so that a bad path fails at once.
 struct Target {
