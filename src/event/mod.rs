@@ -2,11 +2,13 @@
 //! duration of one [`EventSink::event`] call, so emitting one costs no allocation.
 
 mod counters;
+mod held;
 mod select;
 
 use std::net::SocketAddr;
 
 pub use counters::FlowCounters;
+pub use held::{FrameHold, HeldFrame};
 pub use select::{Grep, Selected, Selection, Selector};
 
 use crate::wire::frame::FrameHeader;

@@ -4,8 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::{Direction, Event, EventSink, FlowMeta, FrameEvent, Payload, Timestamp};
-use crate::wire::frame::{FrameHeader, Opcode};
+use super::{Direction, Event, EventSink, FrameHold, HeldFrame, Payload};
 
 /// What to show; empty shows everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,19 +77,7 @@ pub struct Selector {
     uri_matched: HashMap<u64, bool>,
     /// `--grep`: connections with a data event kept, until their flow event.
     grep_matched: HashSet<u64>,
-    held: Option<HeldFrame>,
-    /// The held frame's payload.
-    held_payload: Vec<u8>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct HeldFrame {
-    ts: Timestamp,
-    flow: FlowMeta,
-    dir: Direction,
-    header: FrameHeader,
-    text: bool,
-    truncated: bool,
+    held: FrameHold,
 }
 
 impl Selector {
@@ -100,14 +87,13 @@ impl Selector {
             selection: selection.clone(),
             uri_matched: HashMap::new(),
             grep_matched: HashSet::new(),
-            held: None,
-            held_payload: Vec::new(),
+            held: FrameHold::default(),
         })
     }
 
     /// Passes on to `out` what is shown of `event`, and a frame held for it first.
     pub fn pass(&mut self, event: &Event<'_>, out: &mut dyn EventSink) {
-        if let Some(held) = self.held {
+        if let Some(held) = self.held.frame {
             match event {
                 // Anomalies are dropped under --grep: the frame keeps waiting for its message.
                 Event::Anomaly(_) => {
@@ -120,7 +106,7 @@ impl Selector {
                         && m.compressed
                         && !m.undecodable =>
                 {
-                    self.held = None;
+                    self.held.frame = None;
                     let shown = self.keeps(event)
                         && self
                             .selection
@@ -149,8 +135,8 @@ impl Selector {
             return;
         };
         let shown = match event {
-            Event::Frame(e) if completes_a_message(e.header) => {
-                self.hold(e);
+            Event::Frame(e) if FrameHold::completes_a_message(e.header) => {
+                self.held.hold(e);
                 return;
             }
             Event::Frame(e) => match &e.close {
@@ -179,51 +165,22 @@ impl Selector {
     /// A held frame whose message did not come (or is not compressed) is decided by its own
     /// payload: at the end, or before its decoder's output moves on.
     pub fn release(&mut self, out: &mut dyn EventSink) {
-        let Some(held) = self.held.take() else {
+        let Some(held) = self.held.frame.take() else {
             return;
         };
         let shown = self
             .selection
             .grep
             .as_ref()
-            .is_some_and(|g| g.0.is_match(&self.held_payload));
+            .is_some_and(|g| g.0.is_match(&self.held.payload));
         if shown {
             self.grep_matched.insert(held.flow.id);
             self.emit_held(&held, out);
         }
     }
 
-    fn hold(&mut self, e: &FrameEvent<'_>) {
-        let (bytes, text) = match e.payload {
-            Payload::Text(t) => (t.as_bytes(), true),
-            Payload::Data(d) => (d, false),
-        };
-        self.held_payload.clear();
-        self.held_payload.extend_from_slice(bytes);
-        self.held = Some(HeldFrame {
-            ts: e.ts,
-            flow: *e.flow,
-            dir: e.dir,
-            header: *e.header,
-            text,
-            truncated: e.truncated,
-        });
-    }
-
     fn emit_held(&self, held: &HeldFrame, out: &mut dyn EventSink) {
-        let payload = match std::str::from_utf8(&self.held_payload) {
-            Ok(t) if held.text => Payload::Text(t),
-            _ => Payload::Data(&self.held_payload),
-        };
-        out.event(&Event::Frame(FrameEvent {
-            ts: held.ts,
-            flow: &held.flow,
-            dir: held.dir,
-            header: &held.header,
-            payload,
-            truncated: held.truncated,
-            close: None,
-        }));
+        out.event(&Event::Frame(held.event(&self.held.payload)));
     }
 
     /// Whether `event` passes `--flow`, `--client`, `--uri` and `--dir`; keeps what its
@@ -271,16 +228,6 @@ impl Selector {
             _ => true,
         }
     }
-}
-
-/// The last frame of a fragmented or compressed message, which its message event follows:
-/// the frames the text view holds too.
-fn completes_a_message(h: &FrameHeader) -> bool {
-    let data = matches!(
-        h.opcode,
-        Opcode::Continuation | Opcode::Text | Opcode::Binary
-    );
-    data && h.fin && (h.opcode == Opcode::Continuation || h.rsv & 4 != 0)
 }
 
 /// A sink that passes on the selected events only.

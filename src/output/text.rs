@@ -9,7 +9,7 @@ use super::summary::Summary;
 use super::{Out, OutputSink, TsPrecision, civil_from_days};
 use crate::event::{
     AnomalyEvent, CloseEvent, CloseInfo, Direction, EndReason, Event, EventSink, FlowEvent,
-    FlowMeta, FrameEvent, HandshakeEvent, MessageEvent, Payload, Timestamp,
+    FlowMeta, FrameEvent, FrameHold, HandshakeEvent, MessageEvent, Payload, Timestamp,
 };
 
 use crate::wire::frame::{FrameHeader, Opcode};
@@ -78,21 +78,9 @@ pub struct TextWriter<W: Write> {
     /// The last frame of a fragmented or compressed message, waiting for the message event
     /// that follows it at once: a compressed message's frame then shows the inflated text, as
     /// DevTools shows a browser's messages.
-    held: Option<HeldFrame>,
-    /// The held frame's own payload (text or not), reused.
-    held_payload: Vec<u8>,
+    held: FrameHold,
     /// The packet the events belong to, as [`EventSink::at_packet`] said.
     packet: Option<u64>,
-}
-
-#[derive(Clone, Copy)]
-struct HeldFrame {
-    ts: Timestamp,
-    flow: FlowMeta,
-    dir: Direction,
-    header: FrameHeader,
-    text: bool,
-    truncated: bool,
 }
 
 struct Style {
@@ -124,8 +112,7 @@ impl<W: Write> TextWriter<W> {
             first_ts: None,
             last_ts: None,
             messages: true,
-            held: None,
-            held_payload: Vec::new(),
+            held: FrameHold::default(),
             packet: None,
         }
     }
@@ -288,25 +275,8 @@ impl<W: Write> TextWriter<W> {
 
     fn frame(&mut self, e: &FrameEvent<'_>) -> io::Result<()> {
         let h = e.header;
-        let data = matches!(
-            h.opcode,
-            Opcode::Continuation | Opcode::Text | Opcode::Binary
-        );
-        if data && h.fin && (h.opcode == Opcode::Continuation || h.rsv & 4 != 0) {
-            let (bytes, text) = match e.payload {
-                Payload::Text(t) => (t.as_bytes(), true),
-                Payload::Data(d) => (d, false),
-            };
-            self.held_payload.clear();
-            self.held_payload.extend_from_slice(bytes);
-            self.held = Some(HeldFrame {
-                ts: e.ts,
-                flow: *e.flow,
-                dir: e.dir,
-                header: *h,
-                text,
-                truncated: e.truncated,
-            });
+        if FrameHold::completes_a_message(h) {
+            self.held.hold(e);
             return Ok(());
         }
         self.frame_line(e.ts, e.flow, e.dir, h, e.close.as_ref())?;
@@ -344,34 +314,25 @@ impl<W: Write> TextWriter<W> {
 
     /// A held frame, with the message's inflated payload when it is compressed, else its own.
     fn held_frame(&mut self, message: Option<&MessageEvent<'_>>) -> io::Result<()> {
-        let Some(held) = self.held.take() else {
+        let Some(held) = self.held.frame.take() else {
             return Ok(());
         };
         self.frame_line(held.ts, &held.flow, held.dir, &held.header, None)?;
-        let own = std::mem::take(&mut self.held_payload);
+        let own = std::mem::take(&mut self.held.payload);
         let result = match message {
             Some(m) if m.compressed && !m.undecodable => {
                 self.out.w.write_all(b" inflated")?;
                 payload(&mut self.out.w, m.payload, m.truncated)
             }
-            _ => {
-                let p = match std::str::from_utf8(&own) {
-                    Ok(t) if held.text => Payload::Text(t),
-                    _ => Payload::Data(&own),
-                };
-                payload(&mut self.out.w, p, held.truncated)
-            }
+            _ => payload(&mut self.out.w, held.payload(&own), held.truncated),
         };
         result?;
         self.out.w.write_all(b"\n")?;
         let dumped = match message {
             Some(m) if m.compressed && !m.undecodable => self.dump(m.payload),
-            _ => match std::str::from_utf8(&own) {
-                Ok(t) if held.text => self.dump(Payload::Text(t)),
-                _ => self.dump(Payload::Data(&own)),
-            },
+            _ => self.dump(held.payload(&own)),
         };
-        self.held_payload = own;
+        self.held.payload = own;
         dumped
     }
 
@@ -570,6 +531,7 @@ impl<W: Write> EventSink for TextWriter<W> {
         let completes = match event {
             Event::Message(m) => self
                 .held
+                .frame
                 .as_ref()
                 .is_some_and(|h| h.flow.id == m.flow.id && h.dir == m.dir),
             _ => false,
