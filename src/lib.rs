@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use analyzer::Analyzer;
-use capture::{CaptureError, LiveStats, Next, Source};
+use capture::{Batch, CaptureError, LiveStats, Next, Source};
 use output::OutputSink;
 
 /// The longest a live capture keeps reading after a stop request.
@@ -175,36 +175,74 @@ pub(crate) fn read_loop(
         {
             return Ok(RunEnd::Duration);
         }
-        let next = match source.next_packet() {
-            Ok(next) => next,
-            // A signal interrupts a blocking read; that is a stop, not a failure.
-            Err(_) if control.stop.load(Ordering::Relaxed) => return Ok(RunEnd::Interrupted),
-            Err(e) => return Err(e.into()),
-        };
-        match next {
-            Next::End => return Ok(RunEnd::EndOfInput),
-            Next::Idle => {
-                if let Some(keys) = control.keys
-                    && keys_refreshed.elapsed() >= KEYLOG_REFRESH
-                {
-                    keys_refreshed = Instant::now();
-                    keys.refresh();
+        let next = if live {
+            // Straight from the kernel's ring, a batch at a time; each packet has the turns a
+            // packet read alone would have.
+            let mut ended = None;
+            let batch = source.next_live_batch(&mut |packet| {
+                let end = turn(Turn::Packet(packet))
+                    .and_then(|_| turn(Turn::After))
+                    .and_then(|end| match end {
+                        Some(end) => Ok(Some(end)),
+                        None => turn(Turn::Check),
+                    });
+                match end {
+                    Ok(None) => true,
+                    end => {
+                        ended = Some(end);
+                        false
+                    }
                 }
-                if stopped_at.is_some_and(|at| at.elapsed() >= capture::LIVE_DELIVERY_LIMIT) {
+            });
+            match ended {
+                Some(Ok(Some(end))) => return Ok(end),
+                Some(Err(e)) => return Err(e),
+                _ => {}
+            }
+            match batch {
+                Ok(Batch::Read) => None,
+                Ok(Batch::Idle) => Some(Next::Idle),
+                Ok(Batch::End) => Some(Next::End),
+                Err(_) if control.stop.load(Ordering::Relaxed) => return Ok(RunEnd::Interrupted),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            match source.next_packet() {
+                Ok(next) => Some(next),
+                // A signal interrupts a blocking read; that is a stop, not a failure.
+                Err(_) if control.stop.load(Ordering::Relaxed) => {
                     return Ok(RunEnd::Interrupted);
                 }
-                turn(Turn::Idle)?;
-                source.wait_for_packets();
+                Err(e) => return Err(e.into()),
             }
-            Next::Packet(packet) => {
-                turn(Turn::Packet(packet))?;
-                if stream && source.input_waits() {
+        };
+        // A live batch had each packet's turns already.
+        if let Some(next) = next {
+            match next {
+                Next::End => return Ok(RunEnd::EndOfInput),
+                Next::Idle => {
+                    if let Some(keys) = control.keys
+                        && keys_refreshed.elapsed() >= KEYLOG_REFRESH
+                    {
+                        keys_refreshed = Instant::now();
+                        keys.refresh();
+                    }
+                    if stopped_at.is_some_and(|at| at.elapsed() >= capture::LIVE_DELIVERY_LIMIT) {
+                        return Ok(RunEnd::Interrupted);
+                    }
                     turn(Turn::Idle)?;
+                    source.wait_for_packets();
+                }
+                Next::Packet(packet) => {
+                    turn(Turn::Packet(packet))?;
+                    if stream && source.input_waits() {
+                        turn(Turn::Idle)?;
+                    }
                 }
             }
-        }
-        if let Some(end) = turn(Turn::After)? {
-            return Ok(end);
+            if let Some(end) = turn(Turn::After)? {
+                return Ok(end);
+            }
         }
         if live && last_drop_check.elapsed() >= control.drop_report_interval {
             last_drop_check = Instant::now();

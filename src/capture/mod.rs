@@ -116,6 +116,21 @@ pub enum Next<'a> {
     End,
 }
 
+/// What one [`Source::next_live_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Packets were handed over.
+    Read,
+    /// Nothing captured: [`Source::wait_for_packets`] before reading again.
+    Idle,
+    End,
+}
+
+/// At most this many packets go to one batch: the run loop's checks (a stop request, the
+/// kernel's drops) run between batches, and a batch of packets this small takes well under
+/// a millisecond.
+const LIVE_BATCH: usize = 256;
+
 /// Kernel and interface counters of a live capture.
 #[derive(Clone, Copy, Debug)]
 pub struct LiveStats {
@@ -133,6 +148,20 @@ pub struct Source {
     precision: TsPrecision,
     /// The `-w` file of a live capture (a file's reader writes its own).
     savefile: Option<SaveFile>,
+}
+
+fn live_packet(raw: pcap::Packet<'_>, link: LinkType) -> Packet<'_> {
+    let header = raw.header;
+    Packet {
+        // With nanosecond precision libpcap puts nanoseconds in tv_usec.
+        ts: Timestamp {
+            secs: header.ts.tv_sec,
+            nanos: header.ts.tv_usec.clamp(0, 999_999_999) as u32,
+        },
+        data: raw.data,
+        wire_len: header.len,
+        link,
+    }
 }
 
 fn link_of<T: pcap::Activated + ?Sized>(cap: &Capture<T>) -> Result<LinkType, CaptureError> {
@@ -400,21 +429,59 @@ impl Source {
                 });
             }
         };
-        let header = raw.header;
-        // With nanosecond precision libpcap puts nanoseconds in tv_usec.
-        let ts = Timestamp {
-            secs: header.ts.tv_sec,
-            nanos: header.ts.tv_usec.clamp(0, 999_999_999) as u32,
-        };
+        let packet = live_packet(raw, self.link);
         if let Some(save) = &mut self.savefile {
-            save.write(ts, raw.data, header.len)?;
+            save.write(packet.ts, packet.data, packet.wire_len)?;
         }
-        Ok(Next::Packet(Packet {
-            ts,
-            data: raw.data,
-            wire_len: header.len,
-            link: self.link,
-        }))
+        Ok(Next::Packet(packet))
+    }
+
+    /// Live: hands each packet the kernel has captured to `each` straight from the ring, up to
+    /// [`LIVE_BATCH`] of them, until `each` returns false (the packets left of the batch are
+    /// passed over). `next_packet` would go through `pcap_next_ex`, which copies every packet
+    /// out of the ring first (7% of a live run's CPU). Files and streams read with
+    /// [`Source::next_packet`].
+    pub fn next_live_batch(
+        &mut self,
+        each: &mut dyn FnMut(Packet<'_>) -> bool,
+    ) -> Result<Batch, CaptureError> {
+        let Handle::Live(cap) = &mut self.handle else {
+            return Ok(Batch::End);
+        };
+        let (link, savefile) = (self.link, &mut self.savefile);
+        let mut wanted = true;
+        let mut save_error = None;
+        let result = cap.dispatch(Some(LIVE_BATCH), |raw| {
+            if !wanted {
+                return;
+            }
+            let packet = live_packet(raw, link);
+            if let Some(save) = savefile.as_mut()
+                && let Err(e) = save.write(packet.ts, packet.data, packet.wire_len)
+            {
+                save_error = Some(e);
+                wanted = false;
+                return;
+            }
+            wanted = each(packet);
+        });
+        if let Some(e) = save_error {
+            return Err(e);
+        }
+        match result {
+            Ok(0) => {
+                if let Some(save) = &mut self.savefile {
+                    save.flush()?;
+                }
+                Ok(Batch::Idle)
+            }
+            Ok(_) => Ok(Batch::Read),
+            Err(pcap::Error::NoMorePackets) => Ok(Batch::End),
+            Err(e) => Err(CaptureError::Read {
+                source_name: self.name.clone(),
+                message: clean_pcap_message(&e.to_string()),
+            }),
+        }
     }
 
     /// After [`Next::Idle`]: waits until the kernel hands over packets, for at most
