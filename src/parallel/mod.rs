@@ -63,12 +63,15 @@ const BATCH_SEGMENTS: usize = 2048;
 const MAX_SEGMENT: usize = 64 * 1024;
 /// Batches in flight per worker: bounds the memory between reader and workers.
 const BATCHES_IN_FLIGHT: usize = 4;
-/// What reading and routing every packet costs the reader, relative to decoding all of them:
-/// decoding alone is cheap enough that reading costs nearly as much; printing events makes
-/// decoding about twice as dear. From per-thread CPU times on the bench capture
-/// (`benches/run.sh`), then tuned there for the shortest runs with 2 CPUs.
-const READ_COST_QUIET: f64 = 0.9;
-const READ_COST_PRINTING: f64 = 0.55;
+/// What reading and routing every packet costs the reader, relative to decoding all of them;
+/// printing events makes decoding dearer. From per-thread CPU samples (perf) of the default
+/// run on the bench capture (`benches/run.sh`) on the 2-CPU VM: with 0.9 and 0.55 (tuned on
+/// a VM whose reads cost more) the worker did 60% of the work and the reader waited; with
+/// these the two threads are within a few per cent of each other, `-q` 15% shorter. The
+/// connections of a capture mostly start at once, so the share cannot be learned while
+/// running.
+const READ_COST_QUIET: f64 = 0.5;
+const READ_COST_PRINTING: f64 = 0.4;
 /// Reading a file, a decoder hands its events to the writer thread once this many bytes wait
 /// (or after [`PROGRESS_EVERY`] batches): every handover wakes the writer. Live, events go out
 /// after every batch.
