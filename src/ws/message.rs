@@ -87,6 +87,13 @@ impl Visitor<'_, '_, '_> {
                 ..Message::default()
             });
             self.state.message_kept.clear();
+            // A message of more than one frame (or inflated) keeps its own payload.
+            if (!h.fin || compressed)
+                && self.ctx.options.max_payload > 0
+                && self.state.message_kept.capacity() == 0
+            {
+                self.state.message_kept = self.spares.take();
+            }
             self.state.carry_len = 0;
         }
     }

@@ -1,10 +1,10 @@
 //! The frame parser's callbacks for one direction: the rules every frame header must keep,
 //! what is kept of each frame's payload, and the connection's counters.
 
-use super::DirState;
 use super::close::{CloseTrack, check_close};
 use super::frame::FrameVisitor;
 use super::utf8::{incomplete_utf8_suffix, text_payload};
+use super::{DirState, Spares};
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
 use crate::event::{CloseInfo, Direction, Event, FlowCounters, FrameEvent, Payload};
@@ -19,6 +19,7 @@ pub(super) struct Visitor<'s, 'c, 'a> {
     pub(super) close: &'s mut CloseTrack,
     pub(super) counters: &'s mut FlowCounters,
     pub(super) inflate_buf: &'s mut [u8],
+    pub(super) spares: &'s mut Spares,
     pub(super) ctx: &'c mut Context<'a>,
 }
 
@@ -103,6 +104,15 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
         } else {
             self.ctx.options.max_payload
         };
+        // What will be kept of this frame, bounded by the option, not by the length it claims:
+        // one allocation at most instead of a dozen growth steps, and no more than needed.
+        let keep = header.len.min(s.keep_limit as u64) as usize;
+        if keep > 0 {
+            if s.frame_kept.capacity() == 0 {
+                s.frame_kept = self.spares.take();
+            }
+            s.frame_kept.reserve(keep);
+        }
         self.start_message(header);
     }
 
@@ -251,6 +261,6 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 s.carry_len = cut.len();
             }
         }
-        self.state.return_large_buffers();
+        self.state.return_buffers(self.spares);
     }
 }
