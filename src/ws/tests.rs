@@ -245,3 +245,54 @@ fn takeover_recovers_after_lost_bytes_and_resumes_exact() {
         lost[0].1
     );
 }
+
+/// A connection between frames holds no kept-payload buffer: it went back to the decoder's
+/// spares, and the next frame (of any connection) takes it again.
+#[test]
+fn kept_payload_buffers_go_back_to_the_spares() {
+    // An unmasked server text frame (RFC 6455 5.7's "Hello"), then the same cut in two.
+    let hello = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+    let flow = FlowMeta {
+        id: 0,
+        client: "127.0.0.1:40000".parse().unwrap(),
+        server: "127.0.0.1:9000".parse().unwrap(),
+        midstream: false,
+    };
+    let options = WsOptions {
+        max_payload: 4096,
+        ..WsOptions::default()
+    };
+    let mut stats = WsStats::default();
+    let mut texts: Vec<String> = Vec::new();
+    let mut sink = |e: &Event<'_>| {
+        if let Event::Message(m) = e
+            && let Payload::Text(t) = m.payload
+        {
+            texts.push(t.to_string());
+        }
+    };
+    let mut ctx = Context::new(Timestamp::default(), &flow, &mut sink, &options, &mut stats);
+    let mut scratch = Scratch::default();
+    let (mut one, mut two) = (
+        WsSession::new(Negotiated::default()),
+        WsSession::new(Negotiated::default()),
+    );
+    let dir = Direction::ServerToClient;
+    one.feed(dir, &hello, &mut scratch, &mut ctx);
+    assert_eq!(
+        one.memory(),
+        0,
+        "a finished frame's buffer stays with its connection"
+    );
+    assert_eq!(scratch.spares.0.len(), 1);
+    two.feed(dir, &hello[..4], &mut scratch, &mut ctx);
+    assert!(
+        scratch.spares.0.is_empty(),
+        "the frame in progress took the spare"
+    );
+    assert!(two.memory() > 0);
+    two.feed(dir, &hello[4..], &mut scratch, &mut ctx);
+    assert_eq!((two.memory(), scratch.spares.0.len()), (0, 1));
+    drop(ctx);
+    assert_eq!(texts, ["Hello", "Hello"]);
+}
