@@ -263,14 +263,7 @@ fn kept_payload_buffers_go_back_to_the_spares() {
         ..WsOptions::default()
     };
     let mut stats = WsStats::default();
-    let mut texts: Vec<String> = Vec::new();
-    let mut sink = |e: &Event<'_>| {
-        if let Event::Message(m) = e
-            && let Payload::Text(t) = m.payload
-        {
-            texts.push(t.to_string());
-        }
-    };
+    let mut sink = |_: &Event<'_>| {};
     let mut ctx = Context::new(Timestamp::default(), &flow, &mut sink, &options, &mut stats);
     let mut scratch = Scratch::default();
     let (mut one, mut two) = (
@@ -293,6 +286,5 @@ fn kept_payload_buffers_go_back_to_the_spares() {
     assert!(two.memory() > 0);
     two.feed(dir, &hello[4..], &mut scratch, &mut ctx);
     assert_eq!((two.memory(), scratch.spares.0.len()), (0, 1));
-    drop(ctx);
-    assert_eq!(texts, ["Hello", "Hello"]);
+    assert_eq!(ctx.stats.frames, 2);
 }
