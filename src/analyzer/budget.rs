@@ -235,6 +235,79 @@ mod tests {
         assert_eq!(plan.share(1).output_credit(), MAX_OUTPUT_SHARE);
     }
 
+    /// An Ethernet/IPv4/TCP packet from 10.0.0.1:40000 (`from_client`) or 10.0.0.2:80.
+    fn packet(from_client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (client, server) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst) = if from_client {
+            (client, server)
+        } else {
+            (server, client)
+        };
+        let (sport, dport): (u16, u16) = if from_client {
+            (40000, 80)
+        } else {
+            (80, 40000)
+        };
+        let mut p = vec![0u8; 12];
+        p.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        p.extend_from_slice(&(40 + payload.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ack.to_be_bytes());
+        p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    struct Nothing;
+
+    impl crate::event::EventSink for Nothing {
+        fn event(&mut self, _: &crate::event::Event<'_>) {}
+    }
+
+    /// A bare ACK that acknowledges what a connection delivered gives the ring of those bytes
+    /// back, and the budget is credited for it at once, by the ring's size: at least the
+    /// bytes, at most the next power of two (a ring is sized from what it holds).
+    #[test]
+    fn a_ring_given_back_at_an_ack_is_credited() {
+        use crate::analyzer::{Analyzer, AnalyzerOptions};
+        use crate::event::Timestamp;
+        use crate::net::link::LinkType;
+        const SYN: u8 = 0x02;
+        const ACK: u8 = 0x10;
+        const PSH_ACK: u8 = 0x18;
+        let mut analyzer = Analyzer::new(AnalyzerOptions::default());
+        let mut at = 0;
+        let mut send = |a: &mut Analyzer, from_client, seq, ack, flags, payload: &[u8]| {
+            at += 1;
+            let ts = Timestamp { secs: 1, nanos: at };
+            let bytes = packet(from_client, seq, ack, flags, payload);
+            a.packet(LinkType::Ethernet, ts, &bytes, &mut Nothing);
+            a.budget.held
+        };
+        let (c, s) = (1000u32, 5000u32);
+        send(&mut analyzer, true, c, 0, SYN, b"");
+        send(&mut analyzer, false, s, c + 1, SYN | ACK, b"");
+        send(&mut analyzer, true, c + 1, s + 1, ACK, b"");
+        let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n";
+        let len = request.len() as u32;
+        let with_ring = send(&mut analyzer, true, c + 1, s + 1, PSH_ACK, request);
+        // Acknowledges only part of it: the ring stays.
+        let partly = send(&mut analyzer, false, s + 1, c + 1 + len / 2, ACK, b"");
+        assert_eq!(partly, with_ring);
+        let acked = send(&mut analyzer, false, s + 1, c + 1 + len, ACK, b"");
+        let ring = with_ring - acked;
+        assert!(
+            (request.len()..=request.len().next_power_of_two()).contains(&ring),
+            "credited {ring} for a ring of {} bytes",
+            request.len()
+        );
+    }
+
     #[test]
     fn shedding_stops_at_the_low_water_mark() {
         let mut budget = Budget::new(MemoryLimits {

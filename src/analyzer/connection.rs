@@ -236,6 +236,10 @@ impl Connection {
         a_to_b.flush(&mut |chunk| app.chunk(true, chunk, b_finished, env));
         let a_finished = a_to_b.is_finished();
         b_to_a.flush(&mut |chunk| app.chunk(false, chunk, a_finished, env));
+        // Nothing more is delivered: no retransmission needs comparing (an idle connection
+        // the sweep ends, one evicted or reset, gives its rings back).
+        a_to_b.forget_delivered();
+        b_to_a.forget_delivered();
         app.finish_tls(env);
         app.end(how, env);
     }

@@ -284,14 +284,18 @@ impl Analyzer {
         if conn.closed() {
             return;
         }
-        // A bare ACK delivers nothing when nothing is held out of order: what the connection
-        // holds cannot change, so it is not measured again (half the packets of most traffic).
+        // A bare ACK delivers nothing when nothing is held out of order, and frees nothing when
+        // no delivered bytes wait for it: what the connection holds cannot change, so it is not
+        // measured again (half the packets of most traffic).
         let measure = !seg.payload.is_empty()
             || seg.cut.is_some()
             || seg.flags.syn
             || seg.flags.fin
             || seg.flags.rst
-            || conn.halves.iter().any(|h| h.held_bytes() > 0);
+            || conn
+                .halves
+                .iter()
+                .any(|h| h.held_bytes() > 0 || h.remembers());
         let mut env = Env {
             ts,
             sink,

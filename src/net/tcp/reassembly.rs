@@ -3,7 +3,10 @@
 //! In-order segments, the common case, are passed through without a copy. Segments that
 //! arrive ahead of a hole are copied and held, within a byte and count budget, until the hole
 //! fills; bytes seen twice (retransmissions, overlaps) are delivered once, the first copy
-//! winning, as most operating systems do. Sequence numbers wrap.
+//! winning, as most operating systems do, and compared while the receiver has not
+//! acknowledged them. Sequence numbers wrap.
+
+use std::cell::RefCell;
 
 use crate::event::Timestamp;
 use crate::net::segment::TcpFlags;
@@ -50,12 +53,22 @@ pub(super) struct HeldSegment {
     ts: Timestamp,
 }
 
-/// Delivered bytes remembered per direction, to compare retransmissions against. A power of
-/// two, so a byte's place is its sequence number modulo this, across wraparound too.
+/// The most delivered bytes remembered per direction, to compare retransmissions against. A
+/// power of two, so a byte's place is its sequence number modulo the ring's length, across
+/// wraparound too.
 const RECENT: usize = 2048;
 
-/// The last bytes delivered, indexed by sequence number. The ring grows with what was
-/// delivered, up to [`RECENT`]: a connection that carried a byte costs a few bytes here.
+/// The smallest ring: a few bytes more cost nothing at the allocator, and a ring this small
+/// holds the typical small message and its successor without growing.
+const MIN_RING: usize = 64;
+
+/// The delivered bytes the receiver has not acknowledged yet, indexed by sequence number: what
+/// a retransmission or an overlap can still repeat. As Zeek and Suricata keep stream data until
+/// it is acknowledged, the other direction's ACK forgets what it covers, and an ACK of
+/// everything delivered gives the ring back: a connection whose data is acknowledged (the
+/// common case, and every idle one) costs nothing here. A retransmission of bytes already
+/// acknowledged is not compared: the receiver has them and drops the copy (RFC 9293 3.10.7.4),
+/// so a conflict there changes nothing its application sees.
 #[derive(Debug)]
 struct Recent {
     /// A power of two long, at most [`RECENT`].
@@ -64,49 +77,130 @@ struct Recent {
     len: usize,
 }
 
+/// Rings given back, kept for the next ring of their size: with the receiver acknowledging
+/// every second segment a connection takes a ring and gives it back every other segment, and
+/// the allocator and the zeroing of a new ring would cost more than the copies. Per thread
+/// (each decoder's connections are its own), one list per size (64 to 2048 bytes), each at most
+/// [`SPARE_RINGS`] long: at most 126 KiB a thread, outside the budget's count.
+const SPARE_RINGS: usize = 32;
+
+/// The ring sizes, powers of two from [`MIN_RING`] to [`RECENT`].
+const RING_SIZES: usize = (RECENT / MIN_RING).trailing_zeros() as usize + 1;
+
+thread_local! {
+    static SPARE: RefCell<[Vec<Box<[u8]>>; RING_SIZES]> =
+        const { RefCell::new([const { Vec::new() }; RING_SIZES]) };
+}
+
+/// Which list of spares holds rings `len` long.
+fn size_class(len: usize) -> Option<usize> {
+    let class = (len / MIN_RING).trailing_zeros() as usize;
+    (len.is_power_of_two() && (MIN_RING..=RECENT).contains(&len)).then_some(class)
+}
+
+/// A ring `len` long (a power of two); its bytes are whatever a previous ring left, unread
+/// until written.
+fn take_ring(len: usize) -> Box<[u8]> {
+    size_class(len)
+        .and_then(|class| {
+            SPARE
+                .try_with(|spare| spare.borrow_mut()[class].pop())
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|| vec![0; len].into_boxed_slice())
+}
+
+/// Keeps `ring` for a later [`take_ring`], or frees it when enough are kept.
+fn give_back(ring: Box<[u8]>) {
+    let Some(class) = size_class(ring.len()) else {
+        return;
+    };
+    // At the thread's end the spares are gone already: the ring is simply freed.
+    let _ = SPARE.try_with(|spare| {
+        let spare = &mut spare.borrow_mut()[class];
+        if spare.len() < SPARE_RINGS {
+            spare.reserve_exact(SPARE_RINGS);
+            spare.push(ring);
+        }
+    });
+}
+
+impl Drop for Recent {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.ring));
+    }
+}
+
+/// Writes `data` at its place in `ring` (a power of two long, at least as long as `data`).
+fn put(ring: &mut [u8], seq: u32, data: &[u8]) {
+    let at = seq as usize & (ring.len() - 1);
+    let first = (ring.len() - at).min(data.len());
+    ring[at..at + first].copy_from_slice(&data[..first]);
+    ring[..data.len() - first].copy_from_slice(&data[first..]);
+}
+
 impl Recent {
-    fn new() -> Recent {
-        Recent {
+    /// A ring for `data`, delivered at `seq`.
+    fn new(seq: u32, data: &[u8]) -> Recent {
+        let mut recent = Recent {
             ring: Box::new([]),
             len: 0,
-        }
+        };
+        recent.record(seq, data);
+        recent
     }
 
+    /// Remembers `data`, delivered at `seq`, after what is held (which ends at `seq`).
     fn record(&mut self, seq: u32, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         let skip = data.len().saturating_sub(RECENT);
         let (data, seq) = (&data[skip..], seq.wrapping_add(skip as u32));
         let want = (self.len + data.len()).min(RECENT);
         if want > self.ring.len() {
-            // The bytes held end at `seq`: each goes to its place in the larger ring.
-            let mut ring = vec![0; want.next_power_of_two().max(16)].into_boxed_slice();
-            let (old, new) = (self.ring.len().max(1) - 1, ring.len() - 1);
-            for k in 0..self.len {
-                let s = seq.wrapping_sub((self.len - k) as u32) as usize;
-                ring[s & new] = self.ring[s & old];
-            }
-            self.ring = ring;
+            // Sized from what it must hold now; the bytes kept move to their places in the
+            // larger ring, in at most two runs each way.
+            let mut ring = take_ring(want.next_power_of_two().max(MIN_RING));
+            let keep = self.len.min(RECENT - data.len());
+            let from = seq.wrapping_sub(keep as u32);
+            let (first, second) = self.runs(from, keep);
+            put(&mut ring, from, first);
+            put(&mut ring, from.wrapping_add(first.len() as u32), second);
+            give_back(std::mem::replace(&mut self.ring, ring));
+            self.len = keep;
         }
-        let cap = self.ring.len();
-        let at = seq as usize & (cap - 1);
-        let first = (cap - at).min(data.len());
-        self.ring[at..at + first].copy_from_slice(&data[..first]);
-        self.ring[..data.len() - first].copy_from_slice(&data[first..]);
-        self.len = (self.len + data.len()).min(cap);
+        put(&mut self.ring, seq, data);
+        self.len = (self.len + data.len()).min(self.ring.len());
+    }
+
+    /// The `len` bytes held from `seq` on, as the ring stores them: one run, or two where the
+    /// ring wraps. `seq..seq + len` must be within what is held.
+    fn runs(&self, seq: u32, len: usize) -> (&[u8], &[u8]) {
+        if len == 0 {
+            return (&[], &[]);
+        }
+        let at = seq as usize & (self.ring.len() - 1);
+        let first = (self.ring.len() - at).min(len);
+        (&self.ring[at..at + first], &self.ring[..len - first])
     }
 
     /// Compares `data` at `seq`, all before `next`, with what was delivered; only the part still
-    /// remembered is compared. True when they differ.
+    /// held (not acknowledged, and among the last [`RECENT`]) is compared. True when they differ.
     fn differs(&self, seq: u32, data: &[u8], next: u32) -> bool {
         let oldest = next.wrapping_sub(self.len as u32);
         let skip = seq_offset(oldest, seq).max(0) as usize;
-        if skip >= data.len() || self.ring.is_empty() {
+        if skip >= data.len() {
             return false;
         }
-        let mask = self.ring.len() - 1;
-        data[skip..].iter().enumerate().any(|(i, &b)| {
-            let at = seq.wrapping_add((skip + i) as u32) as usize & mask;
-            self.ring[at] != b
-        })
+        let (data, seq) = (&data[skip..], seq.wrapping_add(skip as u32));
+        if seq_offset(next, seq) < data.len() as i64 {
+            // Not all before `next`: callers never ask this.
+            return false;
+        }
+        let (first, second) = self.runs(seq, data.len());
+        first != &data[..first.len()] || second != &data[first.len()..]
     }
 }
 
@@ -147,7 +241,7 @@ impl HalfStream {
     }
 
     /// What this direction keeps on the heap, for the memory budget: the segments held out of
-    /// order and the ring of delivered bytes.
+    /// order and the ring of delivered bytes not acknowledged yet.
     #[inline]
     pub fn memory(&self) -> usize {
         self.held_bytes
@@ -155,8 +249,16 @@ impl HalfStream {
             + self.recent.as_ref().map_or(0, |r| r.ring.len())
     }
 
-    /// Drops the ring of delivered bytes, to stay within the memory budget: retransmissions of
-    /// what was delivered before are no longer compared (the ring grows again as bytes come).
+    /// Whether it remembers delivered bytes not acknowledged yet: an ACK from the other side
+    /// may then give memory back.
+    #[inline]
+    pub fn remembers(&self) -> bool {
+        self.recent.is_some()
+    }
+
+    /// Drops the ring of delivered bytes, to stay within the memory budget or once the
+    /// connection is closed: retransmissions of what was delivered before are no longer
+    /// compared (a ring is made again as bytes come).
     pub fn forget_delivered(&mut self) {
         self.recent = None;
     }
@@ -380,15 +482,27 @@ impl HalfStream {
     ) {
         let new_next = next.wrapping_add(fresh.len() as u32);
         self.next_seq = Some(new_next);
+        // Bytes an ACK seen before them already covers are not remembered (captures reorder
+        // an ACK before its data); what is remembered then starts after them.
+        let acked = self.acked_to.map_or(0, |acked| {
+            seq_offset(acked, next).clamp(0, fresh.len() as i64) as usize
+        });
+        if acked > 0 {
+            self.recent = None;
+        }
+        let (seq, unacked) = (next.wrapping_add(acked as u32), &fresh[acked..]);
+        if !unacked.is_empty() {
+            match &mut self.recent {
+                Some(recent) => recent.record(seq, unacked),
+                None => self.recent = Some(Recent::new(seq, unacked)),
+            }
+        }
         if self
             .acked_to
             .is_some_and(|acked| seq_offset(acked, new_next) <= 0)
         {
             self.acked_to = None;
         }
-        self.recent
-            .get_or_insert_with(Recent::new)
-            .record(next, fresh);
         deliver(Chunk::Data(fresh, ts));
     }
 
@@ -417,9 +531,10 @@ impl HalfStream {
         }
     }
 
-    /// The other side acknowledged up to `ack`. Bytes it acknowledges that the capture never
-    /// showed were lost by the capture, not the network: declare them a gap now rather than
-    /// holding later data until the connection ends.
+    /// The other side acknowledged up to `ack`. The delivered bytes it acknowledges are
+    /// forgotten: a retransmission of them is no longer compared. Bytes it acknowledges that
+    /// the capture never showed were lost by the capture, not the network: declare them a gap
+    /// now rather than holding later data until the connection ends.
     #[inline]
     pub fn acked(&mut self, ack: u32, deliver: &mut impl FnMut(Chunk<'_>)) {
         let Some(next) = self.next_seq else { return };
@@ -430,7 +545,11 @@ impl HalfStream {
         };
         let missing = seq_offset(data_end, next);
         // Implausibly far ahead: not an acknowledgment of this stream.
-        if missing <= 0 || missing > i64::from(i32::MAX) / 2 {
+        if missing > i64::from(i32::MAX) / 2 {
+            return;
+        }
+        self.forget_acked(missing);
+        if missing <= 0 {
             return;
         }
         if self.acked_to.is_none() {
@@ -495,8 +614,24 @@ impl HalfStream {
 
     /// After a gap the remembered bytes no longer end at `next_seq`.
     fn forget_recent(&mut self) {
-        if let Some(recent) = &mut self.recent {
-            recent.len = 0;
+        self.recent = None;
+    }
+
+    /// The receiver acknowledged up to `past` bytes after `next_seq` (negative: up to that
+    /// many before it): what it acknowledged is forgotten, and the ring is given back once
+    /// nothing unacknowledged is left. An ACK from long before (reordered, or of an older
+    /// stream) covers nothing remembered.
+    #[inline]
+    fn forget_acked(&mut self, past: i64) {
+        let Some(recent) = &mut self.recent else {
+            return;
+        };
+        if past >= 0 {
+            self.recent = None;
+        } else if let Ok(unacked) = usize::try_from(-past)
+            && unacked < recent.len
+        {
+            recent.len = unacked;
         }
     }
 

@@ -327,3 +327,170 @@ fn cuts_in_any_order_keep_every_byte_in_place() {
         assert_eq!(out, want, "round {round}");
     }
 }
+
+/// Pushes a segment with flags.
+fn flagged(
+    s: &mut HalfStream,
+    seq: u32,
+    flags: TcpFlags,
+    payload: &[u8],
+    sink: &mut impl FnMut(Chunk<'_>),
+) {
+    s.push(
+        seq,
+        flags,
+        payload,
+        Timestamp::default(),
+        ReassemblyLimits::default(),
+        sink,
+    );
+}
+
+/// What a stream reported besides its data.
+fn not_data(events: &mut Vec<String>) -> impl FnMut(Chunk<'_>) + '_ {
+    |c: Chunk<'_>| {
+        if !matches!(c, Chunk::Data(..)) {
+            events.push(show(&c));
+        }
+    }
+}
+
+/// Bytes delivered and not acknowledged yet are compared with any copy of them, a partial
+/// overlap too ("XdEF" over "abcd": "X" differs from "c", "d" is the same); an ACK of part of
+/// them forgets that part only.
+#[test]
+fn unacknowledged_bytes_are_compared_and_a_partial_ack_trims() {
+    let mut s = HalfStream::default();
+    let mut events = Vec::new();
+    let mut sink = not_data(&mut events);
+    let base = u32::MAX - 2; // across wraparound
+    data(&mut s, base, b"abcd", &mut sink);
+    data(&mut s, base.wrapping_add(2), b"XdEF", &mut sink); // 2 old bytes, one differs
+    assert!(s.remembers());
+    s.acked(base.wrapping_add(3), &mut sink); // "abc" acknowledged, "dEF" not
+    data(&mut s, base, b"ABC", &mut sink); // acknowledged: not compared
+    data(&mut s, base.wrapping_add(2), b"Cd", &mut sink); // "C" acked, "d" the same
+    data(&mut s, base.wrapping_add(3), b"dEf", &mut sink); // unacked, "f" differs
+    drop(sink);
+    assert_eq!(events, ["Conflict(2)", "Conflict(3)"]);
+}
+
+/// Once everything delivered is acknowledged the ring is given back: the direction holds
+/// nothing, a changed copy of acknowledged bytes is not compared and makes no ring.
+#[test]
+fn a_full_ack_frees_the_ring_and_acknowledged_copies_are_not_compared() {
+    let mut s = HalfStream::default();
+    let mut events = Vec::new();
+    let mut sink = not_data(&mut events);
+    data(&mut s, 1000, &[7; 1500], &mut sink);
+    assert!(s.memory() >= 1500);
+    s.acked(900, &mut sink); // from long before: covers nothing
+    s.acked(1000, &mut sink); // covers nothing delivered
+    assert!(s.memory() >= 1500);
+    s.acked(2500, &mut sink);
+    assert_eq!(s.memory(), 0);
+    assert!(!s.remembers());
+    data(&mut s, 1000, &[8; 1500], &mut sink); // a changed copy, acknowledged: quiet
+    data(&mut s, 2000, &[9; 500], &mut sink);
+    assert_eq!(s.memory(), 0, "an acknowledged copy allocates nothing");
+    // New bytes after it are remembered again, and compared.
+    data(&mut s, 2500, b"new", &mut sink);
+    assert!(s.remembers());
+    data(&mut s, 2400, &[0; 103], &mut sink); // 100 acked (not compared), "new" changed
+    s.acked(2503, &mut sink);
+    assert_eq!(s.memory(), 0);
+    drop(sink);
+    assert_eq!(events, ["Conflict(103)"]);
+}
+
+/// The ACK of the FIN (one past the last byte) acknowledges all the data: the ring is given
+/// back and nothing is taken for a lost byte.
+#[test]
+fn the_ack_of_the_fin_frees_the_ring() {
+    let mut s = HalfStream::default();
+    let mut events = Vec::new();
+    let mut sink = |c: Chunk<'_>| events.push(show(&c));
+    let syn = TcpFlags {
+        syn: true,
+        ..Default::default()
+    };
+    let fin = TcpFlags {
+        fin: true,
+        ack: true,
+        ..Default::default()
+    };
+    let isn = u32::MAX - 1; // the FIN's sequence number wraps to 2
+    flagged(&mut s, isn, syn, b"", &mut sink);
+    flagged(&mut s, isn.wrapping_add(1), fin, b"abc", &mut sink);
+    assert!(s.remembers());
+    s.acked(isn.wrapping_add(4), &mut sink); // all data, not the FIN
+    assert!(!s.remembers());
+    data(&mut s, isn.wrapping_add(1), b"ab", &mut sink);
+    s.acked(isn.wrapping_add(5), &mut sink); // the FIN too
+    s.flush(&mut sink);
+    assert_eq!(s.memory(), 0);
+    assert_eq!(events, ["Data([97, 98, 99])", "Fin"]);
+}
+
+/// An ACK seen before the data it acknowledges (captures reorder): the data is delivered but
+/// not remembered, so a later copy of it is not compared; the bytes after the ACK are.
+#[test]
+fn data_acknowledged_before_it_is_seen_is_not_remembered() {
+    let mut s = HalfStream::default();
+    let mut events = Vec::new();
+    let mut sink = not_data(&mut events);
+    let base = u32::MAX - 1;
+    data(&mut s, base, b"ab", &mut sink);
+    s.acked(base.wrapping_add(4), &mut sink); // "ab" and 2 bytes not seen yet
+    assert!(!s.remembers());
+    data(&mut s, base.wrapping_add(2), b"cdef", &mut sink); // "cd" acked, "ef" not
+    data(&mut s, base.wrapping_add(2), b"CDEF", &mut sink); // only "EF" compared
+    drop(sink);
+    assert_eq!(events, ["Conflict(4)"]);
+    // Sized from what it holds, not the 2 KiB it may grow to.
+    assert!(s.remembers() && s.memory() < 2048);
+}
+
+/// The ring keeps what was not acknowledged, at most the last 2048 bytes, however it grows:
+/// segments of every size, acknowledged now and then, across wraparound; every copy of a
+/// remembered byte is compared, every copy of an acknowledged or older one is not.
+#[test]
+fn the_ring_holds_exactly_the_unacknowledged_tail() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u32| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % u64::from(n)) as u32
+    };
+    let byte = |i: u32| (i.wrapping_mul(131) % 251) as u8;
+    let base = u32::MAX - 5000;
+    let mut s = HalfStream::default();
+    let (mut sent, mut acked) = (0u32, 0u32);
+    for _ in 0..2000 {
+        let most = if next(4) == 0 { 3000 } else { 300 };
+        let len = 1 + next(most);
+        let stream: Vec<u8> = (sent..sent + len).map(byte).collect();
+        data(&mut s, base.wrapping_add(sent), &stream, &mut |_| {});
+        sent += len;
+        if next(3) == 0 {
+            acked = sent - next(sent - acked + 1);
+            s.acked(base.wrapping_add(acked), &mut |_| {});
+        }
+        // One byte, changed: compared exactly when it is unacknowledged and in the last 2048.
+        let at = sent - 1 - next(sent.min(5000));
+        let remembered = at >= acked && sent - at <= 2048;
+        let mut conflicts = 0;
+        let changed = [byte(at) ^ 1];
+        data(&mut s, base.wrapping_add(at), &changed, &mut |c| {
+            conflicts += u32::from(matches!(c, Chunk::Conflict(1)));
+        });
+        assert_eq!(
+            conflicts,
+            u32::from(remembered),
+            "byte {at} of {sent}, acked {acked}"
+        );
+        assert_eq!(s.remembers(), acked < sent);
+        assert!(s.memory() <= 2048);
+    }
+}
