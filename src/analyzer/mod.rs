@@ -6,9 +6,6 @@
 //! direction's out-of-order buffer has a budget, and IP fragments wait only so long. Above
 //! them all, `--max-memory` ([`budget`]) bounds what the connections cost together.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use crate::anomaly::Cause;
 use crate::context::{Context, WsStats};
 use crate::event::{EndReason, EventSink, FlowMeta, Timestamp};
@@ -25,6 +22,7 @@ mod layer;
 mod rules;
 mod secure;
 mod stats;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -36,12 +34,11 @@ pub use rules::{
 };
 pub use secure::TlsOptions;
 pub use stats::{AnalyzerOptions, FlowLimits, MidstreamOptions, Stats};
+use table::FlowTable;
 
 pub struct Analyzer {
     options: AnalyzerOptions,
-    /// Boxed: the table's slots stay small, so growing it (when old and new tables live at
-    /// once) costs little, and a connection never moves.
-    flows: HashMap<FlowKey, Box<Connection>, foldhash::fast::RandomState>,
+    flows: FlowTable,
     defrag: Defragmenter,
     next_id: u64,
     scratch: Scratch,
@@ -85,7 +82,7 @@ impl Analyzer {
             defrag: Defragmenter::new(options.defrag),
             budget: Budget::new(options.memory),
             options,
-            flows: HashMap::default(),
+            flows: FlowTable::default(),
             next_id: 0,
             scratch: Scratch::default(),
             stats: Stats::default(),
@@ -208,16 +205,10 @@ impl Analyzer {
         sink: &mut dyn EventSink,
     ) {
         let (key, from_a) = FlowKey::new(seg.src, seg.dst);
-        if place.is_none()
-            && self.flows.len() >= self.options.flows.max_flows
-            && !self.flows.contains_key(&key)
-        {
-            self.evict(ts, sink);
-        }
-        // One hash lookup per packet: the entry either continues a connection or starts one.
-        let conn = match self.flows.entry(key) {
-            Entry::Occupied(entry) => {
-                let conn = entry.into_mut();
+        // One probe per packet: it either continues a connection or starts one.
+        let hash = self.flows.hash(&key);
+        let conn = match self.flows.get_hashed(hash, &key) {
+            Some(conn) => {
                 // A fresh SYN on a finished connection's endpoints starts a new connection.
                 let restart = match place {
                     Some(Place::Start(id)) => Some(id),
@@ -240,28 +231,31 @@ impl Analyzer {
                         conn.report(sink);
                     }
                     self.budget.charge(conn.charged, 0);
-                    **conn = Self::new_connection(id, key, ts, self.options.report_connections);
+                    *conn = Self::new_connection(id, key, ts, self.options.report_connections);
                     self.next_id = self.next_id.max(id + 1);
                     self.stats.connections += 1;
                 }
                 conn
             }
-            Entry::Vacant(entry) => {
+            None => {
+                if place.is_none() && self.flows.len() >= self.options.flows.max_flows {
+                    self.evict(ts, sink);
+                }
                 let id = match place {
                     Some(Place::Start(id)) => id,
                     // The placing table knows a connection this one does not: cannot happen,
                     // but a number is better than a panic.
                     _ => self.next_id,
                 };
-                let conn = entry.insert(Box::new(Self::new_connection(
+                let conn = Box::new(Self::new_connection(
                     id,
                     key,
                     ts,
                     self.options.report_connections,
-                )));
+                ));
                 self.next_id = self.next_id.max(id + 1);
                 self.stats.connections += 1;
-                conn
+                self.flows.insert_new(hash, conn)
             }
         };
         conn.last_seen = ts;
@@ -353,8 +347,8 @@ impl Analyzer {
         let mut order: Vec<(Timestamp, u64, FlowKey)> = self
             .flows
             .iter()
-            .filter(|(_, c)| !c.closed() && c.charged > 0)
-            .map(|(k, c)| (c.last_seen, c.app.id, *k))
+            .filter(|c| !c.closed() && c.charged > 0)
+            .map(|c| (c.last_seen, c.app.id, c.app.key))
             .collect();
         order.sort_unstable();
         let flows = self.flows.len();
@@ -415,7 +409,8 @@ impl Analyzer {
     pub fn sweep_plan(&self, now: Timestamp) -> SweepPlan {
         let idle_limit = self.options.flows.idle_timeout_secs;
         let mut plan = SweepPlan::default();
-        for (key, conn) in &self.flows {
+        for conn in self.flows.iter() {
+            let key = &conn.app.key;
             let idle = now.secs.saturating_sub(conn.last_seen.secs);
             if conn.is_finished() {
                 if idle >= CLOSED_LINGER_SECS {
@@ -453,7 +448,10 @@ impl Analyzer {
 
     /// Makes room for a new connection by ending the longest-idle tenth of the table.
     fn evict(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
-        let entries = self.flows.iter().map(|(k, c)| (c.last_seen, c.app.id, *k));
+        let entries = self
+            .flows
+            .iter()
+            .map(|c| (c.last_seen, c.app.id, c.app.key));
         let victims = eviction_victims(entries);
         self.apply_evict(&victims, now, sink, &mut |_, _| {});
     }
@@ -537,8 +535,8 @@ impl Analyzer {
         let mut open: Vec<(u64, FlowKey)> = self
             .flows
             .iter()
-            .filter(|(_, c)| !c.closed())
-            .map(|(k, c)| (c.app.id, *k))
+            .filter(|c| !c.closed())
+            .map(|c| (c.app.id, c.app.key))
             .collect();
         open.sort_unstable();
         self.end_connections(
@@ -551,7 +549,7 @@ impl Analyzer {
         );
         if self.options.report_connections {
             let mut all: Vec<(u64, FlowKey)> =
-                self.flows.iter().map(|(k, c)| (c.app.id, *k)).collect();
+                self.flows.iter().map(|c| (c.app.id, c.app.key)).collect();
             all.sort_unstable();
             self.remove_connections(&all, sink, Step::TimeoutRemove, mark);
         }

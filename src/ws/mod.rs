@@ -96,6 +96,12 @@ struct DirState {
     lossy: String,
     message: Option<Message>,
     message_kept: Vec<u8>,
+    /// What [`DirState::memory`] was after the last call that could change it ([`UNMEASURED`]:
+    /// too large to keep here, measured when asked). The budget asks at every packet with
+    /// data; walking both directions' buffers and the inflaters' boxes each time cost cache
+    /// misses on state the packet had not touched. A u32 in what padding left free: the
+    /// session's size, which the budget counts, is unchanged.
+    heap: u32,
 }
 
 /// Kept-payload buffers larger than this are freed once their frame or message is done, not
@@ -119,6 +125,16 @@ impl DirState {
                 self.lossy = String::new();
             }
         }
+    }
+
+    /// What this direction keeps on the heap, for the memory budget.
+    fn memory(&self) -> usize {
+        self.frame_kept.capacity()
+            + self.display.capacity()
+            + self.lossy.capacity()
+            + self.message_kept.capacity()
+            + self.resync.as_ref().map_or(0, Resync::memory)
+            + self.deflate.as_deref().map_or(0, Inflater::memory)
     }
 
     fn new(dir: Direction, negotiated: Negotiated) -> DirState {
@@ -159,6 +175,7 @@ impl DirState {
             lossy: String::new(),
             message: None,
             message_kept: Vec::new(),
+            heap: UNMEASURED,
         }
     }
 }
@@ -173,9 +190,12 @@ pub struct WsSession {
     counters: FlowCounters,
 }
 
+/// A direction's heap too large for [`DirState::heap`]: it is measured when asked.
+const UNMEASURED: u32 = u32::MAX;
+
 impl WsSession {
     pub fn new(negotiated: Negotiated) -> WsSession {
-        WsSession {
+        let mut ws = WsSession {
             decoders: PerDir::new(FrameDecoder::new(), FrameDecoder::new()),
             dirs: PerDir::new(
                 DirState::new(Direction::ClientToServer, negotiated),
@@ -183,24 +203,39 @@ impl WsSession {
             ),
             close: CloseTrack::default(),
             counters: FlowCounters::default(),
-        }
+        };
+        ws.measured(Direction::ClientToServer);
+        ws.measured(Direction::ServerToClient);
+        ws
+    }
+
+    /// Measures `dir`'s heap again, after something that may have changed it.
+    #[inline]
+    fn measured(&mut self, dir: Direction) {
+        let state = &mut self.dirs[dir];
+        state.heap = u32::try_from(state.memory())
+            .ok()
+            .filter(|&m| m != UNMEASURED)
+            .unwrap_or(UNMEASURED);
     }
 
     pub fn counters(&self) -> &FlowCounters {
         &self.counters
     }
 
-    /// What the session keeps on the heap beyond its own box, for the memory budget.
+    /// What the session keeps on the heap beyond its own box, for the memory budget: as
+    /// measured after each call that could change it, so asking touches only the session.
+    #[inline]
     pub fn memory(&self) -> usize {
         self.dirs
             .iter()
-            .map(|d| {
-                d.frame_kept.capacity()
-                    + d.display.capacity()
-                    + d.lossy.capacity()
-                    + d.message_kept.capacity()
-                    + d.resync.as_ref().map_or(0, Resync::memory)
-                    + d.deflate.as_deref().map_or(0, Inflater::memory)
+            .map(|d| match d.heap {
+                UNMEASURED => d.memory(),
+                heap => {
+                    // Every call that changes a direction measures it again: the tests check.
+                    debug_assert_eq!(heap as usize, d.memory());
+                    heap as usize
+                }
             })
             .sum()
     }
@@ -240,6 +275,7 @@ up to stay within --max-memory",
             if visitor.drop_inflater() > 0 {
                 inflaters += 1;
             }
+            self.measured(dir);
         }
         (bytes, inflaters)
     }
@@ -264,10 +300,23 @@ up to stay within --max-memory",
                 inflater.context_lost = true;
             }
         }
+        ws.measured(Direction::ClientToServer);
+        ws.measured(Direction::ServerToClient);
         ws
     }
 
     pub fn feed(
+        &mut self,
+        dir: Direction,
+        input: &[u8],
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_>,
+    ) {
+        self.feed_unmeasured(dir, input, scratch, ctx);
+        self.measured(dir);
+    }
+
+    fn feed_unmeasured(
         &mut self,
         dir: Direction,
         input: &[u8],
@@ -308,6 +357,11 @@ up to stay within --max-memory",
     /// Bytes the snapshot length cut (`ctx.cause` says so) are reported by whoever knows the
     /// snapshot length; they are handled the same way.
     pub fn gap(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
+        self.gap_unmeasured(dir, lost, ctx);
+        self.measured(dir);
+    }
+
+    fn gap_unmeasured(&mut self, dir: Direction, lost: u64, ctx: &mut Context<'_>) {
         if ctx.cause == Cause::Memory {
             ctx.anomaly(
                 Some(dir),
@@ -372,6 +426,7 @@ up to stay within --max-memory",
                 ctx,
             };
             visitor.report_unresolved_loss();
+            self.measured(dir);
         }
         for (decoder, state) in self.decoders.iter().zip(self.dirs.iter()) {
             if state.resync.is_some() {

@@ -288,3 +288,53 @@ fn kept_payload_buffers_go_back_to_the_spares() {
     assert_eq!((two.memory(), scratch.spares.0.len()), (0, 1));
     assert_eq!(ctx.stats.frames, 2);
 }
+
+/// The heap the budget is told of follows the kept buffers as they grow and are given back,
+/// though it is measured only when a call changes them (debug builds also compare it with a
+/// fresh walk at every ask).
+#[test]
+fn memory_follows_kept_buffers_as_they_grow_and_are_returned() {
+    let flow = FlowMeta {
+        id: 0,
+        client: "127.0.0.1:40000".parse().unwrap(),
+        server: "127.0.0.1:9000".parse().unwrap(),
+        midstream: false,
+    };
+    let options = WsOptions {
+        max_payload: 1 << 20,
+        ..WsOptions::default()
+    };
+    let mut stats = WsStats::default();
+    let mut messages = 0;
+    let mut sink = |e: &Event<'_>| {
+        if let Event::Message(_) = e {
+            messages += 1;
+        }
+    };
+    let mut ctx = Context::new(Timestamp::default(), &flow, &mut sink, &options, &mut stats);
+    let mut ws = WsSession::new(Negotiated { deflate: None });
+    let mut scratch = Scratch::default();
+    let dir = Direction::ServerToClient;
+    let at_start = ws.memory();
+    // A text message's first fragment of 5,000 bytes (RFC 6455 5.2: FIN clear, opcode 1,
+    // 16-bit length), then its last of 10 bytes (FIN set, opcode 0).
+    let mut first = vec![0x01, 126];
+    first.extend_from_slice(&5000u16.to_be_bytes());
+    first.extend(std::iter::repeat_n(b'a', 5000));
+    let mut last = vec![0x80, 10];
+    last.extend_from_slice(b"bbbbbbbbbb");
+    ws.feed(dir, &first[..2504], &mut scratch, &mut ctx);
+    let inside_the_frame = ws.memory();
+    assert!(inside_the_frame >= at_start + 2500, "{inside_the_frame}");
+    ws.feed(dir, &first[2504..], &mut scratch, &mut ctx);
+    let inside_the_message = ws.memory();
+    assert!(
+        inside_the_message >= at_start + 5000,
+        "{inside_the_message}"
+    );
+    ws.feed(dir, &last, &mut scratch, &mut ctx);
+    let after = ws.memory();
+    assert!(after < at_start + KEEP_CAPACITY * 4, "{after}");
+    assert!(after < inside_the_message);
+    assert_eq!(messages, 1);
+}

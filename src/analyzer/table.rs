@@ -1,0 +1,179 @@
+//! The flow table: the connections, found by their endpoints.
+//!
+//! Laid out for few cache misses at tens of thousands of connections: the index holds only
+//! a control byte and a pointer per slot (9 bytes, 50,000 connections in about 600 KB, which
+//! stays in L2), and the key is compared in the connection itself, which the packet touches
+//! anyway. A map from key to boxed connection had 48-byte slots (3-6 MB at 50,000
+//! connections): every packet's probe was a miss before the connection's own.
+//!
+//! Boxed connections never move when the index grows, so growing it (old and new index live
+//! at once) costs the index's size, not the connections'.
+//!
+//! The index's order is the hasher's (random per run): nothing that prints may depend on it,
+//! and every caller that lists connections sorts them (by number, or by age and number).
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::net::tcp::FlowKey;
+
+use super::connection::Connection;
+
+pub(super) struct FlowTable {
+    index: HashTable<Box<Connection>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// A key's hash, computed once per packet and used for the lookup and any insert after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Hashed(u64);
+
+impl Default for FlowTable {
+    fn default() -> Self {
+        FlowTable {
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+}
+
+impl FlowTable {
+    #[inline]
+    pub(super) fn hash(&self, key: &FlowKey) -> Hashed {
+        Hashed(self.hasher.hash_one(key))
+    }
+
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    #[inline]
+    pub(super) fn get(&self, key: &FlowKey) -> Option<&Connection> {
+        let hash = self.hash(key);
+        self.index.find(hash.0, |c| c.app.key == *key).map(|c| &**c)
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Connection> {
+        let hash = self.hash(key);
+        self.get_hashed(hash, key)
+    }
+
+    /// The connection on `key`, whose hash is `hash`.
+    #[inline]
+    pub(super) fn get_hashed(&mut self, hash: Hashed, key: &FlowKey) -> Option<&mut Connection> {
+        self.index
+            .find_mut(hash.0, |c| c.app.key == *key)
+            .map(|c| &mut **c)
+    }
+
+    /// Adds a connection whose key (`hash` is its hash) the table does not hold.
+    pub(super) fn insert_new(&mut self, hash: Hashed, conn: Box<Connection>) -> &mut Connection {
+        debug_assert_eq!(hash, self.hash(&conn.app.key));
+        let hasher = &self.hasher;
+        self.index
+            .insert_unique(hash.0, conn, |c| hasher.hash_one(c.app.key))
+            .into_mut()
+    }
+
+    pub(super) fn remove(&mut self, key: &FlowKey) -> Option<Box<Connection>> {
+        let hash = self.hash(key);
+        match self.index.find_entry(hash.0, |c| c.app.key == *key) {
+            Ok(entry) => Some(entry.remove().0),
+            Err(_) => None,
+        }
+    }
+
+    /// Every connection, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Connection> + Clone {
+        self.index.iter().map(|c| &**c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::analyzer::Analyzer;
+    use crate::event::Timestamp;
+
+    fn key(n: u32) -> FlowKey {
+        let a: SocketAddr = format!("10.{}.{}.{}:{}", n >> 16, (n >> 8) & 255, n & 255, 40000)
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b: SocketAddr = "192.0.2.1:80".parse().unwrap_or_else(|e| panic!("{e}"));
+        FlowKey::new(a, b).0
+    }
+
+    fn conn(id: u64, key: FlowKey) -> Box<Connection> {
+        Box::new(Analyzer::new_connection(
+            id,
+            key,
+            Timestamp::default(),
+            false,
+        ))
+    }
+
+    #[test]
+    fn finds_what_was_inserted_and_nothing_else() {
+        let mut table = FlowTable::default();
+        // Enough to grow the index several times: connections are found after each growth.
+        for n in 0..5000 {
+            let k = key(n);
+            let hash = table.hash(&k);
+            assert!(table.get_hashed(hash, &k).is_none());
+            table.insert_new(hash, conn(u64::from(n), k));
+        }
+        assert_eq!(table.len(), 5000);
+        for n in 0..5000 {
+            assert_eq!(table.get(&key(n)).map(|c| c.app.id), Some(u64::from(n)));
+        }
+        assert!(table.get(&key(5000)).is_none());
+        let mut ids: Vec<u64> = table.iter().map(|c| c.app.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..5000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn both_directions_find_the_same_connection() {
+        let mut table = FlowTable::default();
+        let a: SocketAddr = "[2001:db8::7]:51000"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b: SocketAddr = "[2001:db8::1]:443"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (k, _) = FlowKey::new(a, b);
+        let hash = table.hash(&k);
+        table.insert_new(hash, conn(7, k));
+        let (back, _) = FlowKey::new(b, a);
+        assert_eq!(table.get(&back).map(|c| c.app.id), Some(7));
+        assert_eq!(table.get_mut(&back).map(|c| c.app.id), Some(7));
+    }
+
+    #[test]
+    fn removed_connections_are_gone_and_the_rest_stay() {
+        let mut table = FlowTable::default();
+        for n in 0..1000 {
+            let k = key(n);
+            let hash = table.hash(&k);
+            table.insert_new(hash, conn(u64::from(n), k));
+        }
+        for n in (0..1000).step_by(2) {
+            assert_eq!(table.remove(&key(n)).map(|c| c.app.id), Some(u64::from(n)));
+            assert!(table.remove(&key(n)).is_none());
+        }
+        assert_eq!(table.len(), 500);
+        for n in 0..1000 {
+            assert_eq!(table.get(&key(n)).is_some(), n % 2 == 1, "connection {n}");
+        }
+        // A removed key may come back as a new connection.
+        let k = key(0);
+        let hash = table.hash(&k);
+        table.insert_new(hash, conn(1000, k));
+        assert_eq!(table.get(&k).map(|c| c.app.id), Some(1000));
+    }
+}
