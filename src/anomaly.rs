@@ -183,7 +183,7 @@ impl AnomalyKind {
             ),
             TcpOverlapConflict => (
                 "tcp_overlap_conflict",
-                "a retransmission carried different bytes for the same sequence range; the first copy is kept",
+                "a retransmission of bytes the receiver had not acknowledged yet carried different bytes for the same sequence range; the first copy is kept (a changed copy of bytes already acknowledged is dropped by the receiver, RFC 9293 3.10.7.4, and not compared)",
             ),
             MalformedHttp => (
                 "malformed_http",
