@@ -1,17 +1,34 @@
 //! A TCP connection's identity: its two endpoints, whichever direction a packet goes.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
 /// A connection's identity regardless of direction: the lower endpoint first. Packed as
 /// integers, so hashing it (once per packet) is a few multiplications; addresses are pairs of
 /// u64 rather than u128, whose 16-byte alignment would pad every table entry holding a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     low_ip: (u64, u64),
     high_ip: (u64, u64),
     low_port: u16,
     high_port: u16,
     v6: bool,
+}
+
+/// Five words, not the derived field-by-field calls, and inlined into the table's probe: the
+/// derived one was a call per packet and 1.3% of `-q`'s instructions. Equal keys write the
+/// same words, as `Hash` requires.
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.low_ip.0);
+        state.write_u64(self.low_ip.1);
+        state.write_u64(self.high_ip.0);
+        state.write_u64(self.high_ip.1);
+        state.write_u64(
+            u64::from(self.low_port) | u64::from(self.high_port) << 16 | u64::from(self.v6) << 32,
+        );
+    }
 }
 
 fn endpoint_bits(addr: SocketAddr) -> (u128, u16) {
