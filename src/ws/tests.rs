@@ -4,6 +4,16 @@ use super::*;
 use crate::context::{WsOptions, WsStats};
 use crate::event::{FlowMeta, Payload};
 
+/// The connection every session of these tests belongs to.
+fn test_flow() -> FlowMeta {
+    FlowMeta {
+        id: 0,
+        client: "127.0.0.1:40000".parse().unwrap(),
+        server: "127.0.0.1:9000".parse().unwrap(),
+        midstream: false,
+    }
+}
+
 #[test]
 fn utf8_suffixes() {
     assert_eq!(incomplete_utf8_suffix(b"abc"), b"");
@@ -97,12 +107,7 @@ fn no_context_takeover_inflates_again_after_lost_bytes() {
     };
     let messages = [text(1), text(2), text(3)];
     let frames: Vec<Vec<u8>> = messages.iter().map(|m| frame(m)).collect();
-    let flow = FlowMeta {
-        id: 0,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        server: "127.0.0.1:9000".parse().unwrap(),
-        midstream: false,
-    };
+    let flow = test_flow();
     let options = WsOptions {
         max_payload: 1 << 20,
         ..WsOptions::default()
@@ -175,12 +180,7 @@ fn takeover_recovers_after_lost_bytes_and_resumes_exact() {
             f
         })
         .collect();
-    let flow = FlowMeta {
-        id: 0,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        server: "127.0.0.1:9000".parse().unwrap(),
-        midstream: false,
-    };
+    let flow = test_flow();
     let options = WsOptions {
         max_payload: 1 << 20,
         ..WsOptions::default()
@@ -252,12 +252,7 @@ fn takeover_recovers_after_lost_bytes_and_resumes_exact() {
 fn kept_payload_buffers_go_back_to_the_spares() {
     // An unmasked server text frame (RFC 6455 5.7's "Hello"), then the same cut in two.
     let hello = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-    let flow = FlowMeta {
-        id: 0,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        server: "127.0.0.1:9000".parse().unwrap(),
-        midstream: false,
-    };
+    let flow = test_flow();
     let options = WsOptions {
         max_payload: 4096,
         ..WsOptions::default()
@@ -294,12 +289,7 @@ fn kept_payload_buffers_go_back_to_the_spares() {
 /// fresh walk at every ask).
 #[test]
 fn memory_follows_kept_buffers_as_they_grow_and_are_returned() {
-    let flow = FlowMeta {
-        id: 0,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        server: "127.0.0.1:9000".parse().unwrap(),
-        midstream: false,
-    };
+    let flow = test_flow();
     let options = WsOptions {
         max_payload: 1 << 20,
         ..WsOptions::default()
