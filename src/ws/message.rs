@@ -1,11 +1,11 @@
 //! Messages assembled from their fragments, inflated when compressed, checked for UTF-8 as
 //! they stream, and reported when they end.
 
-use super::DirState;
 use super::deflate::{DEFLATE_TAIL, Loss, inflate};
 use super::recover::Recover;
 use super::utf8::Utf8Check;
 use super::visitor::Visitor;
+use super::{DirState, Spares};
 use crate::anomaly::{AnomalyKind, Cause};
 use crate::context::WsOptions;
 use crate::event::{Event, MessageEvent, Payload};
@@ -92,7 +92,11 @@ impl Visitor<'_, '_, '_> {
                 && self.ctx.options.max_payload > 0
                 && self.state.message_kept.capacity() == 0
             {
-                self.state.message_kept = self.spares.take();
+                self.state.message_kept = self
+                    .spares
+                    .as_deref_mut()
+                    .map(Spares::take)
+                    .unwrap_or_default();
             }
             self.state.carry_len = 0;
         }

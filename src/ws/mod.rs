@@ -219,6 +219,23 @@ impl WsSession {
             .unwrap_or(UNMEASURED);
     }
 
+    /// A visitor for what happens to a direction outside its frames (a gap, shedding, the
+    /// end): it inflates nothing new and no frame begins, so it needs no shared buffers.
+    fn outside_frames<'s, 'c, 'a>(
+        &'s mut self,
+        dir: Direction,
+        ctx: &'c mut Context<'a>,
+    ) -> Visitor<'s, 'c, 'a> {
+        Visitor {
+            state: &mut self.dirs[dir],
+            close: &mut self.close,
+            counters: &mut self.counters,
+            inflate_buf: &mut [],
+            spares: None,
+            ctx,
+        }
+    }
+
     pub fn counters(&self) -> &FlowCounters {
         &self.counters
     }
@@ -264,14 +281,7 @@ up to stay within --max-memory",
                     ),
                 );
             }
-            let mut visitor = Visitor {
-                state: &mut self.dirs[dir],
-                close: &mut self.close,
-                counters: &mut self.counters,
-                inflate_buf: &mut [],
-                spares: &mut Spares::default(),
-                ctx,
-            };
+            let mut visitor = self.outside_frames(dir, ctx);
             if visitor.drop_inflater() > 0 {
                 inflaters += 1;
             }
@@ -346,7 +356,7 @@ up to stay within --max-memory",
             close: &mut self.close,
             counters: &mut self.counters,
             inflate_buf: &mut scratch.inflate,
-            spares: &mut scratch.spares,
+            spares: Some(&mut scratch.spares),
             ctx,
         };
         self.decoders[dir].feed(input, &mut scratch.unmask, &mut visitor);
@@ -388,14 +398,7 @@ up to stay within --max-memory",
             return;
         }
         self.decoders[dir].reset();
-        let mut visitor = Visitor {
-            state: &mut self.dirs[dir],
-            close: &mut self.close,
-            counters: &mut self.counters,
-            inflate_buf: &mut [],
-            spares: &mut Spares::default(),
-            ctx,
-        };
+        let mut visitor = self.outside_frames(dir, ctx);
         visitor.abandon_message();
         visitor.lose_context(if visitor.ctx.cause == Cause::Snaplen {
             "the snapshot length cut bytes of a compressed stream"
@@ -417,14 +420,7 @@ up to stay within --max-memory",
             (ctx.cause, "the connection ended")
         };
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-            let mut visitor = Visitor {
-                state: &mut self.dirs[dir],
-                close: &mut self.close,
-                counters: &mut self.counters,
-                inflate_buf: &mut [],
-                spares: &mut Spares::default(),
-                ctx,
-            };
+            let mut visitor = self.outside_frames(dir, ctx);
             visitor.report_unresolved_loss();
             self.measured(dir);
         }

@@ -19,7 +19,9 @@ pub(super) struct Visitor<'s, 'c, 'a> {
     pub(super) close: &'s mut CloseTrack,
     pub(super) counters: &'s mut FlowCounters,
     pub(super) inflate_buf: &'s mut [u8],
-    pub(super) spares: &'s mut Spares,
+    /// The decoder's spare buffers; none outside frames (a gap, shedding, the end), where no
+    /// frame begins or ends.
+    pub(super) spares: Option<&'s mut Spares>,
     pub(super) ctx: &'c mut Context<'a>,
 }
 
@@ -109,7 +111,11 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
         let keep = header.len.min(s.keep_limit as u64) as usize;
         if keep > 0 {
             if s.frame_kept.capacity() == 0 {
-                s.frame_kept = self.spares.take();
+                s.frame_kept = self
+                    .spares
+                    .as_deref_mut()
+                    .map(Spares::take)
+                    .unwrap_or_default();
             }
             s.frame_kept.reserve(keep);
         }
@@ -261,6 +267,8 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 s.carry_len = cut.len();
             }
         }
-        self.state.return_buffers(self.spares);
+        if let Some(spares) = self.spares.as_deref_mut() {
+            self.state.return_buffers(spares);
+        }
     }
 }
