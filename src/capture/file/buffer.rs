@@ -86,7 +86,16 @@ impl FileReader {
 
     /// Makes `need` bytes available for the record starting here, or says the file ends
     /// inside it.
+    #[inline]
     pub(super) fn need(&mut self, need: usize, what: &str) -> Result<bool, CaptureError> {
+        if self.available() >= need {
+            return Ok(true);
+        }
+        self.need_more(need, what)
+    }
+
+    #[inline(never)]
+    fn need_more(&mut self, need: usize, what: &str) -> Result<bool, CaptureError> {
         let got = self.fill(need).map_err(|e| self.io_error(e))?;
         if got >= need {
             return Ok(true);
