@@ -15,8 +15,8 @@
 use std::fs::File;
 
 use pcap::{BpfProgram, Capture, Linktype};
+use pcap_parser::PcapError;
 use pcap_parser::nom;
-use pcap_parser::{PcapError, parse_pcap_header};
 
 use super::CaptureError;
 use super::save::SaveFile;
@@ -30,7 +30,7 @@ mod pcapng;
 #[cfg(test)]
 mod tests;
 
-use buffer::u32_at;
+use buffer::{u16_at, u32_at};
 use copies::{Seen, network_layer};
 use pcapng::{Interface, SHB};
 
@@ -194,27 +194,30 @@ impl FileReader {
         }
         let magic = u32_at(&reader.buf, 0, false);
         match magic {
-            0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
+            0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1 | 0x34cd_b2a1 => {
                 if reader.fill(24).map_err(|e| e.to_string())? < 24 {
                     return Err(format!(
                         "truncated pcap file header: {} of 24 bytes",
                         reader.available()
                     ));
                 }
-                let (_, header) = parse_pcap_header(&reader.buf[..24])
-                    .map_err(|e| format!("pcap file header: {}", parse_error(e)))?;
-                if header.version_major != 2 {
-                    return Err(format!(
-                        "unsupported pcap file version {}.{}",
-                        header.version_major, header.version_minor
-                    ));
+                // The magic in the writer's byte order says the order, the timestamps'
+                // resolution, and whether records have the modified format's longer header
+                // (libpcap reads all six; pcap-parser knows no swapped modified magic).
+                let big = magic & 0xff == 0xa1;
+                let native = u32_at(&reader.buf, 0, big);
+                let header = &reader.buf[..24];
+                let (major, minor) = (u16_at(header, 4, big), u16_at(header, 6, big));
+                if major != 2 {
+                    return Err(format!("unsupported pcap file version {major}.{minor}"));
                 }
+                let network = u32_at(header, 20, big);
                 reader.format = Format::Pcap {
-                    big: header.is_bigendian(),
-                    nano: header.is_nanosecond_precision(),
-                    modified: header.is_modified_format(),
+                    big,
+                    nano: native == 0xa1b2_3c4d,
+                    modified: native == 0xa1b2_cd34,
                 };
-                reader.nano = header.is_nanosecond_precision();
+                reader.nano = native == 0xa1b2_3c4d;
                 let units = if reader.nano {
                     1_000_000_000
                 } else {
@@ -223,7 +226,7 @@ impl FileReader {
                 // The upper bits of the field carry FCS information, not the link type.
                 reader
                     .interfaces
-                    .push(Interface::new(header.network.0 & 0x03FF_FFFF, units, 0, 0));
+                    .push(Interface::new((network & 0x03FF_FFFF) as i32, units, 0, 0));
                 reader.consume(24);
             }
             SHB => {

@@ -363,11 +363,16 @@ fn every_truncation() {
 
 #[test]
 fn pcap_in_both_orders_and_precisions() {
-    for (magic, big, nano) in [
-        (0xa1b2_c3d4u32, false, false),
-        (0xa1b2_c3d4, true, false),
-        (0xa1b2_3c4d, false, true),
-        (0xa1b2_3c4d, true, true),
+    // The modified format (0xa1b2cd34, libpcap's "patched" headers) puts eight more bytes
+    // after each record's four fields: a file made this way is read by tshark as "Modified
+    // tcpdump - pcap" with these timestamps and lengths.
+    for (magic, big, nano, modified) in [
+        (0xa1b2_c3d4u32, false, false, false),
+        (0xa1b2_c3d4, true, false, false),
+        (0xa1b2_3c4d, false, true, false),
+        (0xa1b2_3c4d, true, true, false),
+        (0xa1b2_cd34, false, false, true),
+        (0xa1b2_cd34, true, false, true),
     ] {
         let w = |v: u32| {
             if big {
@@ -387,6 +392,11 @@ fn pcap_in_both_orders_and_precisions() {
             f.extend_from_slice(&w(frac));
             f.extend_from_slice(&w(data.len() as u32));
             f.extend_from_slice(&w(100));
+            if modified {
+                // Interface index 3, protocol 0x0800, packet type 0, a pad byte.
+                f.extend_from_slice(&w(3));
+                f.extend_from_slice(&[8, 0, 0, 0]);
+            }
             f.extend_from_slice(data);
         }
         let mut r = reader_of(&f).expect("opens");
@@ -410,7 +420,7 @@ fn pcap_in_both_orders_and_precisions() {
                     LinkType::LinuxSll
                 ),
             ],
-            "big {big} nano {nano}"
+            "big {big} nano {nano} modified {modified}"
         );
     }
 }
