@@ -247,6 +247,19 @@ fn reader_share(format: Format, threads: usize) -> f64 {
     ((1.0 - workers * read_cost) / (workers + 1.0)).max(0.0)
 }
 
+/// A reason to end the run now: a worker could not be started, or the writer is gone.
+fn check(
+    spawn_error: &mut Option<std::io::Error>,
+    reader_gone: &AtomicBool,
+) -> Result<Option<RunEnd>, RunError> {
+    if let Some(e) = spawn_error.take() {
+        return Err(RunError::Threads(e));
+    }
+    Ok(reader_gone
+        .load(Ordering::Relaxed)
+        .then_some(RunEnd::OutputClosed))
+}
+
 /// Where a threaded run's output goes.
 enum Output<'s> {
     Bytes(Box<dyn Write + Send>),
@@ -508,14 +521,7 @@ fn run_to(
         // The run loop is one thread's (crate::read_loop); each turn is the reader's here.
         let mut turn = |turn: Turn<'_>| -> Result<Option<RunEnd>, RunError> {
             let packet_read = match turn {
-                Turn::Check => {
-                    if let Some(e) = spawn_error.take() {
-                        return Err(RunError::Threads(e));
-                    }
-                    return Ok(reader_gone
-                        .load(Ordering::Relaxed)
-                        .then_some(RunEnd::OutputClosed));
-                }
+                Turn::Check => return check(&mut spawn_error, reader_gone),
                 Turn::After => return Ok(None),
                 Turn::Idle => {
                     // Live and quiet: hand over what waits, so events appear as they happen.
@@ -711,7 +717,7 @@ fn run_to(
                     }
                 }
             }
-            Ok(None)
+            check(&mut spawn_error, reader_gone)
         };
         let end = read_loop(source, &mut control, &mut turn);
         // Fewer workers than asked for when the system refused one.
