@@ -32,6 +32,30 @@ impl FileReader {
         if !self.need(header + caplen, "packet record")? {
             return Ok(Some(Step::End));
         }
+        Ok(Some(Step::Packet(
+            self.take_record(header, caplen, big, nano),
+        )))
+    }
+
+    /// The next record when it is wholly in the buffer and its length is sound: the common
+    /// case, with no read and nothing that can fail. None sends the caller the general way.
+    #[inline]
+    pub(super) fn buffered_pcap_record(
+        &mut self,
+        big: bool,
+        nano: bool,
+        modified: bool,
+    ) -> Option<Record> {
+        let header = if modified { 24 } else { 16 };
+        let rest = &self.buf[self.start..self.end];
+        let caplen = u32_at(rest.get(..header)?, 8, big) as usize;
+        (caplen <= MAX_BLOCK - header && rest.len() >= header + caplen)
+            .then(|| self.take_record(header, caplen, big, nano))
+    }
+
+    /// The record whose `header` and `caplen` bytes are at the start of the buffer.
+    #[inline]
+    fn take_record(&mut self, header: usize, caplen: usize, big: bool, nano: bool) -> Record {
         // The fields at the same places in both formats; the modified format's other eight
         // bytes (interface index, protocol, packet type) say nothing wsnoop uses.
         let fields = &self.buf[self.start..self.start + header];
@@ -56,6 +80,6 @@ impl FileReader {
             len: caplen,
         };
         self.consume(header + caplen);
-        Ok(Some(Step::Packet(record)))
+        record
     }
 }

@@ -350,6 +350,21 @@ impl FileReader {
 
     /// The next packet to hand on, or None at the end of the file.
     pub fn next(&mut self) -> Result<Option<(Record, &[u8])>, CaptureError> {
+        // A pcap record already in the buffer, of the file's one interface, with nothing to
+        // filter, save or compare it with: what `keep` would say is known.
+        if let Format::Pcap {
+            big,
+            nano,
+            modified,
+        } = self.format
+            && self.filter.is_none()
+            && self.save.is_none()
+            && self.interfaces.first().is_some_and(|i| i.link.is_some())
+            && let Some(r) = self.buffered_pcap_record(big, nano, modified)
+        {
+            self.stats.packets_read += 1;
+            return Ok(Some((r, &self.buf[r.start..r.start + r.len])));
+        }
         match self.next_step(false)? {
             Step::Packet(r) => Ok(Some((r, &self.buf[r.start..r.start + r.len]))),
             Step::AtPacket | Step::End => Ok(None),

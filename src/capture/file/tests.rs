@@ -361,6 +361,52 @@ fn every_truncation() {
     }
 }
 
+/// A classic pcap cut at every byte, in the plain and the modified format: every record
+/// wholly before the cut is read, and an error says so exactly when the cut is inside one.
+#[test]
+fn every_truncation_of_a_pcap() {
+    for (magic, big, extra) in [(0xa1b2_c3d4u32, false, 0), (0xa1b2_cd34, true, 8)] {
+        let w = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&w(magic));
+        f.extend_from_slice(&if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&w(262_144));
+        f.extend_from_slice(&w(1));
+        let mut ends = vec![f.len()];
+        for i in 0..4u32 {
+            let data = vec![i as u8; 40 + i as usize];
+            f.extend_from_slice(&w(i));
+            f.extend_from_slice(&w(0));
+            f.extend_from_slice(&w(data.len() as u32));
+            f.extend_from_slice(&w(100));
+            f.extend_from_slice(&vec![0; extra]);
+            f.extend_from_slice(&data);
+            ends.push(f.len());
+        }
+        for cut in ends[0]..=f.len() {
+            let mut r = reader_of(&f[..cut]).expect("the header is whole");
+            let (got, err) = read_all(&mut r);
+            let whole = ends[1..].iter().filter(|e| **e <= cut).count();
+            assert_eq!(got.len(), whole, "big {big}, cut at {cut}");
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(g.1, vec![i as u8; 40 + i], "big {big}, cut at {cut}");
+            }
+            assert_eq!(
+                err.is_some(),
+                !ends.contains(&cut),
+                "big {big}, cut at {cut}: {err:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn pcap_in_both_orders_and_precisions() {
     // The modified format (0xa1b2cd34, libpcap's "patched" headers) puts eight more bytes
