@@ -152,14 +152,19 @@ fn escape_quotes<const N: usize>(
 pub(super) fn string(w: &mut impl Write, s: &str) -> io::Result<()> {
     // The block buffer is zeroed at every call: most strings are short, and get a short one.
     if s.len() <= SHORT_BLOCK {
-        string_in::<SHORT_OUT>(w, s, SHORT_BLOCK)
+        string_in(w, s, SHORT_BLOCK, &mut [0u8; SHORT_OUT])
     } else {
-        string_in::<ESCAPE_OUT>(w, s, ESCAPE_BLOCK)
+        string_in(w, s, ESCAPE_BLOCK, &mut [0u8; ESCAPE_OUT])
     }
 }
 
-fn string_in<const N: usize>(w: &mut impl Write, s: &str, block: usize) -> io::Result<()> {
-    let mut out = [0u8; N];
+/// [`string`] through `out`, whose bytes need not be zero: what is read of it was written.
+fn string_in<const N: usize>(
+    w: &mut impl Write,
+    s: &str,
+    block: usize,
+    out: &mut [u8; N],
+) -> io::Result<()> {
     out[0] = b'"';
     let mut n = 1;
     for block in s.as_bytes().chunks(block) {
@@ -175,17 +180,17 @@ fn string_in<const N: usize>(w: &mut impl Write, s: &str, block: usize) -> io::R
             let quotes = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
             if bytes_below_space(word) != 0 {
                 for &b in chunk {
-                    n = escape_byte(b, &mut out, n);
+                    n = escape_byte(b, out, n);
                 }
             } else if quotes != 0 {
-                n = escape_quotes(word, quotes, &mut out, n);
+                n = escape_quotes(word, quotes, out, n);
             } else {
                 out[n..n + 8].copy_from_slice(chunk);
                 n += 8;
             }
         }
         for &b in words.remainder() {
-            n = escape_byte(b, &mut out, n);
+            n = escape_byte(b, out, n);
         }
     }
     out[n] = b'"';
@@ -412,15 +417,32 @@ fn frame(
 
 /// The last payload written and what it became. A single-frame message's payload is its
 /// frame's, written again in the message event: it is escaped or encoded once.
-#[derive(Default)]
 struct PayloadMemo {
     /// Whether the memo holds a text or a binary payload; None before the first.
     text: Option<bool>,
     input: Vec<u8>,
-    /// The JSON string, quotes included; grown, never shrunk, so that base64 does not zero it
-    /// again for every payload.
+    /// A binary payload's JSON string (base64, quotes included) in its first `output_len`
+    /// bytes; grown, never shrunk, so that base64 does not zero it again for every payload.
     output: Vec<u8>,
     output_len: usize,
+    /// A text payload's JSON string, quotes included.
+    escaped_text: Vec<u8>,
+    /// The block buffer texts are escaped through, reused rather than zeroed for each payload
+    /// (with base64's buffer zeroed again after each text: 2.1% of `--json`'s instructions).
+    escaped: Box<[u8; ESCAPE_OUT]>,
+}
+
+impl Default for PayloadMemo {
+    fn default() -> Self {
+        PayloadMemo {
+            text: None,
+            input: Vec::new(),
+            output: Vec::new(),
+            output_len: 0,
+            escaped_text: Vec::new(),
+            escaped: Box::new([0; ESCAPE_OUT]),
+        }
+    }
 }
 
 fn payload(w: &mut impl Write, payload: Payload<'_>, memo: &mut PayloadMemo) -> io::Result<()> {
@@ -435,9 +457,13 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, memo: &mut PayloadMemo) -> 
         memo.input.extend_from_slice(bytes);
         match payload {
             Payload::Text(text) => {
-                memo.output.clear();
-                string(&mut memo.output, text)?;
-                memo.output_len = memo.output.len();
+                memo.escaped_text.clear();
+                string_in(
+                    &mut memo.escaped_text,
+                    text,
+                    ESCAPE_BLOCK,
+                    &mut memo.escaped,
+                )?;
             }
             Payload::Data(data) => {
                 let need = data.len().div_ceil(3) * 4 + 2;
@@ -454,7 +480,11 @@ fn payload(w: &mut impl Write, payload: Payload<'_>, memo: &mut PayloadMemo) -> 
             }
         }
     }
-    w.write_all(&memo.output[..memo.output_len])
+    if text {
+        w.write_all(&memo.escaped_text)
+    } else {
+        w.write_all(&memo.output[..memo.output_len])
+    }
 }
 
 fn message(
