@@ -19,8 +19,8 @@ use wsnoop::event::{Direction, Grep, Selection, Selector};
 use wsnoop::net::defrag::DefragLimits;
 use wsnoop::net::tcp::ReassemblyLimits;
 use wsnoop::output::{
-    CutLines, EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput, TextStyle,
-    TextWriter, TimeFormat, stdout_columns,
+    Buffered, CutLines, EveWriter, JsonWriter, OutputSink, Quiet, ReopeningFile, SelectedOutput,
+    TextStyle, TextWriter, TimeFormat, stdout_columns,
 };
 use wsnoop::parallel::{self, Format};
 use wsnoop::tls::KeyStore;
@@ -259,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         parallel::run(&mut source, &options, threads, format, out, control)?
     } else {
-        let writer = io::BufWriter::with_capacity(64 * 1024, out);
+        let writer = Buffered::with_capacity(64 * 1024, out);
         let mut sink: Box<dyn OutputSink + Send> = match format {
             _ if cli.quiet => Box::new(Quiet),
             OutputFormat::Json => Box::new(JsonWriter::new(writer, source.precision())),

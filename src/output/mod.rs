@@ -4,6 +4,7 @@
 //! returning it from every event, so the pipeline's inner loops stay free of error plumbing;
 //! the caller checks [`OutputSink::error`] between packets.
 
+mod buffer;
 mod community_id;
 mod cut;
 mod escape;
@@ -17,6 +18,7 @@ mod text;
 
 use std::io;
 
+pub use buffer::Buffered;
 pub use community_id::CommunityId;
 pub use cut::{CutLines, stdout_columns};
 pub(crate) use escape::escaped;
