@@ -361,35 +361,55 @@ fn every_truncation() {
     }
 }
 
+/// A classic pcap file of `linktype` in the writer's byte order `big`, its records of
+/// (seconds, fraction, data), each with the modified format's eight more header bytes when
+/// `modified` (interface index 3, protocol 0x0800, packet type 0, a pad byte); and where each
+/// record ends.
+fn classic_pcap(
+    magic: u32,
+    big: bool,
+    modified: bool,
+    linktype: u32,
+    records: &[(u32, u32, &[u8])],
+) -> (Vec<u8>, Vec<usize>) {
+    let w = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&w(magic));
+    f.extend_from_slice(&if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&w(262_144));
+    f.extend_from_slice(&w(linktype));
+    let mut ends = vec![f.len()];
+    for &(secs, frac, data) in records {
+        f.extend_from_slice(&w(secs));
+        f.extend_from_slice(&w(frac));
+        f.extend_from_slice(&w(data.len() as u32));
+        f.extend_from_slice(&w(100));
+        if modified {
+            f.extend_from_slice(&w(3));
+            f.extend_from_slice(&[8, 0, 0, 0]);
+        }
+        f.extend_from_slice(data);
+        ends.push(f.len());
+    }
+    (f, ends)
+}
+
 /// A classic pcap cut at every byte, in the plain and the modified format: every record
 /// wholly before the cut is read, and an error says so exactly when the cut is inside one.
 #[test]
 fn every_truncation_of_a_pcap() {
-    for (magic, big, extra) in [(0xa1b2_c3d4u32, false, 0), (0xa1b2_cd34, true, 8)] {
-        let w = |v: u32| {
-            if big {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
-        let mut f = Vec::new();
-        f.extend_from_slice(&w(magic));
-        f.extend_from_slice(&if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
-        f.extend_from_slice(&[0; 8]);
-        f.extend_from_slice(&w(262_144));
-        f.extend_from_slice(&w(1));
-        let mut ends = vec![f.len()];
-        for i in 0..4u32 {
-            let data = vec![i as u8; 40 + i as usize];
-            f.extend_from_slice(&w(i));
-            f.extend_from_slice(&w(0));
-            f.extend_from_slice(&w(data.len() as u32));
-            f.extend_from_slice(&w(100));
-            f.extend_from_slice(&vec![0; extra]);
-            f.extend_from_slice(&data);
-            ends.push(f.len());
-        }
+    let data: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 40 + usize::from(i)]).collect();
+    let records: Vec<(u32, u32, &[u8])> =
+        (0..4u32).map(|i| (i, 0, &data[i as usize][..])).collect();
+    for (magic, big, modified) in [(0xa1b2_c3d4u32, false, false), (0xa1b2_cd34, true, true)] {
+        let (f, ends) = classic_pcap(magic, big, modified, 1, &records);
         for cut in ends[0]..=f.len() {
             let mut r = reader_of(&f[..cut]).expect("the header is whole");
             let (got, err) = read_all(&mut r);
@@ -420,31 +440,8 @@ fn pcap_in_both_orders_and_precisions() {
         (0xa1b2_cd34, false, false, true),
         (0xa1b2_cd34, true, false, true),
     ] {
-        let w = |v: u32| {
-            if big {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
-        let mut f = Vec::new();
-        f.extend_from_slice(&w(magic));
-        f.extend_from_slice(&if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
-        f.extend_from_slice(&[0; 8]);
-        f.extend_from_slice(&w(262_144));
-        f.extend_from_slice(&w(113));
-        for (secs, frac, data) in [(5u32, 250_000u32, &b"one"[..]), (6, 999_999, b"two!")] {
-            f.extend_from_slice(&w(secs));
-            f.extend_from_slice(&w(frac));
-            f.extend_from_slice(&w(data.len() as u32));
-            f.extend_from_slice(&w(100));
-            if modified {
-                // Interface index 3, protocol 0x0800, packet type 0, a pad byte.
-                f.extend_from_slice(&w(3));
-                f.extend_from_slice(&[8, 0, 0, 0]);
-            }
-            f.extend_from_slice(data);
-        }
+        let records: [(u32, u32, &[u8]); 2] = [(5, 250_000, b"one"), (6, 999_999, b"two!")];
+        let (f, _) = classic_pcap(magic, big, modified, 113, &records);
         let mut r = reader_of(&f).expect("opens");
         assert_eq!(r.nano(), nano);
         let (got, err) = read_all(&mut r);
