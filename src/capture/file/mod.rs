@@ -357,9 +357,7 @@ impl FileReader {
             nano,
             modified,
         } = self.format
-            && self.filter.is_none()
-            && self.save.is_none()
-            && self.interfaces.first().is_some_and(|i| i.link.is_some())
+            && self.keeps_every_packet()
             && let Some(r) = self.buffered_pcap_record(big, nano, modified)
         {
             self.stats.packets_read += 1;
@@ -393,6 +391,15 @@ impl FileReader {
                 None => {}
             }
         }
+    }
+
+    /// Whether [`FileReader::keep`] would hand on every packet of a pcap file (its one
+    /// interface decoded, no filter, no `-w` file, no copies to compare): `next` then skips it.
+    fn keeps_every_packet(&self) -> bool {
+        self.filter.is_none()
+            && self.save.is_none()
+            && self.seen.is_none()
+            && self.interfaces.first().is_some_and(|i| i.link.is_some())
     }
 
     /// Whether a packet is handed on: its interface's link type is decoded, and the filter
