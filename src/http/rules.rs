@@ -39,16 +39,23 @@ pub(crate) fn check_handshake(
         return;
     }
     // RFC 6455 4.1: a client fails the connection when the header is absent or wrong. A 101
-    // whose request was not captured has nothing to check against.
-    let expected = request.key.as_deref().map(handshake::expected_accept);
+    // whose request was not captured has nothing to check against. The digest is taken again
+    // only for the message: a handshake that is right (nearly all) hashes its key once.
+    let expected = || {
+        request
+            .key
+            .as_deref()
+            .map(handshake::expected_accept)
+            .unwrap_or_default()
+    };
     let detail = match (accept, &response.accept) {
         (AcceptVerdict::Mismatch, Some(got)) => Some(format!(
             "Sec-WebSocket-Accept is {got:?}; the key calls for {:?}",
-            expected.unwrap_or_default()
+            expected()
         )),
         (AcceptVerdict::Missing, _) if !request.method.is_empty() => Some(format!(
             "the 101 has no Sec-WebSocket-Accept; the key calls for {:?}",
-            expected.unwrap_or_default()
+            expected()
         )),
         _ => None,
     };
