@@ -137,7 +137,10 @@ fn put(ring: &mut [u8], seq: u32, data: &[u8]) {
     let at = seq as usize & (ring.len() - 1);
     let first = (ring.len() - at).min(data.len());
     ring[at..at + first].copy_from_slice(&data[..first]);
-    ring[..data.len() - first].copy_from_slice(&data[first..]);
+    // Most pieces do not wrap: no call to copy nothing.
+    if first < data.len() {
+        ring[..data.len() - first].copy_from_slice(&data[first..]);
+    }
 }
 
 impl Recent {
@@ -164,10 +167,14 @@ impl Recent {
             // larger ring, in at most two runs each way.
             let mut ring = take_ring(want.next_power_of_two().max(MIN_RING));
             let keep = self.len.min(RECENT - data.len());
-            let from = seq.wrapping_sub(keep as u32);
-            let (first, second) = self.runs(from, keep);
-            put(&mut ring, from, first);
-            put(&mut ring, from.wrapping_add(first.len() as u32), second);
+            // A new ring (the common case: the last one went back at an ACK) has nothing
+            // to move.
+            if keep > 0 {
+                let from = seq.wrapping_sub(keep as u32);
+                let (first, second) = self.runs(from, keep);
+                put(&mut ring, from, first);
+                put(&mut ring, from.wrapping_add(first.len() as u32), second);
+            }
             give_back(std::mem::replace(&mut self.ring, ring));
             self.len = keep;
         }
