@@ -25,12 +25,24 @@ pub(super) struct Message {
     pub(super) len: u64,
     pub(super) too_large: bool,
     pub(super) utf8: Utf8Check,
+    /// A single text frame kept whole: its UTF-8 is checked once, on the whole frame, when
+    /// the frame ends (or the message is cut), not chunk by chunk and then again for display.
+    pub(super) utf8_deferred: bool,
     /// Inflated by the recovering decoder: bytes may be unknown.
     pub(super) recovering: bool,
     /// Bytes whose value the recovering decoder could not know.
     pub(super) unknown: u64,
     /// `--max-payload` cut what was kept.
     pub(super) kept_cut: bool,
+}
+
+/// A single-frame message's payload, validated once at the frame's end.
+#[derive(Clone, Copy)]
+pub(super) struct CheckedFrame<'a> {
+    /// All of the frame's payload (it was kept whole).
+    pub(super) bytes: &'a [u8],
+    /// The payload as text, when all of it is UTF-8.
+    pub(super) text: Option<&'a str>,
 }
 
 /// U+FFFD, kept in a partial text message for each unknown byte.
@@ -82,6 +94,13 @@ impl Visitor<'_, '_, '_> {
                 compressed,
                 recovering,
                 single_frame: h.fin && !compressed,
+                // While the kept bytes are all the message's (frame_start keeps up to
+                // max_payload of a frame); the recovering decoder's unknown bytes are not kept
+                // as they came.
+                utf8_deferred: h.opcode == Opcode::Text
+                    && !recovering
+                    && self.ctx.options.max_payload > 0
+                    && (!h.fin || compressed || h.len <= self.ctx.options.max_payload as u64),
                 undecodable: dropped,
                 inflate_stopped: dropped,
                 ..Message::default()
@@ -112,11 +131,34 @@ impl Visitor<'_, '_, '_> {
         message.len += bytes.len() as u64;
         if !message.single_frame {
             let room = options.max_payload.saturating_sub(kept.len());
+            if message.utf8_deferred && room < bytes.len() {
+                // What is kept will no longer be all of the message: checked from here on
+                // as the bytes come.
+                message.utf8_deferred = false;
+                message.utf8.feed(kept);
+            }
             kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
             message.kept_cut |= room < bytes.len();
         }
-        if message.text {
+        if message.text && !message.utf8_deferred {
             message.utf8.feed(bytes);
+        }
+    }
+
+    /// A deferred UTF-8 check ([`Message::utf8_deferred`]) is done now on what was kept,
+    /// which is everything the message received so far.
+    pub(super) fn settle_utf8(&mut self) {
+        let s = &mut *self.state;
+        if let Some(message) = &mut s.message
+            && message.utf8_deferred
+        {
+            message.utf8_deferred = false;
+            let kept = if message.single_frame {
+                &s.frame_kept
+            } else {
+                &s.message_kept
+            };
+            message.utf8.feed(kept);
         }
     }
 
@@ -288,7 +330,7 @@ later compressed messages in this direction are not inflated"
     pub(super) fn abandon_message(&mut self) {
         let compressed = self.state.message.as_ref().is_some_and(|m| m.compressed);
         if self.state.message.is_some() {
-            self.emit_message(true);
+            self.emit_message(true, None);
         }
         self.state.carry_len = 0;
         // Inflating stopped inside the message. A sender without context takeover starts the
@@ -304,7 +346,7 @@ later compressed messages in this direction are not inflated"
         }
     }
 
-    pub(super) fn finish_message(&mut self) {
+    pub(super) fn finish_message(&mut self, checked: Option<CheckedFrame<'_>>) {
         // RFC 7692 7.2.2: the sender removed the final empty block's 4 bytes; put them back.
         // A compressed message with no payload at all is empty: its sender's previous flush
         // already ended on a block boundary, and the tail appended to nothing would open a
@@ -341,7 +383,7 @@ later compressed messages in this direction are not inflated"
             let when = format!("after message {} of them", loss.messages);
             self.report_loss(&loss, Some(&when));
         }
-        self.emit_message(false);
+        self.emit_message(false, checked);
     }
 
     /// The connection ended while a lost context was still being recovered.
@@ -351,12 +393,40 @@ later compressed messages in this direction are not inflated"
         }
     }
 
-    pub(super) fn emit_message(&mut self, incomplete: bool) {
-        let Some(message) = self.state.message.take() else {
+    /// Reports the message. `checked`: its single frame, validated at the frame's end and
+    /// taken out of the direction's state meanwhile.
+    pub(super) fn emit_message(&mut self, incomplete: bool, checked: Option<CheckedFrame<'_>>) {
+        let Some(mut message) = self.state.message.take() else {
             return;
         };
+        let dir = self.state.dir;
         self.ctx.stats.messages += 1;
-        self.counters.messages[self.state.dir] += 1;
+        self.counters.messages[dir] += 1;
+        let DirState {
+            frame_kept,
+            message_kept,
+            lossy,
+            ..
+        } = &mut *self.state;
+        let kept: &[u8] = if let Some(frame) = checked {
+            frame.bytes
+        } else if message.single_frame {
+            &frame_kept[..frame_kept.len().min(self.ctx.options.max_payload)]
+        } else {
+            &message_kept[..]
+        };
+        // The message as text, when it was validated whole (the deferred check, done here on
+        // all it received, or at its single frame's end).
+        let whole_text = if let Some(frame) = checked {
+            frame.text
+        } else if message.utf8_deferred {
+            message.utf8_deferred = false;
+            let result = simdutf8::compat::from_utf8(kept);
+            message.utf8.checked(kept, result);
+            result.ok()
+        } else {
+            None
+        };
         // A message cut short (a gap, or inflating stopped at --max-message) may end inside a
         // character: only what arrived is judged.
         let cut = incomplete || message.inflate_stopped;
@@ -369,7 +439,7 @@ later compressed messages in this direction are not inflated"
         if message.text && !message.undecodable && !partial && !valid_text {
             // Judged on bytes that were captured, even when a gap ends the message.
             self.ctx.anomaly_caused(
-                Some(self.state.dir),
+                Some(dir),
                 AnomalyKind::InvalidUtf8,
                 Cause::Traffic,
                 "a text message that is not valid UTF-8",
@@ -378,26 +448,24 @@ later compressed messages in this direction are not inflated"
         if !self.ctx.options.show_messages {
             return;
         }
-        let dir = self.state.dir;
-        let s = &mut *self.state;
-        let kept = if message.single_frame {
-            &s.frame_kept[..s.frame_kept.len().min(self.ctx.options.max_payload)]
-        } else {
-            &s.message_kept[..]
-        };
         let payload = if message.undecodable {
             Payload::Data(&[])
         } else if message.text && partial {
             // Known bytes next to unknown ones may be pieces of characters: those become
             // U+FFFD too.
-            s.lossy.clear();
+            lossy.clear();
             for chunk in kept.utf8_chunks() {
-                s.lossy.push_str(chunk.valid());
+                lossy.push_str(chunk.valid());
                 if !chunk.invalid().is_empty() {
-                    s.lossy.push('\u{FFFD}');
+                    lossy.push('\u{FFFD}');
                 }
             }
-            Payload::Text(&s.lossy)
+            Payload::Text(lossy)
+        } else if message.text
+            && valid_text
+            && let Some(text) = whole_text
+        {
+            Payload::Text(text)
         } else if message.text && valid_text {
             match simdutf8::compat::from_utf8(kept) {
                 Ok(text) => Payload::Text(text),

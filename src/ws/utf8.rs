@@ -41,7 +41,18 @@ impl Utf8Check {
             }
             self.partial_len = 0;
         }
-        if let Err(e) = simdutf8::compat::from_utf8(bytes) {
+        self.checked(bytes, simdutf8::compat::from_utf8(bytes));
+    }
+
+    /// Takes in `bytes`, already validated as `result`, at a character boundary (nothing
+    /// partial before them).
+    #[inline]
+    pub(super) fn checked(
+        &mut self,
+        bytes: &[u8],
+        result: Result<&str, simdutf8::compat::Utf8Error>,
+    ) {
+        if let Err(e) = result {
             if e.error_len().is_some() {
                 self.invalid = true;
             } else {
@@ -79,7 +90,18 @@ pub(super) fn text_payload<'a>(
         display.extend_from_slice(kept);
         display
     };
-    match simdutf8::compat::from_utf8(candidate) {
+    checked_payload(candidate, simdutf8::compat::from_utf8(candidate), kept)
+}
+
+/// What [`text_payload`] shows for `candidate` once it was validated as `result`: text up to
+/// a character the next frame continues, or `kept` as data when it is not UTF-8.
+#[inline]
+pub(super) fn checked_payload<'a>(
+    candidate: &'a [u8],
+    result: Result<&'a str, simdutf8::compat::Utf8Error>,
+    kept: &'a [u8],
+) -> Payload<'a> {
+    match result {
         Ok(text) => Payload::Text(text),
         Err(e) if e.error_len().is_none() => {
             let valid = &candidate[..e.valid_up_to()];

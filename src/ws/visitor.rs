@@ -3,7 +3,8 @@
 
 use super::close::{CloseTrack, check_close};
 use super::frame::FrameVisitor;
-use super::utf8::{incomplete_utf8_suffix, text_payload};
+use super::message::CheckedFrame;
+use super::utf8::{checked_payload, incomplete_utf8_suffix, text_payload};
 use super::{DirState, Spares};
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
@@ -98,6 +99,8 @@ impl Visitor<'_, '_, '_> {
 impl FrameVisitor for Visitor<'_, '_, '_> {
     fn frame_start(&mut self, header: &FrameHeader) {
         self.check_header(header);
+        // A message still open judges what it received before the kept bytes go.
+        self.settle_utf8();
         let s = &mut *self.state;
         s.frame_kept.clear();
         s.tail_len = 0;
@@ -218,14 +221,50 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
         if counted {
             self.ctx.stats.frames_emitted += 1;
         }
+        // A single-frame text message's kept bytes are out of the state until the message is
+        // reported, so that what is validated here serves the check, the frame and the
+        // message: validated once when they are the whole frame (the deferred check), else
+        // once for both displays.
+        let mut taken = None;
+        if is_data
+            && header.fin
+            && options.max_payload > 0
+            && let Some(message) = &self.state.message
+            && message.single_frame
+            && message.text
+        {
+            taken = Some(std::mem::take(&mut self.state.frame_kept));
+        }
+        let kept_whole = taken.as_deref();
+        let mut whole = None;
+        if let (Some(bytes), Some(message)) = (kept_whole, &mut self.state.message)
+            && message.utf8_deferred
+        {
+            message.utf8_deferred = false;
+            let result = simdutf8::compat::from_utf8(bytes);
+            message.utf8.checked(bytes, result);
+            whole = Some(result);
+        }
+        let kept_shown = kept_whole.map(|bytes| &bytes[..bytes.len().min(options.max_payload)]);
+        let mut shown_text = None;
         if counted && options.show_frames {
             let s = &mut *self.state;
-            let shown = s.frame_kept.len().min(options.max_payload);
-            let kept = &s.frame_kept[..shown];
-            let payload = if in_text {
-                text_payload(kept, &s.carry[..s.carry_len], &mut s.display)
+            let (payload, shown) = if let Some(kept) = kept_shown {
+                let result = whole.unwrap_or_else(|| simdutf8::compat::from_utf8(kept));
+                let payload = checked_payload(kept, result, kept);
+                if let Payload::Text(text) = payload {
+                    shown_text = Some(text);
+                }
+                (payload, kept.len())
             } else {
-                Payload::Data(kept)
+                let shown = s.frame_kept.len().min(options.max_payload);
+                let kept = &s.frame_kept[..shown];
+                let payload = if in_text {
+                    text_payload(kept, &s.carry[..s.carry_len], &mut s.display)
+                } else {
+                    Payload::Data(kept)
+                };
+                (payload, shown)
             };
             let event = FrameEvent {
                 ts: self.ctx.ts,
@@ -246,7 +285,11 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 message.frames += 1;
             }
             if header.fin {
-                self.finish_message();
+                let text = shown_text.or_else(|| whole.and_then(Result::ok));
+                self.finish_message(kept_shown.map(|bytes| CheckedFrame { bytes, text }));
+                if let Some(bytes) = taken {
+                    self.state.frame_kept = bytes;
+                }
                 self.state.carry_len = 0;
             } else if in_text {
                 // The bytes of a character still incomplete at this frame's end. A frame too
