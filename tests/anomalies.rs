@@ -476,6 +476,39 @@ fn crafted_captures_match_their_expected_results() {
     );
 }
 
+/// What is judged does not depend on how much of a payload is kept for display: every crafted
+/// capture's anomalies (the generator's expected multiset) come out the same when frames and
+/// messages keep none, a byte or two of a character, or a few words. UTF-8 in particular is
+/// checked on the whole message, in one piece when all of it is kept and as it streams when
+/// it is not.
+#[test]
+fn anomalies_do_not_depend_on_max_payload() {
+    let mut wrong = Vec::new();
+    for capture in files_in(&crafted_dir(), &["pcap", "pcapng"]) {
+        let Ok(text) = std::fs::read_to_string(capture.with_extension("expected.json")) else {
+            continue; // every_expected_file_has_its_capture names it
+        };
+        let want: Value = serde_json::from_str(&text).unwrap();
+        let mut want_kinds: Vec<String> = want["anomalies"]
+            .as_array()
+            .expect("anomalies")
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        want_kinds.sort();
+        for kept in ["0", "1", "2", "3", "5", "7", "64"] {
+            let got = anomaly_kinds(&run_wsnoop(&capture, &["--json", "--max-payload", kept]));
+            if got != want_kinds {
+                wrong.push(format!(
+                    "{} --max-payload {kept}: {got:?}, want {want_kinds:?}",
+                    name_of(&capture)
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn every_expected_file_has_its_capture() {
     let expected = files_in(&crafted_dir(), &["json"]);

@@ -145,20 +145,17 @@ impl Visitor<'_, '_, '_> {
         }
     }
 
-    /// A deferred UTF-8 check ([`Message::utf8_deferred`]) is done now on what was kept,
-    /// which is everything the message received so far.
-    pub(super) fn settle_utf8(&mut self) {
+    /// A frame begins while a single-frame message is still open (its end was never seen):
+    /// its deferred UTF-8 check ([`Message::utf8_deferred`]) is done now, on what the frame
+    /// kept (all the message received), before that goes. A longer message keeps its own.
+    pub(super) fn settle_single_frame_utf8(&mut self) {
         let s = &mut *self.state;
         if let Some(message) = &mut s.message
+            && message.single_frame
             && message.utf8_deferred
         {
             message.utf8_deferred = false;
-            let kept = if message.single_frame {
-                &s.frame_kept
-            } else {
-                &s.message_kept
-            };
-            message.utf8.feed(kept);
+            message.utf8.feed(&s.frame_kept);
         }
     }
 

@@ -99,8 +99,7 @@ impl Visitor<'_, '_, '_> {
 impl FrameVisitor for Visitor<'_, '_, '_> {
     fn frame_start(&mut self, header: &FrameHeader) {
         self.check_header(header);
-        // A message still open judges what it received before the kept bytes go.
-        self.settle_utf8();
+        self.settle_single_frame_utf8();
         let s = &mut *self.state;
         s.frame_kept.clear();
         s.tail_len = 0;
