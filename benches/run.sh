@@ -6,7 +6,7 @@
 #                  [--threads N]   (wsnoop --threads N for every wsnoop command; default: its own)
 #
 # Builds release, generates a ~200 MB capture of 500 interleaved WebSocket connections (cached
-# in $BENCH_DIR, default /tmp/wsnoop-bench), then times, best of R (default 3) after a warm-up:
+# in $BENCH_DIR, default /tmp/wsnoop-bench), then times, best of R (default 5) after a warm-up:
 #   floor  the bare libpcap loop (target/release/examples/pcap_floor)
 #   -q     wsnoop -r F -q
 #   json   wsnoop -r F --json > /dev/null
@@ -22,7 +22,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}/wsnoop-bench}
-SIZE=200 CONNS=500 SEED=1 DEFLATE=20 RUNS=3 BIG=1000 TSHARK=1 BUILD=1 HYPERFINE=1
+SIZE=200 CONNS=500 SEED=1 DEFLATE=20 RUNS=5 BIG=1000 TSHARK=1 BUILD=1 HYPERFINE=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --size) SIZE=$2; shift 2 ;;
