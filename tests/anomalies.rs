@@ -95,6 +95,18 @@ fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
+/// The anomaly kinds an expected file names, sorted as [`anomaly_kinds`] sorts.
+fn expected_anomalies(want: &Value) -> Vec<String> {
+    let mut kinds: Vec<String> = want["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
 fn anomaly_kinds(events: &[Value]) -> Vec<String> {
     let mut kinds: Vec<String> = of_type(events, "anomaly")
         .iter()
@@ -254,13 +266,7 @@ fn check_crafted(capture: &Path) -> Vec<String> {
 
     // Anomalies: the exact multiset.
     let got_kinds = anomaly_kinds(&events);
-    let mut want_kinds: Vec<String> = want["anomalies"]
-        .as_array()
-        .expect("anomalies")
-        .iter()
-        .map(|k| k.as_str().unwrap().to_string())
-        .collect();
-    want_kinds.sort();
+    let want_kinds = expected_anomalies(&want);
     if got_kinds != want_kinds {
         errs.push(format!(
             "anomalies are {got_kinds:?}, expected {want_kinds:?}"
@@ -489,13 +495,7 @@ fn anomalies_do_not_depend_on_max_payload() {
             continue; // every_expected_file_has_its_capture names it
         };
         let want: Value = serde_json::from_str(&text).unwrap();
-        let mut want_kinds: Vec<String> = want["anomalies"]
-            .as_array()
-            .expect("anomalies")
-            .iter()
-            .map(|k| k.as_str().unwrap().to_string())
-            .collect();
-        want_kinds.sort();
+        let want_kinds = expected_anomalies(&want);
         for kept in ["0", "1", "2", "3", "5", "7", "64"] {
             let got = anomaly_kinds(&run_wsnoop(&capture, &["--json", "--max-payload", kept]));
             if got != want_kinds {
