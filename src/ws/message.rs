@@ -3,7 +3,7 @@
 
 use super::deflate::{DEFLATE_TAIL, Loss, inflate};
 use super::recover::Recover;
-use super::utf8::Utf8Check;
+use super::utf8::{CheckedFrame, Utf8Check};
 use super::visitor::Visitor;
 use super::{DirState, Spares};
 use crate::anomaly::{AnomalyKind, Cause};
@@ -34,15 +34,6 @@ pub(super) struct Message {
     pub(super) unknown: u64,
     /// `--max-payload` cut what was kept.
     pub(super) kept_cut: bool,
-}
-
-/// A single-frame message's payload, validated once at the frame's end.
-#[derive(Clone, Copy)]
-pub(super) struct CheckedFrame<'a> {
-    /// All of the frame's payload (it was kept whole).
-    pub(super) bytes: &'a [u8],
-    /// The payload as text, when all of it is UTF-8.
-    pub(super) text: Option<&'a str>,
 }
 
 /// U+FFFD, kept in a partial text message for each unknown byte.

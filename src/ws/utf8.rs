@@ -2,6 +2,16 @@
 
 use crate::event::Payload;
 
+/// A single-frame text message's kept payload, validated once at the frame's end for the frame
+/// and the message events.
+#[derive(Clone, Copy)]
+pub(super) struct CheckedFrame<'a> {
+    /// What the frame kept of its payload.
+    pub(super) bytes: &'a [u8],
+    /// Those bytes as text, up to a character cut at the end, when they are UTF-8.
+    pub(super) text: Option<&'a str>,
+}
+
 /// Checks UTF-8 across chunk borders without buffering more than one character.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Utf8Check {

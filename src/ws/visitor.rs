@@ -3,8 +3,7 @@
 
 use super::close::{CloseTrack, check_close};
 use super::frame::FrameVisitor;
-use super::message::CheckedFrame;
-use super::utf8::{checked_payload, incomplete_utf8_suffix, text_payload};
+use super::utf8::{CheckedFrame, checked_payload, incomplete_utf8_suffix, text_payload};
 use super::{DirState, Spares};
 use crate::anomaly::AnomalyKind;
 use crate::context::Context;
