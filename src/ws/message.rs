@@ -1,5 +1,5 @@
-//! Messages assembled from their fragments, inflated when compressed, checked for UTF-8 as
-//! they stream, and reported when they end.
+//! Messages assembled from their fragments, inflated when compressed, checked for UTF-8 (in one
+//! piece while all of a message is kept, else as it streams), and reported when they end.
 
 use super::deflate::{DEFLATE_TAIL, Loss, inflate};
 use super::recover::Recover;
