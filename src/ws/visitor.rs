@@ -219,42 +219,19 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
         if counted {
             self.ctx.stats.frames_emitted += 1;
         }
-        // A single-frame text message's kept bytes are out of the state until the message is
-        // reported, so that what is validated here serves the check, the frame and the
-        // message: validated once when they are the whole frame (the deferred check), else
-        // once for both displays.
-        let mut taken = None;
         if is_data
             && header.fin
             && options.max_payload > 0
-            && let Some(message) = &self.state.message
-            && message.single_frame
-            && message.text
+            && self
+                .state
+                .message
+                .as_ref()
+                .is_some_and(|m| m.single_frame && m.text)
         {
-            taken = Some(std::mem::take(&mut self.state.frame_kept));
-        }
-        let kept_whole = taken.as_deref();
-        let mut whole = None;
-        if let (Some(bytes), Some(message)) = (kept_whole, &mut self.state.message)
-            && message.utf8_deferred
-        {
-            message.utf8_deferred = false;
-            let result = simdutf8::compat::from_utf8(bytes);
-            message.utf8.checked(bytes, result);
-            whole = Some(result);
-        }
-        let kept_shown = kept_whole.map(|bytes| &bytes[..bytes.len().min(options.max_payload)]);
-        let mut shown_text = None;
-        if counted && options.show_frames {
-            let s = &mut *self.state;
-            let (payload, shown) = if let Some(kept) = kept_shown {
-                let result = whole.unwrap_or_else(|| simdutf8::compat::from_utf8(kept));
-                let payload = checked_payload(kept, result, kept);
-                if let Payload::Text(text) = payload {
-                    shown_text = Some(text);
-                }
-                (payload, kept.len())
-            } else {
+            self.end_single_text_frame(header, counted);
+        } else {
+            if counted && options.show_frames {
+                let s = &mut *self.state;
                 let shown = s.frame_kept.len().min(options.max_payload);
                 let kept = &s.frame_kept[..shown];
                 let payload = if in_text {
@@ -262,54 +239,104 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 } else {
                     Payload::Data(kept)
                 };
-                (payload, shown)
-            };
-            let event = FrameEvent {
-                ts: self.ctx.ts,
-                flow: self.ctx.flow,
-                dir: s.dir,
-                header,
-                payload,
-                truncated: header.len > shown as u64,
-                close: close.as_ref().map(|(code, reason)| CloseInfo {
+                let close = close.as_ref().map(|(code, reason)| CloseInfo {
                     code: *code,
                     reason,
-                }),
-            };
-            self.ctx.sink.event(&Event::Frame(event));
-        }
-        if is_data {
-            if let Some(message) = &mut self.state.message {
-                message.frames += 1;
+                });
+                emit_frame(self.ctx, s.dir, header, payload, shown, close);
             }
-            if header.fin {
-                let text = shown_text.or_else(|| whole.and_then(Result::ok));
-                self.finish_message(kept_shown.map(|bytes| CheckedFrame { bytes, text }));
-                if let Some(bytes) = taken {
-                    self.state.frame_kept = bytes;
-                }
-                self.state.carry_len = 0;
-            } else if in_text {
-                // The bytes of a character still incomplete at this frame's end. A frame too
-                // short to hold the character's start continues what was carried into it.
-                let s = &mut *self.state;
-                let mut joined = [0u8; 6];
-                let mut len = 0;
-                if header.len < 3 {
-                    joined[..s.carry_len].copy_from_slice(&s.carry[..s.carry_len]);
-                    len = s.carry_len;
-                }
-                joined[len..len + s.tail_len].copy_from_slice(&s.tail[..s.tail_len]);
-                len += s.tail_len;
-                let cut = incomplete_utf8_suffix(&joined[..len]);
-                let mut next = [0u8; 3];
-                next[..cut.len()].copy_from_slice(cut);
-                s.carry = next;
-                s.carry_len = cut.len();
+            if is_data {
+                self.after_data_frame(header, in_text);
             }
         }
         if let Some(spares) = self.spares.as_deref_mut() {
             self.state.return_buffers(spares);
+        }
+    }
+}
+
+/// A frame's event.
+fn emit_frame(
+    ctx: &mut Context<'_>,
+    dir: Direction,
+    header: &FrameHeader,
+    payload: Payload<'_>,
+    shown: usize,
+    close: Option<CloseInfo<'_>>,
+) {
+    ctx.sink.event(&Event::Frame(FrameEvent {
+        ts: ctx.ts,
+        flow: ctx.flow,
+        dir,
+        header,
+        payload,
+        truncated: header.len > shown as u64,
+        close,
+    }));
+}
+
+impl Visitor<'_, '_, '_> {
+    /// The end of a text message of one frame: its kept bytes are out of the state until the
+    /// message is reported, so that what is validated here serves the check, the frame and
+    /// the message: once when they are the whole frame (the deferred check), else once for
+    /// both displays.
+    fn end_single_text_frame(&mut self, header: &FrameHeader, counted: bool) {
+        let options = self.ctx.options;
+        let bytes = std::mem::take(&mut self.state.frame_kept);
+        let mut whole = None;
+        if let Some(message) = &mut self.state.message
+            && message.utf8_deferred
+        {
+            message.utf8_deferred = false;
+            let result = simdutf8::compat::from_utf8(&bytes);
+            message.utf8.checked(&bytes, result);
+            whole = Some(result);
+        }
+        let kept = &bytes[..bytes.len().min(options.max_payload)];
+        let mut shown_text = None;
+        if counted && options.show_frames {
+            let result = whole.unwrap_or_else(|| simdutf8::compat::from_utf8(kept));
+            let payload = checked_payload(kept, result, kept);
+            if let Payload::Text(text) = payload {
+                shown_text = Some(text);
+            }
+            emit_frame(self.ctx, self.state.dir, header, payload, kept.len(), None);
+        }
+        if let Some(message) = &mut self.state.message {
+            message.frames += 1;
+        }
+        let text = shown_text.or_else(|| whole.and_then(Result::ok));
+        self.finish_message(Some(CheckedFrame { bytes: kept, text }));
+        self.state.frame_kept = bytes;
+        self.state.carry_len = 0;
+    }
+
+    /// A data frame has ended: counted in its message, which ends with it or carries a
+    /// character cut at its end into the next frame.
+    fn after_data_frame(&mut self, header: &FrameHeader, in_text: bool) {
+        if let Some(message) = &mut self.state.message {
+            message.frames += 1;
+        }
+        if header.fin {
+            self.finish_message(None);
+            self.state.carry_len = 0;
+        } else if in_text {
+            // The bytes of a character still incomplete at this frame's end. A frame too
+            // short to hold the character's start continues what was carried into it.
+            let s = &mut *self.state;
+            let mut joined = [0u8; 6];
+            let mut len = 0;
+            if header.len < 3 {
+                joined[..s.carry_len].copy_from_slice(&s.carry[..s.carry_len]);
+                len = s.carry_len;
+            }
+            joined[len..len + s.tail_len].copy_from_slice(&s.tail[..s.tail_len]);
+            len += s.tail_len;
+            let cut = incomplete_utf8_suffix(&joined[..len]);
+            let mut next = [0u8; 3];
+            next[..cut.len()].copy_from_slice(cut);
+            s.carry = next;
+            s.carry_len = cut.len();
         }
     }
 }
