@@ -361,40 +361,15 @@ fn max_flows_that_cannot_fit_are_lowered_at_start() {
 /// Re-stamps a classic pcap's packets (records in order) as a pcapng whose interface counts
 /// seconds: `stamps[i]` for packet i.
 fn as_pcapng(pcap: &[u8], stamps: &[u64]) -> Vec<u8> {
-    let block = |out: &mut Vec<u8>, kind: u32, body: &[u8]| {
-        let len = 12 + body.len().next_multiple_of(4) as u32;
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(body);
-        out.resize(out.len() + body.len().next_multiple_of(4) - body.len(), 0);
-        out.extend_from_slice(&len.to_le_bytes());
-    };
-    let mut out = Vec::new();
-    let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
-    shb.extend_from_slice(&[1, 0, 0, 0]);
-    shb.extend_from_slice(&(-1i64).to_le_bytes());
-    block(&mut out, 0x0A0D_0D0A, &shb);
-    let mut idb = vec![1, 0, 0, 0];
-    idb.extend_from_slice(&262_144u32.to_le_bytes());
-    idb.extend_from_slice(&[9, 0, 1, 0, 0, 0, 0, 0]); // if_tsresol 10^0: seconds
-    idb.extend_from_slice(&[0, 0, 0, 0]);
-    block(&mut out, 1, &idb);
-    let (mut at, mut i) = (24, 0);
+    let mut packets = Vec::new();
+    let mut at = 24;
     while at + 16 <= pcap.len() {
         let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-        let p = &pcap[at + 16..at + 16 + len];
-        let ticks = stamps[i];
-        let mut epb = 0u32.to_le_bytes().to_vec();
-        epb.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(ticks as u32).to_le_bytes());
-        epb.extend_from_slice(&(len as u32).to_le_bytes());
-        epb.extend_from_slice(&(len as u32).to_le_bytes());
-        epb.extend_from_slice(p);
-        block(&mut out, 6, &epb);
+        packets.push((0, stamps[packets.len()], &pcap[at + 16..at + 16 + len]));
         at += 16 + len;
-        i += 1;
     }
-    out
+    // if_tsresol 10^0: seconds.
+    common::pcapng::pcapng(&[(0, 0)], &packets)
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 #[cfg(target_os = "linux")]
 pub mod netns;
+pub mod pcapng;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
