@@ -25,8 +25,9 @@ pub(super) struct Message {
     pub(super) len: u64,
     pub(super) too_large: bool,
     pub(super) utf8: Utf8Check,
-    /// A single text frame kept whole: its UTF-8 is checked once, on the whole frame, when
-    /// the frame ends (or the message is cut), not chunk by chunk and then again for display.
+    /// A text message whose bytes are all kept so far: its UTF-8 is checked once, on all of
+    /// them, when it ends (or when what is kept stops being all of it), not chunk by chunk and
+    /// then again for display. See [`Message::settle_utf8`].
     pub(super) utf8_deferred: bool,
     /// Inflated by the recovering decoder: bytes may be unknown.
     pub(super) recovering: bool,
@@ -34,6 +35,25 @@ pub(super) struct Message {
     pub(super) unknown: u64,
     /// `--max-payload` cut what was kept.
     pub(super) kept_cut: bool,
+}
+
+impl Message {
+    /// The deferred UTF-8 check, if it is still to be done, done on `kept`: all the message
+    /// received. Its result, for the message's text, or `None` when the check had been done
+    /// as the bytes came.
+    #[inline]
+    pub(super) fn settle_utf8<'a>(
+        &mut self,
+        kept: &'a [u8],
+    ) -> Option<Result<&'a str, simdutf8::compat::Utf8Error>> {
+        if !self.utf8_deferred {
+            return None;
+        }
+        self.utf8_deferred = false;
+        let result = simdutf8::compat::from_utf8(kept);
+        self.utf8.checked(kept, result);
+        Some(result)
+    }
 }
 
 /// U+FFFD, kept in a partial text message for each unknown byte.
@@ -124,7 +144,7 @@ impl Visitor<'_, '_, '_> {
             let room = options.max_payload.saturating_sub(kept.len());
             if message.utf8_deferred && room < bytes.len() {
                 // What is kept will no longer be all of the message: checked from here on
-                // as the bytes come.
+                // as the bytes come (feed, as below: the result is not needed).
                 message.utf8_deferred = false;
                 message.utf8.feed(kept);
             }
@@ -143,10 +163,8 @@ impl Visitor<'_, '_, '_> {
         let s = &mut *self.state;
         if let Some(message) = &mut s.message
             && message.single_frame
-            && message.utf8_deferred
         {
-            message.utf8_deferred = false;
-            message.utf8.feed(&s.frame_kept);
+            message.settle_utf8(&s.frame_kept);
         }
     }
 
@@ -407,13 +425,8 @@ later compressed messages in this direction are not inflated"
         // all it received, or at its single frame's end).
         let whole_text = if let Some(frame) = checked {
             frame.text
-        } else if message.utf8_deferred {
-            message.utf8_deferred = false;
-            let result = simdutf8::compat::from_utf8(kept);
-            message.utf8.checked(kept, result);
-            result.ok()
         } else {
-            None
+            message.settle_utf8(kept).and_then(Result::ok)
         };
         // A message cut short (a gap, or inflating stopped at --max-message) may end inside a
         // character: only what arrived is judged.

@@ -283,15 +283,11 @@ impl Visitor<'_, '_, '_> {
     fn end_single_text_frame(&mut self, header: &FrameHeader, counted: bool) {
         let options = self.ctx.options;
         let bytes = std::mem::take(&mut self.state.frame_kept);
-        let mut whole = None;
-        if let Some(message) = &mut self.state.message
-            && message.utf8_deferred
-        {
-            message.utf8_deferred = false;
-            let result = simdutf8::compat::from_utf8(&bytes);
-            message.utf8.checked(&bytes, result);
-            whole = Some(result);
-        }
+        let whole = self
+            .state
+            .message
+            .as_mut()
+            .and_then(|message| message.settle_utf8(&bytes));
         let kept = &bytes[..bytes.len().min(options.max_payload)];
         let mut shown_text = None;
         if counted && options.show_frames {
