@@ -271,6 +271,7 @@ pub fn run(
     mut control: RunControl<'_>,
 ) -> Result<RunEnd, RunError> {
     let live = source.is_live() || control.unbuffered;
+    analyzer.read_again_from(source.replay_file());
     let mut unflushed = false;
     let mut packets_read = 0u64;
     // After a packet or an idle turn: the output failed, or what waits goes out now.
@@ -290,7 +291,7 @@ pub fn run(
             Turn::Packet(packet) => {
                 packets_read += 1;
                 sink.at_packet(Some(packets_read));
-                analyzer.packet(packet.link, packet.ts, packet.data, &mut *sink);
+                analyzer.packet_at(packet.link, packet.ts, packet.data, packet.at, &mut *sink);
                 // Live, each event is written as it happens: a flush of an empty buffer costs
                 // no system call.
                 unflushed = live;

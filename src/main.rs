@@ -215,6 +215,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &cli,
             cli.har.is_none() && format != OutputFormat::Text && show == Show::Frames,
         )?,
+        // The run sets it from the source it reads.
+        replay: None,
     };
     let har = cli
         .har

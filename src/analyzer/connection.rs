@@ -232,10 +232,12 @@ impl Connection {
         self.end.get_or_insert(how);
         let app = &mut self.app;
         let [a_to_b, b_to_a] = &mut self.halves;
+        let file = env.options.replay.clone();
+        let file = file.as_deref();
         let b_finished = b_to_a.is_finished();
-        a_to_b.flush(&mut |chunk| app.chunk(true, chunk, b_finished, env));
+        a_to_b.flush(file, &mut |chunk| app.chunk(true, chunk, b_finished, env));
         let a_finished = a_to_b.is_finished();
-        b_to_a.flush(&mut |chunk| app.chunk(false, chunk, a_finished, env));
+        b_to_a.flush(file, &mut |chunk| app.chunk(false, chunk, a_finished, env));
         // Nothing more is delivered: no retransmission needs comparing (an idle connection
         // the sweep ends, one evicted or reset, gives its rings back).
         a_to_b.forget_delivered();

@@ -12,7 +12,7 @@ use crate::event::{EndReason, EventSink, FlowMeta, Timestamp};
 use crate::net::defrag::{Defragmenter, Refused};
 use crate::net::link::LinkType;
 use crate::net::segment::{self, Skip, TcpSegment};
-use crate::net::tcp::{FlowKey, HalfStream};
+use crate::net::tcp::{Backing, FlowKey, HalfStream};
 use crate::session::Session;
 use crate::ws::Scratch;
 
@@ -90,6 +90,12 @@ impl Analyzer {
         }
     }
 
+    /// Delivered bytes of packets read with a place in `file` ([`Analyzer::packet_at`]) are
+    /// read again from it when a retransmission is compared, instead of being copied.
+    pub fn read_again_from(&mut self, file: Option<std::sync::Arc<std::fs::File>>) {
+        self.options.replay = file;
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             defrag: self.defrag.stats(),
@@ -109,6 +115,19 @@ impl Analyzer {
     /// One captured packet. The link type comes with each packet: a pcapng file may hold
     /// interfaces of several link types.
     pub fn packet(&mut self, link: LinkType, ts: Timestamp, data: &[u8], sink: &mut dyn EventSink) {
+        self.packet_at(link, ts, data, None, sink);
+    }
+
+    /// One captured packet, which the capture file in [`AnalyzerOptions::replay`] holds at
+    /// `at`.
+    pub fn packet_at(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        data: &[u8],
+        at: Option<u64>,
+        sink: &mut dyn EventSink,
+    ) {
         self.stats.packets += 1;
         if sweep_due(self.last_sweep, ts) {
             self.sweep(ts, sink);
@@ -116,7 +135,7 @@ impl Analyzer {
         match segment::decode(link, data) {
             Ok(segment) => {
                 self.stats.tcp_packets += 1;
-                self.segment(ts, &segment, sink);
+                self.segment(ts, &segment.located(data, at), sink);
             }
             Err(Skip::NotTcp) => self.stats.skipped_not_tcp += 1,
             Err(Skip::Malformed) => self.stats.skipped_malformed += 1,
@@ -298,6 +317,7 @@ impl Analyzer {
             scratch: &mut self.scratch,
             gap_cause: Cause::Gap,
         };
+        let file = self.options.replay.as_deref();
         let [a_to_b, b_to_a] = &mut conn.halves;
         let (half, peer) = if from_a {
             (a_to_b, b_to_a)
@@ -316,11 +336,15 @@ impl Analyzer {
                 seg.cut.map_or(0, |c| c.bytes),
                 ts,
                 self.options.reassembly,
+                Backing {
+                    file,
+                    at: seg.payload_at,
+                },
                 &mut |chunk| app.chunk(from_a, chunk, peer_finished, &mut env),
             );
             if seg.flags.ack && !app.session.is_ignored() {
                 let half_finished = half.is_finished();
-                peer.acked(seg.ack, &mut |chunk| {
+                peer.acked(seg.ack, file, &mut |chunk| {
                     app.chunk(!from_a, chunk, half_finished, &mut env)
                 });
             }

@@ -49,6 +49,10 @@ pub struct AnalyzerOptions {
     pub select: crate::event::Selection,
     /// This analyzer's share of `--max-memory`.
     pub memory: MemoryLimits,
+    /// The capture file the segments' `payload_at` positions are in: delivered bytes it holds
+    /// are read again from it to compare a retransmission with, not copied (see
+    /// `net::tcp::Backing`). None: copied.
+    pub replay: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// Counts reported at the end of a run.

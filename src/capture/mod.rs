@@ -107,6 +107,8 @@ pub struct Packet<'a> {
     /// Length on the wire; more than `data.len()` when the snapshot length cut it.
     pub wire_len: u32,
     pub link: LinkType,
+    /// Where the capture file holds `data`: a regular file's packets only.
+    pub at: Option<u64>,
 }
 
 pub enum Next<'a> {
@@ -153,6 +155,7 @@ pub struct Source {
 fn live_packet(raw: pcap::Packet<'_>, link: LinkType) -> Packet<'_> {
     let header = raw.header;
     Packet {
+        at: None,
         // With nanosecond precision libpcap puts nanoseconds in tv_usec.
         ts: Timestamp {
             secs: header.ts.tv_sec,
@@ -396,10 +399,19 @@ impl Source {
         }
     }
 
+    /// The capture file again, when packets are read from a regular file: the places
+    /// [`Packet::at`] gives are in it.
+    pub fn replay_file(&self) -> Option<std::sync::Arc<std::fs::File>> {
+        match &self.handle {
+            Handle::File(reader) => reader.replay_file(),
+            Handle::Live(_) => None,
+        }
+    }
+
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         let result = match &mut self.handle {
             Handle::File(reader) => {
-                let Some((record, data)) = reader.next()? else {
+                let Some((record, data, at)) = reader.next()? else {
                     return Ok(Next::End);
                 };
                 return Ok(Next::Packet(Packet {
@@ -407,6 +419,7 @@ impl Source {
                     data,
                     wire_len: record.wire_len,
                     link: record.link,
+                    at,
                 }));
             }
             Handle::Live(cap) => cap.next_packet(),

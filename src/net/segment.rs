@@ -44,6 +44,9 @@ pub struct TcpSegment<'a> {
     /// The captured length of the packet it came in, link header included (what Suricata and
     /// tshark count as a flow's bytes).
     pub packet_len: u32,
+    /// Where the capture file holds the payload, when it is read from one: see
+    /// [`TcpSegment::located`].
+    pub payload_at: Option<u64>,
 }
 
 /// Why a packet yielded no TCP segment; counted, never fatal.
@@ -120,6 +123,7 @@ pub(super) fn segment_of(src: IpAddr, dst: IpAddr, tcp: &TcpSlice<'_>) -> TcpSeg
         payload: &[],
         cut: None,
         packet_len: 0,
+        payload_at: None,
     }
 }
 
@@ -192,6 +196,7 @@ fn header_cut_segment(
         payload: &[],
         cut: cut_of(declared.checked_sub(header_len)?, 0, data),
         packet_len: 0,
+        payload_at: None,
     })
 }
 
@@ -254,6 +259,20 @@ fn lax_cut_segment(link: LinkType, data: &[u8]) -> Option<Result<TcpSegment<'_>,
         }),
         _ => header_cut_segment(src, dst, ip.payload, declared, data).ok_or(Skip::CutHeader),
     })
+}
+
+impl TcpSegment<'_> {
+    /// The segment of `packet`, which the capture file holds at `at` (if it is read from
+    /// one), with where its payload is there: a payload that is not part of the packet (an IP
+    /// datagram reassembled from fragments) has none.
+    pub fn located(mut self, packet: &[u8], at: Option<u64>) -> Self {
+        let offset = (self.payload.as_ptr() as usize).wrapping_sub(packet.as_ptr() as usize);
+        let inside = offset
+            .checked_add(self.payload.len())
+            .is_some_and(|end| end <= packet.len());
+        self.payload_at = at.filter(|_| inside).map(|at| at + offset as u64);
+        self
+    }
 }
 
 /// Decodes one packet of the given link type.

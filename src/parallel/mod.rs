@@ -136,6 +136,7 @@ enum Op {
         len: usize,
         cut: Option<Cut>,
         packet_len: u32,
+        payload_at: Option<u64>,
     },
     Evict {
         packet: u64,
@@ -191,6 +192,7 @@ impl Batch {
             len: seg.payload.len(),
             cut: seg.cut,
             packet_len: seg.packet_len,
+            payload_at: seg.payload_at,
         });
         self.bytes.extend_from_slice(seg.payload);
     }
@@ -432,6 +434,7 @@ fn run_to(
     // Each decoder answers to an equal share of the memory budget: under pressure, and only
     // then, what is given up depends on the thread count.
     shard_options.memory = options.memory.split(threads);
+    shard_options.replay = source.replay_file();
     let mut own = Analyzer::new(shard_options.clone());
     let own_next = Cell::new(0);
     let mut own_sink = Marked::new(format, &own_next, &options.select);
@@ -537,7 +540,12 @@ fn run_to(
                 Turn::Packet(p) => p,
             };
             stats.packets += 1;
-            let (ts, data, link) = (packet_read.ts, packet_read.data, packet_read.link);
+            let (ts, data, link, at) = (
+                packet_read.ts,
+                packet_read.data,
+                packet_read.link,
+                packet_read.at,
+            );
             let here = mark(packet, Step::Linger, 0);
             if sweep_due(last_sweep, ts) {
                 last_sweep = ts.secs;
@@ -675,7 +683,7 @@ fn run_to(
                     }
                 };
             match segment::decode(link, data) {
-                Ok(seg) => route(&seg, &mut pool, &mut own_sink),
+                Ok(seg) => route(&seg.located(data, at), &mut pool, &mut own_sink),
                 Err(Skip::NotTcp) => stats.skipped_not_tcp += 1,
                 Err(Skip::Malformed) => stats.skipped_malformed += 1,
                 Err(Skip::CutHeader) => {

@@ -92,6 +92,7 @@ pub(super) fn worker(
                     len,
                     cut,
                     packet_len,
+                    payload_at,
                 } => {
                     let seg = TcpSegment {
                         src: *src,
@@ -102,6 +103,7 @@ pub(super) fn worker(
                         payload: &batch.bytes[*start..*start + *len],
                         cut: *cut,
                         packet_len: *packet_len,
+                        payload_at: *payload_at,
                     };
                     next.set(mark(*packet, Step::Packet, 0));
                     analyzer.placed_segment(*ts, &seg, *place, &mut sink);

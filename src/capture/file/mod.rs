@@ -77,6 +77,9 @@ pub struct Record {
     len: usize,
 }
 
+/// A packet read: its record, its bytes, and where the file holds them (a regular file's).
+pub type ReadPacket<'a> = (Record, &'a [u8], Option<u64>);
+
 enum Step {
     Packet(Record),
     /// A packet block is next (only when asked to stop before one).
@@ -111,6 +114,9 @@ pub struct FileReader {
     eof: bool,
     /// A pipe, socket or terminal rather than a regular file.
     stream: bool,
+    /// A regular file: the same file, for reading packets' bytes again at their place (see
+    /// [`FileReader::replay_file`]), and where in it `buf[0]`'s bytes are minus `base`.
+    replay: Option<(std::sync::Arc<File>, u64)>,
     format: Format,
     interfaces: Vec<Interface>,
     /// An interface finer than microseconds was described.
@@ -169,8 +175,18 @@ impl FileReader {
     /// up front. Errors are the message alone; the caller names the file.
     pub fn open(input: File, name: String) -> Result<FileReader, String> {
         let stream = !input.metadata().is_ok_and(|m| m.is_file());
+        // Standard input may be a file opened part way in; a clone that cannot be made only
+        // means delivered bytes are copied to be compared later, as from a pipe.
+        let replay = if stream {
+            None
+        } else {
+            use std::io::Seek;
+            let start = (&input).stream_position().ok();
+            start.and_then(|start| Some((std::sync::Arc::new(input.try_clone().ok()?), start)))
+        };
         let mut reader = FileReader {
             stream,
+            replay,
             input,
             name,
             buf: vec![0; BUFFER],
@@ -243,6 +259,19 @@ impl FileReader {
 
     pub fn is_stream(&self) -> bool {
         self.stream
+    }
+
+    /// The capture file again, when it is a regular file, for reading packets' bytes at the
+    /// places [`FileReader::next`] gives.
+    pub fn replay_file(&self) -> Option<std::sync::Arc<File>> {
+        self.replay.as_ref().map(|(file, _)| file.clone())
+    }
+
+    /// Where the record's bytes are in the file, when it is a regular file.
+    fn place_of(&self, record: &Record) -> Option<u64> {
+        self.replay
+            .as_ref()
+            .map(|(_, start)| start + self.base + record.start as u64)
     }
 
     /// Whether the next record or block is wholly in the buffer (no read needed for it).
@@ -349,7 +378,9 @@ impl FileReader {
     }
 
     /// The next packet to hand on, or None at the end of the file.
-    pub fn next(&mut self) -> Result<Option<(Record, &[u8])>, CaptureError> {
+    /// The next packet: what the file says of it, its bytes, and where they are in the file
+    /// (a regular file's only).
+    pub fn next(&mut self) -> Result<Option<ReadPacket<'_>>, CaptureError> {
         // A pcap record already in the buffer, of the file's one interface, with nothing to
         // filter, save or compare it with: what `keep` would say is known.
         if let Format::Pcap {
@@ -361,10 +392,14 @@ impl FileReader {
             && let Some(r) = self.buffered_pcap_record(big, nano, modified)
         {
             self.stats.packets_read += 1;
-            return Ok(Some((r, &self.buf[r.start..r.start + r.len])));
+            let at = self.place_of(&r);
+            return Ok(Some((r, &self.buf[r.start..r.start + r.len], at)));
         }
         match self.next_step(false)? {
-            Step::Packet(r) => Ok(Some((r, &self.buf[r.start..r.start + r.len]))),
+            Step::Packet(r) => {
+                let at = self.place_of(&r);
+                Ok(Some((r, &self.buf[r.start..r.start + r.len], at)))
+            }
             Step::AtPacket | Step::End => Ok(None),
         }
     }

@@ -121,12 +121,21 @@ fn reader_of(bytes: &[u8]) -> Result<FileReader, String> {
 /// A packet handed on: (ts, data, wire_len, link).
 type Got = (Timestamp, Vec<u8>, u32, LinkType);
 
-/// Every packet handed on, then the error if any.
+/// Every packet handed on, then the error if any. Each packet's place in the file, which a
+/// regular file always gives, holds its bytes.
 fn read_all(reader: &mut FileReader) -> (Vec<Got>, Option<String>) {
+    use std::os::unix::fs::FileExt;
     let mut got = Vec::new();
+    let file = reader.replay_file().expect("a regular file is read again");
     loop {
         match reader.next() {
-            Ok(Some((r, data))) => got.push((r.ts, data.to_vec(), r.wire_len, r.link)),
+            Ok(Some((r, data, at))) => {
+                let at = at.expect("a regular file's packets have a place");
+                let mut again = vec![0; data.len()];
+                file.read_exact_at(&mut again, at).expect("read again");
+                assert_eq!(again, data, "the bytes at {at} are not the packet's");
+                got.push((r.ts, data.to_vec(), r.wire_len, r.link));
+            }
             Ok(None) => return (got, None),
             Err(e) => return (got, Some(e.to_string())),
         }
@@ -490,10 +499,11 @@ fn a_stream_gives_each_packet_as_it_arrives() {
     });
     let file = File::from(std::os::fd::OwnedFd::from(reader));
     let mut r = FileReader::open(file, "pipe".into()).expect("opens");
-    let (rec, data) = r.next().expect("reads").expect("a packet");
-    assert_eq!((data, rec.wire_len), (&b"first"[..], 5));
+    assert!(r.replay_file().is_none(), "a pipe cannot be read again");
+    let (rec, data, at) = r.next().expect("reads").expect("a packet");
+    assert_eq!((data, rec.wire_len, at), (&b"first"[..], 5, None));
     ack_tx.send(()).expect("ack");
-    let (_, data) = r.next().expect("reads").expect("a packet");
+    let (_, data, _) = r.next().expect("reads").expect("a packet");
     assert_eq!(data, b"second");
     assert!(r.next().expect("reads").is_none());
     assert!(

@@ -3,9 +3,11 @@
 
 mod flow;
 mod reassembly;
+mod recent;
 
 pub use flow::FlowKey;
 pub use reassembly::{Chunk, HalfStream, ReassemblyLimits};
+pub use recent::Backing;
 
 #[cfg(test)]
 mod tests;

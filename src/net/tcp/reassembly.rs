@@ -6,8 +6,9 @@
 //! winning, as most operating systems do, and compared while the receiver has not
 //! acknowledged them. Sequence numbers wrap.
 
-use std::cell::RefCell;
+use std::fs::File;
 
+use super::recent::{Backing, Recent};
 use crate::event::Timestamp;
 use crate::net::segment::TcpFlags;
 
@@ -51,164 +52,8 @@ pub(super) struct HeldSegment {
     /// Bytes after `bytes` that the snapshot length cut.
     cut: u32,
     ts: Timestamp,
-}
-
-/// The most delivered bytes remembered per direction, to compare retransmissions against. A
-/// power of two, so a byte's place is its sequence number modulo the ring's length, across
-/// wraparound too.
-const RECENT: usize = 2048;
-
-/// The smallest ring: a few bytes more cost nothing at the allocator, and a ring this small
-/// holds the typical small message and its successor without growing.
-const MIN_RING: usize = 64;
-
-/// The delivered bytes the receiver has not acknowledged yet, indexed by sequence number: what
-/// a retransmission or an overlap can still repeat. As Zeek and Suricata keep stream data until
-/// it is acknowledged, the other direction's ACK forgets what it covers, and an ACK of
-/// everything delivered gives the ring back: a connection whose data is acknowledged (the
-/// common case, and every idle one) costs nothing here. A retransmission of bytes already
-/// acknowledged is not compared: the receiver has them and drops the copy (RFC 9293 3.10.7.4),
-/// so a conflict there changes nothing its application sees.
-#[derive(Debug)]
-struct Recent {
-    /// A power of two long, at most [`RECENT`].
-    ring: Box<[u8]>,
-    /// How many bytes before `next_seq` the ring holds.
-    len: usize,
-}
-
-/// Rings given back, kept for the next ring of their size: with the receiver acknowledging
-/// every second segment a connection takes a ring and gives it back every other segment, and
-/// the allocator and the zeroing of a new ring would cost more than the copies. Per thread
-/// (each decoder's connections are its own), one list per size (64 to 2048 bytes), each at most
-/// [`SPARE_RINGS`] long: at most 126 KiB a thread, outside the budget's count.
-const SPARE_RINGS: usize = 32;
-
-/// The ring sizes, powers of two from [`MIN_RING`] to [`RECENT`].
-const RING_SIZES: usize = (RECENT / MIN_RING).trailing_zeros() as usize + 1;
-
-thread_local! {
-    static SPARE: RefCell<[Vec<Box<[u8]>>; RING_SIZES]> =
-        const { RefCell::new([const { Vec::new() }; RING_SIZES]) };
-}
-
-/// Which list of spares holds rings `len` long.
-fn size_class(len: usize) -> Option<usize> {
-    let class = (len / MIN_RING).trailing_zeros() as usize;
-    (len.is_power_of_two() && (MIN_RING..=RECENT).contains(&len)).then_some(class)
-}
-
-/// A ring `len` long (a power of two); its bytes are whatever a previous ring left, unread
-/// until written.
-fn take_ring(len: usize) -> Box<[u8]> {
-    size_class(len)
-        .and_then(|class| {
-            SPARE
-                .try_with(|spare| spare.borrow_mut()[class].pop())
-                .ok()
-                .flatten()
-        })
-        .unwrap_or_else(|| vec![0; len].into_boxed_slice())
-}
-
-/// Keeps `ring` for a later [`take_ring`], or frees it when enough are kept.
-fn give_back(ring: Box<[u8]>) {
-    let Some(class) = size_class(ring.len()) else {
-        return;
-    };
-    // At the thread's end the spares are gone already: the ring is simply freed.
-    let _ = SPARE.try_with(|spare| {
-        let spare = &mut spare.borrow_mut()[class];
-        if spare.len() < SPARE_RINGS {
-            spare.reserve_exact(SPARE_RINGS);
-            spare.push(ring);
-        }
-    });
-}
-
-impl Drop for Recent {
-    fn drop(&mut self) {
-        give_back(std::mem::take(&mut self.ring));
-    }
-}
-
-/// Writes `data` at its place in `ring` (a power of two long, at least as long as `data`).
-fn put(ring: &mut [u8], seq: u32, data: &[u8]) {
-    let at = seq as usize & (ring.len() - 1);
-    let first = (ring.len() - at).min(data.len());
-    ring[at..at + first].copy_from_slice(&data[..first]);
-    // Most pieces do not wrap: no call to copy nothing.
-    if first < data.len() {
-        ring[..data.len() - first].copy_from_slice(&data[first..]);
-    }
-}
-
-impl Recent {
-    /// A ring for `data`, delivered at `seq`.
-    fn new(seq: u32, data: &[u8]) -> Recent {
-        let mut recent = Recent {
-            ring: Box::new([]),
-            len: 0,
-        };
-        recent.record(seq, data);
-        recent
-    }
-
-    /// Remembers `data`, delivered at `seq`, after what is held (which ends at `seq`).
-    fn record(&mut self, seq: u32, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        let skip = data.len().saturating_sub(RECENT);
-        let (data, seq) = (&data[skip..], seq.wrapping_add(skip as u32));
-        let want = (self.len + data.len()).min(RECENT);
-        if want > self.ring.len() {
-            // Sized from what it must hold now; the bytes kept move to their places in the
-            // larger ring, in at most two runs each way.
-            let mut ring = take_ring(want.next_power_of_two().max(MIN_RING));
-            let keep = self.len.min(RECENT - data.len());
-            // A new ring (the common case: the last one went back at an ACK) has nothing
-            // to move.
-            if keep > 0 {
-                let from = seq.wrapping_sub(keep as u32);
-                let (first, second) = self.runs(from, keep);
-                put(&mut ring, from, first);
-                put(&mut ring, from.wrapping_add(first.len() as u32), second);
-            }
-            give_back(std::mem::replace(&mut self.ring, ring));
-            self.len = keep;
-        }
-        put(&mut self.ring, seq, data);
-        self.len = (self.len + data.len()).min(self.ring.len());
-    }
-
-    /// The `len` bytes held from `seq` on, as the ring stores them: one run, or two where the
-    /// ring wraps. `seq..seq + len` must be within what is held.
-    fn runs(&self, seq: u32, len: usize) -> (&[u8], &[u8]) {
-        if len == 0 {
-            return (&[], &[]);
-        }
-        let at = seq as usize & (self.ring.len() - 1);
-        let first = (self.ring.len() - at).min(len);
-        (&self.ring[at..at + first], &self.ring[..len - first])
-    }
-
-    /// Compares `data` at `seq`, all before `next`, with what was delivered; only the part still
-    /// held (not acknowledged, and among the last [`RECENT`]) is compared. True when they differ.
-    fn differs(&self, seq: u32, data: &[u8], next: u32) -> bool {
-        let oldest = next.wrapping_sub(self.len as u32);
-        let skip = seq_offset(oldest, seq).max(0) as usize;
-        if skip >= data.len() {
-            return false;
-        }
-        let (data, seq) = (&data[skip..], seq.wrapping_add(skip as u32));
-        if seq_offset(next, seq) < data.len() as i64 {
-            // Not all before `next`: callers never ask this.
-            return false;
-        }
-        let (first, second) = self.runs(seq, data.len());
-        first != &data[..first.len()] || second != &data[first.len()..]
-    }
+    /// Where the capture file holds `bytes`, if it does.
+    at: Option<u64>,
 }
 
 /// One direction of a connection.
@@ -233,7 +78,7 @@ pub struct HalfStream {
 pub(super) const ACKED_HOLE_PATIENCE: u8 = 16;
 
 /// Signed distance from `base` to `seq`, valid while the two are within 2^31 of each other.
-fn seq_offset(seq: u32, base: u32) -> i64 {
+pub(super) fn seq_offset(seq: u32, base: u32) -> i64 {
     i64::from(seq.wrapping_sub(base) as i32)
 }
 
@@ -253,7 +98,7 @@ impl HalfStream {
     pub fn memory(&self) -> usize {
         self.held_bytes
             + self.held.capacity() * std::mem::size_of::<HeldSegment>()
-            + self.recent.as_ref().map_or(0, |r| r.ring.len())
+            + self.recent.as_ref().map_or(0, Recent::memory)
     }
 
     /// Whether it remembers delivered bytes not acknowledged yet: an ACK from the other side
@@ -316,7 +161,16 @@ impl HalfStream {
         limits: ReassemblyLimits,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
-        self.push_cut(seq, flags, payload, 0, ts, limits, deliver);
+        self.push_cut(
+            seq,
+            flags,
+            payload,
+            0,
+            ts,
+            limits,
+            Backing::default(),
+            deliver,
+        );
     }
 
     /// Takes one segment whose payload the snapshot length cut after `payload`: `cut` more
@@ -333,8 +187,10 @@ impl HalfStream {
         cut: u32,
         ts: Timestamp,
         limits: ReassemblyLimits,
+        backing: Backing<'_>,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
+        let file = backing.file;
         let mut data_seq = seq;
         if flags.syn {
             // The SYN occupies one sequence number. A retransmitted SYN must not rewind a stream
@@ -353,21 +209,23 @@ impl HalfStream {
             let offset = seq_offset(data_seq, next);
             if offset <= 0 {
                 let skip = offset.unsigned_abs() as usize;
-                self.check_delivered(data_seq, &payload[..skip.min(payload.len())], next, deliver);
+                let again = &payload[..skip.min(payload.len())];
+                self.check_delivered(data_seq, again, next, file, deliver);
                 if skip < payload.len() {
-                    self.deliver_fresh(next, &payload[skip..], ts, deliver);
+                    self.deliver_fresh(next, &payload[skip..], ts, backing.skip(skip), deliver);
                 }
                 if self.deliver_cut(cut_at, cut, deliver) || skip < payload.len() {
-                    self.drain_held(deliver);
+                    self.drain_held(file, deliver);
                 }
             } else {
-                self.hold(data_seq, payload, cut, ts, limits, deliver);
+                self.hold(data_seq, payload, cut, ts, limits, backing, deliver);
             }
         }
-        self.lose_acked_hole_if_overdue(deliver);
+        self.lose_acked_hole_if_overdue(file, deliver);
         self.maybe_fin(deliver);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn hold(
         &mut self,
         seq: u32,
@@ -375,6 +233,7 @@ impl HalfStream {
         cut: u32,
         ts: Timestamp,
         limits: ReassemblyLimits,
+        backing: Backing<'_>,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
         // Overlaps with what is already held: the first copy wins; different bytes are a
@@ -409,16 +268,17 @@ impl HalfStream {
             bytes: payload.to_vec(),
             cut,
             ts,
+            at: backing.at,
         });
         self.held_bytes += payload.len();
         while self.held_bytes > limits.max_bytes || self.held.len() > limits.max_segments {
             // The hole is not going to fill within budget: give up on it.
-            self.skip_to_earliest_held(deliver);
+            self.skip_to_earliest_held(backing.file, deliver);
         }
     }
 
     /// Declares the bytes before the earliest held segment lost and delivers from there.
-    fn skip_to_earliest_held(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+    fn skip_to_earliest_held(&mut self, file: Option<&File>, deliver: &mut impl FnMut(Chunk<'_>)) {
         let Some(next) = self.next_seq else { return };
         let Some(earliest) = self
             .held
@@ -434,10 +294,10 @@ impl HalfStream {
             self.next_seq = Some(earliest);
             self.forget_recent();
         }
-        self.drain_held(deliver);
+        self.drain_held(file, deliver);
     }
 
-    fn drain_held(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+    fn drain_held(&mut self, file: Option<&File>, deliver: &mut impl FnMut(Chunk<'_>)) {
         while let Some(next) = self.next_seq {
             let Some(i) = self.held.iter().position(|h| seq_offset(h.seq, next) <= 0) else {
                 break;
@@ -446,9 +306,16 @@ impl HalfStream {
             self.held_bytes -= held.bytes.len();
             let skip = seq_offset(next, held.seq) as usize;
             let overlap = &held.bytes[..skip.min(held.bytes.len())];
-            self.check_delivered(held.seq, overlap, next, deliver);
+            self.check_delivered(held.seq, overlap, next, file, deliver);
             if skip < held.bytes.len() {
-                self.deliver_fresh(next, &held.bytes[skip..], held.ts, deliver);
+                let backing = Backing { file, at: held.at };
+                self.deliver_fresh(
+                    next,
+                    &held.bytes[skip..],
+                    held.ts,
+                    backing.skip(skip),
+                    deliver,
+                );
             }
             let cut_at = held.seq.wrapping_add(held.bytes.len() as u32);
             self.deliver_cut(cut_at, held.cut, deliver);
@@ -485,6 +352,7 @@ impl HalfStream {
         next: u32,
         fresh: &[u8],
         ts: Timestamp,
+        backing: Backing<'_>,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
         let new_next = next.wrapping_add(fresh.len() as u32);
@@ -500,8 +368,8 @@ impl HalfStream {
         let (seq, unacked) = (next.wrapping_add(acked as u32), &fresh[acked..]);
         if !unacked.is_empty() {
             match &mut self.recent {
-                Some(recent) => recent.record(seq, unacked),
-                None => self.recent = Some(Recent::new(seq, unacked)),
+                Some(recent) => recent.record(seq, unacked, backing.skip(acked)),
+                None => self.recent = Some(Recent::new(seq, unacked, backing.skip(acked))),
             }
         }
         if self
@@ -519,11 +387,12 @@ impl HalfStream {
         seq: u32,
         again: &[u8],
         next: u32,
+        file: Option<&File>,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
         if let Some(recent) = &self.recent
             && !again.is_empty()
-            && recent.differs(seq, again, next)
+            && recent.differs(seq, again, next, file)
         {
             deliver(Chunk::Conflict(again.len() as u64));
         }
@@ -543,7 +412,7 @@ impl HalfStream {
     /// the capture never showed were lost by the capture, not the network: declare them a gap
     /// now rather than holding later data until the connection ends.
     #[inline]
-    pub fn acked(&mut self, ack: u32, deliver: &mut impl FnMut(Chunk<'_>)) {
+    pub fn acked(&mut self, ack: u32, file: Option<&File>, deliver: &mut impl FnMut(Chunk<'_>)) {
         let Some(next) = self.next_seq else { return };
         // Acknowledging the FIN does not acknowledge data.
         let data_end = match self.fin_seq {
@@ -569,18 +438,22 @@ impl HalfStream {
             self.acked_to = Some(data_end);
         }
         // The missing bytes may be a few packets away in the capture, even after the FIN.
-        self.lose_acked_hole_if_overdue(deliver);
+        self.lose_acked_hole_if_overdue(file, deliver);
     }
 
     /// A hole the receiver acknowledged, with captured data after it, that stayed open for
     /// [`ACKED_HOLE_PATIENCE`] packets: the capture lost those bytes.
-    fn lose_acked_hole_if_overdue(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
+    fn lose_acked_hole_if_overdue(
+        &mut self,
+        file: Option<&File>,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
         if self.acked_to.is_none() {
             return;
         }
         self.acked_patience = self.acked_patience.saturating_add(1);
         if self.acked_patience >= ACKED_HOLE_PATIENCE && self.holds_data_acked() {
-            self.skip_acked(false, deliver);
+            self.skip_acked(false, file, deliver);
         }
     }
 
@@ -596,7 +469,12 @@ impl HalfStream {
     /// Declares the acknowledged bytes the capture never showed a gap, up to each held
     /// segment, and delivers on. Acknowledged bytes with nothing captured after them are
     /// declared lost only when that is `certain` (the sender's FIN, or the connection's end).
-    fn skip_acked(&mut self, certain: bool, deliver: &mut impl FnMut(Chunk<'_>)) {
+    fn skip_acked(
+        &mut self,
+        certain: bool,
+        file: Option<&File>,
+        deliver: &mut impl FnMut(Chunk<'_>),
+    ) {
         while let (Some(next), Some(acked)) = (self.next_seq, self.acked_to) {
             let missing = seq_offset(acked, next);
             if missing <= 0 {
@@ -605,13 +483,13 @@ impl HalfStream {
             }
             let earliest_held = self.held.iter().map(|h| seq_offset(h.seq, next)).min();
             match earliest_held {
-                Some(offset) if offset <= missing => self.skip_to_earliest_held(deliver),
+                Some(offset) if offset <= missing => self.skip_to_earliest_held(file, deliver),
                 _ if certain => {
                     deliver(Chunk::Gap(missing as u64));
                     self.next_seq = Some(acked);
                     self.acked_to = None;
                     self.forget_recent();
-                    self.drain_held(deliver);
+                    self.drain_held(file, deliver);
                 }
                 _ => break,
             }
@@ -644,10 +522,10 @@ impl HalfStream {
 
     /// The connection is over (RST, end of capture, eviction): whatever is held is delivered
     /// after gaps, so nothing captured is lost.
-    pub fn flush(&mut self, deliver: &mut impl FnMut(Chunk<'_>)) {
-        self.skip_acked(true, deliver);
+    pub fn flush(&mut self, file: Option<&File>, deliver: &mut impl FnMut(Chunk<'_>)) {
+        self.skip_acked(true, file, deliver);
         while !self.held.is_empty() {
-            self.skip_to_earliest_held(deliver);
+            self.skip_to_earliest_held(file, deliver);
         }
         self.maybe_fin(deliver);
     }

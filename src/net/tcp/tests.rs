@@ -44,7 +44,7 @@ fn collect(stream: &mut HalfStream, segments: &[(u32, &[u8])]) -> (Vec<u8>, Vec<
             &mut sink,
         );
     }
-    stream.flush(&mut sink);
+    stream.flush(None, &mut sink);
     (bytes, gaps)
 }
 
@@ -94,15 +94,15 @@ fn a_hole_the_receiver_acknowledged_becomes_a_gap() {
     let mut sink = |c: Chunk<'_>| events.push(show(&c));
     data(&mut s, 100, b"ab", &mut sink);
     data(&mut s, 110, b"xyz", &mut sink);
-    s.acked(101, &mut sink); // nothing new
-    s.acked(105, &mut sink); // 102..105 may still come: the held data starts at 110
-    s.acked(113, &mut sink); // the receiver has 102..110 and the capture has 110..113,
+    s.acked(101, None, &mut sink); // nothing new
+    s.acked(105, None, &mut sink); // 102..105 may still come: the held data starts at 110
+    s.acked(113, None, &mut sink); // the receiver has 102..110 and the capture has 110..113,
     // but captures reorder: the hole is given a few more packets to fill
     for _ in 0..ACKED_HOLE_PATIENCE {
-        s.acked(113, &mut sink);
+        s.acked(113, None, &mut sink);
     }
-    s.acked(120, &mut sink); // acked, never seen, nothing after them yet
-    s.flush(&mut sink); // the connection ended without them
+    s.acked(120, None, &mut sink); // acked, never seen, nothing after them yet
+    s.flush(None, &mut sink); // the connection ended without them
     assert_eq!(
         events,
         [
@@ -195,9 +195,9 @@ fn an_ack_before_its_data_loses_nothing() {
     let mut events = Vec::new();
     let mut sink = |c: Chunk<'_>| events.push(show(&c));
     data(&mut s, 100, b"ab", &mut sink);
-    s.acked(105, &mut sink); // the capture shows the ACK first
+    s.acked(105, None, &mut sink); // the capture shows the ACK first
     data(&mut s, 102, b"cde", &mut sink);
-    s.flush(&mut sink);
+    s.flush(None, &mut sink);
     assert_eq!(events, ["Data([97, 98])", "Data([99, 100, 101])"]);
 }
 
@@ -238,12 +238,57 @@ fn cut_segments_are_delivered_in_place() {
     };
     let mut sink = |c: Chunk<'_>| events.push(show(&c));
     let base = u32::MAX - 4; // across wraparound
-    s.push_cut(base, plain, b"ab", 3, ts, limits, &mut sink); // ab + 3 cut
-    s.push_cut(base.wrapping_add(9), plain, b"j", 2, ts, limits, &mut sink); // ahead: held
-    s.push_cut(base.wrapping_add(5), plain, b"fg", 2, ts, limits, &mut sink); // fills
-    s.push_cut(base, plain, b"ab", 3, ts, limits, &mut sink); // retransmitted
-    s.push_cut(base.wrapping_add(12), fin, b"", 4, ts, limits, &mut sink); // header only
-    s.flush(&mut sink);
+    s.push_cut(
+        base,
+        plain,
+        b"ab",
+        3,
+        ts,
+        limits,
+        Backing::default(),
+        &mut sink,
+    ); // ab + 3 cut
+    s.push_cut(
+        base.wrapping_add(9),
+        plain,
+        b"j",
+        2,
+        ts,
+        limits,
+        Backing::default(),
+        &mut sink,
+    ); // ahead: held
+    s.push_cut(
+        base.wrapping_add(5),
+        plain,
+        b"fg",
+        2,
+        ts,
+        limits,
+        Backing::default(),
+        &mut sink,
+    ); // fills
+    s.push_cut(
+        base,
+        plain,
+        b"ab",
+        3,
+        ts,
+        limits,
+        Backing::default(),
+        &mut sink,
+    ); // retransmitted
+    s.push_cut(
+        base.wrapping_add(12),
+        fin,
+        b"",
+        4,
+        ts,
+        limits,
+        Backing::default(),
+        &mut sink,
+    ); // header only
+    s.flush(None, &mut sink);
     assert_eq!(
         events,
         [
@@ -312,10 +357,11 @@ fn cuts_in_any_order_keep_every_byte_in_place() {
                 cut as u32,
                 Timestamp::default(),
                 ReassemblyLimits::default(),
+                Backing::default(),
                 &mut sink,
             );
         }
-        half.flush(&mut sink);
+        half.flush(None, &mut sink);
         assert_eq!(gaps, 0, "round {round}");
         let want: Vec<Option<u8>> = segments
             .iter()
@@ -367,7 +413,7 @@ fn unacknowledged_bytes_are_compared_and_a_partial_ack_trims() {
     data(&mut s, base, b"abcd", &mut sink);
     data(&mut s, base.wrapping_add(2), b"XdEF", &mut sink); // 2 old bytes, one differs
     assert!(s.remembers());
-    s.acked(base.wrapping_add(3), &mut sink); // "abc" acknowledged, "dEF" not
+    s.acked(base.wrapping_add(3), None, &mut sink); // "abc" acknowledged, "dEF" not
     data(&mut s, base, b"ABC", &mut sink); // acknowledged: not compared
     data(&mut s, base.wrapping_add(2), b"Cd", &mut sink); // "C" acked, "d" the same
     data(&mut s, base.wrapping_add(3), b"dEf", &mut sink); // unacked, "f" differs
@@ -384,10 +430,10 @@ fn a_full_ack_frees_the_ring_and_acknowledged_copies_are_not_compared() {
     let mut sink = not_data(&mut events);
     data(&mut s, 1000, &[7; 1500], &mut sink);
     assert!(s.memory() >= 1500);
-    s.acked(900, &mut sink); // from long before: covers nothing
-    s.acked(1000, &mut sink); // covers nothing delivered
+    s.acked(900, None, &mut sink); // from long before: covers nothing
+    s.acked(1000, None, &mut sink); // covers nothing delivered
     assert!(s.memory() >= 1500);
-    s.acked(2500, &mut sink);
+    s.acked(2500, None, &mut sink);
     assert_eq!(s.memory(), 0);
     assert!(!s.remembers());
     data(&mut s, 1000, &[8; 1500], &mut sink); // a changed copy, acknowledged: quiet
@@ -397,7 +443,7 @@ fn a_full_ack_frees_the_ring_and_acknowledged_copies_are_not_compared() {
     data(&mut s, 2500, b"new", &mut sink);
     assert!(s.remembers());
     data(&mut s, 2400, &[0; 103], &mut sink); // 100 acked (not compared), "new" changed
-    s.acked(2503, &mut sink);
+    s.acked(2503, None, &mut sink);
     assert_eq!(s.memory(), 0);
     drop(sink);
     assert_eq!(events, ["Conflict(103)"]);
@@ -423,11 +469,11 @@ fn the_ack_of_the_fin_frees_the_ring() {
     flagged(&mut s, isn, syn, b"", &mut sink);
     flagged(&mut s, isn.wrapping_add(1), fin, b"abc", &mut sink);
     assert!(s.remembers());
-    s.acked(isn.wrapping_add(4), &mut sink); // all data, not the FIN
+    s.acked(isn.wrapping_add(4), None, &mut sink); // all data, not the FIN
     assert!(!s.remembers());
     data(&mut s, isn.wrapping_add(1), b"ab", &mut sink);
-    s.acked(isn.wrapping_add(5), &mut sink); // the FIN too
-    s.flush(&mut sink);
+    s.acked(isn.wrapping_add(5), None, &mut sink); // the FIN too
+    s.flush(None, &mut sink);
     assert_eq!(s.memory(), 0);
     assert_eq!(events, ["Data([97, 98, 99])", "Fin"]);
 }
@@ -441,7 +487,7 @@ fn data_acknowledged_before_it_is_seen_is_not_remembered() {
     let mut sink = not_data(&mut events);
     let base = u32::MAX - 1;
     data(&mut s, base, b"ab", &mut sink);
-    s.acked(base.wrapping_add(4), &mut sink); // "ab" and 2 bytes not seen yet
+    s.acked(base.wrapping_add(4), None, &mut sink); // "ab" and 2 bytes not seen yet
     assert!(!s.remembers());
     data(&mut s, base.wrapping_add(2), b"cdef", &mut sink); // "cd" acked, "ef" not
     data(&mut s, base.wrapping_add(2), b"CDEF", &mut sink); // only "EF" compared
@@ -475,7 +521,7 @@ fn the_ring_holds_exactly_the_unacknowledged_tail() {
         sent += len;
         if next(3) == 0 {
             acked = sent - next(sent - acked + 1);
-            s.acked(base.wrapping_add(acked), &mut |_| {});
+            s.acked(base.wrapping_add(acked), None, &mut |_| {});
         }
         // One byte, changed: compared exactly when it is unacknowledged and in the last 2048.
         let at = sent - 1 - next(sent.min(5000));
