@@ -39,11 +39,34 @@ impl<'f> Backing<'f> {
 }
 
 /// Delivered bytes, `len` long from `seq`, that the capture file holds at `at`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct FileSpan {
     seq: u32,
     len: u32,
     at: u64,
+}
+
+/// A span as it is stored: its place in the file and its length in one word (its sequence
+/// number follows from the spans after it), so that a connection's two directions cost 48
+/// bytes more, not 112. Places past 2^48 (256 TiB into a file) are copied instead.
+#[derive(Clone, Copy, Debug, Default)]
+struct Place(u64);
+
+const PLACE_LEN_BITS: u32 = 16;
+
+impl Place {
+    fn new(at: u64, len: usize) -> Option<Place> {
+        (at < 1 << (64 - PLACE_LEN_BITS) && len <= RECENT)
+            .then(|| Place(at << PLACE_LEN_BITS | len as u64))
+    }
+
+    fn at(self) -> u64 {
+        self.0 >> PLACE_LEN_BITS
+    }
+
+    fn len(self) -> u32 {
+        (self.0 & ((1 << PLACE_LEN_BITS) - 1)) as u32
+    }
 }
 
 /// The file spans one direction remembers before its bytes are copied into a ring after all:
@@ -72,11 +95,13 @@ pub(super) struct Recent {
 
 #[derive(Debug)]
 enum Store {
-    /// Where the file holds them, oldest first; spans wholly before the remembered bytes are
-    /// stale (an ACK forgot them) and dropped when room is needed.
+    /// Where the file holds them, oldest first, one after another up to `end` (the sequence
+    /// number after the last); spans wholly before the remembered bytes are stale (an ACK
+    /// forgot them) and dropped when room is needed.
     File {
-        spans: [FileSpan; FILE_SPANS],
+        places: [Place; FILE_SPANS],
         count: u8,
+        end: u32,
     },
     /// A copy, a power of two long, at most [`RECENT`].
     Ring(Box<[u8]>),
@@ -167,8 +192,9 @@ impl Recent {
     pub(super) fn new(seq: u32, data: &[u8], backing: Backing<'_>) -> Recent {
         let store = match backing.at {
             Some(_) => Store::File {
-                spans: [FileSpan::default(); FILE_SPANS],
+                places: [Place::default(); FILE_SPANS],
                 count: 0,
+                end: seq,
             },
             None => Store::Ring(Box::new([])),
         };
@@ -196,26 +222,29 @@ impl Recent {
             seq.wrapping_add(skip as u32),
             backing.skip(skip),
         );
-        let end = seq.wrapping_add(data.len() as u32);
-        if let (Store::File { spans, count }, Some(at)) = (&mut self.store, backing.at) {
+        let new_end = seq.wrapping_add(data.len() as u32);
+        let place = backing.at.and_then(|at| Place::new(at, data.len()));
+        if let (Store::File { places, count, end }, Some(place)) = (&mut self.store, place)
+            && *end == seq
+        {
             let new_len = (self.len + data.len()).min(RECENT);
-            let oldest = end.wrapping_sub(new_len as u32);
-            // Spans wholly before what stays remembered make room.
-            let mut kept = 0;
-            for i in 0..usize::from(*count) {
-                let s = spans[i];
-                if seq_offset(s.seq.wrapping_add(s.len), oldest) > 0 {
-                    spans[kept] = s;
-                    kept += 1;
+            let oldest = new_end.wrapping_sub(new_len as u32);
+            // Spans wholly before what stays remembered make room: they are the first ones.
+            let mut start = spans_start(&places[..usize::from(*count)], *end);
+            let mut stale = 0;
+            for p in &places[..usize::from(*count)] {
+                start = start.wrapping_add(p.len());
+                if seq_offset(start, oldest) > 0 {
+                    break;
                 }
+                stale += 1;
             }
+            places.copy_within(stale..usize::from(*count), 0);
+            let kept = usize::from(*count) - stale;
             if kept < FILE_SPANS {
-                spans[kept] = FileSpan {
-                    seq,
-                    len: data.len() as u32,
-                    at,
-                };
+                places[kept] = place;
                 *count = kept as u8 + 1;
+                *end = new_end;
                 self.len = new_len;
                 return;
             }
@@ -230,16 +259,17 @@ impl Recent {
     /// From remembering where the file holds the bytes to a copy of them, ending at `end`:
     /// the spans are read from the file. Bytes it cannot read are forgotten.
     fn copy_to_ring(&mut self, end: u32, file: Option<&File>) {
-        let Store::File { spans, count } = &self.store else {
+        let Store::File { places, count, .. } = &self.store else {
             return;
         };
+        let spans = spans_of(&places[..usize::from(*count)], end);
         let held = self.len;
         let mut ring = take_ring(held.next_power_of_two().max(MIN_RING));
         let oldest = end.wrapping_sub(held as u32);
         let mut readable = held;
         let mut buf = [0u8; RECENT];
-        for s in &spans[..usize::from(*count)] {
-            let Some((from, part)) = within(s, oldest, held) else {
+        for s in spans {
+            let Some((from, part)) = within(&s, oldest, held) else {
                 continue;
             };
             let bytes = &mut buf[..part];
@@ -302,10 +332,10 @@ impl Recent {
                 let (first, second) = runs(ring, seq, data.len());
                 first != &data[..first.len()] || second != &data[first.len()..]
             }
-            Store::File { spans, count } => {
+            Store::File { places, count, end } => {
                 let mut buf = [0u8; RECENT];
-                spans[..usize::from(*count)].iter().any(|s| {
-                    let Some((from, part)) = within(s, seq, data.len()) else {
+                spans_of(&places[..usize::from(*count)], *end).any(|s| {
+                    let Some((from, part)) = within(&s, seq, data.len()) else {
                         return false;
                     };
                     let ours = &data[seq_offset(from, seq) as usize..][..part];
@@ -319,6 +349,27 @@ impl Recent {
             }
         }
     }
+}
+
+/// The sequence number of the first of `places`, which end at `end`.
+fn spans_start(places: &[Place], end: u32) -> u32 {
+    places
+        .iter()
+        .fold(end, |start, p| start.wrapping_sub(p.len()))
+}
+
+/// `places`, ending at `end`, as spans, oldest first.
+fn spans_of(places: &[Place], end: u32) -> impl Iterator<Item = FileSpan> + '_ {
+    let mut seq = spans_start(places, end);
+    places.iter().map(move |p| {
+        let span = FileSpan {
+            seq,
+            len: p.len(),
+            at: p.at(),
+        };
+        seq = seq.wrapping_add(p.len());
+        span
+    })
 }
 
 /// The part of span `s` within the `len` bytes from `start`: where it begins, how long.
