@@ -57,7 +57,7 @@ const PLACE_LEN_BITS: u32 = 16;
 impl Place {
     fn new(at: u64, len: usize) -> Option<Place> {
         (at < 1 << (64 - PLACE_LEN_BITS) && len <= RECENT)
-            .then(|| Place(at << PLACE_LEN_BITS | len as u64))
+            .then_some(Place(at << PLACE_LEN_BITS | len as u64))
     }
 
     fn at(self) -> u64 {
