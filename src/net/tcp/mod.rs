@@ -4,6 +4,7 @@
 mod flow;
 mod reassembly;
 mod recent;
+mod seq;
 
 pub use flow::FlowKey;
 pub use reassembly::{Chunk, HalfStream, ReassemblyLimits};

@@ -9,6 +9,7 @@
 use std::fs::File;
 
 use super::recent::{Backing, Recent};
+use super::seq::seq_offset;
 use crate::event::Timestamp;
 use crate::net::segment::TcpFlags;
 
@@ -76,11 +77,6 @@ pub struct HalfStream {
 
 /// Packets a hole the receiver acknowledged may stay open before it is called lost.
 pub(super) const ACKED_HOLE_PATIENCE: u8 = 16;
-
-/// Signed distance from `base` to `seq`, valid while the two are within 2^31 of each other.
-pub(super) fn seq_offset(seq: u32, base: u32) -> i64 {
-    i64::from(seq.wrapping_sub(base) as i32)
-}
 
 impl HalfStream {
     #[inline]

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::reassembly::seq_offset;
+use super::seq::seq_offset;
 
 /// The most delivered bytes remembered per direction, to compare retransmissions against. A
 /// power of two, so a byte's place is its sequence number modulo the ring's length, across
