@@ -237,57 +237,24 @@ fn cut_segments_are_delivered_in_place() {
         ..TcpFlags::default()
     };
     let mut sink = |c: Chunk<'_>| events.push(show(&c));
+    let mut push = |s: &mut HalfStream, seq: u32, flags: TcpFlags, bytes: &[u8], cut: u32| {
+        s.push_cut(
+            seq,
+            flags,
+            bytes,
+            cut,
+            ts,
+            limits,
+            Backing::default(),
+            &mut sink,
+        )
+    };
     let base = u32::MAX - 4; // across wraparound
-    s.push_cut(
-        base,
-        plain,
-        b"ab",
-        3,
-        ts,
-        limits,
-        Backing::default(),
-        &mut sink,
-    ); // ab + 3 cut
-    s.push_cut(
-        base.wrapping_add(9),
-        plain,
-        b"j",
-        2,
-        ts,
-        limits,
-        Backing::default(),
-        &mut sink,
-    ); // ahead: held
-    s.push_cut(
-        base.wrapping_add(5),
-        plain,
-        b"fg",
-        2,
-        ts,
-        limits,
-        Backing::default(),
-        &mut sink,
-    ); // fills
-    s.push_cut(
-        base,
-        plain,
-        b"ab",
-        3,
-        ts,
-        limits,
-        Backing::default(),
-        &mut sink,
-    ); // retransmitted
-    s.push_cut(
-        base.wrapping_add(12),
-        fin,
-        b"",
-        4,
-        ts,
-        limits,
-        Backing::default(),
-        &mut sink,
-    ); // header only
+    push(&mut s, base, plain, b"ab", 3); // ab + 3 cut
+    push(&mut s, base.wrapping_add(9), plain, b"j", 2); // ahead: held
+    push(&mut s, base.wrapping_add(5), plain, b"fg", 2); // fills
+    push(&mut s, base, plain, b"ab", 3); // retransmitted
+    push(&mut s, base.wrapping_add(12), fin, b"", 4); // header only
     s.flush(None, &mut sink);
     assert_eq!(
         events,
