@@ -19,29 +19,53 @@ const MAX_HEADERS: usize = 96;
 
 /// The Sec-WebSocket-Accept value a server must send for `key`.
 pub fn expected_accept(key: &str) -> String {
+    let mut accept = [0u8; ACCEPT_LEN];
+    String::from_utf8_lossy(expected_accept_bytes(key, &mut accept)).into_owned()
+}
+
+/// A SHA-1 digest in base64: 28 characters.
+const ACCEPT_LEN: usize = 28;
+
+/// [`expected_accept`] written into `out`: every connection checks one, and none needs it kept.
+fn expected_accept_bytes<'a>(key: &str, out: &'a mut [u8; ACCEPT_LEN]) -> &'a [u8] {
     let mut sha = Sha1::new();
     sha.update(key.trim().as_bytes());
     sha.update(WEBSOCKET_GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(sha.finalize(), out)
+        .unwrap_or(0);
+    &out[..n]
 }
 
 pub fn accept_verdict(request: &UpgradeRequest, response: &UpgradeResponse) -> AcceptVerdict {
+    let mut expected = [0u8; ACCEPT_LEN];
     match (&request.key, &response.accept) {
         (_, None) => AcceptVerdict::Missing,
-        (Some(key), Some(accept)) if expected_accept(key) == accept.trim() => AcceptVerdict::Ok,
+        (Some(key), Some(accept))
+            if expected_accept_bytes(key, &mut expected) == accept.trim().as_bytes() =>
+        {
+            AcceptVerdict::Ok
+        }
         _ => AcceptVerdict::Mismatch,
     }
 }
 
 /// RFC 6455 4.1: the key is 16 random bytes, base64-encoded.
 pub fn key_is_valid(key: &str) -> bool {
+    // Room for one byte more than a key: a longer one fails to fit, and is as invalid.
+    let mut raw = [0u8; 17];
     base64::engine::general_purpose::STANDARD
-        .decode(key.trim())
-        .is_ok_and(|raw| raw.len() == 16)
+        .decode_slice(key.trim(), &mut raw)
+        .is_ok_and(|n| n == 16)
 }
 
+/// A header value as text, trimmed. Most values are ASCII: they skip the lossy conversion's
+/// scan, and what `str::trim` would strip is stripped the same either way.
 fn text(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).trim().to_string()
+    match std::str::from_utf8(value.trim_ascii()) {
+        Ok(value) => value.trim().to_owned(),
+        Err(_) => String::from_utf8_lossy(value).trim().to_owned(),
+    }
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -250,6 +274,45 @@ fn is_upgrade_websocket(name: &[u8], value: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::wire::http::{looks_like_request_start, looks_like_response_start};
+
+    /// The quick paths against the plain formulas they replace: a value made text as the
+    /// lossy conversion and `str::trim` make it; a key valid when it decodes to 16 bytes.
+    #[test]
+    fn header_text_and_key_checks_match_the_plain_formulas() {
+        let values: [&[u8]; 9] = [
+            b"  websocket ",
+            b"\x0bvertical tab\x0b",
+            b"\t\r\n",
+            "\u{a0}nbsp\u{3000}".as_bytes(),
+            b"caf\xc3\xa9 ",
+            b" bad \xff utf-8 ",
+            b"\xe2\x80",
+            b"",
+            b"\x0c \x0b x \x0b \x0c",
+        ];
+        for value in values {
+            assert_eq!(
+                text(value),
+                String::from_utf8_lossy(value).trim(),
+                "{value:?}"
+            );
+        }
+        let std = &base64::engine::general_purpose::STANDARD;
+        for len in 0..24 {
+            let key = std.encode(vec![7u8; len]);
+            for key in [
+                key.clone(),
+                format!(" {key}\t"),
+                format!("{key}="),
+                key.replace('H', "*"),
+            ] {
+                let plain = std.decode(key.trim()).is_ok_and(|raw| raw.len() == 16);
+                assert_eq!(key_is_valid(&key), plain, "{key:?}");
+            }
+        }
+        let accept = expected_accept(" dGhlIHNhbXBsZSBub25jZQ== ");
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
 
     #[test]
     fn rfc6455_accept_example() {
