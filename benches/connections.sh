@@ -91,6 +91,6 @@ if [[ $CALLGRIND == 1 ]]; then
         ir=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$WSNOOP" -r "$f" -q --threads 1 2>&1 \
             >/dev/null | awk '/Collected/ { gsub(",", "", $4); print $4 }')
         awk -v ir="$ir" -v m="$(mb "$f")" -v f="$(basename "$f")" \
-            'BEGIN { printf "callgrind %s: %d instructions, %.2f M per MB\n", f, ir, ir / m / 1e6 }'
+            'BEGIN { printf "callgrind %s: %s instructions, %.2f M per MB\n", f, ir, ir / m / 1e6 }'
     done
 fi
