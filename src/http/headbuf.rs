@@ -4,7 +4,8 @@
 //! head sent a byte at a time would be parsed 65,536 times). Only the new bytes are scanned,
 //! for the two places a parse can change its answer: the end of the start line (a malformed
 //! one is refused there) and the first empty line (the end of the head). A parse runs at
-//! those and once more when the head outgrows [`MAX_HEAD_LEN`]: linear in the bytes received.
+//! those and once more when the head outgrows [`MAX_HEAD_LEN`]; and once on a head's first
+//! segment, where it lies, for the head that comes whole: linear in the bytes received.
 
 use super::handshake::{HeadError, MAX_HEAD_LEN};
 use crate::context::GiveUp;
