@@ -34,7 +34,7 @@ pub(in crate::output) fn bytes_equal(word: u64, byte: u8) -> u64 {
 
 /// The high bit of each byte of `word` below 0x20 (a control character).
 pub(in crate::output) fn bytes_below_space(word: u64) -> u64 {
-    !(word | ((word & LOW7) + ONES * 0x60)) & HIGH
+    !not_controls(word) & HIGH
 }
 
 /// Input bytes escaped per block: the block's output, at most six bytes per input byte, is
