@@ -1,4 +1,6 @@
 use super::*;
+use crate::event::Event;
+use crate::net::segment::TcpFlags;
 
 fn key(port: u16) -> FlowKey {
     let a: std::net::SocketAddr = ([10, 0, 0, 1], port).into();
@@ -60,4 +62,49 @@ fn stats_add_every_counter_and_keep_the_largest_snapshot_length() {
         (11, 2, 4, 96, 8)
     );
     assert_eq!(a.ws.http_given_up.reported, 1);
+}
+
+/// A sweep's lists are the last sweep's, emptied: what one sweep ended and removed is not
+/// ended again at the next, though a new connection on the same endpoints is in the table.
+#[test]
+fn a_sweep_lists_only_what_is_idle_at_its_own_time() {
+    let mut analyzer = Analyzer::new(AnalyzerOptions::default());
+    let timeout = analyzer.options.flows.idle_timeout_secs;
+    let syn = |analyzer: &mut Analyzer, secs: i64| {
+        let seg = TcpSegment {
+            src: ([10, 0, 0, 1], 1000).into(),
+            dst: ([10, 0, 0, 2], 80).into(),
+            seq: 1,
+            ack: 0,
+            flags: TcpFlags {
+                syn: true,
+                ..TcpFlags::default()
+            },
+            payload: &[],
+            cut: None,
+            packet_len: 54,
+            payload_at: None,
+        };
+        analyzer.segment_placed(at(secs), &seg, None, &mut |_: &Event<'_>| {});
+    };
+    let sweep = |analyzer: &mut Analyzer, secs: i64| {
+        let plan = analyzer.sweep_plan(at(secs));
+        let listed = (plan.linger.clone(), plan.timed_out.clone());
+        analyzer.apply_sweep(&plan, at(secs), &mut |_: &Event<'_>| {}, &mut |_, _| {});
+        analyzer.recycle_plan(plan);
+        listed
+    };
+    syn(&mut analyzer, 0);
+    assert_eq!(
+        sweep(&mut analyzer, timeout + 1),
+        (vec![], vec![(0, key(1000))])
+    );
+    syn(&mut analyzer, timeout + 2);
+    assert_eq!(sweep(&mut analyzer, timeout + 3), (vec![], vec![]));
+    assert_eq!(analyzer.stats().timed_out, 1);
+    assert_eq!(
+        analyzer.flows.len(),
+        1,
+        "the second connection is still open"
+    );
 }

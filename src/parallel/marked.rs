@@ -229,11 +229,14 @@ pub(super) fn sweep_shard(
     analyzer.apply_sweep(&plan, ts, sink, &mut |step, id| {
         next.set(mark(packet, step, id))
     });
-    plan.linger
+    let removed = plan
+        .linger
         .iter()
         .chain(&plan.timed_out)
         .map(|&(_, key)| key)
-        .collect()
+        .collect();
+    analyzer.recycle_plan(plan);
+    removed
 }
 
 pub(super) fn evict_shard(
