@@ -283,6 +283,7 @@ impl Analyzer {
                 self.flows.insert_new(hash, conn)
             }
         };
+        conn.app.session.prefetch();
         conn.last_seen = ts;
         conn.note(seg, from_a);
         let side = &mut conn.app.sides[usize::from(!from_a)];

@@ -199,6 +199,17 @@ impl Session {
         self.handshake = Some(handshake);
     }
 
+    /// Starts bringing the decoder's state into the cache (see [`crate::ffi::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self) {
+        match &self.mode {
+            Mode::Http(http) => crate::ffi::prefetch(&**http),
+            Mode::WebSocket(ws) => crate::ffi::prefetch(&**ws),
+            Mode::Probe(probe) => crate::ffi::prefetch(&**probe),
+            Mode::Fresh | Mode::Ignored => {}
+        }
+    }
+
     pub fn is_ignored(&self) -> bool {
         matches!(self.mode, Mode::Ignored)
     }
