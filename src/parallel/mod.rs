@@ -15,7 +15,6 @@
 //! got; a writer thread merges the buffers in that order, which is one thread's.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,11 +37,13 @@ mod credit;
 mod marked;
 mod merge;
 mod owned;
+mod table;
 mod worker;
 
 use credit::Credit;
 use marked::{Chunk, Marked, evict_shard, finish_shard, sweep_shard};
 use merge::{event_writer, summary_table, writer};
+use table::ReaderTable;
 use worker::{WorkerEnds, worker};
 
 /// The most decoding threads a run uses; more would only cost memory and switches.
@@ -438,7 +439,7 @@ fn run_to(
     let mut own = Analyzer::new(shard_options.clone());
     let own_next = Cell::new(0);
     let mut own_sink = Marked::new(format, &own_next, &options.select);
-    let mut table: HashMap<FlowKey, Entry, foldhash::fast::RandomState> = HashMap::default();
+    let mut table = ReaderTable::default();
     let mut next_id = 0u64;
     let mut reader_taken = 0u64;
     let mut next_worker = 0usize;
@@ -666,7 +667,7 @@ fn run_to(
                                 rst: false,
                             };
                             entry.note(from_a, seg.flags);
-                            table.insert(key, entry);
+                            table.insert_new(key, entry);
                             (owner, Place::Start(id))
                         }
                     };
