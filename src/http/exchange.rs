@@ -180,7 +180,9 @@ impl ChunkedBody {
 
 #[derive(Debug)]
 pub(crate) struct PendingRequest {
-    pub(crate) method: String,
+    /// The request was a HEAD, whose answer has no body whatever its headers say: all that
+    /// reading the response needs of its method, so no copy of the method is kept.
+    pub(crate) head: bool,
     pub(crate) upgrade: Option<(Box<UpgradeRequest>, Timestamp)>,
 }
 
@@ -342,10 +344,9 @@ impl HttpState {
             .pending
             .iter()
             .map(|p| {
-                p.method.capacity()
-                    + p.upgrade.as_ref().map_or(0, |(request, _)| {
-                        std::mem::size_of::<UpgradeRequest>() + request_memory(request)
-                    })
+                p.upgrade.as_ref().map_or(0, |(request, _)| {
+                    std::mem::size_of::<UpgradeRequest>() + request_memory(request)
+                })
             })
             .sum();
         self.request_head.capacity()
@@ -483,13 +484,13 @@ impl HttpState {
             if self.pending.len() >= MAX_PENDING_REQUESTS {
                 return HttpOutcome::GiveUp(GiveUp::TooManyPipelined);
             }
-            let method = request.method.clone();
+            let head = request.method.eq_ignore_ascii_case("HEAD");
             if request.upgrade_websocket {
                 self.intent = true;
                 report_malformed(Direction::ClientToServer, request.malformed.as_deref(), ctx);
                 self.awaiting_upgrade = true;
                 self.pending.push_back(PendingRequest {
-                    method,
+                    head,
                     upgrade: Some((Box::new(request), ctx.ts)),
                 });
             } else if request.method.eq_ignore_ascii_case("CONNECT") {
@@ -501,7 +502,7 @@ impl HttpState {
                     Err(reason) => return HttpOutcome::GiveUp(reason),
                 };
                 self.pending.push_back(PendingRequest {
-                    method,
+                    head,
                     upgrade: None,
                 });
             }
@@ -535,8 +536,8 @@ impl HttpState {
             // With no request seen (the capture began between request and response), a GET
             // is the only request a 101 to WebSocket can answer.
             let method = match self.pending.front() {
-                Some(pending) => pending.method.as_str(),
-                None => "GET",
+                Some(PendingRequest { head: true, .. }) => "HEAD",
+                Some(_) | None => "GET",
             };
             let (response, used) = match take_head(&mut self.response_head, input, |b| {
                 handshake::parse_response(b, method)

@@ -348,6 +348,34 @@ fn a_refused_decoy_does_not_hide_the_upgrade_after_it() {
     assert_eq!(stats.http_given_up.total(), 0);
 }
 
+/// RFC 9112 6.3: the answer to a HEAD has no body, whatever its Content-Length says. Read as a
+/// GET's, the 101 behind it would be taken for the 200's body.
+#[test]
+fn the_answer_to_a_head_has_no_body_and_the_upgrade_behind_it_is_seen() {
+    let (events, stats) = run(
+        false,
+        &[
+            Data(C2S, b"HEAD /chat HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+            Data(C2S, UPGRADE),
+            Data(
+                S2C,
+                &[
+                    &b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n"[..],
+                    SWITCH,
+                    &server_text("after"),
+                ]
+                .concat(),
+            ),
+        ],
+    );
+    assert_eq!(
+        events,
+        ["handshake /chat 101 accept=ok", "frame s2c after"],
+        "{stats:?}"
+    );
+    assert_eq!(stats.http_given_up.total(), 0);
+}
+
 #[test]
 fn a_101_that_does_not_say_websocket_is_reported_and_followed() {
     let switch = String::from_utf8_lossy(SWITCH).replace("Upgrade: websocket\r\n", "");
