@@ -22,7 +22,7 @@ mod layer;
 mod rules;
 mod secure;
 mod stats;
-mod table;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 
@@ -38,7 +38,7 @@ use table::FlowTable;
 
 pub struct Analyzer {
     options: AnalyzerOptions,
-    flows: FlowTable,
+    flows: FlowTable<Box<Connection>>,
     defrag: Defragmenter,
     next_id: u64,
     scratch: Scratch,

@@ -25,16 +25,51 @@ use crate::net::tcp::FlowKey;
 
 use super::connection::Connection;
 
-pub(super) struct FlowTable {
-    index: HashTable<Box<Connection>>,
+/// What a flow table's slot holds: a key and what it finds. The analyzer's slots are boxed
+/// connections that hold their key; the threaded reader's hold key and entry side by side.
+pub(crate) trait Slot {
+    type Value;
+    fn key(&self) -> &FlowKey;
+    fn value(&self) -> &Self::Value;
+    fn value_mut(&mut self) -> &mut Self::Value;
+    /// Asks for the lines the key compare and the packet after it read (`ffi::prefetch`).
+    fn prefetch(&self);
+}
+
+impl Slot for Box<Connection> {
+    type Value = Connection;
+
+    #[inline]
+    fn key(&self) -> &FlowKey {
+        &self.app.key
+    }
+
+    #[inline]
+    fn value(&self) -> &Connection {
+        self
+    }
+
+    #[inline]
+    fn value_mut(&mut self) -> &mut Connection {
+        self
+    }
+
+    #[inline]
+    fn prefetch(&self) {
+        crate::ffi::prefetch(&**self);
+    }
+}
+
+pub(crate) struct FlowTable<S> {
+    index: HashTable<S>,
     hasher: foldhash::fast::RandomState,
 }
 
 /// A key's hash, computed once per packet and used for the lookup and any insert after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Hashed(u64);
+pub(crate) struct Hashed(u64);
 
-impl Default for FlowTable {
+impl<S> Default for FlowTable<S> {
     fn default() -> Self {
         FlowTable {
             index: HashTable::new(),
@@ -43,60 +78,66 @@ impl Default for FlowTable {
     }
 }
 
-impl FlowTable {
+impl<S: Slot> FlowTable<S> {
     #[inline]
-    pub(super) fn hash(&self, key: &FlowKey) -> Hashed {
+    pub(crate) fn hash(&self, key: &FlowKey) -> Hashed {
         Hashed(self.hasher.hash_one(key))
     }
 
     #[inline]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
     #[inline]
-    pub(super) fn get(&self, key: &FlowKey) -> Option<&Connection> {
+    pub(crate) fn get(&self, key: &FlowKey) -> Option<&S::Value> {
         let hash = self.hash(key);
-        self.index.find(hash.0, |c| c.app.key == *key).map(|c| &**c)
+        self.index.find(hash.0, |s| s.key() == key).map(S::value)
     }
 
     #[inline]
-    pub(super) fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Connection> {
+    pub(crate) fn get_mut(&mut self, key: &FlowKey) -> Option<&mut S::Value> {
         let hash = self.hash(key);
         self.get_hashed(hash, key)
     }
 
-    /// The connection on `key`, whose hash is `hash`.
+    /// What `key`, whose hash is `hash`, finds.
     #[inline]
-    pub(super) fn get_hashed(&mut self, hash: Hashed, key: &FlowKey) -> Option<&mut Connection> {
+    pub(crate) fn get_hashed(&mut self, hash: Hashed, key: &FlowKey) -> Option<&mut S::Value> {
         self.index
-            .find_mut(hash.0, |c| {
-                crate::ffi::prefetch(&**c);
-                c.app.key == *key
+            .find_mut(hash.0, |s| {
+                s.prefetch();
+                s.key() == key
             })
-            .map(|c| &mut **c)
+            .map(S::value_mut)
     }
 
-    /// Adds a connection whose key (`hash` is its hash) the table does not hold.
-    pub(super) fn insert_new(&mut self, hash: Hashed, conn: Box<Connection>) -> &mut Connection {
-        debug_assert_eq!(hash, self.hash(&conn.app.key));
+    /// Adds a slot whose key (`hash` is its hash) the table does not hold.
+    pub(crate) fn insert_new(&mut self, hash: Hashed, slot: S) -> &mut S::Value {
+        debug_assert_eq!(hash, self.hash(slot.key()));
         let hasher = &self.hasher;
         self.index
-            .insert_unique(hash.0, conn, |c| hasher.hash_one(c.app.key))
+            .insert_unique(hash.0, slot, |s| hasher.hash_one(s.key()))
             .into_mut()
+            .value_mut()
     }
 
-    pub(super) fn remove(&mut self, key: &FlowKey) -> Option<Box<Connection>> {
+    pub(crate) fn remove(&mut self, key: &FlowKey) -> Option<S> {
         let hash = self.hash(key);
-        match self.index.find_entry(hash.0, |c| c.app.key == *key) {
+        match self.index.find_entry(hash.0, |s| s.key() == key) {
             Ok(entry) => Some(entry.remove().0),
             Err(_) => None,
         }
     }
 
-    /// Every connection, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Connection> + Clone {
-        self.index.iter().map(|c| &**c)
+    /// Every slot, in no particular order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &S> + Clone {
+        self.index.iter()
+    }
+
+    /// What every slot finds, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &S::Value> + Clone {
+        self.index.iter().map(S::value)
     }
 }
 
@@ -127,7 +168,7 @@ mod tests {
 
     #[test]
     fn finds_what_was_inserted_and_nothing_else() {
-        let mut table = FlowTable::default();
+        let mut table = FlowTable::<Box<Connection>>::default();
         // Enough to grow the index several times: connections are found after each growth.
         for n in 0..5000 {
             let k = key(n);
@@ -147,7 +188,7 @@ mod tests {
 
     #[test]
     fn both_directions_find_the_same_connection() {
-        let mut table = FlowTable::default();
+        let mut table = FlowTable::<Box<Connection>>::default();
         let a: SocketAddr = "[2001:db8::7]:51000"
             .parse()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -164,7 +205,7 @@ mod tests {
 
     #[test]
     fn removed_connections_are_gone_and_the_rest_stay() {
-        let mut table = FlowTable::default();
+        let mut table = FlowTable::<Box<Connection>>::default();
         for n in 0..1000 {
             let k = key(n);
             let hash = table.hash(&k);

@@ -554,7 +554,7 @@ fn run_to(
                 // A worker none of whose connections the sweep can list is not asked: a clock
                 // that jumps at every packet costs no round trip per packet.
                 let mut asked = vec![false; pool.filling.len()];
-                for e in table.values() {
+                for e in table.iter() {
                     if let Owner::Worker(i) = e.owner
                         && let idle = ts.secs.saturating_sub(e.last_seen.secs)
                         && sweep_may_list(idle, e.may_be_finished(), &limits)
@@ -588,13 +588,14 @@ fn run_to(
             let mut route =
                 |seg: &TcpSegment<'_>, pool: &mut Workers, own_sink: &mut Marked<'_>| {
                     let (key, from_a) = FlowKey::new(seg.src, seg.dst);
-                    if table.len() >= limits.max_flows && !table.contains_key(&key) {
-                        let entries = table.iter().map(|(k, e)| (e.last_seen, e.id, *k));
+                    let hash = table.hash(&key);
+                    if table.len() >= limits.max_flows && table.get(&key).is_none() {
+                        let entries = table.slots().map(|(k, e)| (e.last_seen, e.id, *k));
                         let victims = eviction_victims(entries);
                         let mut per_worker: Vec<Vec<(u64, FlowKey)>> = vec![Vec::new(); workers];
                         let mut mine = Vec::new();
                         for &(id, k) in &victims {
-                            match table.remove(&k).map(|e| e.owner) {
+                            match table.remove(&k).map(|(_, e)| e.owner) {
                                 Some(Owner::Reader) => mine.push((id, k)),
                                 Some(Owner::Worker(i)) => per_worker[usize::from(i)].push((id, k)),
                                 None => {}
@@ -613,7 +614,7 @@ fn run_to(
                             }
                         }
                     }
-                    let (owner, place) = match table.get_mut(&key) {
+                    let (owner, place) = match table.get_hashed(hash, &key) {
                         Some(e) => {
                             let owner = e.owner;
                             // The analyzer's rule; whether the connection is finished its decoder
@@ -667,7 +668,7 @@ fn run_to(
                                 rst: false,
                             };
                             entry.note(from_a, seg.flags);
-                            table.insert_new(key, entry);
+                            table.insert_new(hash, (key, entry));
                             (owner, Place::Start(id))
                         }
                     };
