@@ -108,3 +108,43 @@ fn a_sweep_lists_only_what_is_idle_at_its_own_time() {
         "the second connection is still open"
     );
 }
+
+/// Looking ahead only asks for lines: with it at every packet (below the number of
+/// connections where the run loop would start it), every event of the bundled captures is
+/// the same as without it.
+#[test]
+fn looking_ahead_changes_no_event() {
+    use crate::capture::{Next, Source};
+    let events = |path: &std::path::Path, ahead: bool| {
+        let mut source = Source::open_file(path).unwrap_or_else(|e| panic!("{e}"));
+        let mut analyzer = Analyzer::new(AnalyzerOptions::default());
+        let mut out = Vec::new();
+        let mut sink = |e: &Event<'_>| out.push(format!("{e:?}"));
+        loop {
+            if ahead {
+                let hint = source
+                    .buffered_ahead()
+                    .and_then(|(link, data)| segment::endpoints_hint(link, data));
+                analyzer.look_ahead(hint);
+            }
+            match source.next_packet().unwrap_or_else(|e| panic!("{e}")) {
+                Next::Packet(p) => analyzer.packet_at(p.link, p.ts, p.data, p.at, &mut sink),
+                Next::End => break,
+                Next::Idle => {}
+            }
+        }
+        analyzer.finish(&mut sink);
+        out
+    };
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for name in [
+        "concurrent.pcap",
+        "chromium-deflate.pcap",
+        "python-basic.pcap",
+    ] {
+        let path = fixtures.join(name);
+        let without = events(&path, false);
+        assert!(without.len() > 10, "{name}: {} events", without.len());
+        assert_eq!(events(&path, true), without, "{name}");
+    }
+}

@@ -408,6 +408,17 @@ impl Source {
         }
     }
 
+    /// A packet some records after the next one, when the file's buffer already holds it:
+    /// for asking for its connection's state ahead of time. Never for live captures, whose
+    /// ring the kernel is still filling.
+    #[inline]
+    pub fn buffered_ahead(&mut self) -> Option<(LinkType, &[u8])> {
+        match &mut self.handle {
+            Handle::File(reader) => reader.buffered_ahead(),
+            Handle::Live(_) => None,
+        }
+    }
+
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         let result = match &mut self.handle {
             Handle::File(reader) => {

@@ -140,6 +140,35 @@ fn cut_of(declared: usize, captured: usize, data: &[u8]) -> Option<Cut> {
 /// The common case, untagged Ethernet with an unfragmented IPv4 TCP segment, read straight
 /// from etherparse's header views without building a whole `SlicedPacket`. Anything else, or
 /// anything odd, goes the general way.
+/// The endpoints of an Ethernet, IPv4 and TCP packet, unfragmented, read with no checks
+/// beyond the lengths: a guess at which connection a packet ahead belongs to, for asking for
+/// that connection's state early. Never used to decode.
+#[inline]
+pub fn endpoints_hint(link: LinkType, data: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
+    const ETHERNET: usize = 14;
+    if link != LinkType::Ethernet || data.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = data.get(ETHERNET..ETHERNET + 20)?;
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if ip[0] >> 4 != 4 || ip[9] != 6 || fragment {
+        return None;
+    }
+    let tcp = ETHERNET + usize::from(ip[0] & 0x0f) * 4;
+    let ports = data.get(tcp..tcp + 4)?;
+    let addr = |at: usize| std::net::Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+    Some((
+        SocketAddr::new(
+            IpAddr::V4(addr(12)),
+            u16::from_be_bytes([ports[0], ports[1]]),
+        ),
+        SocketAddr::new(
+            IpAddr::V4(addr(16)),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        ),
+    ))
+}
+
 fn ethernet_ipv4_tcp(data: &[u8]) -> Option<TcpSegment<'_>> {
     const ETHERNET: usize = 14;
     if data.get(12..14)? != [0x08, 0x00] {

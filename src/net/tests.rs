@@ -421,3 +421,53 @@ fn too_many_pieces_or_a_contradiction_are_refused() {
     let datagram = defrag.add(LinkType::Raw, &first, at(1)).expect("complete");
     assert_eq!(datagram.segment(&[]).unwrap().payload, &[3u8; 100][..]);
 }
+
+/// The endpoints guessed for looking ahead are the decoder's for a plain Ethernet, IPv4 and
+/// TCP packet (with IP options too), and no guess is made for anything else.
+#[test]
+fn the_endpoints_guessed_ahead_are_the_decoders() {
+    let ether = |ethertype: [u8; 2], ip: &[u8]| {
+        let mut p = vec![0u8; 12];
+        p.extend_from_slice(&ethertype);
+        p.extend_from_slice(ip);
+        p
+    };
+    let plain = ether([0x08, 0x00], &ipv4_tcp(b"hello"));
+    // The same with four bytes of IP options (a no-op and an end of list, padded).
+    let mut with_options = ipv4_tcp(b"hello");
+    with_options[0] = 0x46;
+    with_options.splice(20..20, [1, 0, 0, 0]);
+    let total = u16::from_be_bytes([with_options[2], with_options[3]]) + 4;
+    with_options[2..4].copy_from_slice(&total.to_be_bytes());
+    let with_options = ether([0x08, 0x00], &with_options);
+    for packet in [&plain, &with_options] {
+        let seg = decode(LinkType::Ethernet, packet).unwrap();
+        assert_eq!(
+            endpoints_hint(LinkType::Ethernet, packet),
+            Some((seg.src, seg.dst))
+        );
+    }
+    let mut tagged = vec![0u8; 12];
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
+    tagged.extend_from_slice(&ipv4_tcp(b"x"));
+    let mut fragment = plain.clone();
+    fragment[14 + 6] = 0x20; // more fragments
+    let mut udp = plain.clone();
+    udp[14 + 9] = 17;
+    let mut v6 = Vec::new();
+    PacketBuilder::ipv6([0x20; 16], [0x21; 16], 64)
+        .tcp(40000, 8080, 7, 512)
+        .write(&mut v6, b"x")
+        .unwrap();
+    let v6 = ether([0x86, 0xdd], &v6);
+    for (link, packet) in [
+        (LinkType::Ethernet, &tagged[..]),
+        (LinkType::Ethernet, &fragment[..]),
+        (LinkType::Ethernet, &udp[..]),
+        (LinkType::Ethernet, &v6[..]),
+        (LinkType::Ethernet, &plain[..14 + 20 + 3]),
+        (LinkType::Raw, &plain[14..]),
+    ] {
+        assert_eq!(endpoints_hint(link, packet), None, "{packet:?}");
+    }
+}

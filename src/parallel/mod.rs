@@ -526,7 +526,7 @@ fn run_to(
         let mut turn = |turn: Turn<'_>| -> Result<Option<RunEnd>, RunError> {
             let packet_read = match turn {
                 Turn::Check => return check(&mut spawn_error, reader_gone),
-                Turn::After => return Ok(None),
+                Turn::After | Turn::Ahead(..) => return Ok(None),
                 Turn::Idle => {
                     // Live and quiet: hand over what waits, so events appear as they happen.
                     if packet > epoch_start {
@@ -729,7 +729,12 @@ fn run_to(
             }
             check(&mut spawn_error, reader_gone)
         };
-        let end = read_loop(source, &mut control, &mut turn);
+        let end = read_loop(
+            source,
+            &mut control,
+            &std::cell::Cell::new(false),
+            &mut turn,
+        );
         // Fewer workers than asked for when the system refused one.
         for i in 0..pool.filling.len() {
             if !pool.filling[i].ops.is_empty() {

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
-use crate::analyzer::{Analyzer, AnalyzerOptions, Stats, Step};
+use crate::analyzer::{Analyzer, AnalyzerOptions, LOOK_AHEAD, Stats, Step};
 use crate::net::segment::TcpSegment;
 
 use super::credit::Credit;
@@ -77,8 +77,15 @@ pub(super) fn worker(
             }
             Err(TryRecvError::Disconnected) => break,
         };
-        for op in &mut batch.ops {
-            match op {
+        for i in 0..batch.ops.len() {
+            if analyzer.wants_look_ahead() {
+                let ahead = match batch.ops.get(i + LOOK_AHEAD) {
+                    Some(Op::Segment { src, dst, .. }) => Some((*src, *dst)),
+                    _ => None,
+                };
+                analyzer.look_ahead(ahead);
+            }
+            match &mut batch.ops[i] {
                 Op::Segment {
                     packet,
                     ts,

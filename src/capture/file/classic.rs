@@ -80,6 +80,50 @@ impl FileReader {
             len: caplen,
         };
         self.consume(header + caplen);
+        self.ahead.lead = self.ahead.lead.saturating_sub(1);
         record
     }
+
+    /// The bytes of the record [`AHEAD`] records after the next one, when it and those before
+    /// it are wholly buffered and every packet is handed on as it is: for asking for its
+    /// connection's state before it is needed. A cursor kept [`AHEAD`] records in front of
+    /// the next makes this one header read per packet.
+    pub(crate) fn buffered_ahead(&mut self) -> Option<(LinkType, &[u8])> {
+        let super::Format::Pcap { big, modified, .. } = self.format else {
+            return None;
+        };
+        if !self.keeps_every_packet() {
+            return None;
+        }
+        let header = if modified { 24 } else { 16 };
+        let next = self.offset();
+        // Behind the next record (another path read past it), or not counted from it: start
+        // again from the next record.
+        if self.ahead.at < next || self.ahead.at - next > (self.end - self.start) as u64 {
+            self.ahead = Ahead { at: next, lead: 0 };
+        }
+        let buf = &self.buf[..self.end];
+        let mut at = usize::try_from(self.ahead.at - self.base).ok()?;
+        loop {
+            let caplen = u32_at(buf.get(at..at + header)?, 8, big) as usize;
+            let data = buf.get(at + header..(at + header).checked_add(caplen)?)?;
+            if self.ahead.lead >= AHEAD {
+                return Some((self.interfaces.first()?.link?, data));
+            }
+            at += header + caplen;
+            self.ahead.at += (header + caplen) as u64;
+            self.ahead.lead += 1;
+        }
+    }
+}
+
+/// How many records ahead of the next one [`FileReader::buffered_ahead`] looks.
+pub(super) const AHEAD: u32 = crate::analyzer::LOOK_AHEAD as u32;
+
+/// Where [`FileReader::buffered_ahead`]'s cursor is: a record's offset in the stream, and how
+/// many records after the next one it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Ahead {
+    pub(super) at: u64,
+    pub(super) lead: u32,
 }

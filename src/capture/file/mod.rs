@@ -129,6 +129,7 @@ pub struct FileReader {
     stats: FileStats,
     /// The `-w` file: pcap, of the link type of the first interface.
     save: Option<SaveFile>,
+    ahead: classic::Ahead,
 }
 
 /// libpcap's name for a link type ("EN10MB", "USB_LINUX"), for messages.
@@ -203,6 +204,7 @@ impl FileReader {
             secrets: Vec::new(),
             stats: FileStats::default(),
             save: None,
+            ahead: classic::Ahead::default(),
         };
         let got = reader.fill(4).map_err(|e| e.to_string())?;
         if got == 0 {

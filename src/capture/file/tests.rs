@@ -511,3 +511,50 @@ fn a_stream_gives_each_packet_as_it_arrives() {
         "the first packet waited for more"
     );
 }
+
+/// The packet the reader shows ahead is the one handed on `AHEAD` packets later, in both
+/// formats and byte orders, across the buffer's compactions (packets of up to 6 KB and some
+/// of 60 KB, over 8 MB in all, read in 1 MiB reads); and none is shown ahead once a filter
+/// decides what is handed on.
+#[test]
+fn the_packet_shown_ahead_is_the_one_handed_on_later() {
+    let data: Vec<Vec<u8>> = (0..2400u32)
+        .map(|i| {
+            let len = if i % 97 == 0 {
+                60_000
+            } else {
+                ((i * 7919) % 6100) as usize + 1
+            };
+            (0..len).map(|b| (b as u32 ^ i) as u8).collect()
+        })
+        .collect();
+    let records: Vec<(u32, u32, &[u8])> = data.iter().map(|d| (1, 0, &d[..])).collect();
+    let ahead = classic::AHEAD as usize;
+    for (magic, big, modified) in [(0xa1b2_c3d4u32, false, false), (0xa1b2_cd34, true, true)] {
+        let (f, _) = classic_pcap(magic, big, modified, 1, &records);
+        let mut r = reader_of(&f).expect("a pcap");
+        let mut shown = Vec::new();
+        let mut handed = Vec::new();
+        loop {
+            shown.push(r.buffered_ahead().map(|(_, d)| d.to_vec()));
+            match r.next() {
+                Ok(Some((_, d, _))) => handed.push(d.to_vec()),
+                Ok(None) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(handed, data, "big {big}");
+        let mut seen = 0;
+        for (i, s) in shown.iter().enumerate() {
+            if let Some(s) = s {
+                assert_eq!(Some(s), handed.get(i + ahead), "big {big}, packet {i}");
+                seen += 1;
+            }
+        }
+        // None is shown only where the buffer does not hold the packet ahead yet.
+        assert!(seen > data.len() * 9 / 10, "big {big}: {seen} shown");
+        let mut filtered = reader_of(&f).expect("a pcap");
+        filtered.set_filter("tcp").unwrap_or_else(|e| panic!("{e}"));
+        assert!(filtered.buffered_ahead().is_none());
+    }
+}
