@@ -1,7 +1,7 @@
 //! The frame parser's callbacks for one direction: the rules every frame header must keep,
 //! what is kept of each frame's payload, and the connection's counters.
 
-use super::close::{CloseTrack, check_close};
+use super::close::{CloseTrack, check_close, close_reason};
 use super::frame::FrameVisitor;
 use super::utf8::{CheckedFrame, checked_payload, incomplete_utf8_suffix, text_payload};
 use super::{DirState, Spares};
@@ -181,8 +181,7 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 .as_ref()
                 .is_some_and(|m| m.text && !m.compressed);
         let close = if header.opcode == Opcode::Close {
-            let (code, reason) =
-                check_close(header, &self.state.frame_kept, self.state.dir, self.ctx);
+            let code = check_close(header, &self.state.frame_kept, self.state.dir, self.ctx);
             if !self.state.close_sent {
                 self.state.close_sent = true;
                 self.counters.close_codes[d] = code;
@@ -191,14 +190,16 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 let close = &mut *self.close;
                 match &close.first {
                     None => {
-                        close.first = Some((self.state.dir, code, reason.to_string()));
+                        let reason = close_reason(&self.state.frame_kept).into_owned();
+                        close.first = Some((self.state.dir, code, reason));
                         close.first_ts = ts;
                     }
                     // Decoded second, captured first: one direction's frames waited for a
                     // segment that arrived late. The capture time says who closed first.
                     Some((dir, first_code, _)) if *dir != self.state.dir && ts < close.first_ts => {
                         close.reply = Some(*first_code);
-                        close.first = Some((self.state.dir, code, reason.to_string()));
+                        let reason = close_reason(&self.state.frame_kept).into_owned();
+                        close.first = Some((self.state.dir, code, reason));
                         close.first_ts = ts;
                     }
                     Some((dir, ..)) if *dir != self.state.dir && close.reply.is_none() => {
@@ -207,7 +208,7 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                     _ => {}
                 }
             }
-            Some((code, reason))
+            Some(code)
         } else {
             None
         };
@@ -239,7 +240,8 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 } else {
                     Payload::Data(kept)
                 };
-                let close = close.as_ref().map(|(code, reason)| CloseInfo {
+                let reason = close.map(|code| (code, close_reason(&s.frame_kept)));
+                let close = reason.as_ref().map(|(code, reason)| CloseInfo {
                     code: *code,
                     reason,
                 });
