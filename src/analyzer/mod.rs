@@ -143,7 +143,7 @@ impl Analyzer {
             self.flows.prefetch_candidates(hash);
         }
         if let Some((hash, key)) = self.ahead[(at + AHEAD_RING - SLOT_TO_SESSION) % AHEAD_RING]
-            && let Some(conn) = self.flows.get_hashed(hash, &key)
+            && let Some(conn) = self.flows.find_hashed(hash, &key)
         {
             conn.app.session.prefetch();
         }

@@ -137,6 +137,13 @@ impl<S: Slot> FlowTable<S> {
         }
     }
 
+    /// What `key`, whose hash is `hash`, finds, its lines not asked for (already on their
+    /// way: see `Analyzer::look_ahead`).
+    #[inline]
+    pub(crate) fn find_hashed(&self, hash: Hashed, key: &FlowKey) -> Option<&S::Value> {
+        self.index.find(hash.0, |s| s.key() == key).map(S::value)
+    }
+
     /// Adds a slot whose key (`hash` is its hash) the table does not hold.
     pub(crate) fn insert_new(&mut self, hash: Hashed, slot: S) -> &mut S::Value {
         debug_assert_eq!(hash, self.hash(slot.key()));
