@@ -62,8 +62,9 @@ pub struct Analyzer {
 /// ([`Analyzer::look_ahead`]) costs more than it saves: paired, one thread, 1.06x the CPU at
 /// 5,000 connections, 0.96x at 15,000, 0.84x to 0.88x at 50,000; 7.7% more instructions at 500.
 const LOOK_AHEAD_FROM: usize = 8192;
-/// How many packets ahead of the one decoded [`Analyzer::look_ahead`] is shown one.
-pub const LOOK_AHEAD: usize = 8;
+/// How many packets ahead of the one decoded [`Analyzer::look_ahead`] is shown one: the
+/// capture's distance, which its steps below fit in.
+pub use crate::capture::LOOK_AHEAD;
 /// The packets [`Analyzer::look_ahead`] keeps, and how many packets after a slot's line it
 /// asks for the connection's lines, and for the session's.
 const AHEAD_RING: usize = 8;

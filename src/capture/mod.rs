@@ -16,6 +16,11 @@ use save::SaveFile;
 
 pub use file::{FileStats, MAX_BLOCK};
 
+/// How many packets after the next one [`Source::buffered_ahead`] shows: far enough for the
+/// analyzer's steps of asking for a connection's state (`Analyzer::look_ahead`) to arrive in
+/// time, near enough for the packet to be in the file's buffer.
+pub const LOOK_AHEAD: usize = 8;
+
 /// Snapshot length for live capture: whole packets, as tcpdump takes them. It costs no ring
 /// space: the kernel packs packets into the ring's blocks by their captured length (TPACKET_V3).
 pub const SNAPLEN: i32 = 262_144;

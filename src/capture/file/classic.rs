@@ -118,7 +118,7 @@ impl FileReader {
 }
 
 /// How many records ahead of the next one [`FileReader::buffered_ahead`] looks.
-pub(super) const AHEAD: u32 = crate::analyzer::LOOK_AHEAD as u32;
+pub(super) const AHEAD: u32 = super::super::LOOK_AHEAD as u32;
 
 /// Where [`FileReader::buffered_ahead`]'s cursor is: a record's offset in the stream, and how
 /// many records after the next one it is.
