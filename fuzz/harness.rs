@@ -470,6 +470,36 @@ impl Drop for TempCapture {
     }
 }
 
+/// Every packet the reader shows ahead (for the analyzer to ask for its connection's state
+/// early) is the one it hands on that many packets later; guessing its endpoints never fails
+/// loudly.
+fn check_packets_shown_ahead(path: &std::path::Path) {
+    let Ok(mut source) = Source::open_file(path) else {
+        return;
+    };
+    let mut shown = std::collections::VecDeque::new();
+    loop {
+        let ahead = source.buffered_ahead().map(|(link, data)| {
+            let _ = wsnoop::net::segment::endpoints_hint(link, data);
+            data.to_vec()
+        });
+        shown.push_back(ahead);
+        let handed = match source.next_packet() {
+            Ok(wsnoop::capture::Next::Packet(p)) => p.data.to_vec(),
+            Ok(wsnoop::capture::Next::Idle) => continue,
+            Ok(wsnoop::capture::Next::End) | Err(_) => return,
+        };
+        if shown.len() > wsnoop::capture::LOOK_AHEAD
+            && let Some(Some(expected)) = shown.pop_front()
+        {
+            assert_eq!(
+                expected, handed,
+                "the packet shown ahead is not the one handed on"
+            );
+        }
+    }
+}
+
 /// Returns the number of packets read (for tests that the harness does work).
 pub fn pcap_file(data: &[u8]) -> u64 {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -478,6 +508,7 @@ pub fn pcap_file(data: &[u8]) -> u64 {
         std::env::temp_dir().join(format!("wsnoop-fuzz-{}-{n}.pcap", std::process::id())),
     );
     std::fs::write(&file.0, data).expect("writing the temp capture");
+    check_packets_shown_ahead(&file.0);
     let Ok(mut source) = Source::open_file(&file.0) else {
         return 0;
     };
