@@ -95,8 +95,7 @@ impl<S: Slot> FlowTable<S> {
 
     #[inline]
     pub(crate) fn get(&self, key: &FlowKey) -> Option<&S::Value> {
-        let hash = self.hash(key);
-        self.index.find(hash.0, |s| s.key() == key).map(S::value)
+        self.find_hashed(self.hash(key), key)
     }
 
     #[inline]
@@ -137,8 +136,8 @@ impl<S: Slot> FlowTable<S> {
         }
     }
 
-    /// What `key`, whose hash is `hash`, finds, its lines not asked for (already on their
-    /// way: see `Analyzer::look_ahead`).
+    /// What `key`, whose hash is `hash`, finds, its lines not asked for (for lookups off the
+    /// packet's path, and `Analyzer::look_ahead`'s, whose lines are already on their way).
     #[inline]
     pub(crate) fn find_hashed(&self, hash: Hashed, key: &FlowKey) -> Option<&S::Value> {
         self.index.find(hash.0, |s| s.key() == key).map(S::value)
