@@ -39,6 +39,18 @@ pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) {
     }
 }
 
+/// Sleeps for `pause`, or less if a signal comes (`nanosleep` is never restarted).
+pub(crate) fn pause(pause: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: pause.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: pause.subsec_nanos().into(),
+    };
+    // SAFETY: a valid timespec; no remainder is asked for (a null pointer is allowed).
+    unsafe {
+        libc::nanosleep(&ts, std::ptr::null_mut());
+    }
+}
+
 /// The columns of the terminal `fd` is open on; None when it is not a terminal or does not
 /// say (a width of 0).
 pub(crate) fn terminal_columns(fd: RawFd) -> Option<u16> {

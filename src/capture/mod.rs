@@ -6,6 +6,7 @@ mod save;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use pcap::{Active, Capture, Device, Linktype, Precision};
 
@@ -48,8 +49,27 @@ pub const DEFAULT_ANY_BUFFER_KIB: i32 = 64 * 1024;
 pub const LIVE_READ_TIMEOUT_MS: i32 = 100;
 /// How long after capturing a packet the kernel has surely handed it over: one timeout as
 /// measured here (the send-to-print figures above), twice that for margin.
-pub const LIVE_DELIVERY_LIMIT: std::time::Duration =
-    std::time::Duration::from_millis(2 * LIVE_READ_TIMEOUT_MS as u64);
+pub const LIVE_DELIVERY_LIMIT: Duration = Duration::from_millis(2 * LIVE_READ_TIMEOUT_MS as u64);
+/// After the ring is drained, wsnoop pauses before waiting on it again, while the ring fills,
+/// for as long as a quarter of the ring lasted at the rate it filled before, at most this, so
+/// that a packet on a busy interface is read at most this much later; on a quiet one there is
+/// no pause (see [`nap_for`]). Each wait is a `poll` that takes the socket's receive lock,
+/// which the kernel takes for every packet it puts in the ring, and with `--threads` every
+/// return to the ring hands the workers what they have not had yet. At 150,000 packets a
+/// second, waking for every 256 KiB block the kernel handed over spent some 30% of a live
+/// run's CPU in that lock, in waking up and in batches handed over part full.
+const LIVE_NAP_MAX: Duration = Duration::from_millis(50);
+/// The size of the blocks libpcap makes the ring of, for this snapshot length (see
+/// [`DEFAULT_BUFFER_KIB`]).
+const RING_BLOCK_BYTES: u64 = 256 * 1024;
+/// Smaller rings are waited on at once. At 150,000 packets a second (`benches/live.sh`), with
+/// pauses as [`nap_for`] makes them the kernel dropped packets with `-B 2048` and `-B 4096`,
+/// where tcpdump and polling at once dropped none; not with `-B 8192`, `16384` or `32768` (two
+/// or three rounds each), so half of that is kept as a margin.
+const NAP_MIN_RING_BYTES: u64 = 16 * 1024 * 1024;
+/// What a packet takes in the ring beside its bytes (the TPACKET_V3 header and link address,
+/// aligned), near enough for the pace of [`Source::wait_for_packets`].
+const RING_PACKET_OVERHEAD: u64 = 64;
 /// How long [`Source::wait_for_packets`] waits on a quiet interface before the run loop checks
 /// for a stop request, a `--duration` limit or kernel drops.
 const IDLE_WAIT_MS: i32 = 100;
@@ -150,11 +170,42 @@ pub struct Source {
     handle: Handle,
     name: String,
     link: LinkType,
-    /// The live capture's descriptor, polled while no packet is waiting.
-    live_fd: Option<RawFd>,
+    live: Option<LiveRing>,
     precision: TsPrecision,
     /// The `-w` file of a live capture (a file's reader writes its own).
     savefile: Option<SaveFile>,
+}
+
+/// A live capture's ring, and how fast it filled since the last wait on it.
+struct LiveRing {
+    /// Polled while no packet is waiting.
+    fd: RawFd,
+    bytes: u64,
+    round_start: Instant,
+    round_bytes: u64,
+}
+
+impl LiveRing {
+    fn nap(&self) -> Duration {
+        nap_for(self.bytes, self.round_start.elapsed(), self.round_bytes)
+    }
+}
+
+/// How long to let a ring of `ring_bytes` fill after `round_bytes` came in `round`: as long as
+/// a quarter of it, less two blocks, lasts at that rate, at most [`LIVE_NAP_MAX`]. None after
+/// a round that brought less than a block: the kernel then hands blocks over at its timeout,
+/// not full, and a pause would only make them later (10 messages 300 ms apart on lo: median
+/// 54 ms from send to printed line without a pause, 65-70 ms with one), while the wake-ups it
+/// saves are a few a second; and a burst after a quiet spell has the ring's room. None either
+/// in a ring smaller than [`NAP_MIN_RING_BYTES`].
+fn nap_for(ring_bytes: u64, round: Duration, round_bytes: u64) -> Duration {
+    let room = (ring_bytes / 4).saturating_sub(2 * RING_BLOCK_BYTES);
+    if round_bytes < RING_BLOCK_BYTES || ring_bytes < NAP_MIN_RING_BYTES {
+        return Duration::ZERO;
+    }
+    round
+        .mul_f64(room as f64 / round_bytes as f64)
+        .min(LIVE_NAP_MAX)
 }
 
 fn live_packet(raw: pcap::Packet<'_>, link: LinkType) -> Packet<'_> {
@@ -220,7 +271,7 @@ impl Source {
             },
             handle: Handle::File(Box::new(reader)),
             name: source_name,
-            live_fd: None,
+            live: None,
             savefile: None,
         })
     }
@@ -287,7 +338,12 @@ impl Source {
         })?;
         Ok(Source {
             link: link_of(&cap)?,
-            live_fd: Some(cap.as_raw_fd()),
+            live: Some(LiveRing {
+                fd: cap.as_raw_fd(),
+                bytes: u64::try_from(kib).unwrap_or(0).saturating_mul(1024),
+                round_start: Instant::now(),
+                round_bytes: 0,
+            }),
             handle: Handle::Live(cap),
             name: device_name,
             precision: TsPrecision::Nano,
@@ -480,7 +536,9 @@ impl Source {
         let (link, savefile) = (self.link, &mut self.savefile);
         let mut wanted = true;
         let mut save_error = None;
+        let mut bytes = 0u64;
         let result = cap.dispatch(Some(LIVE_BATCH), |raw| {
+            bytes += raw.data.len() as u64 + RING_PACKET_OVERHEAD;
             if !wanted {
                 return;
             }
@@ -494,11 +552,16 @@ impl Source {
             }
             wanted = each(packet);
         });
+        if let Some(ring) = &mut self.live {
+            ring.round_bytes += bytes;
+        }
         if let Some(e) = save_error {
             return Err(e);
         }
         match result {
-            Ok(0) => {
+            // Fewer than asked for: libpcap found no more blocks handed over. Asking again at
+            // once would only poll the ring for nothing.
+            Ok(n) if n < LIVE_BATCH => {
                 if let Some(save) = &mut self.savefile {
                     save.flush()?;
                 }
@@ -513,12 +576,17 @@ impl Source {
         }
     }
 
-    /// After [`Next::Idle`]: waits until the kernel hands over packets, for at most
-    /// `IDLE_WAIT_MS`, so that the caller checks its limits on a quiet interface too. A signal
-    /// cuts the wait short (poll is never restarted), so a stop request is seen at once.
-    pub fn wait_for_packets(&self) {
-        if let Some(fd) = self.live_fd {
-            crate::ffi::wait_readable(fd, IDLE_WAIT_MS);
+    /// After [`Next::Idle`]: pauses while the ring fills (see [`LIVE_NAP_MAX`]), then waits
+    /// until the kernel hands over packets, for at most `IDLE_WAIT_MS`, so that the caller
+    /// checks its limits on a quiet interface too. A signal cuts both short (neither is
+    /// restarted), so a stop request is seen at once.
+    pub fn wait_for_packets(&mut self) {
+        if let Some(ring) = &mut self.live {
+            let nap = ring.nap();
+            ring.round_start = Instant::now();
+            ring.round_bytes = 0;
+            crate::ffi::pause(nap);
+            crate::ffi::wait_readable(ring.fd, IDLE_WAIT_MS);
         }
     }
 
@@ -623,4 +691,53 @@ fn device_flags(flags: &pcap::DeviceFlags) -> Option<String> {
         text.push_str(status);
     }
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn the_pause_leaves_three_quarters_of_the_ring_and_two_blocks_free_at_the_rate_seen() {
+        // 4 MiB in 10 ms is 400 MiB/s: a quarter of a 16 MiB ring less two 256 KiB blocks
+        // (3.5 MiB) lasts 8.75 ms, of a 32 MiB ring (7.5 MiB) 18.75 ms.
+        let round = Duration::from_millis(10);
+        assert_eq!(
+            nap_for(16 * MIB, round, 4 * MIB),
+            Duration::from_micros(8750)
+        );
+        assert_eq!(
+            nap_for(32 * MIB, round, 4 * MIB),
+            Duration::from_micros(18750)
+        );
+        // Twice the rate, half the pause.
+        assert_eq!(
+            nap_for(32 * MIB, round, 8 * MIB),
+            Duration::from_micros(9375)
+        );
+        // tcpdump's 2 MiB, and anything under 16 MiB: no pause.
+        assert_eq!(nap_for(2 * MIB, round, MIB), Duration::ZERO);
+        assert_eq!(nap_for(8 * MIB, round, MIB), Duration::ZERO);
+    }
+
+    #[test]
+    fn no_pause_after_a_quiet_round_and_never_past_the_bound() {
+        assert_eq!(
+            nap_for(32 * MIB, Duration::from_millis(100), 0),
+            Duration::ZERO
+        );
+        // A trickle: blocks handed over at the kernel's timeout.
+        assert_eq!(
+            nap_for(32 * MIB, Duration::from_millis(100), 100_000),
+            Duration::ZERO
+        );
+        // 1 MiB in 100 ms: 7.5 MiB would last 750 ms.
+        assert_eq!(
+            nap_for(32 * MIB, Duration::from_millis(100), MIB),
+            LIVE_NAP_MAX
+        );
+        assert!(LIVE_NAP_MAX < Duration::from_millis(LIVE_READ_TIMEOUT_MS as u64));
+    }
 }
