@@ -89,3 +89,21 @@ pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// Asks the CPU for the cache lines from address `from` up to `to`, without waiting for them.
+#[inline(always)]
+pub(crate) fn prefetch_range(from: usize, to: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: usize = 64;
+        let mut at = from & !(LINE - 1);
+        while at < to {
+            // SAFETY: as in `prefetch`: a hint that never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const i8) };
+            at += LINE;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (from, to);
+}
