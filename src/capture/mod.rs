@@ -185,14 +185,18 @@ pub struct Source {
 struct LiveRing {
     /// Polled while no packet is waiting.
     fd: RawFd,
-    bytes: u64,
+    ring_bytes: u64,
     round_start: Instant,
     round_bytes: u64,
 }
 
 impl LiveRing {
     fn nap(&self) -> Duration {
-        nap_for(self.bytes, self.round_start.elapsed(), self.round_bytes)
+        nap_for(
+            self.ring_bytes,
+            self.round_start.elapsed(),
+            self.round_bytes,
+        )
     }
 }
 
@@ -345,7 +349,7 @@ impl Source {
             link: link_of(&cap)?,
             live: Some(LiveRing {
                 fd: cap.as_raw_fd(),
-                bytes: u64::try_from(kib).unwrap_or(0).saturating_mul(1024),
+                ring_bytes: u64::try_from(kib).unwrap_or(0).saturating_mul(1024),
                 round_start: Instant::now(),
                 round_bytes: 0,
             }),
