@@ -66,6 +66,10 @@ pub(crate) fn terminal_columns(fd: RawFd) -> Option<u16> {
     (ok && ws.ws_col > 0).then_some(ws.ws_col)
 }
 
+/// A cache line of every x86_64 CPU.
+#[cfg(target_arch = "x86_64")]
+const LINE: usize = 64;
+
 /// Asks the CPU to bring every cache line of `value` in, without waiting for them: a packet's
 /// connection state is cold at tens of thousands of connections, and lines fetched together
 /// cost about one miss instead of one each, taken in turn as the code reaches them.
@@ -74,7 +78,6 @@ pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        const LINE: usize = 64;
         // As many lines as `value` can span wherever it starts: a count known when compiling,
         // so the loop unrolls into that many instructions (counting the lines from the real
         // start was a loop: 5% more instructions in all at 500 connections, this 1.6%).
@@ -96,7 +99,6 @@ pub(crate) fn prefetch_range(from: usize, to: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        const LINE: usize = 64;
         let mut at = from & !(LINE - 1);
         while at < to {
             // SAFETY: as in `prefetch`: a hint that never faults, whatever the address.

@@ -137,9 +137,6 @@ fn cut_of(declared: usize, captured: usize, data: &[u8]) -> Option<Cut> {
     })
 }
 
-/// The common case, untagged Ethernet with an unfragmented IPv4 TCP segment, read straight
-/// from etherparse's header views without building a whole `SlicedPacket`. Anything else, or
-/// anything odd, goes the general way.
 /// The endpoints of an Ethernet, IPv4 and TCP packet, unfragmented, read with no checks
 /// beyond the lengths: a guess at which connection a packet ahead belongs to, for asking for
 /// that connection's state early. Never used to decode.
@@ -169,6 +166,9 @@ pub fn endpoints_hint(link: LinkType, data: &[u8]) -> Option<(SocketAddr, Socket
     ))
 }
 
+/// The common case, untagged Ethernet with an unfragmented IPv4 TCP segment, read straight
+/// from etherparse's header views without building a whole `SlicedPacket`. Anything else, or
+/// anything odd, goes the general way.
 fn ethernet_ipv4_tcp(data: &[u8]) -> Option<TcpSegment<'_>> {
     const ETHERNET: usize = 14;
     if data.get(12..14)? != [0x08, 0x00] {

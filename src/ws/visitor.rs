@@ -240,8 +240,8 @@ impl FrameVisitor for Visitor<'_, '_, '_> {
                 } else {
                     Payload::Data(kept)
                 };
-                let reason = close.map(|code| (code, close_reason(&s.frame_kept)));
-                let close = reason.as_ref().map(|(code, reason)| CloseInfo {
+                let code_and_reason = close.map(|code| (code, close_reason(&s.frame_kept)));
+                let close = code_and_reason.as_ref().map(|(code, reason)| CloseInfo {
                     code: *code,
                     reason,
                 });
