@@ -233,7 +233,7 @@ pub fn handshake(data: &[u8]) {
     let req = check_head(request, control, handshake::parse_request);
     let resp = check_head(response, control, |b| handshake::parse_response(b, method));
     if let Some(req) = &req
-        && let Some(key) = &req.key
+        && let Some(key) = req.key()
     {
         let _ = handshake::key_is_valid(key);
         let accept = handshake::expected_accept(key);

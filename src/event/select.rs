@@ -203,7 +203,7 @@ impl Selector {
         if let Some(want) = &s.uri {
             let matched = match event {
                 Event::Handshake(h) => {
-                    let m = h.request.uri.contains(want.as_str());
+                    let m = h.request.uri().contains(want.as_str());
                     self.uri_matched.insert(flow.id, m);
                     m
                 }

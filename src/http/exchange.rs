@@ -484,7 +484,7 @@ impl HttpState {
             if self.pending.len() >= MAX_PENDING_REQUESTS {
                 return HttpOutcome::GiveUp(GiveUp::TooManyPipelined);
             }
-            let head = request.method.eq_ignore_ascii_case("HEAD");
+            let head = request.method().eq_ignore_ascii_case("HEAD");
             if request.upgrade_websocket {
                 self.intent = true;
                 report_malformed(Direction::ClientToServer, request.malformed.as_deref(), ctx);
@@ -493,7 +493,7 @@ impl HttpState {
                     head,
                     upgrade: Some((Box::new(request), ctx.ts)),
                 });
-            } else if request.method.eq_ignore_ascii_case("CONNECT") {
+            } else if request.method().eq_ignore_ascii_case("CONNECT") {
                 // A tunnel: what follows its 2xx is another protocol, for the proxy to relay.
                 return HttpOutcome::GiveUp(GiveUp::OtherProtocol);
             } else {
@@ -678,16 +678,7 @@ fn option(s: &Option<String>) -> usize {
 
 /// What a request head keeps on the heap, for the memory budget.
 pub(crate) fn request_memory(r: &UpgradeRequest) -> usize {
-    r.method.capacity()
-        + r.uri.capacity()
-        + option(&r.host)
-        + option(&r.origin)
-        + option(&r.user_agent)
-        + option(&r.key)
-        + option(&r.version)
-        + strings(&r.protocols)
-        + strings(&r.extensions)
-        + option(&r.malformed)
+    r.text_capacity() + strings(&r.protocols) + strings(&r.extensions) + option(&r.malformed)
 }
 
 /// What a kept handshake costs, its box included, for the memory budget.
@@ -695,9 +686,7 @@ pub(crate) fn upgrade_memory(u: &Upgrade) -> usize {
     let r = &u.response;
     std::mem::size_of::<Upgrade>()
         + request_memory(&u.request)
-        + r.reason.capacity()
-        + option(&r.accept)
-        + option(&r.protocol)
+        + r.text_capacity()
         + strings(&r.extensions)
         + option(&r.malformed)
 }

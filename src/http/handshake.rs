@@ -1,11 +1,16 @@
 //! The HTTP/1.1 opening handshake (RFC 6455 section 4): request and response heads parsed with
 //! httparse (or, when it refuses a head, leniently by hand), and the Sec-WebSocket-Accept check.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
 pub use super::head::HeadError;
-use crate::wire::http::{AcceptVerdict, BodyLength, UpgradeRequest, UpgradeResponse};
+use crate::wire::http::{
+    AcceptVerdict, BodyLength, REQUEST_TEXTS, RESPONSE_TEXTS, RequestText, ResponseText,
+    UpgradeRequest, UpgradeResponse,
+};
 
 use super::head;
 
@@ -39,7 +44,7 @@ fn expected_accept_bytes<'a>(key: &str, out: &'a mut [u8; ACCEPT_LEN]) -> &'a [u
 
 pub fn accept_verdict(request: &UpgradeRequest, response: &UpgradeResponse) -> AcceptVerdict {
     let mut expected = [0u8; ACCEPT_LEN];
-    match (&request.key, &response.accept) {
+    match (request.key(), response.accept()) {
         (_, None) => AcceptVerdict::Missing,
         (Some(key), Some(accept))
             if expected_accept_bytes(key, &mut expected) == accept.trim().as_bytes() =>
@@ -59,12 +64,13 @@ pub fn key_is_valid(key: &str) -> bool {
         .is_ok_and(|n| n == 16)
 }
 
-/// A header value as text, trimmed. Most values are ASCII: they skip the lossy conversion's
-/// scan, and what `str::trim` would strip is stripped the same either way.
-fn text(value: &[u8]) -> String {
+/// A header value as text, trimmed: borrowed from the head unless it is not UTF-8. Most
+/// values are ASCII: they skip the lossy conversion's scan, and what `str::trim` would strip
+/// is stripped the same either way.
+fn text(value: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(value.trim_ascii()) {
-        Ok(value) => value.trim().to_owned(),
-        Err(_) => String::from_utf8_lossy(value).trim().to_owned(),
+        Ok(value) => Cow::Borrowed(value.trim()),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(value).trim().to_owned()),
     }
 }
 
@@ -79,7 +85,8 @@ fn push_list(list: &mut Vec<String>, value: &[u8]) {
         value
             .split(|&b| b == b',')
             .map(text)
-            .filter(|item| !item.is_empty()),
+            .filter(|item| !item.is_empty())
+            .map(Cow::into_owned),
     );
 }
 
@@ -99,41 +106,61 @@ fn body_from_headers<'h>(
     body
 }
 
+/// A head's text values as read, before they are put in one buffer; the last of a repeated
+/// header wins.
+type Texts<'h, const N: usize> = [Option<Cow<'h, str>>; N];
+
+fn texts_as_str<'t, const N: usize>(texts: &'t Texts<'_, N>) -> [Option<&'t str>; N] {
+    std::array::from_fn(|field| texts[field].as_deref())
+}
+
 impl UpgradeRequest {
-    fn header(&mut self, name: &[u8], value: &[u8]) {
-        if name.eq_ignore_ascii_case(b"host") {
-            self.host = Some(text(value));
+    fn header<'h>(&mut self, name: &[u8], value: &'h [u8], texts: &mut Texts<'h, REQUEST_TEXTS>) {
+        let field = if name.eq_ignore_ascii_case(b"host") {
+            RequestText::Host
         } else if name.eq_ignore_ascii_case(b"origin") {
-            self.origin = Some(text(value));
+            RequestText::Origin
         } else if name.eq_ignore_ascii_case(b"user-agent") {
-            self.user_agent = Some(text(value));
+            RequestText::UserAgent
         } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
-            self.key = Some(text(value));
+            RequestText::Key
         } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
-            self.version = Some(text(value));
-        } else if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
-            push_list(&mut self.protocols, value);
-        } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
-            push_list(&mut self.extensions, value);
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            self.upgrade_websocket |= has_token(value, "websocket");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            self.connection_upgrade |= has_token(value, "upgrade");
-        }
+            RequestText::Version
+        } else {
+            if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
+                push_list(&mut self.protocols, value);
+            } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
+                push_list(&mut self.extensions, value);
+            } else if name.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade_websocket |= has_token(value, "websocket");
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                self.connection_upgrade |= has_token(value, "upgrade");
+            }
+            return;
+        };
+        texts[field as usize] = Some(text(value));
+    }
+
+    fn set_texts(&mut self, texts: &Texts<'_, REQUEST_TEXTS>) {
+        self.replace_text(texts_as_str(texts));
     }
 }
 
 impl UpgradeResponse {
-    fn header(&mut self, name: &[u8], value: &[u8]) {
+    fn header<'h>(&mut self, name: &[u8], value: &'h [u8], texts: &mut Texts<'h, RESPONSE_TEXTS>) {
         if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
-            self.accept = Some(text(value));
+            texts[ResponseText::Accept as usize] = Some(text(value));
         } else if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
-            self.protocol = Some(text(value));
+            texts[ResponseText::Protocol as usize] = Some(text(value));
         } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
             push_list(&mut self.extensions, value);
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade_websocket |= has_token(value, "websocket");
         }
+    }
+
+    fn set_texts(&mut self, texts: &Texts<'_, RESPONSE_TEXTS>) {
+        self.replace_text(texts_as_str(texts));
     }
 
     /// RFC 9112 6.3: 1xx, 204, 304 and answers to HEAD have no body; without a length, the
@@ -162,14 +189,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, Head
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return lenient_request(buf, e),
     };
-    let mut out = UpgradeRequest {
-        method: req.method.unwrap_or_default().to_string(),
-        uri: req.path.unwrap_or_default().to_string(),
-        ..UpgradeRequest::default()
-    };
+    let mut out = UpgradeRequest::default();
+    let mut texts: Texts<'_, REQUEST_TEXTS> = Default::default();
+    texts[RequestText::Method as usize] = Some(Cow::Borrowed(req.method.unwrap_or_default()));
+    texts[RequestText::Uri as usize] = Some(Cow::Borrowed(req.path.unwrap_or_default()));
     for h in req.headers.iter() {
-        out.header(h.name.as_bytes(), h.value);
+        out.header(h.name.as_bytes(), h.value, &mut texts);
     }
+    out.set_texts(&texts);
     // A request has a body only when it says so (RFC 9112 6.3).
     out.body = body_from_headers(req.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
         .unwrap_or(BodyLength::None);
@@ -183,15 +210,15 @@ fn lenient_request(
     let Some(head) = head::parse(buf, head::Kind::Request, refused)? else {
         return Ok(None);
     };
-    let mut out = UpgradeRequest {
-        method: text(head.start[0]),
-        uri: String::from_utf8_lossy(head.start[1]).into_owned(),
-        malformed: head.odd,
-        ..UpgradeRequest::default()
-    };
+    let mut out = UpgradeRequest::default();
+    let mut texts: Texts<'_, REQUEST_TEXTS> = Default::default();
+    texts[RequestText::Method as usize] = Some(text(head.start[0]));
+    texts[RequestText::Uri as usize] = Some(String::from_utf8_lossy(head.start[1]));
     for (name, value) in &head.headers {
-        out.header(name, value);
+        out.header(name, value, &mut texts);
     }
+    out.set_texts(&texts);
+    out.malformed = head.odd;
     out.body = body_from_headers(head.headers.iter().map(|(n, v)| (*n, &v[..])))
         .unwrap_or(BodyLength::None);
     Ok(Some((out, head.len)))
@@ -210,14 +237,14 @@ pub fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return lenient_response(buf, request_method, e),
     };
-    let mut out = UpgradeResponse {
-        status: resp.code.unwrap_or_default(),
-        reason: resp.reason.unwrap_or_default().to_string(),
-        ..UpgradeResponse::default()
-    };
+    let mut out = UpgradeResponse::default();
+    let mut texts: Texts<'_, RESPONSE_TEXTS> = Default::default();
+    texts[ResponseText::Reason as usize] = Some(Cow::Borrowed(resp.reason.unwrap_or_default()));
     for h in resp.headers.iter() {
-        out.header(h.name.as_bytes(), h.value);
+        out.header(h.name.as_bytes(), h.value, &mut texts);
     }
+    out.set_texts(&texts);
+    out.status = resp.code.unwrap_or_default();
     out.set_body(
         body_from_headers(resp.headers.iter().map(|h| (h.name.as_bytes(), h.value))),
         request_method,
@@ -233,19 +260,19 @@ fn lenient_response(
     let Some(head) = head::parse(buf, head::Kind::Response, refused)? else {
         return Ok(None);
     };
-    let mut out = UpgradeResponse {
-        // The start line's shape was checked: three digits.
-        status: std::str::from_utf8(head.start[1])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_default(),
-        reason: text(head.start[2]),
-        malformed: head.odd,
-        ..UpgradeResponse::default()
-    };
+    let mut out = UpgradeResponse::default();
+    let mut texts: Texts<'_, RESPONSE_TEXTS> = Default::default();
+    texts[ResponseText::Reason as usize] = Some(text(head.start[2]));
     for (name, value) in &head.headers {
-        out.header(name, value);
+        out.header(name, value, &mut texts);
     }
+    out.set_texts(&texts);
+    // The start line's shape was checked: three digits.
+    out.status = std::str::from_utf8(head.start[1])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    out.malformed = head.odd;
     out.set_body(
         body_from_headers(head.headers.iter().map(|(n, v)| (*n, &v[..]))),
         request_method,
@@ -333,13 +360,13 @@ Sec-WebSocket-Version: 13\r\n\r\nrest";
         let (req, n) = parse_request(raw).unwrap().unwrap();
         assert_eq!(&raw[n..], b"rest");
         assert!(req.upgrade_websocket && req.connection_upgrade);
-        assert_eq!(req.uri, "/chat");
+        assert_eq!(req.uri(), "/chat");
         assert_eq!(req.protocols, ["chat", "superchat"]);
         assert_eq!(
             req.extensions,
             ["permessage-deflate; client_max_window_bits", "x-foo"]
         );
-        assert_eq!(req.version.as_deref(), Some("13"));
+        assert_eq!(req.version(), Some("13"));
         assert_eq!(parse_request(&raw[..40]).unwrap(), None);
     }
 
@@ -352,12 +379,10 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
         assert_eq!(n, raw.len() - 2);
         assert_eq!(resp.status, 101);
         assert_eq!(resp.body, BodyLength::None);
-        let mut req = UpgradeRequest {
-            key: Some("dGhlIHNhbXBsZSBub25jZQ==".into()),
-            ..Default::default()
-        };
+        let mut req = UpgradeRequest::default();
+        req.set_text(RequestText::Key, Some("dGhlIHNhbXBsZSBub25jZQ=="));
         assert_eq!(accept_verdict(&req, &resp), AcceptVerdict::Ok);
-        req.key = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+        req.set_text(RequestText::Key, Some("AAAAAAAAAAAAAAAAAAAAAA=="));
         assert_eq!(accept_verdict(&req, &resp), AcceptVerdict::Mismatch);
         let no_accept = UpgradeResponse::default();
         assert_eq!(accept_verdict(&req, &no_accept), AcceptVerdict::Missing);
@@ -390,9 +415,9 @@ Connection: Upgrade\r\n{KEY_LINE}Sec-WebSocket-Version: 13\r\n\r\n"
                 .is_err()
         );
         let (req, _) = odd_request(head.as_bytes());
-        assert_eq!(req.user_agent.as_deref(), Some("evil\x1b[31mred"));
+        assert_eq!(req.user_agent(), Some("evil\x1b[31mred"));
         assert!(req.upgrade_websocket && req.connection_upgrade);
-        assert_eq!(req.key.as_deref(), Some("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(req.key(), Some("dGhlIHNhbXBsZSBub25jZQ=="));
         let odd = req.malformed.expect("an oddity");
         assert!(
             odd.contains("control byte 0x1b") && odd.contains("\"User-Agent\""),
@@ -408,7 +433,7 @@ Connection: Upgrade\r\n{KEY_LINE}Sec-WebSocket-Version: 13\r\n\r\n"
         ]
         .concat();
         let (req, _) = odd_request(&head);
-        assert_eq!(req.uri, "/caf\u{fffd}\u{fffd}?q=1");
+        assert_eq!(req.uri(), "/caf\u{fffd}\u{fffd}?q=1");
         let odd = req.malformed.expect("an oddity");
         assert!(
             odd.contains("invalid UTF-8 (byte 0xff at offset 4) in the URI"),
@@ -446,13 +471,10 @@ Connection: Upgrade\r\n{KEY_LINE}Sec-WebSocket-Version: 13\r\n\r\n"
 Sec-WebSocket Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
         let (resp, n) = parse_response(raw, "GET").unwrap().unwrap();
         assert_eq!(n, raw.len() - 2);
-        assert_eq!(
-            (resp.status, resp.reason.as_str()),
-            (101, "Switching Protocols")
-        );
+        assert_eq!((resp.status, resp.reason()), (101, "Switching Protocols"));
         assert!(resp.upgrade_websocket);
         // Not the Sec-WebSocket-Accept header, so the accept is missing.
-        assert_eq!(resp.accept, None);
+        assert_eq!(resp.accept(), None);
         assert_eq!(resp.body, BodyLength::None);
         let odd = resp.malformed.expect("an oddity");
         assert!(

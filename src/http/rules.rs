@@ -15,16 +15,16 @@ pub(crate) fn check_handshake(
     ctx: &mut Context<'_>,
 ) {
     let mut missing = Vec::new();
-    if !request.method.eq_ignore_ascii_case("GET") {
+    if !request.method().eq_ignore_ascii_case("GET") {
         missing.push("method GET");
     }
     if !request.connection_upgrade {
         missing.push("Connection: Upgrade");
     }
-    if !request.key.as_deref().is_some_and(handshake::key_is_valid) {
+    if !request.key().is_some_and(handshake::key_is_valid) {
         missing.push("a Sec-WebSocket-Key of 16 base64 bytes");
     }
-    if request.version.as_deref() != Some("13") {
+    if request.version() != Some("13") {
         missing.push("Sec-WebSocket-Version: 13");
     }
     if !missing.is_empty() {
@@ -43,17 +43,16 @@ pub(crate) fn check_handshake(
     // only for the message: a handshake that is right (nearly all) hashes its key once.
     let expected = || {
         request
-            .key
-            .as_deref()
+            .key()
             .map(handshake::expected_accept)
             .unwrap_or_default()
     };
-    let detail = match (accept, &response.accept) {
+    let detail = match (accept, response.accept()) {
         (AcceptVerdict::Mismatch, Some(got)) => Some(format!(
             "Sec-WebSocket-Accept is {got:?}; the key calls for {:?}",
             expected()
         )),
-        (AcceptVerdict::Missing, _) if !request.method.is_empty() => Some(format!(
+        (AcceptVerdict::Missing, _) if !request.method().is_empty() => Some(format!(
             "the 101 has no Sec-WebSocket-Accept; the key calls for {:?}",
             expected()
         )),
@@ -81,7 +80,7 @@ pub(crate) fn check_handshake(
             );
         }
     }
-    if let Some(protocol) = &response.protocol
+    if let Some(protocol) = response.protocol()
         && !request.protocols.iter().any(|p| p == protocol)
     {
         let detail = format!("the server selected {protocol:?}, which the client did not offer");

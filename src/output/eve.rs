@@ -268,19 +268,19 @@ fn http(w: &mut impl Write, id: &str, cnt: Option<u64>, e: &HandshakeEvent<'_>) 
     };
     envelope(w, e.ts, id, flow, head)?;
     w.write_all(b",\"tx_id\":0,\"http\":{")?;
-    if let Some(host) = &req.host {
+    if let Some(host) = req.host() {
         w.write_all(b"\"hostname\":")?;
         string(w, hostname(host))?;
         w.write_all(b",")?;
     }
     w.write_all(b"\"url\":")?;
-    string(w, &req.uri)?;
-    if let Some(ua) = &req.user_agent {
+    string(w, req.uri())?;
+    if let Some(ua) = req.user_agent() {
         w.write_all(b",\"http_user_agent\":")?;
         string(w, ua)?;
     }
     w.write_all(b",\"http_method\":")?;
-    string(w, &req.method)?;
+    string(w, req.method())?;
     w.write_all(b",\"protocol\":\"HTTP/1.1\",\"status\":")?;
     num(w, resp.status)?;
     w.write_all(b",\"length\":0")?;

@@ -239,13 +239,13 @@ impl<W: Write> TextWriter<W> {
         self.paint(&style, "handshake")?;
         let w = &mut self.out.w;
         w.write_all(b" ")?;
-        escaped(w, &e.request.method)?;
+        escaped(w, e.request.method())?;
         w.write_all(b" ")?;
-        escaped(w, &e.request.uri)?;
+        escaped(w, e.request.uri())?;
         write!(w, " -> {} ", e.response.status)?;
-        escaped(w, &e.response.reason)?;
+        escaped(w, e.response.reason())?;
         write!(w, " accept={}", e.accept.name())?;
-        if let Some(p) = &e.response.protocol {
+        if let Some(p) = e.response.protocol() {
             w.write_all(b" protocol=")?;
             escaped(w, p)?;
         }

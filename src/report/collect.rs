@@ -464,9 +464,9 @@ impl EventSink for Collector {
 pub fn websocket_url(flow: &FlowMeta, handshake: Option<&Handshake>, tls: bool) -> String {
     let scheme = if tls { "wss" } else { "ws" };
     let host = handshake
-        .and_then(|h| h.request.host.clone())
+        .and_then(|h| h.request.host().map(str::to_string))
         .unwrap_or_else(|| host_of(flow.server));
-    let uri = handshake.map_or("/", |h| h.request.uri.as_str());
+    let uri = handshake.map_or("/", |h| h.request.uri());
     if uri.starts_with('/') {
         format!("{scheme}://{host}{uri}")
     } else {

@@ -115,7 +115,7 @@ fn entry_fields(conn: &Connection, h: Option<&Handshake>, session: bool) -> Valu
         (request_headers(h), response_headers(h))
     });
     let (status, reason) = match h {
-        Some(h) => (i64::from(h.response.status), h.response.reason.as_str()),
+        Some(h) => (i64::from(h.response.status), h.response.reason()),
         // Picked up mid-stream: no handshake was seen; HAR wants a status all the same.
         None => (0, ""),
     };
@@ -148,7 +148,7 @@ fn entry_fields(conn: &Connection, h: Option<&Handshake>, session: bool) -> Valu
         "startedDateTime": iso8601(ts),
         "time": latency_ms,
         "request": {
-            "method": h.map_or("GET", |h| h.request.method.as_str()),
+            "method": h.map_or("GET", |h| h.request.method()),
             "url": url,
             "httpVersion": "HTTP/1.1",
             "headers": request_headers,

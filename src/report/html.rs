@@ -102,14 +102,14 @@ fn connection_fields(conn: &Connection) -> Value {
         "server": conn.flow.server.to_string(),
         "midstream": conn.flow.midstream,
         "url": websocket_url(&conn.flow, h, tls),
-        "uri": summary.and_then(|s| s.uri.clone()).or_else(|| h.map(|h| h.request.uri.clone())),
+        "uri": summary.and_then(|s| s.uri.clone()).or_else(|| h.map(|h| h.request.uri().to_string())),
         "protocol": summary.and_then(|s| s.protocol.clone())
-            .or_else(|| h.and_then(|h| h.response.protocol.clone())),
+            .or_else(|| h.and_then(|h| h.response.protocol().map(str::to_string))),
         "extensions": summary.map_or_else(
             || h.map(|h| h.response.extensions.clone()).unwrap_or_default(),
             |s| s.extensions.clone()),
         "status": summary.and_then(|s| s.status).or_else(|| h.map(|h| h.response.status)),
-        "reason": h.map(|h| h.response.reason.clone()),
+        "reason": h.map(|h| h.response.reason().to_string()),
         "upgraded": h.is_some_and(|h| h.upgraded) || conn.flow.midstream,
         "handshakes": conn.handshakes.len(),
         "tls": tls,

@@ -22,6 +22,7 @@ use crate::event::{
 use crate::http::exchange::{
     HttpOutcome, HttpSide, HttpState, after_head, count_give_up, upgrade_memory,
 };
+use crate::wire::http::{ResponseText, UpgradeRequest};
 use crate::ws::resync::{Probe, ProbeVerdict};
 use crate::ws::{Scratch, WsSession};
 
@@ -396,7 +397,7 @@ the first copy was kept",
                 },
                 http.pending
                     .iter()
-                    .find_map(|p| p.upgrade.as_ref().map(|(request, _)| request.uri.as_str())),
+                    .find_map(|p| p.upgrade.as_ref().map(|(request, _)| request.uri())),
             ),
             _ => (&no_counters, None),
         };
@@ -410,7 +411,7 @@ the first copy was kept",
         self.summarise = false;
         let handshake = handshake.as_deref();
         let uri = handshake
-            .map(|h| h.request.uri.as_str())
+            .map(|h| h.request.uri())
             .filter(|u| !u.is_empty())
             .or(unanswered);
         ctx.sink.event(&Event::Flow(FlowEvent {
@@ -418,7 +419,7 @@ the first copy was kept",
             flow: ctx.flow,
             start,
             uri,
-            protocol: handshake.and_then(|h| h.response.protocol.as_deref()),
+            protocol: handshake.and_then(|h| h.response.protocol()),
             extensions: handshake.map_or(&[], |h| &h.response.extensions[..]),
             status: handshake.map(|h| h.response.status),
             counters,
@@ -519,7 +520,7 @@ pub const SHED_URI: usize = 256;
 /// event has shown them). Returns the URI bytes cut.
 fn cut_handshake(handshake: &mut Upgrade) -> u64 {
     let request = &mut handshake.request;
-    let uri = &request.uri;
+    let uri = request.uri();
     let cut_from = uri.len();
     // A URI cut once stays: its note makes it a little longer than it was cut to.
     let mut keep = if cut_from > SHED_URI + 64 {
@@ -531,21 +532,26 @@ fn cut_handshake(handshake: &mut Upgrade) -> u64 {
         keep -= 1;
     }
     let cut = cut_from - keep;
-    let slim = crate::wire::http::UpgradeRequest {
-        method: std::mem::take(&mut request.method),
-        uri: if cut > 0 {
-            format!(
-                "{} ... (cut to stay within --max-memory, {cut_from} bytes)",
-                &uri[..keep]
-            )
-        } else {
-            std::mem::take(&mut request.uri)
-        },
-        ..Default::default()
+    let cut_uri;
+    let uri = if cut > 0 {
+        cut_uri = format!(
+            "{} ... (cut to stay within --max-memory, {cut_from} bytes)",
+            &uri[..keep]
+        );
+        &cut_uri
+    } else {
+        uri
     };
-    *request = slim;
-    handshake.response.reason = String::new();
-    handshake.response.accept = None;
+    *request = UpgradeRequest::with_text([
+        Some(request.method()),
+        Some(uri),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]);
+    handshake.response.retain_text(&[ResponseText::Protocol]);
     handshake.response.malformed = None;
     cut as u64
 }

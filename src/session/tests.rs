@@ -41,7 +41,7 @@ fn run(ws_port: bool, steps: &[Step<'_>]) -> (Vec<String>, WsStats) {
         Event::Anomaly(a) => events.push(format!("{} {}", a.kind.name(), a.detail)),
         Event::Handshake(h) => events.push(format!(
             "handshake {} {} accept={}",
-            h.request.uri,
+            h.request.uri(),
             h.response.status,
             h.accept.name()
         )),
