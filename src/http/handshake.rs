@@ -140,10 +140,6 @@ impl UpgradeRequest {
         };
         texts[field as usize] = Some(text(value));
     }
-
-    fn set_texts(&mut self, texts: &Texts<'_, REQUEST_TEXTS>) {
-        self.replace_text(texts_as_str(texts));
-    }
 }
 
 impl UpgradeResponse {
@@ -157,10 +153,6 @@ impl UpgradeResponse {
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade_websocket |= has_token(value, "websocket");
         }
-    }
-
-    fn set_texts(&mut self, texts: &Texts<'_, RESPONSE_TEXTS>) {
-        self.replace_text(texts_as_str(texts));
     }
 
     /// RFC 9112 6.3: 1xx, 204, 304 and answers to HEAD have no body; without a length, the
@@ -196,7 +188,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, Head
     for h in req.headers.iter() {
         out.header(h.name.as_bytes(), h.value, &mut texts);
     }
-    out.set_texts(&texts);
+    out.replace_text(texts_as_str(&texts));
     // A request has a body only when it says so (RFC 9112 6.3).
     out.body = body_from_headers(req.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
         .unwrap_or(BodyLength::None);
@@ -217,7 +209,7 @@ fn lenient_request(
     for (name, value) in &head.headers {
         out.header(name, value, &mut texts);
     }
-    out.set_texts(&texts);
+    out.replace_text(texts_as_str(&texts));
     out.malformed = head.odd;
     out.body = body_from_headers(head.headers.iter().map(|(n, v)| (*n, &v[..])))
         .unwrap_or(BodyLength::None);
@@ -243,7 +235,7 @@ pub fn parse_response(
     for h in resp.headers.iter() {
         out.header(h.name.as_bytes(), h.value, &mut texts);
     }
-    out.set_texts(&texts);
+    out.replace_text(texts_as_str(&texts));
     out.status = resp.code.unwrap_or_default();
     out.set_body(
         body_from_headers(resp.headers.iter().map(|h| (h.name.as_bytes(), h.value))),
@@ -266,7 +258,7 @@ fn lenient_response(
     for (name, value) in &head.headers {
         out.header(name, value, &mut texts);
     }
-    out.set_texts(&texts);
+    out.replace_text(texts_as_str(&texts));
     // The start line's shape was checked: three digits.
     out.status = std::str::from_utf8(head.start[1])
         .ok()
