@@ -86,8 +86,9 @@ impl FileReader {
 
     /// The bytes of the record [`AHEAD`] records after the next one, when it and those before
     /// it are wholly buffered and every packet is handed on as it is: for asking for its
-    /// connection's state before it is needed. A cursor kept [`AHEAD`] records in front of
-    /// the next makes this one header read per packet.
+    /// connection's state before it is needed. A cursor kept just past the record shown last
+    /// makes this one header read per packet; each record is shown once (a second call
+    /// before the next record is read shows none).
     pub(crate) fn buffered_ahead(&mut self) -> Option<(LinkType, &[u8])> {
         let super::Format::Pcap { big, modified, .. } = self.format else {
             return None;
@@ -102,17 +103,21 @@ impl FileReader {
         if self.ahead.at < next || self.ahead.at - next > (self.end - self.start) as u64 {
             self.ahead = Ahead { at: next, lead: 0 };
         }
+        if self.ahead.lead > AHEAD {
+            return None;
+        }
         let buf = &self.buf[..self.end];
         let mut at = usize::try_from(self.ahead.at - self.base).ok()?;
         loop {
             let caplen = u32_at(buf.get(at..at + header)?, 8, big) as usize;
             let data = buf.get(at + header..(at + header).checked_add(caplen)?)?;
-            if self.ahead.lead >= AHEAD {
-                return Some((self.interfaces.first()?.link?, data));
-            }
+            let lead = self.ahead.lead;
             at += header + caplen;
             self.ahead.at += (header + caplen) as u64;
             self.ahead.lead += 1;
+            if lead == AHEAD {
+                return Some((self.interfaces.first()?.link?, data));
+            }
         }
     }
 }
@@ -121,7 +126,7 @@ impl FileReader {
 pub(super) const AHEAD: u32 = super::super::LOOK_AHEAD as u32;
 
 /// Where [`FileReader::buffered_ahead`]'s cursor is: a record's offset in the stream, and how
-/// many records after the next one it is.
+/// many records after the next one it is (one more than [`AHEAD`] once that one was shown).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Ahead {
     pub(super) at: u64,
