@@ -10,7 +10,7 @@
 # 50,000): costs are compared per MB. All of MANY's connections are open together for most of
 # the capture. Runs `wsnoop -r F -q --threads N` (1 unless --threads) R times on each, in
 # turn, and prints per file: CPU seconds (user + sys) per MB, median of the runs; peak RSS
-# (GNU time's %M, the largest of the runs); then the ratio MANY / FEW of CPU per MB (the
+# (GNU time's %M, a run of its own); then the ratio MANY / FEW of CPU per MB (the
 # target is at most 1.5x) and MANY's peak RSS against 64 MB + 1 KiB per connection.
 # --deflate (0 by default) is the per cent of connections with permessage-deflate: their
 # inflaters (up to 2^window_bits bytes of window each way, and zlib's tables) are counted apart
@@ -61,17 +61,22 @@ mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.3f", b / 1e6 }'; }
 MB_FEW=$(mb "$F_FEW") MB_MANY=$(mb "$F_MANY")
 
 declare -a CPU_FEW=() CPU_MANY=()
-RSS_FEW=0 RSS_MANY=0
-one() {   # one FILE -> "cpu_seconds rss_kb"
-    /usr/bin/time -f '%U %S %M' -o "$BENCH_DIR/.time" "$WSNOOP" -r "$1" -q --threads "$THREADS" \
+rss() {   # rss FILE -> peak RSS in KB (GNU time's %M)
+    /usr/bin/time -f '%M' -o "$BENCH_DIR/.time" "$WSNOOP" -r "$1" -q --threads "$THREADS" \
         >/dev/null 2>&1
-    awk '{ printf "%.3f %d\n", $1 + $2, $3 }' "$BENCH_DIR/.time"
+    cat "$BENCH_DIR/.time"
 }
-one "$F_FEW" >/dev/null   # warm the page cache
-one "$F_MANY" >/dev/null
+cpu() {   # cpu FILE -> CPU seconds (user + sys)
+    # bash's `times` gives milliseconds where GNU time gives hundredths, which are 17% of the
+    # few connections' 0.06 s; the subshell's only child is wsnoop.
+    ( "$WSNOOP" -r "$1" -q --threads "$THREADS" >/dev/null 2>&1; times ) |
+        awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f\n", 60 * (u[1] + s[1]) + u[2] + s[2] }'
+}
+RSS_FEW=$(rss "$F_FEW")   # also warms the page cache
+RSS_MANY=$(rss "$F_MANY")
 for ((r = 0; r < RUNS; r++)); do
-    read -r c m < <(one "$F_FEW"); CPU_FEW+=("$c"); ((m > RSS_FEW)) && RSS_FEW=$m
-    read -r c m < <(one "$F_MANY"); CPU_MANY+=("$c"); ((m > RSS_MANY)) && RSS_MANY=$m
+    CPU_FEW+=("$(cpu "$F_FEW")")
+    CPU_MANY+=("$(cpu "$F_MANY")")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 C_FEW=$(median "${CPU_FEW[@]}") C_MANY=$(median "${CPU_MANY[@]}")
