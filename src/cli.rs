@@ -138,9 +138,9 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) summary: bool,
 
-    /// Decode with this many threads [default: as many as CPUs]: the one reading the capture
-    /// and N-1 workers, connections shared out among them; the output is the same whatever N
-    /// (1 asks for one thread). With -c the run uses one thread.
+    /// Decode with this many threads [default: as many as CPUs reading a file, one live]: the
+    /// one reading the capture and N-1 workers, connections shared out among them; the output
+    /// is the same whatever N (1 asks for one thread). With -c the run uses one thread.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
     pub(crate) threads: Option<u16>,
@@ -283,8 +283,8 @@ pub(crate) struct DiagnoseArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
-    /// Decode with this many threads [default: as many as CPUs]; the findings are the same
-    /// whatever N.
+    /// Decode with this many threads [default: as many as CPUs reading a file, one live]; the
+    /// findings are the same whatever N.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
     pub(crate) threads: Option<u16>,
@@ -373,8 +373,8 @@ pub(crate) struct ReportArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub(crate) idle: f64,
 
-    /// Decode with this many threads [default: as many as CPUs]; the report is the same
-    /// whatever N.
+    /// Decode with this many threads [default: as many as CPUs reading a file, one live]; the
+    /// report is the same whatever N.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(parallel::MAX_THREADS)))]
     pub(crate) threads: Option<u16>,

@@ -129,8 +129,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let threads = if one_thread {
         1
     } else {
+        let live = cli.source.read.is_none();
         cli.threads
-            .map_or_else(parallel::default_threads, usize::from)
+            .map_or_else(|| parallel::default_threads(live), usize::from)
     };
     install_signal_handlers();
     let mut source = open_source(
@@ -396,7 +397,8 @@ fn run_events(
 ) -> anyhow::Result<Stats> {
     let mut on_drops = say_drops;
     let control = run_control(duration, &mut on_drops, &options.tls);
-    let threads = threads.map_or_else(parallel::default_threads, usize::from);
+    let live = source.is_live();
+    let threads = threads.map_or_else(|| parallel::default_threads(live), usize::from);
     let mut stats = if threads > 1 {
         parallel::run_events(source, options, threads, sink, control)?.1
     } else {

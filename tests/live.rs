@@ -640,6 +640,44 @@ fn live_capture_with_threads() {
     }
 }
 
+/// A live capture decodes on the thread that reads it unless `--threads` asks for more: live,
+/// the network sets the pace, and handing packets to workers only costs CPU. The threads are
+/// counted once the traffic has been decoded, so the workers of `--threads 2` exist by then.
+#[test]
+fn live_capture_uses_one_thread_unless_asked() {
+    require_root!();
+    let ns = Netns::new("onethread");
+    let port = 9106u16;
+    let filter = format!("tcp port {port}");
+    for (threads, more_than_one) in [(None, false), (Some("2"), true)] {
+        let mut args = vec!["-i", "lo", "--json", "--max-payload", MAX_PAYLOAD];
+        if let Some(n) = threads {
+            args.extend(["--threads", n]);
+        }
+        args.push(&filter);
+        let mut run = Wsnoop::start(&ns, &args);
+        run.wait_listening();
+        drive_traffic(&ns, port);
+        run.wait_output("the server's close frame", is_server_close);
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", run.child.id()))
+            .expect("wsnoop's /proc tasks")
+            .count();
+        run.signal(libc::SIGINT);
+        let run = run.finish();
+        assert!(run.status.success(), "{} {:?}", run.status, run.stderr);
+        assert_eq!(
+            tasks > 1,
+            more_than_one,
+            "--threads {threads:?}: {tasks} threads"
+        );
+        assert_frames(
+            &frames_seen(&events(&run.stdout)),
+            &expected_frames(),
+            &format!("--threads {threads:?}"),
+        );
+    }
+}
+
 /// `-c` stops a live capture by itself once that many frames are out. With `-Z` the capture
 /// goes on as another user once the device is open.
 #[test]

@@ -49,8 +49,15 @@ use worker::{WorkerEnds, worker};
 /// The most decoding threads a run uses; more would only cost memory and switches.
 pub const MAX_THREADS: u16 = 256;
 
-/// Threads when the user names none: one per CPU, within [`MAX_THREADS`].
-pub fn default_threads() -> usize {
+/// Threads when the user names none: one per CPU, within [`MAX_THREADS`], for a capture
+/// file; one for a live capture. Live, the packets come at the network's pace, not the disk's:
+/// at 450,000 packets a second (the most tcpreplay sent here, `benches/live.sh`) one decoder
+/// used a sixth of a CPU and dropped nothing, while handing packets to workers cost `-q` a
+/// sixth to a third more CPU (and a frame's latency through a pipe doubles with two threads).
+pub fn default_threads(live: bool) -> usize {
+    if live {
+        return 1;
+    }
     thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, usize::from(MAX_THREADS))
